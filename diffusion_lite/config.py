@@ -1,0 +1,134 @@
+"""Frozen configuration dataclasses (taught in chapters 02-04).
+
+Every model checkpoint stores these as JSON, so a model is rebuilt from the file alone::
+
+    cfg = UNetConfig.from_dict(json.loads(text))
+
+Defaults are the MNIST recipe that trains in minutes on a laptop CPU; `cifar_unet_config()` is a
+preset for 3x32x32 images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+def _from_dict(cls, d: dict[str, Any]):
+    """Build dataclass `cls` from a dict, turning lists back into tuples; unknown keys are an error."""
+    names = {f.name for f in fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}; expected some of {sorted(names)}")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    return cls(**kwargs)
+
+
+class _Serializable:
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        return _from_dict(cls, d)
+
+    def replace(self, **changes):
+        """A copy with some fields changed (the dataclass is frozen)."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig(_Serializable):
+    """Noise schedule: `kind` in {"linear", "cosine", "sigmoid"} over `T` steps (see schedules.py)."""
+
+    kind: str = "cosine"
+    T: int = 1000
+    beta_start: float = 1e-4  # linear / sigmoid only
+    beta_end: float = 0.02  # linear / sigmoid only
+
+
+@dataclass(frozen=True)
+class UNetConfig(_Serializable):
+    """Noise-prediction U-Net.
+
+    Resolutions are counted in pixels: with image_size=28 and channel_mults=(1, 2, 2) the levels run
+    at 28, 14 and 7 pixels, so ``attn_resolutions=(7,)`` puts self-attention at the 7x7 level.
+    ``cross_attn_resolutions`` puts transformer blocks (self + cross-attention to text tokens of width
+    ``context_dim``) at those levels; they need ``context_dim``.
+    """
+
+    in_channels: int = 1
+    image_size: int = 28
+    base_channels: int = 32
+    channel_mults: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 1
+    attn_resolutions: tuple[int, ...] = (7,)
+    cross_attn_resolutions: tuple[int, ...] = ()
+    context_dim: int | None = None
+    num_heads: int = 4
+    groups: int = 8
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.cross_attn_resolutions and not self.context_dim:
+            raise ValueError("cross_attn_resolutions need context_dim (the width of the text tokens)")
+        for m in self.channel_mults:
+            if (self.base_channels * m) % self.groups:
+                raise ValueError(f"channels {self.base_channels * m} not divisible by groups={self.groups}")
+        size = self.image_size
+        for _ in range(len(self.channel_mults) - 1):
+            if size % 2:
+                raise ValueError(
+                    f"image_size={self.image_size} cannot be halved {len(self.channel_mults) - 1} times; "
+                    "use fewer channel_mults")
+            size //= 2
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Serializable):
+    """Optimisation settings for `train.fit` (chapter 04).
+
+    prediction: what the network outputs, "eps" (DDPM), "v" (Salimans & Ho 2022) or "x0".
+    loss_weighting: "none" (plain MSE on the target) or "min_snr" (Hang et al. 2023, gamma=5).
+    p_uncond: probability that a text prompt is replaced by the empty prompt (classifier-free guidance).
+    """
+
+    steps: int = 2000
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    ema_decay: float = 0.999
+    ema_warmup: bool = True
+    grad_clip: float = 1.0
+    prediction: str = "eps"
+    loss_weighting: str = "none"
+    p_uncond: float = 0.1
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 50
+    amp: bool = False  # bf16 autocast on CUDA only
+    compile: bool = False
+    channels_last: bool = False
+
+    def __post_init__(self):
+        if self.prediction not in ("eps", "v", "x0"):
+            raise ValueError(f"prediction must be 'eps', 'v' or 'x0', got {self.prediction!r}")
+        if self.loss_weighting not in ("none", "min_snr"):
+            raise ValueError(f"loss_weighting must be 'none' or 'min_snr', got {self.loss_weighting!r}")
+        if not 0.0 <= self.p_uncond <= 1.0:
+            raise ValueError(f"p_uncond must be in [0, 1], got {self.p_uncond}")
+
+
+def mnist_unet_config(**changes) -> UNetConfig:
+    """The small MNIST U-Net (about 0.4M parameters) that trains on a CPU."""
+    return UNetConfig(**changes)
+
+
+def cifar_unet_config(**changes) -> UNetConfig:
+    """A 3x32x32 preset (levels 32, 16, 8, 4); meant for a GPU."""
+    base = dict(in_channels=3, image_size=32, base_channels=64, channel_mults=(1, 2, 2, 2),
+                num_res_blocks=2, attn_resolutions=(16,), groups=32, dropout=0.1)
+    base.update(changes)
+    return UNetConfig(**base)

@@ -1,0 +1,168 @@
+"""The reverse process: DDPM ancestral sampling and DDIM (chapter 05).
+
+Every sampler is a plain function with one signature (as in k-diffusion)::
+
+    x_0 = sample_ddim(model_fn, schedule, shape=(16, 1, 28, 28), steps=50, generator=g)
+
+where ``model_fn(x_t, t) -> eps_hat`` is any callable: a bare U-Net, a closure that adds text
+conditioning, or a classifier-free guidance wrapper (guidance.py). The step functions are pure.
+
+=============  ==============  =========================================================
+symbol         code            meaning
+=============  ==============  =========================================================
+eps_theta      ``eps_hat``     the network's noise prediction
+x_0 hat        ``x0_hat``      predicted clean image, eq. (15) of DDPM / eq. (12) of DDIM
+sigma_t        ``sigma``       DDIM noise level, eq. (16); eta=1 gives DDPM's posterior std
+=============  ==============  =========================================================
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .schedules import Schedule, extract, predict_eps_from_x0, predict_x0_from_eps, q_posterior_mean_variance
+
+ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Callback = Callable[[dict], None]
+
+
+def timesteps(schedule: Schedule, steps: int) -> list[int]:
+    """``steps`` evenly spaced, decreasing time steps from T-1 down to 0 (the "trailing" spacing)."""
+    T = schedule.T
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must be in [1, {T}], got {steps}")
+    ts = torch.linspace(T - 1, 0, steps).round().long().tolist()
+    return sorted(set(ts), reverse=True)
+
+
+def _x0_and_eps(schedule, x_t, t, eps_hat, clip_x0: bool):
+    """Predicted x_0 from eps_hat; with ``clip_x0`` clamp it to [-1, 1] and re-derive eps from it."""
+    x0_hat = predict_x0_from_eps(schedule, x_t, t, eps_hat)
+    if clip_x0:
+        x0_hat = x0_hat.clamp(-1.0, 1.0)
+        eps_hat = predict_eps_from_x0(schedule, x_t, t, x0_hat)
+    return x0_hat, eps_hat
+
+
+def ddpm_step(schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor, eps_hat: torch.Tensor,
+              noise: torch.Tensor, clip_x0: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """One ancestral step x_t -> x_{t_prev}, from q(x_{t_prev} | x_t, x0_hat) (DDPM eqs. 6-7, Algorithm 2).
+
+    With ``t_prev = t - 1`` this is DDPM's step; with larger jumps the posterior is taken between
+    alpha_bar_t and alpha_bar_{t_prev} (as in "respaced" DDPM, Nichol & Dhariwal 2021).
+    ``t_prev = -1`` means the final step to x_0, where no noise is added. Returns (x_prev, x0_hat).
+    """
+    x0_hat, eps_hat = _x0_and_eps(schedule, x_t, t, eps_hat, clip_x0)
+    if int(t_prev[0]) == int(t[0]) - 1:
+        mean, var, _ = q_posterior_mean_variance(schedule, x0_hat, x_t, t)
+    else:  # respaced: the posterior of the coarser chain whose steps are t_prev -> t
+        ab_t = extract(schedule.alpha_bar, t, x_t)
+        ab_prev = extract(schedule.alpha_bar, t_prev.clamp(min=0), x_t) if int(t_prev[0]) >= 0 \
+            else torch.ones_like(ab_t)
+        beta = 1 - ab_t / ab_prev
+        var = beta * (1 - ab_prev) / (1 - ab_t)
+        mean = (ab_prev.sqrt() * beta / (1 - ab_t)) * x0_hat + ((1 - beta).sqrt() * (1 - ab_prev) / (1 - ab_t)) * x_t
+    if int(t_prev[0]) < 0:
+        return x0_hat, x0_hat
+    return mean + var.sqrt() * noise, x0_hat
+
+
+def ddim_step(schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor, eps_hat: torch.Tensor,
+              noise: torch.Tensor | None = None, eta: float = 0.0, clip_x0: bool = True):
+    """DDIM update (Song et al. 2021, eq. 12) from t to t_prev (``t_prev = -1``: to x_0). Returns (x_prev, x0_hat).
+
+    x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - sigma^2) eps_hat + sigma noise,
+    sigma = eta sqrt((1 - ab_prev) / (1 - ab_t)) sqrt(1 - ab_t / ab_prev)   (eq. 16).
+    eta = 0 is deterministic; eta = 1 matches DDPM's posterior variance.
+    """
+    x0_hat, eps_hat = _x0_and_eps(schedule, x_t, t, eps_hat, clip_x0)
+    if int(t_prev[0]) < 0:
+        return x0_hat, x0_hat
+    ab_t = extract(schedule.alpha_bar, t, x_t)
+    ab_prev = extract(schedule.alpha_bar, t_prev, x_t)
+    sigma = eta * ((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)).sqrt()
+    x_prev = ab_prev.sqrt() * x0_hat + (1 - ab_prev - sigma**2).clamp(min=0).sqrt() * eps_hat
+    if eta > 0:
+        if noise is None:
+            raise ValueError("ddim_step with eta > 0 needs noise")
+        x_prev = x_prev + sigma * noise
+    return x_prev, x0_hat
+
+
+def _loop(step_fn, model_fn: ModelFn, schedule: Schedule, shape, x_T, steps, generator, callback, progress, device,
+          desc):
+    if x_T is None:
+        if shape is None:
+            raise ValueError("give either shape=(B, C, H, W) or x_T")
+        x_T = torch.randn(shape, generator=generator, device=device or "cpu")
+    x = x_T
+    B = x.shape[0]
+    ts = timesteps(schedule, steps)
+    pairs = list(zip(ts, ts[1:] + [-1]))
+    for i, (t_cur, t_next) in enumerate(tqdm(pairs, desc=desc, disable=not progress, leave=False)):
+        t = torch.full((B,), t_cur, dtype=torch.long, device=x.device)
+        t_prev = torch.full((B,), t_next, dtype=torch.long, device=x.device)
+        with torch.no_grad():
+            eps_hat = model_fn(x, t)
+        if eps_hat.shape != x.shape:
+            raise ValueError(f"model_fn returned shape {tuple(eps_hat.shape)}, expected {tuple(x.shape)}")
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if t_next >= 0 else None
+        x, x0_hat = step_fn(x, t, t_prev, eps_hat.to(x.dtype), noise)
+        if callback is not None:
+            callback({"i": i, "t": t_cur, "x_t": x, "x0_hat": x0_hat})
+    return x
+
+
+def sample_ddpm(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, steps: int | None = None,
+                generator: torch.Generator | None = None, callback: Callback | None = None, clip_x0: bool = True,
+                progress: bool = True, device=None) -> torch.Tensor:
+    """Ancestral sampling (DDPM Algorithm 2), optionally on a coarser grid of ``steps`` time steps.
+
+    shape: (B, C, H, W) to draw x_T ~ N(0, I) on ``device`` with ``generator``, or pass x_T.
+    callback(dict(i, t, x_t, x0_hat)) is called after every step (x_t is the new, less noisy state).
+    Returns x_0 of shape (B, C, H, W), roughly in [-1, 1].
+    """
+    steps = steps or schedule.T
+    fn = lambda x, t, tp, e, n: ddpm_step(schedule, x, t, tp, e, n, clip_x0)
+    return _loop(fn, model_fn, schedule, shape, x_T, steps, generator, callback, progress, device, "DDPM")
+
+
+def sample_ddim(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, steps: int = 50, eta: float = 0.0,
+                generator: torch.Generator | None = None, callback: Callback | None = None, clip_x0: bool = True,
+                progress: bool = True, device=None) -> torch.Tensor:
+    """DDIM sampling (Song et al. 2021) over ``steps`` evenly spaced time steps; same signature as sample_ddpm."""
+    fn = lambda x, t, tp, e, n: ddim_step(schedule, x, t, tp, e, n, eta, clip_x0)
+    return _loop(fn, model_fn, schedule, shape, x_T, steps, generator, callback, progress, device, "DDIM")
+
+
+SAMPLERS = {"ddpm": sample_ddpm, "ddim": sample_ddim}
+
+
+def sample(model_fn: ModelFn, schedule: Schedule, *, sampler: str = "ddim", **kwargs) -> torch.Tensor:
+    """Dispatch by name: ``sample(model_fn, schedule, sampler="ddpm", shape=..., steps=...)``."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
+    return SAMPLERS[sampler](model_fn, schedule, **kwargs)
+
+
+def eps_model_fn(model: torch.nn.Module, schedule: Schedule, prediction: str = "eps", **cond) -> ModelFn:
+    """Wrap a network into ``model_fn(x_t, t) -> eps_hat``, converting v- or x0-predictions to eps.
+
+    Extra keyword arguments (e.g. ``context=..., context_mask=...``) are passed to every call.
+    """
+    from .schedules import eps_from_v
+
+    def fn(x_t, t):
+        out = model(x_t, t, **cond)
+        if prediction == "eps":
+            return out
+        if prediction == "v":
+            return eps_from_v(schedule, x_t, t, out)
+        if prediction == "x0":
+            return predict_eps_from_x0(schedule, x_t, t, out)
+        raise ValueError(f"unknown prediction {prediction!r}")
+
+    return fn

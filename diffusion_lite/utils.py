@@ -1,0 +1,50 @@
+"""Small helpers: device choice, seeding, image conversion."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+
+def get_device(preferred: str | None = None) -> torch.device:
+    """cuda, then mps, then cpu; or ``preferred`` ("cpu", "cuda", "cuda:1", "mps"), checked to exist.
+
+    Called only by scripts, the CLI and notebooks; library code follows its inputs' device.
+    """
+    if preferred not in (None, "", "auto"):
+        dev = torch.device(preferred)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {preferred!r} requested but CUDA is not available; use --device cpu")
+        if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise ValueError(f"device {preferred!r} requested but MPS is not available; use --device cpu")
+        if dev.type not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"unknown device {preferred!r}; expected cpu, cuda[:N] or mps")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a CPU torch.Generator seeded with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] (any float) -> uint8 in [0, 255], same shape, on the CPU."""
+    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+
+
+def from_uint8(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """uint8 images in [0, 255] -> float32 in [-1, 1]."""
+    x = torch.as_tensor(x)
+    if x.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 images, got {x.dtype}")
+    return x.float() / 127.5 - 1.0
