@@ -29,7 +29,7 @@ PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 BUILDERS = {
     "diffusion": "diffusion_lite.pipeline:pipeline_from_checkpoint",
     "clip": "diffusion_lite.clip:clip_from_checkpoint",
-    "classifier": "diffusion_lite.metrics:classifier_from_checkpoint",
+    "classifier": "diffusion_lite.classifier:classifier_from_checkpoint",
 }
 
 
@@ -57,6 +57,9 @@ def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
     try:
         write(tmp)
         with open(tmp, "rb") as f:

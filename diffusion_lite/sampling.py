@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .schedules import Schedule, extract, predict_eps_from_x0, predict_x0_from_eps, q_posterior_mean_variance
+from .utils import progress_disabled
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[dict], None]
@@ -92,24 +93,31 @@ def ddim_step(schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor, t_prev: to
     return x_prev, x0_hat
 
 
+def _randn(shape, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """N(0, I) drawn on the generator's device and moved to ``device`` (a CPU generator gives the same
+    numbers whatever device the model runs on)."""
+    gen_device = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=gen_device).to(device)
+
+
 def _loop(step_fn, model_fn: ModelFn, schedule: Schedule, shape, x_T, steps, generator, callback, progress, device,
           desc):
     if x_T is None:
         if shape is None:
             raise ValueError("give either shape=(B, C, H, W) or x_T")
-        x_T = torch.randn(shape, generator=generator, device=device or "cpu")
+        x_T = _randn(shape, generator, torch.device(device or "cpu"))
     x = x_T
     B = x.shape[0]
     ts = timesteps(schedule, steps)
     pairs = list(zip(ts, ts[1:] + [-1]))
-    for i, (t_cur, t_next) in enumerate(tqdm(pairs, desc=desc, disable=not progress, leave=False)):
+    for i, (t_cur, t_next) in enumerate(tqdm(pairs, desc=desc, disable=progress_disabled(progress), leave=False)):
         t = torch.full((B,), t_cur, dtype=torch.long, device=x.device)
         t_prev = torch.full((B,), t_next, dtype=torch.long, device=x.device)
         with torch.no_grad():
             eps_hat = model_fn(x, t)
         if eps_hat.shape != x.shape:
             raise ValueError(f"model_fn returned shape {tuple(eps_hat.shape)}, expected {tuple(x.shape)}")
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if t_next >= 0 else None
+        noise = _randn(x.shape, generator, x.device).to(x.dtype) if t_next >= 0 else None
         x, x0_hat = step_fn(x, t, t_prev, eps_hat.to(x.dtype), noise)
         if callback is not None:
             callback({"i": i, "t": t_cur, "x_t": x, "x0_hat": x0_hat})

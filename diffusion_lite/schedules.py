@@ -33,9 +33,10 @@ from .config import ScheduleConfig
 
 
 def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
-    """DDPM's linear schedule (Ho et al. 2020, sec. 4), rescaled so any T keeps the same total noise."""
+    """DDPM's linear schedule (Ho et al. 2020, sec. 4) for T=1000; for other T the betas are scaled by
+    1000/T (as in improved-diffusion) so the total noise stays comparable, capped at 0.999."""
     scale = 1000.0 / T
-    return torch.linspace(beta_start * scale, beta_end * scale, T, dtype=torch.float64)
+    return torch.linspace(beta_start * scale, beta_end * scale, T, dtype=torch.float64).clamp(max=0.999)
 
 
 def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
@@ -50,7 +51,7 @@ def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Ten
 def sigmoid_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02, tau: float = 6.0) -> torch.Tensor:
     """Betas that follow a sigmoid from beta_start to beta_end (as in GeoDiff, Xu et al. 2022)."""
     x = torch.linspace(-tau, tau, T, dtype=torch.float64)
-    return torch.sigmoid(x) * (beta_end - beta_start) * (1000.0 / T) + beta_start
+    return (torch.sigmoid(x) * (beta_end - beta_start) + beta_start).mul(1000.0 / T).clamp(max=0.999)
 
 
 BETA_SCHEDULES = {"linear": linear_betas, "cosine": cosine_betas, "sigmoid": sigmoid_betas}
@@ -130,7 +131,8 @@ def _check_t(schedule: Schedule, x: torch.Tensor, t: torch.Tensor) -> torch.Tens
     if not isinstance(t, torch.Tensor):
         t = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
     if t.dim() != 1 or t.shape[0] != x.shape[0]:
-        raise ValueError(f"t must have shape ({x.shape[0]},) to match x of shape {tuple(x.shape)}, got {tuple(t.shape)}")
+        raise ValueError(f"t must have shape ({x.shape[0]},) to match x of shape {tuple(x.shape)}, "
+                         f"got {tuple(t.shape)}")
     if t.numel() and (int(t.min()) < 0 or int(t.max()) >= schedule.T):
         raise ValueError(f"t must be in [0, {schedule.T}), got values in [{int(t.min())}, {int(t.max())}]")
     return t

@@ -20,8 +20,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import UNetConfig
-from .layers import CrossAttention, Downsample, ResBlock, SelfAttention2d, SpatialTransformer, Upsample, \
-    timestep_embedding, zero_module
+from .layers import (
+    CrossAttention,
+    Downsample,
+    ResBlock,
+    SelfAttention2d,
+    SpatialTransformer,
+    Upsample,
+    timestep_embedding,
+    zero_module,
+)
 
 
 class UNet(nn.Module):
@@ -64,9 +72,10 @@ class UNet(nn.Module):
                 res //= 2
                 skips.append(ch)
 
-        self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, cfg.groups, cfg.dropout),
-                                  attn_block(ch, res) or SelfAttention2d(ch, cfg.num_heads, cfg.groups),
-                                  ResBlock(ch, ch, emb_dim, cfg.groups, cfg.dropout)])
+        mid_attn = attn_block(ch, res)  # attention in the middle only where the config asks for it
+        self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, cfg.groups, cfg.dropout)]
+                                 + ([mid_attn] if mid_attn is not None else [])
+                                 + [ResBlock(ch, ch, emb_dim, cfg.groups, cfg.dropout)])
 
         # up path: num_res_blocks + 1 blocks per level, each eating one skip connection
         self.up = nn.ModuleList()

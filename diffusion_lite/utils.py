@@ -48,3 +48,10 @@ def from_uint8(x: torch.Tensor | np.ndarray) -> torch.Tensor:
     if x.dtype != torch.uint8:
         raise ValueError(f"expected uint8 images, got {x.dtype}")
     return x.float() / 127.5 - 1.0
+
+
+def progress_disabled(progress: bool) -> bool:
+    """tqdm's ``disable`` for a ``progress`` flag: off when asked, or when TQDM_DISABLE is set (CI, nbval)."""
+    import os
+
+    return (not progress) or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")

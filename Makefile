@@ -1,0 +1,48 @@
+# diffusion-lite: two commands for a newcomer
+#   make demo   - create .venv, install the package with all extras, run `diffusion-lite demo`
+#   make test   - the whole test suite: package tests + every notebook under nbval (what CI runs)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: demo test test-fast test-notebooks install lint notebooks sync clean
+
+demo: $(STAMP)
+	$(BIN)/diffusion-lite demo
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[all]"
+	touch $(STAMP)
+
+# everything CI checks: lint, fast package tests, then the notebooks under nbval
+test: $(STAMP)
+	$(BIN)/ruff check diffusion_lite tests benchmarks scripts notebooks
+	TQDM_DISABLE=1 $(BIN)/python -m pytest tests -q -n 2
+	$(MAKE) test-notebooks
+
+test-fast: $(STAMP)
+	TQDM_DISABLE=1 $(BIN)/python -m pytest tests -q -n 2
+
+test-notebooks: $(STAMP)
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+	  TQDM_DISABLE=1 MPLBACKEND=agg $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
+	    --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider -n 2 --dist loadfile -q notebooks; \
+	else echo "no notebooks yet"; fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check diffusion_lite tests benchmarks scripts notebooks
+
+# re-execute every notebook in place (the committed outputs come from this) and sync the .py twins
+notebooks: $(STAMP)
+	TQDM_DISABLE=1 $(BIN)/python scripts/run_notebooks.py
+
+sync: $(STAMP)
+	$(BIN)/jupytext --sync notebooks/*.ipynb
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

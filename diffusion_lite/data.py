@@ -1,0 +1,299 @@
+"""Image datasets, offline first: MNIST (vendored in data/mnist/), Fashion-MNIST and CIFAR-10.
+
+    ds = load_dataset("mnist", subset=1000, balanced=True)  # 100 per digit, images (1000, 1, 28, 28)
+    x, y = ds[0]                                            # (1, 28, 28) float32 in [-1, 1], () long
+
+Files are looked for, in order, in: the ``root`` argument, ``$DIFFUSION_LITE_DATA``, the repository's data/,
+``~/.cache/diffusion_lite``, and (Fashion-MNIST only) ``/usr/share/datasets`` (Debian package
+``dataset-fashion-mnist``), each in our layout ``<dir>/<name>/`` or torchvision's (``<dir>/MNIST/raw/``,
+``<dir>/FashionMNIST/raw/``, ``<dir>/cifar-10-batches-py/``). Nothing is downloaded unless ``download=True``.
+A ``SHA256SUMS`` manifest next to the files (as in data/mnist/) is checked before reading.
+Pixels map to [-1, 1] by ``x / 127.5 - 1`` (as ``utils.from_uint8``).
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+ENV_VAR = "DIFFUSION_LITE_DATA"
+REPO_DATA_DIR = Path(__file__).resolve().parent.parent / "data"  # exists in a git checkout / editable install
+CACHE_DIR = Path.home() / ".cache" / "diffusion_lite"  # where download=True saves when no root is given
+DEBIAN_DIR = Path("/usr/share/datasets")  # `apt-get install dataset-fashion-mnist` -> fashion-mnist/*.gz
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A dataset's images are (channels, image_size, image_size); label k names ``classes[k]``."""
+
+    name: str
+    channels: int
+    image_size: int
+    classes: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo("mnist", 1, 28, tuple(str(d) for d in range(10))),
+    "fashion-mnist": DatasetInfo("fashion-mnist", 1, 28, ("T-shirt/top", "Trouser", "Pullover", "Dress",
+                                 "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")),
+    "cifar10": DatasetInfo("cifar10", 3, 32, ("airplane", "automobile", "bird", "cat", "deer", "dog",
+                           "frog", "horse", "ship", "truck")),
+}
+
+# Sub-folders of a search directory that may hold each dataset: our layout first, then torchvision's.
+_LAYOUTS = {
+    "mnist": ("mnist", "MNIST/raw"),
+    "fashion-mnist": ("fashion-mnist", "FashionMNIST/raw"),
+    "cifar10": ("cifar10", "cifar-10-batches-py", "cifar10/cifar-10-batches-py"),
+}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """No searched folder holds the dataset's files; the message lists every folder looked at."""
+
+
+class DatasetChecksumError(ValueError):
+    """A data file's sha256 differs from the one in the SHA256SUMS manifest next to it."""
+
+
+@dataclass(eq=False, repr=False)
+class ImageDataset(Dataset):
+    """Images in memory, ``ds[i] -> (image (C, H, W), label ())``; ``source``: the folder read from.
+
+    images: float32 (N, C, H, W) in [-1, 1]; labels: long (N,) in [0, num_classes).
+    """
+
+    name: str
+    split: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    info: DatasetInfo
+    source: Path | None = None
+
+    def __post_init__(self):
+        x, y = self.images, self.labels
+        if x.ndim != 4 or x.dtype != torch.float32 or y.dtype != torch.long or y.shape != x.shape[:1]:
+            raise ValueError(f"expected images float32 (N, C, H, W) and labels long (N,), "
+                             f"got {x.dtype} {tuple(x.shape)} and {y.dtype} {tuple(y.shape)}")
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.info.classes
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i]
+
+    def __repr__(self) -> str:
+        return (f"ImageDataset(name={self.name!r}, split={self.split!r}, n={len(self)}, "
+                f"image_shape={tuple(self.images.shape[1:])}, source={str(self.source)!r})")
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The DatasetInfo of ``name``; ValueError listing the valid names otherwise."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
+    return DATASETS[name]
+
+
+def search_dirs(name: str, root: str | os.PathLike | None = None) -> list[Path]:
+    """Directories searched for ``name``, in order: root, $DIFFUSION_LITE_DATA, repo data/, cache, Debian."""
+    dataset_info(name)
+    dirs = [Path(d).expanduser() for d in (root, os.environ.get(ENV_VAR)) if d]  # "" counts as unset
+    dirs += [REPO_DATA_DIR, CACHE_DIR] + ([DEBIAN_DIR] if name == "fashion-mnist" else [])
+    return list(dict.fromkeys(dirs))  # drop duplicates, keep order
+
+
+def _locate(name: str, split: str, root) -> tuple[Path, list[Path]]:
+    """First folder in the search path holding every file of the split -> (folder, file paths)."""
+    p = "train" if split == "train" else "t10k"
+    wanted, suffixes = [f"{p}-images-idx3-ubyte", f"{p}-labels-idx1-ubyte"], ("", ".gz")  # IDX, gzip or not
+    if name == "cifar10":
+        wanted, suffixes = [f"data_batch_{i}" for i in range(1, 6)] if p == "train" else ["test_batch"], ("",)
+    tried = []
+    for base in search_dirs(name, root):
+        for sub in _LAYOUTS[name]:
+            folder = base / sub
+            if not folder.is_dir():
+                tried.append(f"{folder}  (no such folder)")
+                continue
+            found = [next((q for s in suffixes if (q := folder / (f + s)).is_file()), None) for f in wanted]
+            missing = [f for f, q in zip(wanted, found, strict=True) if q is None]
+            if not missing:
+                return folder, found
+            tried.append(f"{folder}  (lacks {', '.join(missing)})")
+    raise DatasetNotFoundError(_not_found_message(name, split, tried))
+
+
+def _not_found_message(name: str, split: str, tried: list[str]) -> str:
+    how = [f"  - online: load_dataset({name!r}, download=True) or the CLI's --download "
+           f"(torchvision saves it under {CACHE_DIR}, or under `root` if given)"]
+    if name == "mnist":
+        how.append("  - MNIST ships in the repository's data/mnist/: use a git checkout / `pip install -e .`")
+    if name == "fashion-mnist":
+        how.append("  - Debian/Ubuntu, offline-friendly: sudo apt-get install dataset-fashion-mnist "
+                   f"(installs {DEBIAN_DIR / 'fashion-mnist'}/)")
+    how.append(f"  - or copy the files to <dir>/{_LAYOUTS[name][0]}/ and set {ENV_VAR}=<dir> (or root=<dir>)")
+    return (f"{name} ({split} split) not found. Looked in:\n" + "\n".join(f"  {t}" for t in tried)
+            + "\nTo get it:\n" + "\n".join(how))
+
+
+def _stat_key(p: Path) -> tuple[str, int, int]:  # cache key: a changed file is read again
+    st = p.stat()
+    return str(p), st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file (at most tens of MB here), cached per process for an unchanged (size, mtime)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _verify(files: list[Path]) -> None:
+    """Check the files listed in a SHA256SUMS manifest in their folder; no manifest, nothing to check."""
+    manifest = files[0].parent / "SHA256SUMS"
+    if not manifest.is_file():
+        return
+    lines = [line.split(maxsplit=1) for line in manifest.read_text().splitlines() if line.strip()]
+    if any(len(parts) != 2 for parts in lines):
+        raise DatasetChecksumError(f"{manifest}: expected lines '<sha256>  <file name>'")
+    expected = {fname.lstrip("*"): digest.lower() for digest, fname in lines}
+    for p in files:
+        if p.name in expected:
+            got = _sha256(*_stat_key(p))
+            if got != expected[p.name]:
+                raise DatasetChecksumError(f"{p} is corrupted: sha256 {got} but {manifest} expects "
+                                           f"{expected[p.name]}; restore it (e.g. `git checkout -- {p}`)")
+
+
+@functools.lru_cache(maxsize=16)
+def _read_idx(path: str, size: int, mtime_ns: int) -> np.ndarray:
+    """An IDX file of unsigned bytes (gzip or not) -> read-only uint8 array of the shape in its header."""
+    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+        buf = f.read()
+    if len(buf) < 4 or buf[:3] != b"\x00\x00\x08":
+        raise ValueError(f"{path}: not an IDX file of unsigned bytes (magic {buf[:4].hex()}, want 000008..)")
+    ndim = buf[3]
+    dims = tuple(int(d) for d in np.frombuffer(buf, dtype=">i4", count=ndim, offset=4))
+    data = np.frombuffer(buf, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: header says shape {dims} but the file holds {data.size} bytes")
+    return data.reshape(dims)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_cifar_batch(path: str, size: int, mtime_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """A CIFAR-10 python batch (the dataset's own pickle format) -> uint8 (N, 3, 32, 32), int64 (N,)."""
+    with open(path, "rb") as f:
+        d = pickle.load(f, encoding="latin1")
+    if not isinstance(d, dict) or not {"data", "labels"} <= d.keys():
+        raise ValueError(f"{path}: expected a dict with 'data' (N, 3072) and 'labels' (N,)")
+    data, labels = np.asarray(d["data"], dtype=np.uint8), np.asarray(d["labels"], dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != data.shape[:1]:
+        raise ValueError(f"{path}: expected data (N, 3072), labels (N,), got {data.shape}, {labels.shape}")
+    data = data.reshape(-1, 3, 32, 32)  # (N, 3, 32, 32): each row is the R, G, B planes, 32x32 row-major
+    for a in (data, labels):
+        a.setflags(write=False)  # cached: callers get copies
+    return data, labels
+
+
+def _read_raw(info: DatasetInfo, folder: Path, files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """Cached raw arrays: uint8 images (N, C, H, W), integer labels (N,); checked against ``info``."""
+    if info.name == "cifar10":
+        meta = folder / "batches.meta"
+        if meta.is_file():
+            with open(meta, "rb") as f:
+                names = tuple(pickle.load(f, encoding="latin1").get("label_names", ()))
+            if names != info.classes:
+                raise ValueError(f"{meta}: label_names {names} differ from CIFAR-10's {info.classes}")
+        batches = [_read_cifar_batch(*_stat_key(p)) for p in files]  # train: 5 x 10,000 images
+        images, labels = (np.concatenate(arrays) for arrays in zip(*batches, strict=True))
+    else:
+        images, labels = (_read_idx(*_stat_key(p)) for p in files)
+        images = images.reshape(len(images), 1, *images.shape[1:])  # (N, 1, 28, 28)
+    shape = (info.channels, info.image_size, info.image_size)
+    if images.ndim != 4 or images.shape[1:] != shape or labels.shape != images.shape[:1]:
+        raise ValueError(f"{folder}: expected images (N, {shape}) and labels (N,), "
+                         f"got {images.shape} and {labels.shape}")
+    if len(labels) and not 0 <= labels.min() <= labels.max() < info.num_classes:
+        raise ValueError(f"{folder}: labels outside [0, {info.num_classes})")
+    return images, labels
+
+
+def _select(info: DatasetInfo, split: str, labels: np.ndarray, subset, balanced: bool):
+    """Indices to keep: all, the first ``subset``, or the first ``subset // C`` of each class (file order)."""
+    if subset is None:
+        if balanced:
+            raise ValueError("balanced=True needs subset=K (it keeps K // num_classes images per class)")
+        return slice(None)
+    n, c = len(labels), info.num_classes
+    if not balanced:
+        if subset > n:
+            raise ValueError(f"subset={subset} but {info.name} {split} has only {n} images")
+        return slice(0, subset)
+    if subset < c:
+        raise ValueError(f"balanced subset={subset} is smaller than the number of classes ({c})")
+    per_class = subset // c
+    keep = [np.flatnonzero(labels == k)[:per_class] for k in range(c)]  # first per_class of each class
+    short = [f"{info.classes[k]!r}: {len(keep[k])}" for k in range(c) if len(keep[k]) < per_class]
+    if short:
+        raise ValueError(f"balanced subset={subset} needs {per_class} images per class but {info.name} "
+                         f"{split} has fewer for {', '.join(short)}")
+    return np.sort(np.concatenate(keep))  # back to file order
+
+
+def _download(name: str, root) -> None:
+    """Fetch ``name`` with torchvision into ``root`` or CACHE_DIR, in torchvision's layout (needs network)."""
+    import torchvision.datasets as tvd  # only needed here
+    target = Path(root).expanduser() if root is not None else CACHE_DIR  # torchvision creates it
+    cls = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10}[name]
+    cls(root=str(target), download=True)  # fetches both splits
+
+
+def load_dataset(name: str, split: str = "train", *, root: str | os.PathLike | None = None,
+                 subset: int | None = None, balanced: bool = False, download: bool = False) -> ImageDataset:
+    """Load a split of ``name`` ("mnist", "fashion-mnist", "cifar10") into memory.
+
+    Returns an ImageDataset: images float32 (N, C, H, W) in [-1, 1] ((1, 28, 28) or (3, 32, 32)), labels
+    long (N,). ``subset=K`` keeps the first K images; with ``balanced=True`` the first K // num_classes of
+    each class (N = (K // num_classes) * num_classes), in file order. ValueError for an unknown name/split
+    or an impossible subset; DatasetNotFoundError (a FileNotFoundError) when no searched folder has the
+    files; DatasetChecksumError when a file differs from its SHA256SUMS entry. ``download=True`` fetches
+    missing files with torchvision into ``root`` or CACHE_DIR. Raw arrays are cached per process.
+    """
+    info = dataset_info(name)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
+    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, (int, np.integer))
+                               or subset < 1):
+        raise ValueError(f"subset must be a positive int or None, got {subset!r}")
+    try:
+        folder, files = _locate(name, split, root)
+    except DatasetNotFoundError:
+        if not download:
+            raise
+        _download(name, root)
+        folder, files = _locate(name, split, root)
+    _verify(files)
+    raw_images, raw_labels = _read_raw(info, folder, files)
+    keep = _select(info, split, raw_labels, subset, balanced)
+    images = torch.from_numpy(np.array(raw_images[keep]))  # uint8 copy (N, C, H, W); cache stays read-only
+    images = images.float().div_(127.5).sub_(1.0)  # [0, 255] -> [-1, 1], as utils.from_uint8
+    labels = torch.from_numpy(np.array(raw_labels[keep], dtype=np.int64))
+    return ImageDataset(name, split, images, labels, info, source=folder)

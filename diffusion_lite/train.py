@@ -1,0 +1,217 @@
+"""Training: the noise-prediction loss, EMA, and a resumable training loop (chapter 04).
+
+DDPM's simplified objective (Ho et al. 2020, eq. 14 / Algorithm 1)::
+
+    t ~ U{0..T-1},  eps ~ N(0, I),  x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps
+    L_simple = || eps - eps_theta(x_t, t) ||^2
+
+The loop draws batches, t and eps from one seeded ``torch.Generator`` whose state is checkpointed,
+so stopping and resuming continues exactly as an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoints import add_prefix, load_checkpoint, load_state_strict, save_checkpoint, split_prefix
+from .config import TrainConfig
+from .schedules import Schedule, extract, q_sample, v_target
+from .utils import progress_disabled
+
+# cond_fn(images, labels, generator) -> extra keyword arguments for the U-Net (e.g. context, context_mask)
+CondFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], dict]
+
+
+def diffusion_loss(model: torch.nn.Module, schedule: Schedule, x0: torch.Tensor, *, prediction: str = "eps",
+                   loss_weighting: str = "none", generator: torch.Generator | None = None,
+                   t: torch.Tensor | None = None, reduce: bool = True, **cond) -> torch.Tensor:
+    """MSE between the network output and its target at random t (DDPM eq. 14).
+
+    x0: (B, C, H, W) in [-1, 1]. prediction: "eps" (target eps), "v" (target
+    sqrt(ab) eps - sqrt(1-ab) x0) or "x0". loss_weighting "min_snr": per-sample weight
+    min(SNR, 5) / SNR for eps (Hang et al. 2023), which down-weights the easy low-noise steps.
+    Returns a scalar, or the per-sample losses (B,) with ``reduce=False``.
+    """
+    B = x0.shape[0]
+    gen_device = generator.device if generator is not None else x0.device
+    if t is None:
+        t = torch.randint(0, schedule.T, (B,), generator=generator, device=gen_device).to(x0.device)
+    eps = torch.randn(x0.shape, generator=generator, device=gen_device).to(x0.device, x0.dtype)
+    x_t = q_sample(schedule, x0, t, noise=eps)
+    out = model(x_t, t, **cond)
+    target = {"eps": eps, "x0": x0}.get(prediction)
+    if prediction == "v":
+        target = v_target(schedule, x0, t, eps)
+    if target is None:
+        raise ValueError(f"unknown prediction {prediction!r}; expected 'eps', 'v' or 'x0'")
+    per_sample = (out.float() - target.float()).pow(2).mean(dim=(1, 2, 3))  # (B,)
+    if loss_weighting == "min_snr":
+        snr = extract(schedule.snr, t, x0).flatten()
+        w = {"eps": snr.clamp(max=5.0) / snr, "v": snr.clamp(max=5.0) / (snr + 1), "x0": snr.clamp(max=5.0)}
+        per_sample = per_sample * w[prediction]
+    elif loss_weighting != "none":
+        raise ValueError(f"unknown loss_weighting {loss_weighting!r}; expected 'none' or 'min_snr'")
+    return per_sample.mean() if reduce else per_sample
+
+
+class EMA:
+    """Exponential moving average of a model's weights: theta_ema <- d theta_ema + (1 - d) theta.
+
+    With ``warmup`` the decay is min(decay, (1 + n) / (10 + n)) after n updates, so early averages
+    are not dominated by the random initialisation.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float = 0.999, warmup: bool = True):
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay, self.warmup, self.num_updates = decay, warmup, 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.num_updates += 1
+        d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates)) if self.warmup else self.decay
+        for p_ema, p in zip(self.model.parameters(), model.parameters()):
+            p_ema.lerp_(p.detach(), 1 - d)
+        for b_ema, b in zip(self.model.buffers(), model.buffers()):
+            b_ema.copy_(b)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up for ``warmup_steps``, then cosine decay to 10% of ``lr`` at ``steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors = {f"optim.{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v))
+               for i, st in sd["state"].items() for k, v in st.items()}
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, v in split_prefix(tensors, "optim").items():
+        i, k = key.split(".", 1)
+        state.setdefault(int(i), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: TrainConfig, *,
+        labels: torch.Tensor | None = None, cond_fn: CondFn | None = None, run_dir: str | Path | None = None,
+        meta: dict | None = None, extra_tensors: dict[str, torch.Tensor] | None = None,
+        progress: bool = True, callback: Callable[[dict], None] | None = None) -> dict:
+    """Train ``model`` (in place) to predict noise on ``images`` (N, C, H, W) in [-1, 1].
+
+    The model's device is used for the computation; ``images`` may stay on the CPU. With ``run_dir``
+    a checkpoint is written atomically every ``cfg.checkpoint_every`` steps and at the end, and an
+    existing checkpoint there is resumed (same data order, noise and weights as an unbroken run).
+    ``meta`` (JSON) and ``extra_tensors`` (e.g. a frozen text encoder) are stored in each checkpoint.
+
+    Returns {"loss": [(step, loss)], "ema": EMA, "step": int, "seconds": float, "images_per_s": float}.
+    """
+    device = next(model.parameters()).device
+    if images.dim() != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
+    if cond_fn is not None and labels is None:
+        raise ValueError("cond_fn needs labels (one per image)")
+    gen = torch.Generator().manual_seed(cfg.seed)  # CPU generator: batches, t, eps, prompt dropout
+    torch.manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
+    history: list[tuple[int, float]] = []
+    step, seconds, running = 0, 0.0, None
+    ckpt = Path(run_dir) / "checkpoint" if run_dir is not None else None
+
+    if ckpt is not None and ckpt.with_suffix(".json").exists():
+        tensors, saved = load_checkpoint(ckpt, device)
+        load_state_strict(model, split_prefix(tensors, "train_unet"), "resume (model)")
+        load_state_strict(ema.model, split_prefix(tensors, "unet"), "resume (EMA)")
+        _load_optimizer(opt, tensors, saved["train_state"]["optimizer"])
+        gen.set_state(tensors["rng.generator"].cpu())
+        torch.set_rng_state(tensors["rng.torch"].cpu())
+        st = saved["train_state"]
+        step, seconds, ema.num_updates = st["step"], st["seconds"], st["ema_updates"]
+        history = [tuple(h) for h in st["loss_history"]]
+        running = st["running_loss"]
+        if step >= cfg.steps:
+            return {"loss": history, "ema": ema, "step": step, "seconds": seconds, "images_per_s": float("nan")}
+
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    train_model = torch.compile(model) if cfg.compile else model
+    use_amp = cfg.amp and device.type == "cuda"
+
+    def save():
+        if ckpt is None:
+            return
+        opt_tensors, opt_meta = _optimizer_tensors(opt)
+        tensors = {**add_prefix(ema.model.state_dict(), "unet"), **add_prefix(model.state_dict(), "train_unet"),
+                   **opt_tensors, **(extra_tensors or {}),
+                   "rng.generator": gen.get_state(), "rng.torch": torch.get_rng_state()}
+        state = {"step": step, "seconds": seconds, "ema_updates": ema.num_updates, "loss_history": history,
+                 "running_loss": running, "optimizer": opt_meta}
+        save_checkpoint(ckpt, tensors, {**(meta or {}), "kind": "diffusion", "train": cfg.to_dict(),
+                                        "train_state": state})
+
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=progress_disabled(progress), dynamic_ncols=True)
+    start_step, t_start = step, time.perf_counter()
+    while step < cfg.steps:
+        t0 = time.perf_counter()
+        idx = torch.randint(0, images.shape[0], (cfg.batch_size,), generator=gen)
+        x0 = images[idx].to(device, non_blocking=True)
+        if cfg.channels_last:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+        cond = cond_fn(x0, labels[idx], gen) if cond_fn is not None else {}
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            loss = diffusion_loss(train_model, schedule, x0, prediction=cfg.prediction,
+                                  loss_weighting=cfg.loss_weighting, generator=gen, **cond)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        ema.update(model)
+        step += 1
+        seconds += time.perf_counter() - t0
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"loss became {value} at step {step}; lower the learning rate (now {cfg.lr})")
+        running = value if running is None else 0.98 * running + 0.02 * value
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            history.append((step, round(running, 6)))
+        bar.set_postfix(loss=f"{running:.4f}", refresh=False)
+        bar.update(1)
+        if callback is not None:
+            callback({"step": step, "loss": value, "model": model, "ema": ema})
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            save()
+    bar.close()
+    save()
+    model.eval()
+    elapsed = time.perf_counter() - t_start
+    ips = (step - start_step) * cfg.batch_size / elapsed if step > start_step else float("nan")
+    return {"loss": history, "ema": ema, "step": step, "seconds": seconds, "images_per_s": ips}
+
+
+@torch.no_grad()
+def loss_per_timestep(model: torch.nn.Module, schedule: Schedule, x0: torch.Tensor, ts: list[int], *,
+                      prediction: str = "eps", generator: torch.Generator | None = None, **cond) -> list[float]:
+    """Mean MSE at each fixed t in ``ts`` (for the "which steps are hard?" plot of chapter 04)."""
+    out = []
+    for t_val in ts:
+        t = torch.full((x0.shape[0],), int(t_val), dtype=torch.long, device=x0.device)
+        out.append(diffusion_loss(model, schedule, x0, prediction=prediction, generator=generator, t=t,
+                                  **cond).item())
+    return out

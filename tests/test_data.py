@@ -1,0 +1,251 @@
+"""Tests for diffusion_lite.data: vendored MNIST, subsets, search path, errors, checksums, CIFAR-10."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from diffusion_lite import data
+from diffusion_lite.data import (
+    DATASETS,
+    DatasetChecksumError,
+    DatasetNotFoundError,
+    ImageDataset,
+    load_dataset,
+    search_dirs,
+)
+from diffusion_lite.utils import from_uint8, to_uint8
+
+MNIST_DIR = data.REPO_DATA_DIR / "mnist"
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """Point every search location at empty folders under tmp_path; returns tmp_path."""
+    for attr in ("REPO_DATA_DIR", "CACHE_DIR", "DEBIAN_DIR"):
+        d = tmp_path / attr.lower()
+        d.mkdir()
+        monkeypatch.setattr(data, attr, d)
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def no_env(monkeypatch):
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+
+
+def _idx_bytes(path, header: int) -> np.ndarray:
+    """The payload of an IDX .gz file read independently of the code under test."""
+    with gzip.open(path, "rb") as f:
+        return np.frombuffer(f.read(), dtype=np.uint8)[header:]
+
+
+def test_mnist_train_and_test(no_env):
+    train, test = load_dataset("mnist"), load_dataset("mnist", "test")
+    assert train.images.shape == (60000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)
+    assert train.labels.shape == (60000,) and test.labels.shape == (10000,)
+    assert train.images.dtype == torch.float32 and train.labels.dtype == torch.long
+    assert train.images.min() == -1.0 and train.images.max() == 1.0
+    assert train.labels[0] == 5 and test.labels[0] == 7  # the canonical first labels
+    assert torch.bincount(train.labels).tolist()[:2] == [5923, 6742]  # class counts of the real MNIST
+    assert train.classes == tuple("0123456789") and train.info is DATASETS["mnist"]
+    assert train.source == MNIST_DIR and len(train) == 60000
+    x, y = test[3]
+    assert x.shape == (1, 28, 28) and y.dtype == torch.long
+    # pixel mapping is exactly x / 127.5 - 1: converting back gives the file's bytes
+    raw = _idx_bytes(MNIST_DIR / "t10k-images-idx3-ubyte.gz", 16).reshape(10000, 1, 28, 28)
+    assert torch.equal(to_uint8(test.images[:50]), torch.from_numpy(raw[:50].copy()))
+    assert "n=10000" in repr(test)
+
+
+def test_subset_is_first_k(no_env):
+    full, sub = load_dataset("mnist", "test"), load_dataset("mnist", "test", subset=100)
+    assert len(sub) == 100
+    assert torch.equal(sub.images, full.images[:100]) and torch.equal(sub.labels, full.labels[:100])
+
+
+def test_balanced_subset_takes_first_of_each_class_in_file_order(no_env):
+    full = load_dataset("mnist", "test")
+    sub = load_dataset("mnist", "test", subset=105, balanced=True)
+    assert len(sub) == 100 and torch.bincount(sub.labels, minlength=10).tolist() == [10] * 10
+    expected = np.sort(np.concatenate([np.flatnonzero(full.labels.numpy() == k)[:10] for k in range(10)]))
+    assert torch.equal(sub.labels, full.labels[expected]) and torch.equal(sub.images, full.images[expected])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(subset=5, balanced=True), "smaller than the number of classes"),
+        (dict(balanced=True), "needs subset"),
+        (dict(subset=10001), "only 10000"),
+        (dict(subset=10000, balanced=True), "needs 1000 images per class.*'5': 892"),  # 892 fives in test
+        (dict(subset=0), "positive int"),
+        (dict(subset=2.5), "positive int"),
+        (dict(subset=True), "positive int"),
+    ],
+)
+def test_bad_subsets(no_env, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        load_dataset("mnist", "test", **kwargs)
+
+
+def test_unknown_dataset_and_split():
+    with pytest.raises(ValueError, match="cifar10.*fashion-mnist.*mnist"):
+        load_dataset("imagenet")
+    with pytest.raises(ValueError, match=r"'train', 'test'"):
+        load_dataset("mnist", "validation")
+
+
+def test_search_order(isolated, monkeypatch):
+    monkeypatch.setenv(data.ENV_VAR, str(isolated / "env"))
+    expected = [isolated / "root", isolated / "env", data.REPO_DATA_DIR, data.CACHE_DIR]
+    assert search_dirs("mnist", isolated / "root") == expected
+    assert search_dirs("fashion-mnist", isolated / "root") == expected + [data.DEBIAN_DIR]
+
+
+def test_missing_data_error_lists_every_place(isolated, monkeypatch):
+    monkeypatch.setenv(data.ENV_VAR, str(isolated / "env"))
+    (isolated / "root" / "fashion-mnist").mkdir(parents=True)  # exists but empty
+    with pytest.raises(DatasetNotFoundError) as e:
+        load_dataset("fashion-mnist", root=isolated / "root")
+    assert isinstance(e.value, FileNotFoundError)
+    msg = str(e.value)
+    for base in ["root", "env", "repo_data_dir", "cache_dir"]:
+        assert str(isolated / base / "fashion-mnist") in msg
+        assert str(isolated / base / "FashionMNIST" / "raw") in msg
+    assert str(isolated / "debian_dir" / "fashion-mnist") in msg
+    assert "lacks train-images-idx3-ubyte" in msg
+    for hint in ["download=True", "--download", "apt-get install dataset-fashion-mnist", data.ENV_VAR]:
+        assert hint in msg
+    with pytest.raises(DatasetNotFoundError) as e:
+        load_dataset("mnist", "test", root=isolated / "root")
+    assert "apt-get" not in str(e.value) and "data/mnist" in str(e.value)
+
+
+def test_env_var_and_torchvision_layout_with_plain_idx(isolated, monkeypatch):
+    raw = isolated / "env" / "MNIST" / "raw"  # torchvision's layout, decompressed files
+    raw.mkdir(parents=True)
+    for f in ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]:
+        (raw / f).write_bytes(gzip.decompress((MNIST_DIR / f"{f}.gz").read_bytes()))
+    monkeypatch.setenv(data.ENV_VAR, str(isolated / "env"))
+    ds = load_dataset("mnist", "test", subset=20)
+    assert ds.source == raw
+    assert torch.equal(ds.images, load_dataset("mnist", "test", root=MNIST_DIR.parent, subset=20).images)
+    with pytest.raises(DatasetNotFoundError, match="lacks train-images-idx3-ubyte, train-labels"):
+        load_dataset("mnist", "train", root=isolated / "env")
+
+
+def test_vendored_manifest_covers_all_files():
+    listed = {line.split()[1] for line in (MNIST_DIR / "SHA256SUMS").read_text().splitlines()}
+    assert listed == {p.name for p in MNIST_DIR.glob("*.gz")} and len(listed) == 4
+
+
+def test_checksum_mismatch_is_detected(isolated):
+    copy = isolated / "root" / "mnist"
+    shutil.copytree(MNIST_DIR, copy)
+    bad = copy / "t10k-labels-idx1-ubyte.gz"
+    blob = bytearray(bad.read_bytes())
+    blob[100] ^= 0xFF
+    bad.chmod(0o644)
+    bad.write_bytes(bytes(blob))
+    with pytest.raises(DatasetChecksumError, match="t10k-labels-idx1-ubyte.gz is corrupted"):
+        load_dataset("mnist", "test", root=isolated / "root")
+    assert len(load_dataset("mnist", "train", root=isolated / "root", subset=10)) == 10  # others still fine
+
+
+def _write_cifar(folder, rng, n_train=(2, 2, 2, 2, 2), n_test=3, label_names=None):
+    """A CIFAR-10 python-format folder; returns {file name: (data (N, 3072) uint8, labels list)}."""
+    folder.mkdir(parents=True)
+    batches = {}
+    names = [f"data_batch_{i + 1}" for i in range(len(n_train))] + ["test_batch"]
+    for fname, n in zip(names, list(n_train) + [n_test], strict=True):
+        x = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        y = rng.integers(0, 10, size=n).tolist()
+        batches[fname] = (x, y)
+        (folder / fname).write_bytes(pickle.dumps({"batch_label": fname, "data": x, "labels": y}))
+    meta = {"label_names": list(label_names or DATASETS["cifar10"].classes), "num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta))
+    return batches
+
+
+def test_cifar10_python_batches(isolated):
+    rng = np.random.default_rng(0)
+    batches = _write_cifar(isolated / "root" / "cifar-10-batches-py", rng)
+    x0 = batches["data_batch_1"][0]
+    x0[0] = 0
+    x0[0, :1024] = 255  # first image: red plane full, green and blue empty
+    (isolated / "root" / "cifar-10-batches-py" / "data_batch_1").write_bytes(
+        pickle.dumps({"data": x0, "labels": batches["data_batch_1"][1]}))
+    train = load_dataset("cifar10", root=isolated / "root")
+    test = load_dataset("cifar10", "test", root=isolated / "root")
+    assert train.images.shape == (10, 3, 32, 32) and test.images.shape == (3, 3, 32, 32)
+    assert train.classes[0] == "airplane" and train.classes[-1] == "truck"
+    assert (train.images[0, 0] == 1).all() and (train.images[0, 1:] == -1).all()
+    all_x = np.concatenate([batches[f"data_batch_{i}"][0] for i in range(1, 6)]).reshape(10, 3, 32, 32)
+    assert torch.equal(train.images, from_uint8(torch.from_numpy(all_x)))
+    assert train.labels.tolist() == sum((batches[f"data_batch_{i}"][1] for i in range(1, 6)), [])
+    assert test.labels.tolist() == batches["test_batch"][1]
+
+
+def test_cifar10_missing_batch_and_wrong_meta(isolated):
+    rng = np.random.default_rng(1)
+    _write_cifar(isolated / "a" / "cifar10", rng, n_train=(2, 2, 2, 2))  # no data_batch_5
+    with pytest.raises(DatasetNotFoundError, match="lacks data_batch_5"):
+        load_dataset("cifar10", root=isolated / "a")
+    _write_cifar(isolated / "b" / "cifar10", rng, label_names=[f"c{i}" for i in range(10)])
+    with pytest.raises(ValueError, match="label_names"):
+        load_dataset("cifar10", "test", root=isolated / "b")
+
+
+def test_image_dataset_checks_its_tensors():
+    with pytest.raises(ValueError, match="float32"):
+        ImageDataset("mnist", "train", torch.zeros(2, 1, 28, 28, dtype=torch.uint8), torch.zeros(2).long(),
+                     DATASETS["mnist"])
+    with pytest.raises(ValueError, match="labels long"):
+        ImageDataset("mnist", "train", torch.zeros(2, 1, 28, 28), torch.zeros(3).long(), DATASETS["mnist"])
+
+
+FASHION_DEBIAN = data.DEBIAN_DIR / "fashion-mnist"
+
+
+@pytest.mark.skipif(not (FASHION_DEBIAN / "t10k-images-idx3-ubyte.gz").is_file(),
+                    reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+def test_fashion_mnist_from_debian_package(isolated, monkeypatch):
+    monkeypatch.setattr(data, "DEBIAN_DIR", FASHION_DEBIAN.parent)
+    test = load_dataset("fashion-mnist", "test")
+    assert test.source == FASHION_DEBIAN
+    assert test.images.shape == (10000, 1, 28, 28) and test.images.min() == -1 and test.images.max() == 1
+    assert test.labels[:5].tolist() == [9, 2, 1, 1, 6]  # Ankle boot, Pullover, Trouser, Trouser, Shirt
+    assert torch.bincount(test.labels).tolist() == [1000] * 10
+    assert test.classes[9] == "Ankle boot"
+    assert len(load_dataset("fashion-mnist", subset=50, balanced=True)) == 50
+
+
+def test_download_goes_through_torchvision_only_when_missing(isolated, monkeypatch):
+    """download=True hands over to torchvision (faked here: no network) and then reads its layout."""
+    import torchvision.datasets
+
+    calls = []
+
+    class FakeMNIST:  # writes what torchvision.datasets.MNIST(download=True) leaves on disk
+        def __init__(self, root, download=False, **kw):
+            calls.append((root, download))
+            raw = isolated / "cache_dir" / "MNIST" / "raw"
+            raw.mkdir(parents=True, exist_ok=True)
+            for f in MNIST_DIR.glob("t10k-*.gz"):
+                shutil.copy(f, raw / f.name)
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", FakeMNIST)
+    with pytest.raises(DatasetNotFoundError):
+        load_dataset("mnist", "test")
+    assert calls == []
+    ds = load_dataset("mnist", "test", subset=3, download=True)
+    assert calls == [(str(data.CACHE_DIR), True)] and ds.source == data.CACHE_DIR / "MNIST" / "raw"
+    load_dataset("mnist", "test", subset=3, download=True)  # found now: no second download
+    assert len(calls) == 1

@@ -1,0 +1,107 @@
+import pytest
+import torch
+
+from diffusion_lite.config import ScheduleConfig
+from diffusion_lite.schedules import (
+    Schedule,
+    cosine_betas,
+    forward_chain,
+    linear_betas,
+    predict_eps_from_x0,
+    predict_x0_from_eps,
+    q_posterior_mean_variance,
+    q_sample,
+)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine", "sigmoid"])
+@pytest.mark.parametrize("T", [10, 1000])
+def test_alpha_bar_monotone_in_unit_interval(kind, T):
+    s = Schedule.from_config(ScheduleConfig(kind, T=T))
+    ab = s.alpha_bar.double()
+    assert ab.shape == (T,)
+    assert (ab > 0).all() and (ab < 1).all()
+    assert (ab[1:] < ab[:-1]).all(), "alpha_bar must strictly decrease"
+    assert s.betas.dtype == torch.float32
+    assert ab[-1] < 0.05, "the last step should be (almost) pure noise"
+
+
+def test_cosine_vs_linear_endpoints():
+    lin = Schedule.from_config(ScheduleConfig("linear", T=1000))
+    cos = Schedule.from_config(ScheduleConfig("cosine", T=1000))
+    # both start almost noise-free and end almost pure noise ...
+    assert lin.alpha_bar[0] > 0.999 and cos.alpha_bar[0] > 0.999
+    assert lin.alpha_bar[-1] < 1e-4 and cos.alpha_bar[-1] < 1e-4
+    # ... but cosine destroys information more slowly in the middle (Nichol & Dhariwal, fig. 5)
+    assert cos.alpha_bar[500] > lin.alpha_bar[500] + 0.3
+    assert torch.allclose(linear_betas(1000)[[0, -1]], torch.tensor([1e-4, 0.02], dtype=torch.float64))
+    assert cosine_betas(1000).max() <= 0.999
+
+
+def test_unknown_schedule_kind():
+    with pytest.raises(ValueError, match="unknown schedule kind 'quadratic'"):
+        Schedule.from_config(ScheduleConfig("quadratic"))
+
+
+def test_q_sample_matches_closed_form_statistics(gen):
+    s = Schedule.from_config(ScheduleConfig("linear", T=1000))
+    x0 = torch.full((20000, 1, 1, 1), 0.6)
+    for t_val in (10, 300, 900):
+        t = torch.full((x0.shape[0],), t_val)
+        x_t = q_sample(s, x0, t, generator=gen)
+        mean, var = s.sqrt_alpha_bar[t_val] * 0.6, 1 - s.alpha_bar[t_val]
+        assert abs(x_t.mean() - mean) < 0.02
+        assert abs(x_t.var() - var) < 0.03 * max(var, 0.05)
+
+
+def test_markov_chain_agrees_with_closed_form(gen):
+    s = Schedule.from_config(ScheduleConfig("cosine", T=100))
+    x0 = torch.full((20000, 1, 1, 1), -0.8)
+    chain = forward_chain(s, x0, keep=[20, 60], generator=gen)
+    for t_val, x_t in chain.items():
+        closed = q_sample(s, x0, t_val, generator=gen)
+        assert abs(x_t.mean() - closed.mean()) < 0.03
+        assert abs(x_t.std() - closed.std()) < 0.03
+
+
+def test_posterior_coefficients(gen):
+    s = Schedule.from_config(ScheduleConfig("linear", T=1000))
+    ab, ab_prev, b = s.alpha_bar.double(), s.alpha_bar_prev.double(), s.betas.double()
+    # beta~_t = (1 - ab_{t-1}) / (1 - ab_t) * beta_t   (DDPM eq. 7)
+    torch.testing.assert_close(s.posterior_variance.double(), (1 - ab_prev) / (1 - ab) * b, rtol=1e-5, atol=1e-7)
+    # the posterior mean of x_{t-1} given x_t, x_0 is consistent with the marginal of x_{t-1}:
+    # E[x_{t-1} | x_0] = sqrt(ab_{t-1}) x_0 = c1 E[x_0] + c2 E[x_t | x_0]
+    c1, c2 = s.posterior_mean_coef1.double(), s.posterior_mean_coef2.double()
+    torch.testing.assert_close(c1 + c2 * ab.sqrt(), ab_prev.sqrt(), rtol=1e-5, atol=1e-6)
+    # and its variance: Var[x_{t-1}] = c2^2 (1 - ab_t) + beta~_t = 1 - ab_{t-1}
+    torch.testing.assert_close(c2**2 * (1 - ab) + s.posterior_variance.double(), 1 - ab_prev, rtol=1e-4, atol=1e-6)
+    x0 = torch.randn(4, 1, 8, 8, generator=gen)
+    t = torch.tensor([0, 5, 500, 999])
+    x_t = q_sample(s, x0, t, generator=gen)
+    mean, var, logvar = q_posterior_mean_variance(s, x0, x_t, t)
+    assert mean.shape == x0.shape and var.shape == (4, 1, 1, 1)
+    torch.testing.assert_close(mean[0], x0[0], atol=1e-4, rtol=0)  # t = 0: the posterior mean is x_0
+
+
+def test_x0_eps_inversions_roundtrip(gen):
+    s = Schedule.from_config()
+    x0 = torch.rand(3, 1, 4, 4, generator=gen) * 2 - 1
+    eps = torch.randn(3, 1, 4, 4, generator=gen)
+    t = torch.tensor([1, 400, 950])
+    x_t = q_sample(s, x0, t, noise=eps)
+    torch.testing.assert_close(predict_x0_from_eps(s, x_t, t, eps), x0, atol=2e-3, rtol=0)
+    torch.testing.assert_close(predict_eps_from_x0(s, x_t, t, x0), eps, atol=2e-3, rtol=0)
+
+
+def test_bad_t_is_a_clear_error():
+    s = Schedule.from_config(ScheduleConfig("linear", T=50))
+    x0 = torch.zeros(2, 1, 4, 4)
+    with pytest.raises(ValueError, match=r"t must be in \[0, 50\)"):
+        q_sample(s, x0, torch.tensor([0, 50]))
+    with pytest.raises(ValueError, match="t must have shape"):
+        q_sample(s, x0, torch.tensor([1, 2, 3]))
+
+
+def test_schedule_moves_between_devices():
+    s = Schedule.from_config().to("cpu")
+    assert s.alpha_bar.device.type == "cpu"

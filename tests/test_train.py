@@ -1,0 +1,123 @@
+import json
+
+import pytest
+import torch
+
+from diffusion_lite.checkpoints import CheckpointError, load, load_checkpoint, save_checkpoint
+from diffusion_lite.config import ScheduleConfig, TrainConfig, UNetConfig
+from diffusion_lite.data import load_dataset
+from diffusion_lite.pipeline import DiffusionPipeline
+from diffusion_lite.schedules import Schedule
+from diffusion_lite.train import diffusion_loss, fit
+from diffusion_lite.unet import UNet
+
+TINY = UNetConfig(base_channels=8, channel_mults=(1, 2), attn_resolutions=(), groups=4)
+
+
+def _meta(unet, schedule):
+    return {"unet": unet.cfg.to_dict(), "schedule": schedule.config.to_dict(), "prediction": "eps"}
+
+
+@pytest.fixture(scope="module")
+def mnist_small():
+    return load_dataset("mnist", "train", subset=512, balanced=True).images
+
+
+def test_training_lowers_the_loss(mnist_small):
+    torch.manual_seed(0)
+    unet = UNet(TINY)
+    s = Schedule.from_config(ScheduleConfig("cosine"))
+    g = torch.Generator().manual_seed(1)
+    x0 = mnist_small[:256]
+    before = diffusion_loss(unet, s, x0, generator=g).item()
+    res = fit(unet, s, mnist_small, TrainConfig(steps=150, batch_size=32, lr=3e-3, warmup_steps=20, log_every=10),
+              progress=False)
+    g = torch.Generator().manual_seed(1)
+    after = diffusion_loss(unet, s, x0, generator=g).item()
+    ema_after = diffusion_loss(res["ema"].model, s, x0, generator=torch.Generator().manual_seed(1)).item()
+    assert before > 0.9, "an untrained network predicts ~0 noise: MSE ~ 1"
+    assert after < 0.5 * before and ema_after < 0.6 * before
+    assert res["loss"][-1][1] < res["loss"][0][1]
+
+
+@pytest.mark.parametrize("prediction", ["v", "x0"])
+def test_other_predictions_train(mnist_small, prediction):
+    unet = UNet(TINY)
+    s = Schedule.from_config()
+    res = fit(unet, s, mnist_small, TrainConfig(steps=40, batch_size=16, prediction=prediction, log_every=10,
+                                                loss_weighting="min_snr"), progress=False)
+    assert res["loss"][-1][1] < res["loss"][0][1]
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_continues_exactly(tmp_path, mnist_small):
+    s = Schedule.from_config()
+    cfg = TrainConfig(steps=12, batch_size=8, checkpoint_every=5, log_every=1, seed=3)
+    torch.manual_seed(0)
+    ref = UNet(TINY)
+    init = {k: v.clone() for k, v in ref.state_dict().items()}
+    full = fit(ref, s, mnist_small, cfg, run_dir=tmp_path / "a", meta=_meta(ref, s), progress=False)
+
+    def crash_at_7(info):
+        if info["step"] == 7:
+            raise Crash
+
+    part = UNet(TINY)
+    part.load_state_dict(init)
+    with pytest.raises(Crash):  # the run dies after step 7; its last checkpoint is from step 5
+        fit(part, s, mnist_small, cfg, run_dir=tmp_path / "b", meta=_meta(part, s), progress=False,
+            callback=crash_at_7)
+    assert json.loads((tmp_path / "b" / "checkpoint.json").read_text())["train_state"]["step"] == 5
+    fresh = UNet(TINY)  # a new process: weights come from the checkpoint, not from this initialisation
+    resumed = fit(fresh, s, mnist_small, cfg, run_dir=tmp_path / "b", meta=_meta(fresh, s), progress=False)
+    assert resumed["step"] == 12
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[k], v, rtol=1e-5, atol=1e-6)
+    for k, v in full["ema"].model.state_dict().items():
+        torch.testing.assert_close(resumed["ema"].model.state_dict()[k], v, rtol=1e-5, atol=1e-6)
+    assert resumed["loss"] == full["loss"]
+    # a finished run is not trained further
+    again = fit(UNet(TINY), s, mnist_small, cfg, run_dir=tmp_path / "b", meta=_meta(fresh, s), progress=False)
+    assert again["step"] == 12
+
+
+def test_checkpoint_roundtrip_and_sampling(tmp_path):
+    unet = UNet(TINY)
+    s = Schedule.from_config(ScheduleConfig("linear", T=100))
+    pipe = DiffusionPipeline(unet, s)
+    stem = pipe.save(tmp_path / "m")
+    assert (tmp_path / "m.safetensors").exists() and (tmp_path / "m.json").exists()
+    loaded = load(tmp_path / "m.json")
+    for k, v in unet.state_dict().items():
+        assert torch.equal(loaded.unet.state_dict()[k], v)
+    assert loaded.schedule.T == 100 and loaded.unet.cfg == TINY
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    assert torch.equal(pipe.sample(n=2, steps=3, generator=g1, progress=False),
+                       loaded.sample(n=2, steps=3, generator=g2, progress=False))
+    assert stem == tmp_path / "m"
+
+
+def test_bad_checkpoints_give_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load(tmp_path / "missing")
+    save_checkpoint(tmp_path / "x", {"w": torch.zeros(3)}, {"kind": "diffusion"})
+    (tmp_path / "x.safetensors").write_bytes(b"garbage" * 10)
+    with pytest.raises(CheckpointError, match="does not match the sha256"):
+        load_checkpoint(tmp_path / "x")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(tmp_path / "x", verify=False)
+    (tmp_path / "x.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(tmp_path / "x")
+    # weights that do not fit the config
+    unet = UNet(TINY)
+    pipe = DiffusionPipeline(unet, Schedule.from_config())
+    pipe.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m.json").read_text())
+    meta["unet"]["base_channels"] = 16
+    (tmp_path / "m.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load(tmp_path / "m")
