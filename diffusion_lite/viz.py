@@ -1,4 +1,5 @@
-"""Pictures: image grids (used by the CLI and every chapter)."""
+"""Pictures: image grids (every chapter), U-Net shape traces (03), loss curves (04), sampling
+trajectories as frames and animations (05)."""
 
 from __future__ import annotations
 
@@ -55,3 +56,225 @@ def show_grid(images: torch.Tensor, nrow: int | None = None, title: str | None =
     if title:
         ax.set_title(title)
     return ax
+
+
+# ------------------------------------------------------------------------------------------------
+# U-Net anatomy (chapter 03): what each block does to the shape of the feature maps
+# ------------------------------------------------------------------------------------------------
+
+
+def _first_tensor(x):
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, (tuple, list)):
+        for item in x:
+            t = _first_tensor(item)
+            if t is not None:
+                return t
+    return None
+
+
+def _blocks(module: torch.nn.Module, prefix: str, expand: tuple[type, ...]):
+    """Children of ``module`` as (dotted name, module), descending into the container types ``expand``."""
+    for name, child in module.named_children():
+        full = f"{prefix}.{name}" if prefix else name
+        if isinstance(child, expand):
+            yield from _blocks(child, full, expand)
+        else:
+            yield full, child
+
+
+def shape_trace(model: torch.nn.Module, *args, expand: tuple[type, ...] = (torch.nn.ModuleList, torch.nn.ModuleDict),
+                **kwargs) -> list[dict]:
+    """Run ``model(*args, **kwargs)`` once (no gradients) and record what every block saw and produced.
+
+    Blocks are the model's children, looking inside the containers listed in ``expand`` (for the U-Net:
+    its ``down``/``mid``/``up`` ModuleLists, so each ResBlock, attention and Down/Upsample is a block).
+    Forward hooks record, in call order, one dict per call::
+
+        {"name": "down.0.0", "type": "ResBlock", "in_shape": (B, C, H, W), "out_shape": (B, C', H', W'),
+         "params": number of parameters of the block}
+
+    The hooks are removed afterwards, also when the forward pass raises.
+    """
+    records: list[dict] = []
+    handles = []
+
+    def hook_for(name: str, block: torch.nn.Module):
+        params = sum(p.numel() for p in block.parameters())
+
+        def hook(mod, inputs, output):
+            t_in, t_out = _first_tensor(inputs), _first_tensor(output)
+            records.append({"name": name, "type": type(mod).__name__,
+                            "in_shape": tuple(t_in.shape) if t_in is not None else None,
+                            "out_shape": tuple(t_out.shape) if t_out is not None else None,
+                            "params": params})
+        return hook
+
+    try:
+        for name, block in _blocks(model, "", expand):
+            handles.append(block.register_forward_hook(hook_for(name, block)))
+        with torch.no_grad():
+            model(*args, **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    return records
+
+
+def format_shape_trace(records: list[dict]) -> str:
+    """A fixed-width table of :func:`shape_trace` records: name, type, input -> output shape, parameters."""
+    fmt = lambda s: "-" if s is None else "(" + ", ".join(str(d) for d in s) + ")"
+    rows = [("block", "type", "input", "output", "params")]
+    rows += [(r["name"], r["type"], fmt(r["in_shape"]), fmt(r["out_shape"]), f"{r['params']:,}") for r in records]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = []
+    for j, row in enumerate(rows):
+        cells = [row[i].ljust(widths[i]) if i < 4 else row[i].rjust(widths[i]) for i in range(5)]
+        lines.append("  ".join(cells).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# Training curves (chapter 04)
+# ------------------------------------------------------------------------------------------------
+
+
+def plot_loss_curve(histories, ax=None, title: str | None = "Training loss", logy: bool = True, figsize=(6, 3.5)):
+    """Plot loss histories: a list of (step, loss) pairs (as ``train.fit`` returns in ``["loss"]``), or a
+    dict {label: history} for several curves. Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    if not isinstance(histories, dict):
+        histories = {None: histories}
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    for label, hist in histories.items():
+        if len(hist) == 0:
+            raise ValueError(f"empty loss history{f' for {label!r}' if label else ''}")
+        steps, losses = zip(*hist)
+        ax.plot(steps, losses, marker="." if len(hist) < 30 else None, label=label)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss (MSE, smoothed)")
+    if logy:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    if any(label is not None for label in histories):
+        ax.legend()
+    ax.grid(alpha=0.3)
+    return ax
+
+
+# ------------------------------------------------------------------------------------------------
+# Sampling trajectories (chapter 05): frames and animations
+# ------------------------------------------------------------------------------------------------
+
+
+class TrajectoryRecorder:
+    """A sampler callback that keeps every step: ``sample_ddim(..., callback=rec)`` then ``rec.records``.
+
+    Each record is {"i": step index, "t": time step, "x_t": (B, C, H, W), "x0_hat": (B, C, H, W)}, copied
+    to the CPU; ``max_images`` keeps only the first images of the batch (to save memory).
+    """
+
+    def __init__(self, max_images: int | None = None):
+        self.max_images = max_images
+        self.records: list[dict] = []
+
+    def __call__(self, info: dict) -> None:
+        n = self.max_images
+        self.records.append({"i": info["i"], "t": info["t"],
+                             "x_t": info["x_t"][:n].detach().cpu().clone(),
+                             "x0_hat": info["x0_hat"][:n].detach().cpu().clone()})
+
+
+def select_frames(num_records: int, num_frames: int) -> list[int]:
+    """``num_frames`` indices spread evenly over 0..num_records-1, always including the first and last."""
+    if num_records < 1 or num_frames < 1:
+        raise ValueError(f"need num_records >= 1 and num_frames >= 1, got {num_records}, {num_frames}")
+    if num_frames == 1:
+        return [num_records - 1]
+    idx = np.linspace(0, num_records - 1, min(num_frames, num_records)).round().astype(int)
+    return sorted(set(idx.tolist()))
+
+
+def trajectory_frame(record: dict, n_images: int = 4, nrow: int | None = None, gap: int = 6) -> np.ndarray:
+    """One uint8 picture of a sampling step: the grid of x_t, a white gap, the grid of predicted x_0.
+
+    record: a :class:`TrajectoryRecorder` record. Returns (H, W) for grayscale or (H, W, 3).
+    """
+    a = make_grid(record["x_t"][:n_images], nrow)
+    b = make_grid(record["x0_hat"][:n_images], nrow)
+    sep = np.full((a.shape[0], gap) + a.shape[2:], 255, np.uint8)
+    return np.concatenate([a, sep, b], axis=1)
+
+
+def show_trajectory(records: list[dict], num_frames: int = 8, n_images: int = 4, nrow: int | None = None,
+                    figsize=None, title: str | None = None):
+    """A static figure of a sampling run: row 1 the noisy states x_t, row 2 the predicted clean images x0_hat,
+    at ``num_frames`` steps spread evenly over the run (time flows left to right). Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    if not records:
+        raise ValueError("no records: pass TrajectoryRecorder().records after a sampling run")
+    idx = select_frames(len(records), num_frames)
+    fig, axes = plt.subplots(2, len(idx), figsize=figsize or (1.6 * len(idx), 3.6), squeeze=False)
+    for col, k in enumerate(idx):
+        rec = records[k]
+        for row, key in enumerate(("x_t", "x0_hat")):
+            show_grid(rec[key][:n_images], nrow, ax=axes[row, col])
+        axes[0, col].set_title(f"t = {rec['t']}", fontsize=9)
+    axes[0, 0].text(-0.15, 0.5, "$x_t$", transform=axes[0, 0].transAxes, ha="right", va="center", fontsize=11)
+    axes[1, 0].text(-0.15, 0.5, r"$\hat{x}_0$", transform=axes[1, 0].transAxes, ha="right", va="center",
+                    fontsize=11)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def animation_html(frames: list[np.ndarray], titles: list[str] | None = None, interval: int = 200,
+                   figsize=(4.0, 2.4), dpi: int = 72):
+    """A JavaScript animation (``IPython.display.HTML``) of uint8 frames (H, W) or (H, W, 3), all one size.
+
+    Built with matplotlib's FuncAnimation(...).to_jshtml(); keep it small (<= ~20 frames, small figsize).
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import HTML
+    from matplotlib import animation
+
+    if not frames:
+        raise ValueError("no frames to animate")
+    if titles is not None and len(titles) != len(frames):
+        raise ValueError(f"got {len(titles)} titles for {len(frames)} frames")
+    if any(f.shape != frames[0].shape for f in frames):
+        raise ValueError("all frames must have the same shape")
+    fig, ax = plt.subplots(figsize=figsize, dpi=dpi)
+    gray = frames[0].ndim == 2
+    im = ax.imshow(frames[0], cmap="gray" if gray else None, vmin=0, vmax=255)
+    ax.set_axis_off()
+    ttl = ax.set_title(titles[0] if titles else "", fontsize=9)
+
+    def update(k):
+        im.set_data(frames[k])
+        if titles:
+            ttl.set_text(titles[k])
+        return (im, ttl)
+
+    anim = animation.FuncAnimation(fig, update, frames=len(frames), interval=interval, blit=False)
+    html = anim.to_jshtml(default_mode="once")
+    plt.close(fig)
+    return HTML(html)
+
+
+def animate_trajectory(records: list[dict], num_frames: int = 16, n_images: int = 4, nrow: int | None = None,
+                       interval: int = 250, figsize=(4.0, 2.4)):
+    """Animation of a sampling run, each frame "x_t | predicted x_0" (see :func:`trajectory_frame`)."""
+    idx = select_frames(len(records), num_frames)
+    frames = [trajectory_frame(records[k], n_images, nrow) for k in idx]
+    titles = [f"step {records[k]['i'] + 1}/{len(records)}, t = {records[k]['t']}:  x_t  |  predicted x_0"
+              for k in idx]
+    return animation_html(frames, titles, interval=interval, figsize=figsize)

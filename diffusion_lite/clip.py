@@ -1,0 +1,305 @@
+"""A small CLIP: text and image encoders trained so matching pairs have similar embeddings (chapter 07).
+
+    clip = load_pretrained("mnist-clip")                  # a CLIPModel; clip.tokenizer is its Tokenizer
+    context, mask = clip.text_tokens(["a thick seven"])   # (1, 16, D), (1, 16): what the U-Net attends to
+    preds = zero_shot_classify(clip, images, class_prompts("mnist"))
+
+Radford et al. 2021 (CLIP): a text encoder and an image encoder map a batch of B (image, caption) pairs
+to unit vectors; the B x B cosine similarities, times a learned temperature exp(t), are logits, and a
+symmetric cross-entropy asks each image to pick its caption among the B and each caption its image
+(Fig. 3). The text encoder is a causal pre-LN transformer; its output at <eos> (which has seen the
+whole prompt) is projected to the joint space, while its per-token outputs (B, L, D) are the context that
+the diffusion U-Net cross-attends to, as Stable Diffusion uses CLIP's last hidden states.
+
+The model owns its tokenizer (``model.tokenizer``): the vocabulary and the embedding table must match,
+so they travel together (and are saved together, kind "clip" in checkpoints.py).
+
+False negatives. With 10 classes, a batch of 256 holds about 25 images of each digit, and InfoNCE
+treats the caption of every other seven as a wrong answer for this seven. Two cases:
+- Identical captions ("the digit seven" twice) need no special handling: their embeddings are equal,
+  so the loss with the diagonal as target has exactly the value and gradient of the loss with soft
+  targets spread over the duplicates (the pushes towards one and away from the other cancel); the
+  loss just cannot fall below the entropy of those ties. (tests/test_clip.py checks this.)
+- Different captions of the same class stay negatives with ``positives="diagonal"`` (default, the
+  paper's loss). That pressure is what teaches "a thick seven" apart from "a thin seven", at the cost
+  of also pushing apart wordings that mean the same. ``positives="label"`` counts every same-class pair
+  as a match: no false negatives, but no reason left to learn the attribute words.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoints import load_state_strict, save_checkpoint
+from .config import _Serializable
+from .tokenizer import EOS, Tokenizer
+
+
+@dataclass(frozen=True)
+class CLIPConfig(_Serializable):
+    """width = D, the text token width (the U-Net's context_dim); embed_dim = E, the joint space."""
+
+    vocab_size: int
+    max_len: int = 16
+    width: int = 64
+    layers: int = 3
+    heads: int = 4
+    embed_dim: int = 64
+    image_channels: int = 1
+    image_size: int = 28
+    cnn_channels: tuple[int, ...] = (16, 32, 64)
+    groups: int = 8
+
+    def __post_init__(self):
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} not divisible by heads={self.heads}")
+        if any(c % self.groups for c in self.cnn_channels):
+            raise ValueError(f"cnn_channels {self.cnn_channels} must be divisible by groups={self.groups}")
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block with causal self-attention: (B, L, D) -> (B, L, D)."""
+
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.h = heads
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, L, D = x.shape
+        q, k, v = self.qkv(self.ln1(x)).reshape(B, L, 3, self.h, D // self.h).permute(2, 0, 3, 1, 4)  # (B, h, L, d)
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # token i sees tokens <= i
+        x = x + self.proj(a.transpose(1, 2).reshape(B, L, D))
+        return x + self.mlp(self.ln2(x))
+
+
+class TextEncoder(nn.Module):
+    """ids (B, L) long -> (tokens (B, L, D) after the final LayerNorm, pooled (B, E) from <eos>).
+
+    Causal attention means <pad> tokens after <eos> never affect the real tokens, so no padding mask is
+    needed here; the U-Net gets the mask to ignore the padded positions.
+    """
+
+    def __init__(self, cfg: CLIPConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.width)
+        self.position_embedding = nn.Parameter(torch.randn(cfg.max_len, cfg.width) * 0.01)
+        self.blocks = nn.ModuleList(Block(cfg.width, cfg.heads) for _ in range(cfg.layers))
+        self.ln_final = nn.LayerNorm(cfg.width)
+        self.projection = nn.Linear(cfg.width, cfg.embed_dim, bias=False)
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if ids.dim() != 2 or ids.shape[1] > self.cfg.max_len:
+            raise ValueError(f"ids must be (B, L <= {self.cfg.max_len}) long, got {tuple(ids.shape)}")
+        if not (ids == EOS).any(1).all():
+            raise ValueError("every sequence needs an <eos> token; encode text with the model's tokenizer")
+        x = self.token_embedding(ids) + self.position_embedding[: ids.shape[1]]  # (B, L, D)
+        for block in self.blocks:
+            x = block(x)
+        x = self.ln_final(x)
+        eos = (ids == EOS).int().argmax(1)  # (B,) position of the first <eos>
+        return x, self.projection(x[torch.arange(len(ids), device=ids.device), eos])  # (B, L, D), (B, E)
+
+
+class ImageEncoder(nn.Module):
+    """Small CNN: (B, C, S, S) in [-1, 1] -> (B, E). Each stage is two 3x3 conv + GroupNorm + SiLU, the
+    second with stride 2 except in the last stage; then global average pooling (so 28 or 32 pixels work)."""
+
+    def __init__(self, cfg: CLIPConfig):
+        super().__init__()
+        self.cfg = cfg
+        layers, c_in = [], cfg.image_channels
+        for i, c in enumerate(cfg.cnn_channels):
+            stride = 2 if i < len(cfg.cnn_channels) - 1 else 1
+            for c_a, c_b, s in ((c_in, c, 1), (c, c, stride)):
+                layers += [nn.Conv2d(c_a, c_b, 3, stride=s, padding=1), nn.GroupNorm(cfg.groups, c_b), nn.SiLU()]
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.projection = nn.Linear(c_in, cfg.embed_dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
+        if images.dim() != 4 or images.shape[1:] != (c.image_channels, c.image_size, c.image_size):
+            raise ValueError(f"images must be (B, {c.image_channels}, {c.image_size}, {c.image_size}) in [-1, 1], "
+                             f"got {tuple(images.shape)}")
+        return self.projection(self.features(images).mean((2, 3)))  # (B, C_last) -> (B, E)
+
+
+class CLIPModel(nn.Module):
+    """Text encoder + image encoder + learned temperature; ``tokenizer`` turns prompts into ids."""
+
+    def __init__(self, cfg: CLIPConfig, tokenizer: Tokenizer):
+        super().__init__()
+        if tokenizer.vocab_size != cfg.vocab_size or tokenizer.max_length != cfg.max_len:
+            raise ValueError(f"tokenizer ({tokenizer.vocab_size} tokens, max_length {tokenizer.max_length}) does "
+                             f"not match the config (vocab_size {cfg.vocab_size}, max_len {cfg.max_len})")
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.text, self.image = TextEncoder(cfg), ImageEncoder(cfg)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # t, temperature exp(t) <= 100
+
+    @classmethod
+    def for_dataset(cls, dataset: str, **config) -> CLIPModel:
+        """A fresh model whose tokenizer holds every caption word of ``dataset``."""
+        tok = Tokenizer.for_dataset(dataset, max_length=config.get("max_len", 16))
+        return cls(CLIPConfig(vocab_size=tok.vocab_size, **config), tok)
+
+    @property
+    def device(self) -> torch.device:
+        return self.logit_scale.device
+
+    @property
+    def context_dim(self) -> int:
+        """D, the width of the per-token embeddings returned by text_tokens."""
+        return self.cfg.width
+
+    def _ids(self, texts: list[str] | torch.Tensor) -> torch.Tensor:
+        ids = self.tokenizer.encode(texts)[0] if not torch.is_tensor(texts) else texts
+        return ids.to(self.device)
+
+    def encode_text(self, texts: list[str] | torch.Tensor) -> torch.Tensor:
+        """Prompts (B strings) or ids (B, L) -> unit-norm embeddings (B, E)."""
+        return F.normalize(self.text(self._ids(texts))[1], dim=-1)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, S, S) in [-1, 1] -> unit-norm embeddings (B, E)."""
+        return F.normalize(self.image(images.to(self.device)), dim=-1)
+
+    def forward(self, images: torch.Tensor, texts: list[str] | torch.Tensor) -> torch.Tensor:
+        """logits_per_image (B, B) = exp(t) * cos(image_i, text_j); logits_per_text is its transpose."""
+        scale = self.logit_scale.clamp(max=math.log(100)).exp()
+        return scale * self.encode_image(images) @ self.encode_text(texts).T
+
+    @torch.no_grad()
+    def text_tokens(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frozen per-token text features for cross-attention: (context (B, L, D), mask (B, L) bool)."""
+        ids, mask = self.tokenizer.encode(prompts)
+        return self.text(ids.to(self.device))[0], mask.to(self.device)
+
+
+def clip_loss(logits_per_image: torch.Tensor, positives: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE (Radford et al. 2021, Fig. 3): mean of the image->text and text->image
+    cross-entropies. logits_per_image (B, B); positives (B, B) bool marks the correct captions of each
+    image (default: the diagonal); several positives share the target probability equally."""
+    B = logits_per_image.shape[0]
+    if logits_per_image.shape != (B, B):
+        raise ValueError(f"expected square logits (B, B), got {tuple(logits_per_image.shape)}")
+    if positives is None:
+        target = torch.arange(B, device=logits_per_image.device)
+        return (F.cross_entropy(logits_per_image, target) + F.cross_entropy(logits_per_image.T, target)) / 2
+    p = positives.float()
+    if p.shape != (B, B) or not p.diagonal().all():
+        raise ValueError("positives must be (B, B) bool with a True diagonal")
+    loss_i = F.cross_entropy(logits_per_image, p / p.sum(1, keepdim=True))
+    loss_t = F.cross_entropy(logits_per_image.T, p.T / p.T.sum(1, keepdim=True))
+    return (loss_i + loss_t) / 2
+
+
+@torch.no_grad()
+def zero_shot_classify(model: CLIPModel, images: torch.Tensor, class_prompts: list[str],
+                       batch_size: int = 500) -> torch.Tensor:
+    """images (N, C, S, S) -> (N,) long: the index of the most similar class prompt."""
+    text = model.encode_text(class_prompts)  # (K, E)
+    return torch.cat([(model.encode_image(x) @ text.T).argmax(1).cpu() for x in images.split(batch_size)])
+
+
+def zero_shot_accuracy(model: CLIPModel, images: torch.Tensor, labels: torch.Tensor, class_prompts: list[str],
+                       batch_size: int = 500) -> float:
+    """Fraction of images whose most similar prompt is class_prompts[label]."""
+    return (zero_shot_classify(model, images, class_prompts, batch_size) == labels.cpu()).float().mean().item()
+
+
+@torch.no_grad()
+def retrieval_recall(model: CLIPModel, images: torch.Tensor, captions: list[str], ks: tuple[int, ...] = (1, 10),
+                     relevant: torch.Tensor | None = None, batch_size: int = 500) -> dict[int, float]:
+    """Text-to-image recall@k: the fraction of captions with a relevant image among their k nearest images.
+
+    images (N, C, S, S), captions (Q strings); relevant (Q, N) bool, default caption i <-> image i
+    (instance retrieval; pass labels[:, None] == labels[None] for class-level retrieval).
+    """
+    relevant = torch.eye(len(captions), images.shape[0], dtype=torch.bool) if relevant is None else relevant.cpu()
+    if relevant.shape != (len(captions), images.shape[0]):
+        raise ValueError(f"relevant must be ({len(captions)}, {images.shape[0]}) bool")
+    img = torch.cat([model.encode_image(x) for x in images.split(batch_size)])  # (N, E)
+    txt = torch.cat([model.encode_text(captions[i: i + batch_size]) for i in range(0, len(captions), batch_size)])
+    top = (txt @ img.T).topk(max(ks), dim=1).indices.cpu()  # (Q, kmax)
+    hits = relevant.gather(1, top)  # (Q, kmax)
+    return {k: hits[:, :k].any(1).float().mean().item() for k in ks}
+
+
+def train_clip(model: CLIPModel, dataset, *, steps: int = 1000, batch_size: int = 256, lr: float = 2e-3,
+               weight_decay: float = 0.05, warmup_steps: int = 50, captions: Callable | None = None,
+               dataset_name: str | None = None, positives: str = "diagonal", generator: torch.Generator | None = None,
+               device: str | torch.device | None = None, progress: bool = True) -> list[float]:
+    """Train contrastively in place; returns the loss of every step.
+
+    dataset: has ``.images`` (N, C, S, S) in [-1, 1] and ``.labels`` (N,) (e.g. data.load_dataset), or is
+    an (images, labels) tuple. captions(images, labels, generator) -> list[str]; default
+    captions.make_captions for ``dataset_name`` (default ``dataset.name``). AdamW with linear warmup and
+    cosine decay to 10% of lr; batches and captions are drawn with ``generator``. positives: "diagonal"
+    (CLIP) or "label" (every same-class pair is a match; see the module docstring). The model is moved to
+    ``device`` if given, else it trains where it is.
+    """
+    from .captions import make_captions
+
+    images, labels = (dataset.images, dataset.labels) if hasattr(dataset, "images") else dataset
+    if positives not in ("diagonal", "label"):
+        raise ValueError(f"positives must be 'diagonal' or 'label', got {positives!r}")
+    if captions is None:
+        name = dataset_name or getattr(dataset, "name", None)
+        if name is None:
+            raise ValueError("give dataset_name (or a captions function) for a dataset without .name")
+        captions = lambda x, y, g: make_captions(x, y, dataset=name, generator=g)
+    if device is not None:
+        model.to(device)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0}],
+                            lr=lr, betas=(0.9, 0.98))
+    lr_at = lambda s: min(1.0, (s + 1) / max(1, warmup_steps)) * (0.55 + 0.45 * math.cos(math.pi * s / steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    model.train()
+    history, order, pos = [], torch.randperm(len(images), generator=generator), 0
+    bar = tqdm(range(steps), desc="clip", disable=not progress)
+    for _ in bar:
+        if pos + batch_size > len(order):
+            order, pos = torch.randperm(len(images), generator=generator), 0
+        idx = order[pos: pos + batch_size]
+        pos += batch_size
+        x, y = images[idx], labels[idx]
+        ids = model.tokenizer.encode(captions(x, y, generator), on_unknown="error")[0].to(model.device)
+        same = (y[:, None] == y[None]).to(model.device) if positives == "label" else None  # (B, B) same class
+        loss = clip_loss(model(x.to(model.device), ids), same)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        history.append(loss.item())
+        if len(history) % 10 == 0:
+            bar.set_postfix(loss=f"{sum(history[-10:]) / 10:.3f}", scale=f"{model.logit_scale.exp().item():.1f}")
+    model.eval()
+    return history
+
+
+def save_clip(path: str | Path, model: CLIPModel, extra_meta: dict | None = None) -> Path:
+    """Write PATH.safetensors + PATH.json (kind "clip": config, tokenizer, and ``extra_meta``)."""
+    meta = {**(extra_meta or {}), "kind": "clip", "config": model.cfg.to_dict(), "tokenizer": model.tokenizer.to_dict()}
+    return save_checkpoint(path, model.state_dict(), meta)
+
+
+def clip_from_checkpoint(tensors: dict[str, torch.Tensor], meta: dict, device: str | torch.device = "cpu") -> CLIPModel:
+    """Builder for kind "clip" (checkpoints.BUILDERS): a CLIPModel in eval mode on ``device``."""
+    model = CLIPModel(CLIPConfig.from_dict(meta["config"]), Tokenizer.from_dict(meta["tokenizer"]))
+    load_state_strict(model, tensors, "CLIP model")
+    return model.to(device).eval()

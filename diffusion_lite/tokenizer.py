@@ -1,0 +1,133 @@
+"""A word-level tokenizer that needs no download (chapter 07: text conditioning).
+
+    tok = Tokenizer.for_dataset("mnist")       # vocabulary = every word our captions can contain
+    ids, mask = tok.encode(["a thick seven", ""])   # (2, 16) long, (2, 16) bool (True = real token)
+
+Text is lowercased and split into words, numbers and single punctuation marks ("t-shirt" -> "t", "-",
+"shirt"). Every sequence is ``<bos> words... <eos>`` followed by ``<pad>`` up to ``max_length``; so the
+empty prompt "" is ``<bos> <eos>``: two real tokens, the null prompt of classifier-free guidance.
+
+Why words and not sub-words (BPE, as CLIP)? Our captions use fewer than 100 distinct words, so one id
+per word keeps the vocabulary tiny and every token readable. The price: a word outside the vocabulary
+("sevens", "skinny", "5s") has no id. It becomes ``<unk>``, whose embedding the model never learned
+from, so the prompt loses that word's meaning; by default a warning names the unknown words
+(``on_unknown="warn"``), ``"error"`` raises, ``"unk"`` maps silently. A BPE tokenizer would split an
+unseen word into known pieces, but the pieces would still be ones the text encoder never saw together.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Any
+
+import torch
+
+SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+PAD, BOS, EOS, UNK = 0, 1, 2, 3
+ON_UNKNOWN = ("error", "warn", "unk")
+_WORD = re.compile(r"[a-z]+|[0-9]+|[^\sa-z0-9]")
+
+
+def split_words(text: str) -> list[str]:
+    """Lowercase and split into words, numbers and single punctuation marks."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected a string, got {type(text).__name__}")
+    return _WORD.findall(text.lower())
+
+
+class Tokenizer:
+    """Fixed vocabulary: ids 0..3 are <pad>, <bos>, <eos>, <unk>; words follow in the given order.
+
+    max_length counts <bos> and <eos>, so a prompt may hold max_length - 2 words.
+    """
+
+    def __init__(self, words: list[str] | tuple[str, ...], max_length: int = 16, on_unknown: str = "warn"):
+        words = list(words)
+        if len(set(words)) != len(words) or any(w in SPECIALS for w in words):
+            raise ValueError("vocabulary words must be unique and must not include the special tokens")
+        bad = [w for w in words if split_words(w) != [w]]
+        if bad:
+            raise ValueError(f"vocabulary entries must be single lowercase words or marks, got {bad[:5]}")
+        if max_length < 2:
+            raise ValueError(f"max_length must be >= 2 (room for <bos> and <eos>), got {max_length}")
+        self._check_mode(on_unknown)
+        self.vocab = list(SPECIALS) + words
+        self.index = {w: i for i, w in enumerate(self.vocab)}
+        self.max_length, self.on_unknown = max_length, on_unknown
+
+    @classmethod
+    def for_dataset(cls, dataset: str | list[str], **kwargs) -> Tokenizer:
+        """The vocabulary of all captions of one or more datasets (see captions.all_vocabulary)."""
+        from .captions import all_vocabulary  # captions imports split_words from here
+
+        names = [dataset] if isinstance(dataset, str) else list(dataset)
+        return cls(sorted({w for name in names for w in all_vocabulary(name)}), **kwargs)
+
+    @staticmethod
+    def _check_mode(mode: str) -> None:
+        if mode not in ON_UNKNOWN:
+            raise ValueError(f"on_unknown must be one of {ON_UNKNOWN}, got {mode!r}")
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def unknown_words(self, text: str) -> list[str]:
+        """The words of ``text`` missing from the vocabulary, each once, in order of appearance."""
+        return list(dict.fromkeys(w for w in split_words(text) if w not in self.index))
+
+    def encode(self, texts: list[str], on_unknown: str | None = None,
+               truncate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """texts (B strings) -> (ids (B, max_length) long, mask (B, max_length) bool, True = real token).
+
+        Unknown words follow ``on_unknown`` (default: the tokenizer's setting). A text longer than
+        max_length - 2 words raises ValueError unless ``truncate=True`` (then words are cut, <eos> kept).
+        """
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise ValueError("encode expects a list of strings; wrap a single prompt as [prompt]")
+        mode = on_unknown or self.on_unknown
+        self._check_mode(mode)
+        unknown = list(dict.fromkeys(w for t in texts for w in self.unknown_words(t)))
+        if unknown and mode == "error":
+            raise ValueError(f"unknown word(s) {unknown} not in the {len(self)}-token vocabulary "
+                             "(see tokenizer.vocab); rephrase, or pass on_unknown='unk' to map them to <unk>")
+        if unknown and mode == "warn":
+            warnings.warn(f"unknown word(s) {unknown} mapped to <unk>: the model ignores their meaning "
+                          "(see tokenizer.vocab)", stacklevel=2)
+        ids = torch.full((len(texts), self.max_length), PAD, dtype=torch.long)
+        room = self.max_length - 2
+        for i, text in enumerate(texts):
+            words = split_words(text)
+            if len(words) > room and not truncate:
+                raise ValueError(f"prompt {text!r} has {len(words)} words; max_length={self.max_length} "
+                                 f"allows {room} (plus <bos> and <eos>); shorten it or pass truncate=True")
+            seq = [BOS] + [self.index.get(w, UNK) for w in words[:room]] + [EOS]
+            ids[i, : len(seq)] = torch.tensor(seq)
+        return ids, ids != PAD
+
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        """ids (B, L) -> B strings, without <bos>, <eos>, <pad> (<unk> stays visible)."""
+        if ids.dim() != 2:
+            raise ValueError(f"expected ids of shape (B, L), got {tuple(ids.shape)}")
+        texts = []
+        for row in ids.tolist():
+            words = [self.vocab[i] for i in row if i not in (PAD, BOS, EOS)]
+            text = " ".join(words)
+            text = re.sub(r" ([,.!?;:])", r"\1", text)
+            texts.append(re.sub(r" ?([-/']) ?", r"\1", text))
+        return texts
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable description (stored in checkpoint metadata)."""
+        return {"words": self.vocab[len(SPECIALS):], "max_length": self.max_length, "on_unknown": self.on_unknown}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Tokenizer:
+        return cls(d["words"], max_length=d["max_length"], on_unknown=d.get("on_unknown", "warn"))
+
+    def __repr__(self) -> str:
+        return f"Tokenizer({len(self)} tokens, max_length={self.max_length}, on_unknown={self.on_unknown!r})"

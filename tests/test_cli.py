@@ -1,0 +1,71 @@
+"""The `diffusion-lite` console script, run as a user would (a real subprocess)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXE = shutil.which("diffusion-lite", path=str(Path(sys.executable).parent)) or "diffusion-lite"
+
+
+def run(*args, check=True, env=None):
+    e = {**os.environ, "TQDM_DISABLE": "1", **(env or {})}
+    p = subprocess.run([EXE, *args], capture_output=True, text=True, env=e, timeout=600)
+    if check and p.returncode != 0:
+        raise AssertionError(f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+    return p
+
+
+@pytest.mark.parametrize("cmd", [[], ["train"], ["sample"], ["demo"], ["export"]])
+def test_help(cmd):
+    p = run(*cmd, "--help")
+    assert "usage: diffusion-lite" in p.stdout
+
+
+def test_train_sample_resume(tmp_path):
+    out = tmp_path / "run"
+    p = run("train", "--dataset", "mnist", "--steps", "4", "--batch-size", "8", "--subset", "100", "--model", "tiny",
+            "--out", str(out), "--checkpoint-every", "2", "--threads", "1")
+    assert (out / "checkpoint.safetensors").exists() and (out / "checkpoint.json").exists()
+    assert "done: step 4" in p.stdout
+    p = run("train", "--dataset", "mnist", "--steps", "6", "--batch-size", "8", "--subset", "100", "--model", "tiny",
+            "--out", str(out), "--threads", "1")
+    assert "resuming" in p.stdout and "done: step 6" in p.stdout
+    run("sample", "--checkpoint", str(out), "--n", "3", "--steps", "2", "--out", str(tmp_path / "s.npz"))
+    arr = np.load(tmp_path / "s.npz")["images"]
+    assert arr.shape == (3, 1, 28, 28) and arr.dtype == np.uint8
+    run("sample", "--checkpoint", str(out), "--n", "4", "--steps", "2", "--sampler", "ddpm",
+        "--out", str(tmp_path / "s.png"))
+    assert (tmp_path / "s.png").stat().st_size > 100
+    run("export", "--run", str(out), "--out", str(tmp_path / "exported"))
+    run("sample", "--checkpoint", str(tmp_path / "exported.json"), "--n", "2", "--steps", "2",
+        "--out", str(tmp_path / "e.npz"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--dataset", "imagenet", "--steps", "1", "--out", "x"], "unknown dataset"),
+    (["train", "--dataset", "mnist", "--steps", "0", "--out", "x"], "expected a positive number"),
+    (["sample", "--checkpoint", "no/such/file", "--out", "a.png"], "no checkpoint at"),
+    (["sample", "--checkpoint", "no/such/file", "--out", "a.jpg"], "must end in .png"),
+    (["train", "--dataset", "mnist", "--steps", "1", "--out", "x", "--device", "cuda:7"], "not available"),
+])
+def test_bad_arguments_are_one_line_errors(args, message, tmp_path):
+    if "cuda:7" in args:
+        import torch
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is present")
+    p = subprocess.run([EXE, *args], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert p.returncode == 2
+    assert message in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_missing_data_offline_is_a_clear_error(tmp_path):
+    p = run("train", "--dataset", "cifar10", "--steps", "1", "--out", str(tmp_path / "r"), check=False,
+            env={"DIFFUSION_LITE_DATA": str(tmp_path), "HOME": str(tmp_path)})
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "cifar10" in p.stderr.lower() and "download" in p.stderr.lower()
