@@ -226,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(d)
     d.set_defaults(func=cmd_demo)
 
+    from . import clip_cli
+
+    clip_cli.add_parser(sub, common)
     return p
 
 

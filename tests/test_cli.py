@@ -20,7 +20,7 @@ def run(*args, check=True, env=None):
     return p
 
 
-@pytest.mark.parametrize("cmd", [[], ["train"], ["sample"], ["demo"], ["export"]])
+@pytest.mark.parametrize("cmd", [[], ["train"], ["sample"], ["demo"], ["export"], ["train-clip"]])
 def test_help(cmd):
     p = run(*cmd, "--help")
     assert "usage: diffusion-lite" in p.stdout
@@ -69,3 +69,22 @@ def test_missing_data_offline_is_a_clear_error(tmp_path):
             env={"DIFFUSION_LITE_DATA": str(tmp_path), "HOME": str(tmp_path)})
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "cifar10" in p.stderr.lower() and "download" in p.stderr.lower()
+
+
+def test_text_to_image_commands(tmp_path):
+    clip = tmp_path / "clip"
+    run("train-clip", "--steps", "3", "--batch-size", "16", "--subset", "100", "--out", str(clip), "--threads", "1")
+    assert (tmp_path / "clip.json").exists()
+    run_dir = tmp_path / "t2i"
+    run("train", "--dataset", "mnist", "--text", str(clip), "--steps", "2", "--batch-size", "8", "--subset", "100",
+        "--model", "tiny", "--cross-attn", "7", "--out", str(run_dir), "--threads", "1")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a thick seven\n\nthe digit one\n")
+    run("sample", "--checkpoint", str(run_dir), "--prompt", "a handwritten 3", "--prompts-file", str(prompts),
+        "--n", "2", "--steps", "2", "--guidance", "2", "--out", str(tmp_path / "t.npz"))
+    d = np.load(tmp_path / "t.npz")
+    assert d["images"].shape == (6, 1, 28, 28)
+    assert list(d["prompts"]) == ["a handwritten 3"] * 2 + ["a thick seven"] * 2 + ["the digit one"] * 2
+    p = run("sample", "--checkpoint", str(run_dir), "--prompt", "x", "--out", str(tmp_path / "u.png"),
+            "--prompts-file", str(tmp_path / "missing.txt"), check=False)
+    assert p.returncode == 2 and "does not exist" in p.stderr
