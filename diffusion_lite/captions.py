@@ -17,7 +17,9 @@ Words come from quantiles: the lowest 20% get the low word ("thin", "slanting le
 20% the high word ("thick", "slanting right", "large"), the rest the middle word ("regular", "upright",
 "medium"; captions use only "upright" of these). The thresholds were computed once on the 60,000 MNIST
 training images with ``compute_thresholds`` (a test checks them). Thickness and slant use one pair of
-thresholds for all digits (a width in pixels and an angle mean the same for every digit). Size uses
+thresholds for all digits (a width in pixels and an angle mean the same for every digit): thin below
+2.2 px, thick above 3.1 px; slanting left beyond 6.6 degrees left (slant < -0.116), slanting right beyond
+18.8 degrees right (slant > 0.341), as MNIST digits lean right by 6 degrees on median. Size uses
 per-class thresholds when labels are known: MNIST scales every digit to a 20-pixel box, so heights
 hardly vary, "small"/"large" mostly mean narrow/wide, and a 1 is narrower than any 0; "a large one" is
 large for a one.
@@ -260,6 +262,13 @@ def make_captions(images: torch.Tensor, labels: torch.Tensor, dataset: str = "mn
             determiner = (determiner or "a") if chosen else determiner
         captions.append(_caption(_pick(nouns[label], generator), chosen, template, determiner, generator))
     return captions
+
+
+def caption_fn(dataset: str = "mnist", p_attribute: float | None = None):
+    """make_captions bound to a dataset: a callable (images, labels, generator) -> list[str], the shape
+    that train_clip and the diffusion training's text conditioning take."""
+    _check_dataset(dataset)
+    return lambda images, labels, generator=None: make_captions(images, labels, dataset, generator, p_attribute)
 
 
 def class_names(dataset: str) -> list[str]:

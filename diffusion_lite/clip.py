@@ -245,12 +245,12 @@ def train_clip(model: CLIPModel, dataset, *, steps: int = 1000, batch_size: int 
 
     dataset: has ``.images`` (N, C, S, S) in [-1, 1] and ``.labels`` (N,) (e.g. data.load_dataset), or is
     an (images, labels) tuple. captions(images, labels, generator) -> list[str]; default
-    captions.make_captions for ``dataset_name`` (default ``dataset.name``). AdamW with linear warmup and
+    captions.caption_fn(dataset_name) (default ``dataset.name``). AdamW with linear warmup and
     cosine decay to 10% of lr; batches and captions are drawn with ``generator``. positives: "diagonal"
     (CLIP) or "label" (every same-class pair is a match; see the module docstring). The model is moved to
     ``device`` if given, else it trains where it is.
     """
-    from .captions import make_captions
+    from .captions import caption_fn
 
     images, labels = (dataset.images, dataset.labels) if hasattr(dataset, "images") else dataset
     if positives not in ("diagonal", "label"):
@@ -259,7 +259,7 @@ def train_clip(model: CLIPModel, dataset, *, steps: int = 1000, batch_size: int 
         name = dataset_name or getattr(dataset, "name", None)
         if name is None:
             raise ValueError("give dataset_name (or a captions function) for a dataset without .name")
-        captions = lambda x, y, g: make_captions(x, y, dataset=name, generator=g)
+        captions = caption_fn(name)
     if device is not None:
         model.to(device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
