@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from .checkpoints import load_state_strict, save_checkpoint
 from .config import _Serializable
+from .utils import progress_disabled
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def train_classifier(model: Classifier, dataset: Any, *, epochs: float = 3.0, ba
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
     gen_device = generator.device if generator is not None else torch.device("cpu")
     t0, step, avg = time.time(), 0, None
-    bar = tqdm(total=steps, desc="classifier", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=steps, desc="classifier", disable=progress_disabled(progress), dynamic_ncols=True)
     while step < steps:
         order = torch.randperm(N, generator=generator, device=gen_device).cpu()
         for i in range(0, N, batch_size):

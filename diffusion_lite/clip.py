@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from .checkpoints import load_state_strict, save_checkpoint
 from .config import _Serializable
 from .tokenizer import EOS, Tokenizer
+from .utils import progress_disabled
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,7 @@ def train_clip(model: CLIPModel, dataset, *, steps: int = 1000, batch_size: int 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     model.train()
     history, order, pos = [], torch.randperm(len(images), generator=generator), 0
-    bar = tqdm(range(steps), desc="clip", disable=not progress)
+    bar = tqdm(range(steps), desc="clip", disable=progress_disabled(progress))
     for _ in bar:
         if pos + batch_size > len(order):
             order, pos = torch.randperm(len(images), generator=generator), 0
