@@ -226,9 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     common(d)
     d.set_defaults(func=cmd_demo)
 
-    from . import clip_cli
+    from . import bench_cli, clip_cli, eval_cli
 
     clip_cli.add_parser(sub, common)
+    eval_cli.add_parser(sub, common)
+    bench_cli.add_parser(sub, common)
     return p
 
 

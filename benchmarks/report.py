@@ -1,0 +1,224 @@
+"""Write BENCHMARKS.md from the JSON files in benchmarks/results/ (every number in it comes from them).
+
+    python -m benchmarks.report                  # after running the benchmarks
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .common import RESULTS_DIR
+
+ROOT = RESULTS_DIR.parent.parent
+COMMANDS = {
+    "train_throughput": "python -m benchmarks.train_throughput --threads 2",
+    "sampling_quality": "python -m benchmarks.sampling_quality --threads 2",
+    "guidance_sweep": "python -m benchmarks.guidance_sweep --threads 2",
+    "time_to_quality": "python -m benchmarks.time_to_quality --threads 2 --minutes 15",
+}
+
+
+def _load(results: Path, name: str) -> dict | None:
+    f = results / f"{name}.json"
+    return json.loads(f.read_text()) if f.exists() else None
+
+
+def _spread(s: dict, fmt: str = ".1f") -> str:
+    return f"{s['median']:{fmt}} [{s['min']:{fmt}}, {s['max']:{fmt}}]"
+
+
+def _num(v, fmt: str = ".3g") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def _cmd(r: dict | None, name: str) -> str:
+    return f"`{r['command'] if r and r.get('command') else COMMANDS[name]}`"
+
+
+def _not_run(name: str) -> str:
+    return f"*Not run yet.* Command: `{COMMANDS[name]}`\n"
+
+
+def _machine(r: dict) -> str:
+    m = r["machine"]
+    end = (r.get("machine_end") or {}).get("load_average_1_5_15min")
+    text = (f"{m['cpu']}, {m['logical_cores']} logical cores ({m['usable_cores']} usable), torch {m['torch']}, "
+            f"diffusers {m['diffusers']}, {m['torch_threads']} torch thread(s); load average (1/5/15 min) "
+            f"{m['load_average_1_5_15min']} at the start" + (f", {end} at the end" if end else "")
+            + f"; {m['date_utc']} UTC")
+    load = (m["load_average_1_5_15min"] or [0])[0]
+    if load > m["usable_cores"]:
+        text += (f"  \n**The machine was busy with other jobs during this run** (load {load:.1f} on "
+                 f"{m['usable_cores']} cores): absolute rates are lower than on an idle machine and not comparable "
+                 "across runs; ratios measured within the run are.")
+    return text
+
+
+def section_train(r: dict | None) -> str:
+    if r is None:
+        return _not_run("train_throughput")
+    s = r["settings"]
+    out = [f"Command: {_cmd(r, 'train_throughput')}  \nMachine: {_machine(r)}  \n"
+           f"Batch {s['batch_size']} of 1x28x28 MNIST images, {s['optimizer']}, {s['loss']}; {s['warmup']} warm-up "
+           f"steps discarded, then {s['reps']} repetitions of {s['iters']} steps per side, interleaved. "
+           "images/s: median [min, max] over the repetitions.\n",
+           "| model | implementation | parameters | training images/s | MFLOP/image (fwd+bwd) | ratio ours/diffusers |",
+           "|---|---|---:|---:|---:|---:|"]
+    for kind, k in r["kinds"].items():
+        ratio = k["ratio_images_per_s"]
+        for side in ("diffusion_lite", "diffusers"):
+            d = k[side]
+            cell = (f"**{ratio['median']:.2f}x** [{ratio['low']:.2f}, {ratio['high']:.2f}]; per parameter "
+                    f"{k['ratio_per_parameter']:.2f}x" if side == "diffusion_lite" else "")
+            out.append(f"| {kind} | {side} | {d['parameters']:,} | {_spread(d['images_per_s'])} | "
+                       f"{d['flops_per_image'] / 1e6:.0f} | {cell} |")
+    out.append("\nRatio: median [min, max] of the per-repetition ratios (both sides measured in the same "
+               "repetition). Per parameter = (images/s x parameters) ours over diffusers.\n")
+    out.append("![training throughput](benchmarks/results/train_throughput.png)\n")
+    return "\n".join(out)
+
+
+def section_hardware(r: dict | None) -> str:
+    if r is None:
+        return _not_run("train_throughput")
+    busy = (r["machine"]["load_average_1_5_15min"] or [0])[0] > r["machine"]["usable_cores"]
+    starts = ", ".join(f"{x['gflops_peak']:.1f}" for x in r["matmul_peak"]["start"])
+    ends = ", ".join(f"{x['gflops_peak']:.1f}" for x in r["matmul_peak"]["end"])
+    n = r["matmul_peak"]["start"][0]["n"]
+    out = [f"Same run as the table above. Peak: a {n}x{n} {r['peak_dtype']} matmul timed as a third contender in "
+           "the same interleaved repetitions as the training steps (so both see the same machine load); fraction = "
+           "median [min, max] over repetitions of achieved / matmul GFLOP/s in that repetition. For reference, the "
+           f"best separate matmul measurement was {starts} GFLOP/s at the start and {ends} GFLOP/s at the end. "
+           "FLOPs: FlopCounterMode over one training step (matmuls, convolutions, attention; elementwise work "
+           "not counted).\n",
+           "| model | implementation | GFLOP per step | achieved GFLOP/s | matmul GFLOP/s (same reps) "
+           "| fraction of matmul peak |",
+           "|---|---|---:|---:|---:|---:|"]
+    for kind, k in r["kinds"].items():
+        for side in ("diffusion_lite", "diffusers"):
+            d, e = k[side], k[side]["hardware_efficiency"]
+            out.append(f"| {kind} | {side} | {d['flops_per_step'] / 1e9:.1f} | {d['achieved_gflops']:.2f} | "
+                       f"{_spread(k['matmul_gflops'])} | **{e['median']:.1%}** [{e['min']:.1%}, {e['max']:.1%}] |")
+    if busy:
+        out.append("\n**Not representative:** this run shared the CPU with other jobs, and under that load the big "
+                   "matmul slowed down much more than the U-Net steps did (compare its rate with the same core's "
+                   "rate on an idle machine), so the denominator is depressed and the fraction inflated. "
+                   "Measure on an idle machine.")
+    return "\n".join(out) + "\n"
+
+
+def section_sampling(r: dict | None) -> str:
+    if r is None:
+        return _not_run("sampling_quality")
+    s = r["settings"]
+    out = [f"Command: {_cmd(r, 'sampling_quality')}  \nMachine: {_machine(r)}\n"]
+    if r.get("throughput"):
+        out += [f"**Sampling throughput** (DDIM {s['throughput_steps']} steps, batch {s['throughput_batch']}, random "
+                f"weights of the matched U-Nets; text with guidance 3 = two network passes per step; {s['reps']} "
+                "repetitions after one warm-up):\n",
+                "| model | diffusion_lite images/s | diffusers images/s | ratio |", "|---|---:|---:|---:|"]
+        for kind, t in r["throughput"].items():
+            ratio = t["ratio_images_per_s"]
+            out.append(f"| {kind} | {_spread(t['images_per_s']['diffusion_lite'])} | "
+                       f"{_spread(t['images_per_s']['diffusers'])} | **{ratio['median']:.2f}x** "
+                       f"[{ratio['low']:.2f}, {ratio['high']:.2f}] |")
+        out.append("")
+    for kind, m in (r.get("models") or {}).items():
+        if not m.get("sweep"):
+            out.append(f"*{kind}: {m['checkpoint']} could not be loaded ({m.get('error')}).*\n")
+            continue
+        out += [f"**Quality versus steps: `{m['checkpoint']}`** ({m['parameters']:,} parameters"
+                + (f", guidance {s['guidance']}" if kind == "text" else "") + "):\n",
+                "| sampler | steps | n | FID | FID floor | FID / floor | KID | accuracy | diversity / real "
+                "| images/s |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in m["sweep"]:
+            out.append(f"| {row['sampler']} | {row['steps']} | {row['n']} | {row['fid']:.3f} | "
+                       f"{row['fid_floor']:.3f} | {row['fid_ratio']:.2f} | {_num(row['kid_mean'])} | "
+                       f"{_num(row['accuracy'])} | {_num(row['diversity_ratio'], '.2f')} | {row['images_per_s']:.1f} |")
+        out.append("")
+    if any(m.get("sweep") for m in (r.get("models") or {}).values()):
+        out.append("![quality versus steps](benchmarks/results/sampling_quality.png)\n")
+    return "\n".join(out)
+
+
+def section_guidance(r: dict | None) -> str:
+    if r is None:
+        return _not_run("guidance_sweep")
+    s = r["settings"]
+    out = [f"Command: {_cmd(r, 'guidance_sweep')}  \nMachine: {_machine(r)}  \n`{s['checkpoint']}`, n = {s['n']} per "
+           f"scale, DDIM {s['steps']} steps, the same noise, prompts and reference for every scale.\n",
+           "| guidance s | accuracy | FID | FID / floor | KID | diversity / real |", "|---:|---:|---:|---:|---:|---:|"]
+    for row in r["sweep"]:
+        out.append(f"| {row['guidance']:g} | {row['accuracy']:.3f} | {row['fid']:.3f} | {row['fid_ratio']:.2f} | "
+                   f"{_num(row['kid_mean'])} | {_num(row['diversity_ratio'], '.2f')} |")
+    a = r["attribute_adherence"]
+    out += ["", f"**Attribute adherence** ({s['attribute_n_per_digit']} pairs per digit and attribute, guidance "
+            f"{s['attribute_guidance']}, each pair from the same noise; 0.5 = the word is ignored, "
+            "1 = always obeyed):\n",
+            "| attribute | prompts (e.g.) | adherence | mean low | mean high | digit accuracy |",
+            "|---|---|---:|---:|---:|---:|"]
+    for name, x in a["attributes"].items():
+        out.append(f"| {name} | {x['example_prompts'][0]!r} / {x['example_prompts'][1]!r} | {x['adherence']:.3f} | "
+                   f"{x['mean_low']:.3f} | {x['mean_high']:.3f} | {x['accuracy']:.3f} |")
+    out.append("\n![guidance sweep](benchmarks/results/guidance_sweep.png)\n")
+    return "\n".join(out)
+
+
+def section_ttq(r: dict | None) -> str:
+    if r is None:
+        return _not_run("time_to_quality")
+    s = r["settings"]
+    out = [f"Command: {_cmd(r, 'time_to_quality')}  \nMachine: {_machine(r)}  \n{s['minutes']:g} min of training per "
+           f"side ({s['data']}, batch {s['batch_size']}, AdamW lr {s['lr']}, EMA {s['ema_decay']}), FID check every "
+           f"{s['eval_every_min']:g} min of training time on n = {s['n_eval']} EMA samples (DDIM {s['eval_steps']} "
+           f"steps); real-vs-real floor at this n: {r['fid_floor']:.3f}.\n",
+           "| implementation | steps in budget | training images/s | final FID / floor | "
+           + " | ".join(f"time to FID/floor <= {t:g}" for t in s["targets"]) + " |",
+           "|---|---:|---:|---:|" + "---:|" * len(s["targets"])]
+    for name, sd in r["sides"].items():
+        cells = []
+        for t in s["targets"]:
+            hit = sd["time_to_target"][str(float(t))]
+            cells.append("not reached" if hit is None else f"{hit['train_seconds'] / 60:.1f} min")
+        final = sd["final"]["fid_ratio"] if sd["final"] else None
+        out.append(f"| {name} | {sd['steps']} | {sd['images_per_s']:.1f} | {_num(final, '.2f')} | " + " | ".join(cells)
+                   + " |")
+    out.append(f"\n{r['summary']['text']}\n")
+    out.append("![time to quality](benchmarks/results/time_to_quality.png)\n")
+    return "\n".join(out)
+
+
+def section_gpu(results: Path) -> str:
+    lines = []
+    for name in COMMANDS:
+        g = _load(results, f"{name}_gpu")
+        if g is None:
+            lines.append(f"- `{name}`: not run in GPU mode (`python -m benchmarks.{name} --gpu`)")
+        elif g.get("gpu"):
+            lines.append(f"- `{name}`: {g['gpu']} (machine: {g['machine']['cpu']})")
+        else:
+            lines.append(f"- `{name}`: measured on {g['machine']['gpu']}, see `benchmarks/results/{name}_gpu.json`")
+    return "\n".join(lines) + "\n"
+
+
+def render(results: Path = RESULTS_DIR) -> str:
+    tt, sq, gs, tq = (_load(results, n) for n in COMMANDS)
+    template = (Path(__file__).parent / "BENCHMARKS.template.md").read_text()
+    return template.format(train=section_train(tt), hardware=section_hardware(tt), sampling=section_sampling(sq),
+                           guidance=section_guidance(gs), ttq=section_ttq(tq), gpu=section_gpu(results))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__)
+    p.add_argument("--results", type=Path, default=RESULTS_DIR)
+    p.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    a = p.parse_args(argv)
+    a.out.write_text(render(a.results))
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""``diffusion-lite bench``: run the benchmark suite of the repository's benchmarks/ folder.
+
+    diffusion-lite bench --quick                 # seconds: every benchmark in a tiny configuration
+    diffusion-lite bench --threads 2             # the full CPU suite, results in benchmarks/results/
+    diffusion-lite bench --device cuda           # GPU mode (bf16 autocast, channels_last, torch.compile)
+
+The benchmarks live next to the package in a source checkout (they need diffusers: ``pip install
+diffusion-lite[bench]``); each can also be run alone with ``python -m benchmarks.NAME``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ORDER = ("train_throughput", "sampling_quality", "guidance_sweep", "time_to_quality")
+
+
+def _import_suite():
+    from .cli import CLIError
+
+    if not (REPO_ROOT / "benchmarks" / "suite.py").exists():
+        raise CLIError(f"the benchmarks are not installed with the package; run from a source checkout "
+                       f"(looked for {REPO_ROOT / 'benchmarks'})")
+    try:
+        import diffusers  # noqa: F401
+    except ImportError:
+        raise CLIError("the benchmarks compare against diffusers: pip install 'diffusion-lite[bench]'") from None
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    return importlib.import_module("benchmarks.suite")
+
+
+def cmd_bench(args) -> None:
+    from .cli import CLIError
+
+    gpu = args.gpu or (args.device or "").startswith("cuda")
+    if args.device and not args.device.startswith(("cuda", "cpu")):
+        raise CLIError(f"bench runs on cpu or cuda (GPU mode), got --device {args.device}")
+    suite = _import_suite()
+    results = suite.run_suite(args.only, quick=args.quick, out=args.out, threads=args.threads, gpu=gpu,
+                              uncond=args.uncond, text=args.text, minutes=args.minutes)
+    failed = [name for name, r in results.items() if "error" in r]
+    if failed:
+        raise CLIError(f"benchmark(s) {', '.join(failed)} could not run: "
+                       + "; ".join(results[n]["error"] for n in failed))
+
+
+def add_parser(subparsers, common) -> argparse.ArgumentParser:
+    """Register ``bench`` on cli.py's subparsers; ``common(sp)`` adds --device/--threads."""
+    b = subparsers.add_parser("bench", help="benchmarks against diffusers: throughput, quality vs steps, "
+                              "time to quality, hardware efficiency")
+    b.add_argument("--quick", action="store_true", help="tiny configuration (seconds; checks that all runs)")
+    b.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results/, "
+                   "with --quick benchmarks/results/quick/)")
+    b.add_argument("--only", nargs="+", choices=ORDER, default=None, metavar="NAME",
+                   help=f"run only these benchmarks ({', '.join(ORDER)})")
+    b.add_argument("--gpu", action="store_true", help="GPU mode (same as --device cuda)")
+    b.add_argument("--uncond", default=None, help="unconditional checkpoint (default mnist-uncond)")
+    b.add_argument("--text", default=None, help="text-to-image checkpoint (default mnist-text2img)")
+    b.add_argument("--minutes", type=float, default=None, help="time-to-quality training budget per side")
+    common(b)
+    b.set_defaults(func=cmd_bench)
+    return b

@@ -1,0 +1,91 @@
+"""``diffusion-lite evaluate``: score a checkpoint with the evaluation protocol of evaluation.py.
+
+    diffusion-lite evaluate --checkpoint mnist-text2img --n 500 --guidance 3 --steps 50 --out report.json
+
+Writes the JSON report and prints a short table. Registered on cli.py's subparsers by ``add_parser``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s}")
+    return v
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def format_report(report: dict) -> str:
+    """A short two-column table of the headline numbers of an evaluate_pipeline report."""
+    rows = [("n", report["n"]), ("conditional accuracy", report.get("accuracy")), ("FID", report["fid"]),
+            ("FID floor (real vs real)", report["fid_floor"]), ("FID / floor", report["fid_ratio"]),
+            ("KID", report["kid_mean"]), ("KID floor", report["kid_floor"]), ("diversity", report["diversity"]),
+            ("diversity of real data", report["diversity_real"]), ("images/s (sampling)", report["images_per_s"]),
+            ("wall time (s)", report["wall_time_s"])]
+    rows += [(f"attribute adherence: {a}", r["adherence"])
+             for a, r in report.get("attribute_adherence", {}).get("attributes", {}).items()]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {_fmt(v)}" for k, v in rows)
+
+
+def cmd_evaluate(args) -> None:
+    from .checkpoints import load
+    from .cli import CLIError, _setup
+    from .evaluation import attribute_adherence_report, evaluate_pipeline
+    from .metrics import load_eval_classifier
+
+    device = _setup(args)
+    out = Path(args.out)
+    if out.suffix != ".json":
+        raise CLIError(f"--out must end in .json, got {out.name!r}")
+    pipe = load(args.checkpoint, device)
+    if not hasattr(pipe, "sample"):
+        raise CLIError(f"{args.checkpoint} is not a diffusion model checkpoint")
+    if args.attributes and not pipe.is_text_conditional:
+        raise CLIError("--attributes needs a text-conditional checkpoint")
+    classifier = load_eval_classifier(device)
+    kw = dict(guidance=args.guidance, steps=args.steps, sampler=args.sampler, seed=args.seed,
+              batch_size=args.batch_size, classifier=classifier, progress=not args.quiet)
+    report = evaluate_pipeline(pipe, n=args.n, eta=args.eta, reference=args.reference, **kw)
+    report["settings"]["checkpoint"] = str(args.checkpoint)
+    if args.attributes:
+        report["attribute_adherence"] = attribute_adherence_report(pipe, n_per_digit=args.attributes, **kw)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(format_report(report))
+    print(f"wrote {out}")
+
+
+def add_parser(subparsers, common) -> argparse.ArgumentParser:
+    """Register ``evaluate`` on cli.py's subparsers; ``common(sp)`` adds --device/--threads."""
+    e = subparsers.add_parser("evaluate", help="FID/KID (with the real-vs-real floor), accuracy, diversity of a model")
+    e.add_argument("--checkpoint", required=True, help="checkpoint path, run folder, or pretrained name")
+    e.add_argument("--n", type=_positive_int, required=True,
+                   help="samples (text models: a multiple of 10, n/10 per digit)")
+    e.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale s (text models)")
+    e.add_argument("--steps", type=_positive_int, default=50)
+    e.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
+    e.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 deterministic)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--batch-size", type=_positive_int, default=250)
+    e.add_argument("--reference", choices=["mnist-test", "mnist-train"], default="mnist-test")
+    e.add_argument("--attributes", type=_positive_int, default=None, metavar="N_PER_DIGIT",
+                   help="also measure attribute adherence with N paired samples per digit and attribute")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.add_argument("--out", required=True, help="report.json")
+    common(e)
+    e.set_defaults(func=cmd_evaluate)
+    return e

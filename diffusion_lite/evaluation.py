@@ -1,0 +1,329 @@
+"""Evaluation protocols for trained pipelines, built on metrics.py (evaluation chapter).
+
+    report = evaluate_pipeline(load_pretrained("mnist-text2img"), n=500, guidance=3.0, steps=50)
+    report["fid"], report["fid_floor"], report["fid_ratio"], report["accuracy"]
+
+The protocol (stated in every report's ``settings``):
+
+- text-conditional pipelines: n samples, n/10 per digit; the k-th prompt of a digit uses template
+  k mod 8 of ``EVAL_TEMPLATES`` ("the digit seven", "a handwritten 7", ...), so every digit is asked for
+  in the same varied phrasings. accuracy = fraction the evaluation classifier assigns to the asked digit.
+- unconditional pipelines: n samples; no accuracy, but the predicted-class histogram shows dropped modes.
+- FID and KID in the evaluation classifier's 128-d features (metrics.py) against n real images of the
+  reference split, drawn at random (for text models: the same number per digit as the samples); the
+  floor is FID/KID between a second, disjoint real draw of the same size and that reference, so
+  ``fid_ratio = fid / fid_floor`` is ~1 for a perfect generator at this n and comparable across n.
+- diversity: mean pairwise feature distance within a prompted digit (text) or over all samples
+  (unconditional); ``diversity_real`` is the same statistic on the reference draw (ratio < 1: less
+  varied than the data, 0: one image per prompt).
+
+The starting noise x_T of sample i is the same for every guidance scale, step count and sampler with the
+same seed (drawn once for all n), so sweeps compare like with like. Samples depend on ``batch_size`` only
+through the stochastic sampler's noise (DDPM, DDIM with eta > 0).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from . import captions, metrics
+from .classifier import Classifier
+
+EVAL_TEMPLATES = ("the digit {name}", "a handwritten {digit}", "a photo of a {name}", "a drawing of the number {digit}",
+                  "{name}", "a picture of the digit {digit}", "a sketch of a {name}", "the number {digit}")
+NUM_CLASSES = 10
+IMAGE_SHAPE = (1, 28, 28)  # the evaluation classifier's input: MNIST
+
+
+def eval_prompts(labels: torch.Tensor) -> list[str]:
+    """One prompt per label (N,) long in [0, 10): the k-th occurrence of a digit uses EVAL_TEMPLATES[k % 8]."""
+    table = [captions.class_prompts("mnist", t) for t in EVAL_TEMPLATES]  # (templates, 10)
+    seen = [0] * NUM_CLASSES
+    out = []
+    for y in labels.tolist():
+        out.append(table[seen[y] % len(table)][y])
+        seen[y] += 1
+    return out
+
+
+def balanced_labels(n: int) -> torch.Tensor:
+    """(n,) long: 0, 1, ..., 9, 0, 1, ... (n/10 per digit); n must be a multiple of 10 and >= 20."""
+    if n < 2 * NUM_CLASSES or n % NUM_CLASSES:
+        raise ValueError(f"text-conditional evaluation needs n a multiple of {NUM_CLASSES} and >= "
+                         f"{2 * NUM_CLASSES} (n/10 samples per digit, >= 2 for diversity), got n={n}")
+    return torch.arange(n) % NUM_CLASSES
+
+
+# ----------------------------------------------------------------------------------- the reference
+@dataclass
+class Reference:
+    """Two disjoint real draws of the same size: ``feats`` (compared with samples) and ``floor_feats``
+    (compared with ``feats`` for the floor), (n, F) float64; labels (n,) long."""
+
+    name: str
+    feats: torch.Tensor
+    labels: torch.Tensor
+    floor_feats: torch.Tensor
+    floor_labels: torch.Tensor
+
+
+def _reference_images(reference: Any) -> tuple[torch.Tensor, torch.Tensor, str]:
+    if isinstance(reference, str):
+        if reference not in ("mnist-test", "mnist-train"):
+            raise ValueError(f"reference must be 'mnist-test', 'mnist-train' or a dataset with .images and "
+                             f".labels, got {reference!r}")
+        from .data import load_dataset
+
+        ds = load_dataset("mnist", reference.split("-")[1])
+        return ds.images, ds.labels, reference
+    images, labels = getattr(reference, "images", None), getattr(reference, "labels", None)
+    if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
+        raise ValueError(f"reference must be 'mnist-test', 'mnist-train' or have .images (N, 1, 28, 28) and "
+                         f".labels (N,) tensors, got {type(reference).__name__}")
+    return images, labels, getattr(reference, "name", type(reference).__name__)
+
+
+def prepare_reference(classifier: Classifier, reference: Any, n: int, labels: torch.Tensor | None = None,
+                      seed: int = 0) -> Reference:
+    """Draw 2n real images at random (with ``labels``: per digit, twice as many as ``labels`` holds) and
+    extract their features. ValueError if the reference set is too small for two disjoint draws."""
+    images, ref_labels, name = _reference_images(reference)
+    g = torch.Generator().manual_seed(seed + 1_000_003)  # independent of the samples' noise
+    if labels is None:
+        if 2 * n > images.shape[0]:
+            raise ValueError(f"n={n} needs 2n={2 * n} reference images for the floor, {name} has {images.shape[0]}")
+        perm = torch.randperm(images.shape[0], generator=g)
+        idx_a, idx_b = perm[:n], perm[n:2 * n]
+    else:
+        idx_a, idx_b = [], []
+        for c in range(NUM_CLASSES):
+            k = int((labels == c).sum())
+            pool = torch.nonzero(ref_labels == c).flatten()
+            if 2 * k > pool.numel():
+                raise ValueError(f"{k} samples of digit {c} need {2 * k} real ones for the floor; {name} has "
+                                 f"{pool.numel()}")
+            pool = pool[torch.randperm(pool.numel(), generator=g)]
+            idx_a.append(pool[:k])
+            idx_b.append(pool[k:2 * k])
+        idx_a, idx_b = torch.cat(idx_a), torch.cat(idx_b)
+    return Reference(name, metrics.extract_features(classifier, images[idx_a]), ref_labels[idx_a],
+                     metrics.extract_features(classifier, images[idx_b]), ref_labels[idx_b])
+
+
+# --------------------------------------------------------------------------------------- sampling
+def _check_pipe(pipe) -> None:
+    c = pipe.unet.cfg
+    if (c.in_channels, c.image_size, c.image_size) != IMAGE_SHAPE:
+        raise ValueError(f"the evaluation classifier is for MNIST images {IMAGE_SHAPE}; this pipeline makes "
+                         f"{(c.in_channels, c.image_size, c.image_size)}")
+
+
+def generate(pipe, n: int, prompts: Sequence[str] | None = None, *, guidance: float = 3.0, steps: int = 50,
+             sampler: str = "ddim", eta: float = 0.0, seed: int = 0, batch_size: int = 250,
+             x_T: torch.Tensor | None = None, progress: bool = False) -> torch.Tensor:
+    """n samples (n, 1, 28, 28) in [-1, 1], in batches. x_T (n, C, H, W) defaults to randn from ``seed``
+    (drawn once, so it does not depend on batch_size); batch i's sampler noise uses seed + 1 + i."""
+    if prompts is not None and len(prompts) != n:
+        raise ValueError(f"got {len(prompts)} prompts for n={n}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    c = pipe.unet.cfg
+    if x_T is None:
+        x_T = torch.randn((n, c.in_channels, c.image_size, c.image_size), generator=torch.Generator().manual_seed(seed))
+    out = []
+    starts = range(0, n, batch_size)
+    for i, s in enumerate(tqdm(starts, desc=f"{sampler} {steps} steps", disable=not progress, leave=False)):
+        g = torch.Generator().manual_seed(seed + 1 + i)
+        kw = dict(steps=steps, sampler=sampler, generator=g, progress=False, x_T=x_T[s:s + batch_size])
+        if sampler == "ddim":
+            kw["eta"] = eta
+        if pipe.is_text_conditional:
+            out.append(pipe.sample(list(prompts[s:s + batch_size]), guidance=guidance, **kw).cpu())
+        else:
+            out.append(pipe.sample(n=x_T[s:s + batch_size].shape[0], **kw).cpu())
+    return torch.cat(out).clamp(-1, 1)
+
+
+# ------------------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def score_samples(classifier: Classifier, samples: torch.Tensor, ref: Reference, labels: torch.Tensor | None = None,
+                  kid_subsets: int = 50, seed: int = 0) -> dict[str, Any]:
+    """Metrics of samples (n, 1, 28, 28) in [-1, 1] against a prepared Reference of the same n."""
+    feats = metrics.extract_features(classifier, samples)
+    n = feats.shape[0]
+    if ref.feats.shape[0] != n:
+        raise ValueError(f"the reference holds {ref.feats.shape[0]} images, the samples {n}: FID needs equal n")
+    device = next(classifier.parameters()).device
+    was_training = classifier.training
+    classifier.eval()
+    pred = classifier.classify_features(feats.float().to(device)).argmax(1).cpu()
+    classifier.train(was_training)
+    g = torch.Generator().manual_seed(seed)
+    size = min(1000, n)
+    fid, floor = metrics.fid(feats, ref.feats), metrics.fid(ref.floor_feats, ref.feats)
+    kid_mean, kid_std = metrics.kid(feats, ref.feats, kid_subsets, size, g)
+    kid_floor = metrics.kid(ref.floor_feats, ref.feats, kid_subsets, size, g)[0]
+    div = metrics.diversity(feats, labels)
+    div_real = metrics.diversity(ref.feats, ref.labels if labels is not None else None)
+    out = {"n": n, "fid": fid, "fid_floor": floor, "fid_ratio": fid / floor if floor > 0 else None,
+           "kid_mean": kid_mean, "kid_std": kid_std, "kid_floor": kid_floor, "kid_subset_size": size,
+           "diversity": div, "diversity_real": div_real, "diversity_ratio": div / div_real if div_real > 0 else None,
+           "predicted_class_fraction": (torch.bincount(pred, minlength=NUM_CLASSES) / n).tolist(),
+           "accuracy": None, "accuracy_per_class": None}
+    if labels is not None:
+        hit = (pred == labels).double()
+        out["accuracy"] = float(hit.mean())
+        out["accuracy_per_class"] = [float(hit[labels == c].mean()) for c in range(NUM_CLASSES)]
+    return out
+
+
+def _run(pipe, classifier: Classifier, ref: Reference, labels: torch.Tensor | None, *, n: int, guidance: float,
+         steps: int, sampler: str, eta: float, seed: int, batch_size: int, progress: bool) -> dict[str, Any]:
+    prompts = eval_prompts(labels) if labels is not None else None
+    t0 = time.perf_counter()
+    samples = generate(pipe, n, prompts, guidance=guidance, steps=steps, sampler=sampler, eta=eta, seed=seed,
+                       batch_size=batch_size, progress=progress)
+    t_sample = time.perf_counter() - t0
+    report = score_samples(classifier, samples, ref, labels, seed=seed)
+    report.update(sample_seconds=round(t_sample, 3), images_per_s=n / t_sample,
+                  eval_seconds=round(time.perf_counter() - t0 - t_sample, 3))
+    return report
+
+
+def _setup(pipe, classifier, reference, n, seed):
+    _check_pipe(pipe)
+    classifier = classifier if classifier is not None else metrics.load_eval_classifier()
+    labels = balanced_labels(n) if pipe.is_text_conditional else None
+    return classifier, labels, prepare_reference(classifier, reference, n, labels, seed)
+
+
+def _settings(pipe, reference, **kw) -> dict[str, Any]:
+    s = {"model": "text-conditional" if pipe.is_text_conditional else "unconditional",
+         "parameters": sum(p.numel() for p in pipe.unet.parameters()),
+         "reference": reference if isinstance(reference, str) else type(reference).__name__,
+         "classifier": "mnist-classifier", "torch_threads": torch.get_num_threads(), **kw}
+    if pipe.is_text_conditional:
+        s["prompt_templates"] = list(EVAL_TEMPLATES)
+    else:
+        s.pop("guidance", None)
+    return s
+
+
+def evaluate_pipeline(pipe, *, n: int, guidance: float = 3.0, steps: int = 50, sampler: str = "ddim",
+                      eta: float = 0.0, seed: int = 0, batch_size: int = 250, classifier: Classifier | None = None,
+                      reference: Any = "mnist-test", progress: bool = False) -> dict[str, Any]:
+    """Generate n samples and score them (the protocol in the module docstring). Returns a JSON-able dict:
+    settings, n, fid, fid_floor, fid_ratio, kid_mean/std, kid_floor, diversity(_real, _ratio),
+    predicted_class_fraction (10,), accuracy and accuracy_per_class (None if unconditional), and
+    sample_seconds, images_per_s, eval_seconds, wall_time_s. guidance is ignored by unconditional models.
+    """
+    t0 = time.perf_counter()
+    classifier, labels, ref = _setup(pipe, classifier, reference, n, seed)
+    report = {"settings": _settings(pipe, reference, n=n, guidance=guidance, steps=steps, sampler=sampler, eta=eta,
+                                    seed=seed, batch_size=batch_size)}
+    report.update(_run(pipe, classifier, ref, labels, n=n, guidance=guidance, steps=steps, sampler=sampler, eta=eta,
+                       seed=seed, batch_size=batch_size, progress=progress))
+    report["wall_time_s"] = round(time.perf_counter() - t0, 3)
+    return report
+
+
+_SUMMARY = ("n", "accuracy", "fid", "fid_floor", "fid_ratio", "kid_mean", "kid_floor", "diversity", "diversity_real",
+            "diversity_ratio", "sample_seconds", "images_per_s")
+
+
+def guidance_sweep(pipe, scales: Sequence[float] = (0, 1, 2, 3, 5, 8), *, n: int = 500, steps: int = 50,
+                   sampler: str = "ddim", seed: int = 0, batch_size: int = 250, classifier: Classifier | None = None,
+                   reference: Any = "mnist-test", progress: bool = False) -> list[dict[str, Any]]:
+    """evaluate_pipeline at each guidance scale s (same x_T, prompts and reference draw for every s).
+    Returns one dict per scale: guidance, accuracy, fid, fid_floor, fid_ratio, kid, diversity, timing."""
+    if not pipe.is_text_conditional:
+        raise ValueError("guidance_sweep needs a text-conditional pipeline; this one is unconditional")
+    classifier, labels, ref = _setup(pipe, classifier, reference, n, seed)
+    rows = []
+    for s in scales:
+        r = _run(pipe, classifier, ref, labels, n=n, guidance=float(s), steps=steps, sampler=sampler, eta=0.0,
+                 seed=seed, batch_size=batch_size, progress=progress)
+        rows.append({"guidance": float(s), "steps": steps, "sampler": sampler, **{k: r[k] for k in _SUMMARY}})
+    return rows
+
+
+def steps_sweep(pipe, steps: Sequence[int] = (10, 20, 50, 100, 1000), samplers: Sequence[str] = ("ddpm", "ddim"), *,
+                n: int = 500, n_for_steps: dict[int, int] | None = None, guidance: float = 3.0, seed: int = 0,
+                batch_size: int = 250, classifier: Classifier | None = None, reference: Any = "mnist-test",
+                progress: bool = False) -> list[dict[str, Any]]:
+    """Quality and sampling throughput versus the number of sampler steps, for each sampler.
+
+    ``n_for_steps`` overrides n for some step counts (e.g. {1000: 200}); FID at different n is compared
+    through fid_ratio (each point has its own floor at its own n). images_per_s is n / sampling seconds
+    (with guidance != 0, 1 a text model evaluates the network twice per step). One dict per point.
+    """
+    n_for_steps = dict(n_for_steps or {})
+    classifier = classifier if classifier is not None else metrics.load_eval_classifier()
+    refs: dict[int, tuple] = {}
+    rows = []
+    for k in steps:
+        m = n_for_steps.get(k, n)
+        if m not in refs:
+            refs[m] = _setup(pipe, classifier, reference, m, seed)[1:]
+        labels, ref = refs[m]
+        for sampler in samplers:
+            r = _run(pipe, classifier, ref, labels, n=m, guidance=guidance, steps=k, sampler=sampler, eta=0.0,
+                     seed=seed, batch_size=batch_size, progress=progress)
+            rows.append({"sampler": sampler, "steps": k, "guidance": guidance if pipe.is_text_conditional else None,
+                         **{key: r[key] for key in _SUMMARY}})
+    return rows
+
+
+ATTRIBUTE_PAIRS = {a: (captions.WORDS[a][0], captions.WORDS[a][2]) for a in captions.ATTRIBUTES}
+
+
+def attribute_prompt(word: str, digit: int) -> str:
+    """'a thick seven', 'a seven slanting right': the attribute word before the noun, slant phrases after."""
+    name = captions.class_names("mnist")[digit]
+    return captions.fix_articles(f"a {name} {word}" if word.startswith("slanting") else f"a {word} {name}")
+
+
+def attribute_adherence_report(pipe, *, n_per_digit: int = 10, digits: Sequence[int] = tuple(range(10)),
+                               attributes: Sequence[str] = captions.ATTRIBUTES, guidance: float = 3.0, steps: int = 50,
+                               sampler: str = "ddim", seed: int = 0, batch_size: int = 250,
+                               classifier: Classifier | None = None, progress: bool = False) -> dict[str, Any]:
+    """Paired samples for "a thin seven" / "a thick seven" (and slant, size) from the same x_T, measured with
+    captions.thickness / slant / size; adherence = fraction of pairs where the high word measures more
+    (metrics.attribute_adherence, paired; 0.5 = the word is ignored). Per attribute: adherence, means,
+    mean_shift, per-digit adherence, and the classifier accuracy of the attribute samples for their digit."""
+    _check_pipe(pipe)
+    if not pipe.is_text_conditional:
+        raise ValueError("attribute adherence needs a text-conditional pipeline; this one is unconditional")
+    unknown = [a for a in attributes if a not in ATTRIBUTE_PAIRS]
+    if unknown or n_per_digit < 1 or not digits:
+        raise ValueError(f"expected attributes from {list(ATTRIBUTE_PAIRS)}, n_per_digit >= 1 and some digits; got "
+                         f"{list(attributes)}, {n_per_digit}, {list(digits)}")
+    classifier = classifier if classifier is not None else metrics.load_eval_classifier()
+    t0 = time.perf_counter()
+    labels = torch.tensor([d for d in digits for _ in range(n_per_digit)])
+    n = labels.numel()
+    x_T = torch.randn((n, *IMAGE_SHAPE), generator=torch.Generator().manual_seed(seed))
+    kw = dict(guidance=guidance, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size, x_T=x_T,
+              progress=progress)
+    out: dict[str, Any] = {"settings": {"n_per_digit": n_per_digit, "digits": list(digits), "guidance": guidance,
+                                        "steps": steps, "sampler": sampler, "seed": seed,
+                                        "pairs": {a: list(ATTRIBUTE_PAIRS[a]) for a in attributes}},
+                           "attributes": {}}
+    for a in attributes:
+        low, high = ATTRIBUTE_PAIRS[a]
+        imgs = {w: generate(pipe, n, [attribute_prompt(w, int(d)) for d in labels], **kw) for w in (low, high)}
+        fn = captions.MEASURES[a]
+        res = metrics.attribute_adherence(fn, imgs[low], imgs[high], paired=True)
+        res["per_digit"] = {int(d): metrics.attribute_adherence(fn, imgs[low][labels == d], imgs[high][labels == d],
+                                                                paired=True)["adherence"] for d in digits}
+        both, target = torch.cat([imgs[low], imgs[high]]), torch.cat([labels, labels])
+        res["accuracy"] = metrics.conditional_accuracy(classifier, both, target)
+        res["example_prompts"] = [attribute_prompt(low, int(digits[0])), attribute_prompt(high, int(digits[0]))]
+        out["attributes"][a] = res
+    out["wall_time_s"] = round(time.perf_counter() - t0, 3)
+    return out

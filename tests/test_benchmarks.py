@@ -1,0 +1,164 @@
+"""The benchmark scripts run end to end in tiny configurations (no timing assertions: numbers are not checked)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from test_evaluation import tiny_text_pipe, tiny_uncond_pipe  # noqa: E402
+
+from benchmarks import common, models, suite  # noqa: E402
+
+QUICK = ["--quick", "--no-plot", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpt")
+    tiny_uncond_pipe().save(d / "uncond")
+    tiny_text_pipe(d).save(d / "text")
+    return {"uncond": str(d / "uncond"), "text": str(d / "text")}
+
+
+@pytest.mark.parametrize("kind", models.KINDS)
+def test_contenders_match_in_size_and_call(kind):
+    nets = models.build(kind)
+    p_ours, p_hf = (models.num_parameters(nets[k]) for k in ("diffusion_lite", "diffusers"))
+    assert abs(p_hf / p_ours - 1) <= models.TOLERANCE
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([10, 900])
+    cond = {}
+    if kind == "text":
+        ctx, mask = models.random_context(2, torch.Generator().manual_seed(0))
+        assert ctx.shape == (2, models.CONTEXT_LEN, models.CONTEXT_DIM) and mask[:, :3].all() and not mask[:, 8:].any()
+        cond = {"context": ctx, "context_mask": mask}
+    for net in nets.values():
+        assert net(x, t, **cond).shape == x.shape
+
+
+def test_interleaved_timing_and_summaries():
+    calls = []
+    out = common.time_interleaved({"a": lambda: calls.append("a") or 2, "b": lambda: calls.append("b") or 3},
+                                  warmup=1, reps=3, iters=2, progress=False)
+    assert calls[:2] == ["a", "b"] and len(calls) == 2 + 3 * 4
+    assert calls[2:8] == ["a", "b", "b", "a", "a", "b"]  # one iteration at a time, the order flipping
+    assert out["a"]["reps"] == 3 and out["a"]["min"] <= out["a"]["median"] <= out["a"]["max"]
+    r = common.ratio_summary(common.summarize([2.0, 4.0, 1.0]), common.summarize([1.0, 4.0, 0.5]))
+    assert r == {"median": 2.0, "low": 1.0, "high": 2.0, "of_medians": 2.0}
+
+
+def test_machine_record():
+    m = common.machine_info()
+    assert m["cpu"] and m["logical_cores"] >= 1 and m["torch"] == torch.__version__ and m["diffusers"]
+
+
+def test_train_throughput_and_hardware_efficiency(tmp_path):
+    from benchmarks import plots, train_throughput
+
+    r = train_throughput.main([*QUICK, "--out", str(tmp_path), "--reps", "1", "--peak-n", "128",
+                                  "--batch-size", "4"])
+    saved = json.loads((tmp_path / "train_throughput.json").read_text())
+    assert saved["command"].startswith("python -m benchmarks.train_throughput --quick")
+    assert saved["machine"]["cpu"] and saved["settings"]["batch_size"] == 4
+    for kind in models.KINDS:
+        k = r["kinds"][kind]
+        for side in ("diffusion_lite", "diffusers"):
+            assert k[side]["images_per_s"]["median"] > 0 and k[side]["flops_per_image"] > 1e6
+            e = k[side]["hardware_efficiency"]
+            assert 0 < e["min"] <= e["median"] <= e["max"] and e["reps"] == 1
+        assert k["ratio_images_per_s"]["low"] <= k["ratio_images_per_s"]["median"] <= k["ratio_images_per_s"]["high"]
+        assert 0.9 <= k["ratio_parameters"] <= 1.1 and k["matmul_gflops"]["median"] > 0
+    assert "ratio ours/diffusers" in train_throughput.format_table(r)
+    assert plots.plot_train_throughput(saved, tmp_path / "t.png").stat().st_size > 0
+
+
+def test_sampling_quality_and_guidance_sweep(tmp_path, checkpoints):
+    from benchmarks import guidance_sweep, plots, sampling_quality
+
+    r = sampling_quality.main([*QUICK, "--out", str(tmp_path), "--uncond", checkpoints["uncond"], "--text",
+                               checkpoints["text"], "--steps", "1", "2", "--samplers", "ddim", "--reps", "1",
+                               "--throughput-batch", "2"])
+    assert set(r["throughput"]) == {"uncond", "text"}
+    assert all(v["ratio_images_per_s"]["median"] > 0 for v in r["throughput"].values())
+    rows = r["models"]["text"]["sweep"]
+    assert [row["steps"] for row in rows] == [1, 2] and all(0 <= row["accuracy"] <= 1 for row in rows)
+    assert r["models"]["uncond"]["sweep"][0]["accuracy"] is None
+    assert plots.plot_sampling_quality(r, tmp_path / "s.png").exists()
+
+    g = guidance_sweep.main([*QUICK, "--out", str(tmp_path), "--text", checkpoints["text"], "--scales", "0", "2"])
+    assert [row["guidance"] for row in g["sweep"]] == [0.0, 2.0]
+    assert set(g["attribute_adherence"]["attributes"]) == {"thickness", "slant", "size"}
+    assert plots.plot_guidance(g, tmp_path / "g.png").exists()
+    assert json.loads((tmp_path / "guidance_sweep.json").read_text())["settings"]["n"] == 20
+
+
+def test_a_missing_checkpoint_is_skipped_not_fatal(tmp_path):
+    from benchmarks import sampling_quality
+
+    r = sampling_quality.main([*QUICK, "--out", str(tmp_path), "--skip-throughput", "--models", "text", "--text",
+                               str(tmp_path / "nothing")])
+    assert r["models"]["text"]["sweep"] is None and "nothing" in r["models"]["text"]["error"]
+    out = suite.run_suite(["guidance_sweep"], quick=True, out=tmp_path, text=str(tmp_path / "nothing"))
+    assert "error" in out["guidance_sweep"]
+
+
+def test_time_to_quality(tmp_path):
+    from benchmarks import plots, time_to_quality
+
+    r = time_to_quality.main([*QUICK, "--out", str(tmp_path), "--minutes", "0.01", "--eval-every", "0.005",
+                              "--subset", "200", "--targets", "1000", "1"])
+    for side in ("diffusion_lite", "diffusers"):
+        sd = r["sides"][side]
+        assert sd["steps"] > 0 and sd["evals"] and sd["train_seconds"] >= 0.6  # a step may outlast the budget
+        assert sd["final"] == sd["evals"][-1] and sd["final"]["step"] == sd["steps"]  # evaluated at the end
+        assert sd["time_to_target"]["1000.0"] is not None  # any model beats FID/floor 1000
+    assert r["summary"]["target"] == 1000.0 and r["fid_floor"] > 0
+    assert plots.plot_time_to_quality(r, tmp_path / "q.png").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU report")
+def test_gpu_mode_reports_no_gpu_on_a_cpu_machine(tmp_path):
+    from benchmarks import train_throughput
+
+    r = train_throughput.main(["--gpu", "--out", str(tmp_path)])
+    assert "no GPU present" in r["gpu"]
+    assert "no GPU present" in json.loads((tmp_path / "train_throughput_gpu.json").read_text())["gpu"]
+
+
+def test_gpu_style_options_run_on_cpu(tmp_path):
+    """bf16 autocast and channels_last, the GPU mode's options, also work on the CPU."""
+    from benchmarks import train_throughput
+
+    r = train_throughput.main([*QUICK, "--out", str(tmp_path), "--kinds", "uncond", "--reps", "1", "--peak-n", "64",
+                               "--batch-size", "4", "--amp", "--channels-last"])
+    assert r["runtime"] == {"device": "cpu", "amp": True, "channels_last": True, "compile": False}
+    assert r["kinds"]["uncond"]["diffusion_lite"]["images_per_s"]["median"] > 0
+
+
+def test_suite_and_bench_command_wiring(tmp_path):
+    from diffusion_lite import bench_cli
+
+    assert bench_cli.ORDER == suite.ORDER
+    assert suite.suite_argv("sampling_quality", quick=True, out=tmp_path, uncond="u", text="t") == [
+        "--out", str(tmp_path), "--quick", "--uncond", "u", "--text", "t"]
+    assert suite.suite_argv("time_to_quality", minutes=2.0, threads=2, gpu=True) == [
+        "--threads", "2", "--gpu", "--minutes", "2.0"]
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        suite.run_suite(["nope"])
+    import argparse
+
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers()
+    bench_cli.add_parser(sub, lambda sp: (sp.add_argument("--device"), sp.add_argument("--threads", type=int)))
+    args = p.parse_args(["bench", "--quick", "--only", "guidance_sweep", "--text", str(tmp_path / "none"),
+                         "--out", str(tmp_path)])
+    from diffusion_lite.cli import CLIError
+
+    with pytest.raises(CLIError, match="guidance_sweep"):  # a benchmark that cannot run is reported
+        args.func(args)
