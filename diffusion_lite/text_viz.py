@@ -1,0 +1,265 @@
+"""Figures and helpers for the text chapters: CLIP (chapter 06) and cross-attention (chapter 07).
+
+Chapter 06: captions under images, image-vs-text similarity matrices, the temperature's effect on the
+softmax, a 2-D PCA of the joint embedding space, zero-shot accuracy per prompt wording.
+Chapter 07: cross-attention maps per prompt token, recorded while sampling (``sample_with_attention``),
+averaged over heads and layers, and overlaid on the image for several denoising steps.
+
+Every figure is a plain function returning a matplotlib ``Figure``; every ``*_widget`` wraps one in
+``ipywidgets.interactive`` (``widget.result`` is the Figure on show). Images are (B, C, H, W) in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .tokenizer import PAD
+from .utils import to_uint8
+
+
+def _figure(figsize, **kw):
+    import matplotlib.pyplot as plt  # pyplot registers the figure, so the inline backend shows it
+
+    return plt.figure(figsize=figsize, **kw)
+
+
+def _gray(image: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [-1, 1] -> (H, W) uint8 (channels averaged)."""
+    return to_uint8(image[None].float().mean(1, keepdim=True))[0, 0].numpy()
+
+
+# ------------------------------------------------------------------------------------ chapter 06
+def caption_grid_figure(images: torch.Tensor, captions: list[str], ncols: int = 4, width: int = 22):
+    """Each image with its caption underneath: images (B, C, H, W), captions B strings."""
+    if images.dim() != 4 or len(captions) != images.shape[0]:
+        raise ValueError(f"expected images (B, C, H, W) and B captions, got {tuple(images.shape)} and {len(captions)}")
+    rows = math.ceil(len(captions) / ncols)
+    fig = _figure((2.2 * ncols, 2.6 * rows))
+    for i, (img, cap) in enumerate(zip(images, captions)):
+        ax = fig.add_subplot(rows, ncols, i + 1)
+        ax.imshow(_gray(img), cmap="gray", vmin=0, vmax=255)
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_xlabel("\n".join(textwrap.wrap(f'"{cap}"', width)), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def similarity_matrix_figure(similarity: torch.Tensor, images: torch.Tensor, captions: list[str],
+                             title: str = "cosine similarity, image i vs caption j"):
+    """Heatmap of similarity (B, K) (rows: images, shown as thumbnails; columns: captions), values printed,
+    the best caption of every row outlined."""
+    from matplotlib.patches import Rectangle
+
+    B, K = similarity.shape
+    if images.shape[0] != B or len(captions) != K:
+        raise ValueError(f"similarity {tuple(similarity.shape)} needs {B} images and {K} captions")
+    s = similarity.detach().cpu().float().numpy()
+    fig = _figure((1.0 * K + 2.5, 0.8 * B + 2.0))
+    grid = fig.add_gridspec(1, 2, width_ratios=(1, K), wspace=0.02)
+    thumbs = fig.add_subplot(grid[0])
+    thumbs.imshow(np.concatenate([_gray(x) for x in images], 0), cmap="gray", vmin=0, vmax=255, aspect="auto")
+    thumbs.set_axis_off()
+    ax = fig.add_subplot(grid[1])
+    im = ax.imshow(s, cmap="viridis", aspect="auto")
+    for i in range(B):
+        for j in range(K):
+            ax.text(j, i, f"{s[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="black" if s[i, j] > (s.min() + s.max()) / 2 else "white")
+        j = int(s[i].argmax())
+        ax.add_patch(Rectangle((j - .5, i - .5), 1, 1, fill=False, ec="red", lw=2))
+    ax.set_xticks(range(K), ["\n".join(textwrap.wrap(c, 12)) for c in captions], rotation=90, fontsize=8)
+    ax.set_yticks([])
+    ax.set_xlabel("caption j")
+    ax.set_title(title + " (red: best caption per image)", fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    return fig
+
+
+def softmax_temperature_figure(similarity: torch.Tensor, labels: list[str], temperatures=(1.0, 10.0, 100.0)):
+    """softmax(tau * s) over one row of similarities s (K,), one panel per temperature tau (the CLIP
+    logit scale exp(t)): small tau -> nearly uniform, large tau -> nearly one-hot."""
+    s = similarity.detach().cpu().float().reshape(-1)
+    if len(labels) != len(s):
+        raise ValueError(f"{len(s)} similarities but {len(labels)} labels")
+    fig = _figure((2.6 * len(temperatures) + 2.6, 0.32 * len(s) + 1.2))
+    for k, tau in enumerate(temperatures):
+        ax = fig.add_subplot(1, len(temperatures), k + 1)
+        p = (tau * s).softmax(0).numpy()
+        ax.barh(range(len(s)), p, color=["C3" if i == p.argmax() else "C0" for i in range(len(s))])
+        ax.set_yticks(range(len(s)), labels if k == 0 else [], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("softmax probability")
+        ax.set_title(f"tau = {tau:g}: max p = {p.max():.2f}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def temperature_widget(similarity: torch.Tensor, labels: list[str], tau: float = 24.0):
+    """``interactive`` with a log-scale temperature slider for :func:`softmax_temperature_figure`."""
+    from ipywidgets import FloatLogSlider, interactive
+
+    slider = FloatLogSlider(value=tau, base=10, min=-1, max=2.5, step=0.05, description="tau",
+                            continuous_update=False)
+    return interactive(lambda tau: softmax_temperature_figure(similarity, labels, (tau,)), tau=slider)
+
+
+def pca_2d(*embeddings: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """One PCA fitted on all given embeddings (N_i, E) together; returns ([(N_i, 2) projections],
+    explained variance ratio (2,)). The projections share one centre and one pair of axes."""
+    if not embeddings or any(e.dim() != 2 or e.shape[1] != embeddings[0].shape[1] for e in embeddings):
+        raise ValueError("expected one or more (N, E) tensors with the same E")
+    X = torch.cat([e.detach().cpu().double() for e in embeddings])
+    Xc = X - X.mean(0)
+    _, S, Vh = torch.linalg.svd(Xc, full_matrices=False)
+    var = S.square()
+    ratio = (var[:2] / var.sum()).float()
+    proj = (Xc @ Vh[:2].T).float()  # (N, 2)
+    return list(proj.split([e.shape[0] for e in embeddings])), ratio
+
+
+def embedding_space_figure(image_emb: torch.Tensor, image_labels: torch.Tensor, text_emb: torch.Tensor,
+                           text_labels: list[int], text_names: list[str], title: str = "joint embedding space"):
+    """2-D PCA (fitted on images and texts together) of image embeddings (N, E), dots coloured by class,
+    and text embeddings (K, E), stars with their text, in the same colours."""
+    import matplotlib
+
+    (pi, pt), ratio = pca_2d(image_emb, text_emb)
+    fig = _figure((7.5, 6))
+    ax = fig.add_subplot(1, 1, 1)
+    cmap = matplotlib.colormaps["tab10"]
+    for c in sorted(set(image_labels.tolist()) | set(text_labels)):
+        k = image_labels.cpu() == c
+        ax.scatter(pi[k, 0], pi[k, 1], s=6, alpha=0.5, color=cmap(c % 10), label=f"images of {c}")
+    for (x, y), c, name in zip(pt.tolist(), text_labels, text_names):
+        ax.scatter([x], [y], marker="*", s=220, color=cmap(c % 10), edgecolor="black", zorder=3)
+        ax.annotate(name, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=8)
+    ax.set_xlabel(f"PC 1 ({100 * ratio[0]:.0f}% of variance)")
+    ax.set_ylabel(f"PC 2 ({100 * ratio[1]:.0f}% of variance)")
+    ax.set_title(title + " (dots: images, stars: prompts)")
+    ax.legend(fontsize=7, markerscale=2, loc="best", ncol=2)
+    return fig
+
+
+@torch.no_grad()
+def zero_shot_by_wording(model, images: torch.Tensor, labels: torch.Tensor, prompts: dict[str, list[str]],
+                         batch_size: int = 500) -> dict[str, float]:
+    """Zero-shot accuracy for several sets of class prompts, the images encoded once.
+
+    model: a CLIPModel; prompts: {name: [one prompt per class]}; returns {name: accuracy in [0, 1]}.
+    Same numbers as clip.zero_shot_accuracy for each set, at the cost of one image pass.
+    """
+    img = torch.cat([model.encode_image(x) for x in images.split(batch_size)])  # (N, E)
+    return {name: ((img @ model.encode_text(p).T).argmax(1).cpu() == labels.cpu()).float().mean().item()
+            for name, p in prompts.items()}
+
+
+# ------------------------------------------------------------------------------------ chapter 07
+def token_labels(tokenizer, prompt: str) -> list[str]:
+    """The real tokens of a prompt as the model sees them: ["<bos>", "a", "thick", "seven", "<eos>"]."""
+    ids = tokenizer.encode([prompt], on_unknown="unk")[0][0]
+    return [tokenizer.vocab[i] for i in ids.tolist() if i != PAD]
+
+
+def token_maps(records: list[dict], size: int | None = None, batch: slice | list[int] | None = None) -> torch.Tensor:
+    """Average the cross-attention probabilities of one forward pass over heads and layers.
+
+    records: from ``UNet.capture_attention`` ({"probs": (B, h, N, L), "resolution": r} with N = r * r);
+    layers of different resolutions are resized (bilinear) to ``size`` (default: the largest r).
+    batch: which rows to keep (e.g. ``slice(0, B)``, the conditional half of a guided batch).
+    Returns (B', L, size, size): for token l, how much each pixel attends to it (sums to 1 over L).
+    """
+    if not records:
+        raise ValueError("no attention records: run the U-Net inside `with unet.capture_attention() as records:`")
+    size = size or max(r["resolution"] for r in records)
+    maps = []
+    for r in records:
+        p = r["probs"] if batch is None else r["probs"][batch]
+        B, h, N, L = p.shape
+        res = r["resolution"]
+        if res * res != N:
+            raise ValueError(f"record {r.get('layer')!r}: {N} queries is not {res}x{res}")
+        m = p.float().mean(1).transpose(1, 2).reshape(B, L, res, res)  # (B, L, r, r), heads averaged
+        maps.append(F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False) if res != size else m)
+    return torch.stack(maps).mean(0)  # (B, L, size, size)
+
+
+@torch.no_grad()
+def sample_with_attention(pipe, prompts: list[str], *, guidance: float = 3.0, steps: int = 50,
+                          generator: torch.Generator | None = None, x_T: torch.Tensor | None = None,
+                          size: int | None = None) -> tuple[torch.Tensor, list[dict]]:
+    """Sample with a text pipeline while recording its cross-attention maps at every step.
+
+    Returns (images (B, C, H, W) in [-1, 1], frames): one frame per denoising step, {"i", "t",
+    "x0_hat": (B, C, H, W), "maps": (B, L, S, S)} with the maps of the *conditional* branch (the first
+    B rows of the guided batch; at guidance 0 only the empty prompt is run, and its maps are returned).
+    """
+    if isinstance(prompts, str):
+        raise ValueError("prompts must be a list of strings (one image each)")
+    B, frames = len(prompts), []
+    with pipe.unet.capture_attention() as records:
+        def callback(d: dict) -> None:
+            frames.append({"i": d["i"], "t": d["t"], "x0_hat": d["x0_hat"].cpu(),
+                           "maps": token_maps(records, size, slice(0, B)).cpu()})
+            records.clear()  # the layers keep appending to this same list
+
+        images = pipe.sample(prompts, guidance=guidance, steps=steps, generator=generator, x_T=x_T,
+                             callback=callback, progress=False)
+    return images, frames
+
+
+def token_mass(frames: list[dict], index: int = 0) -> torch.Tensor:
+    """(steps, L): the attention each token receives, averaged over pixels, for image ``index``."""
+    return torch.stack([f["maps"][index].mean((1, 2)) for f in frames])
+
+
+def attention_steps_figure(frames: list[dict], tokens: list[str], show_steps: list[int] | None = None,
+                           index: int = 0, alpha: float = 0.55):
+    """Rows: denoising steps; columns: the prediction x0_hat of that step, then one panel per token with
+    its attention map (heads and layers averaged, upsampled bilinearly) overlaid on x0_hat.
+
+    Each map is scaled to its own maximum, so the panels show *where* a token is attended; the number in
+    the corner is *how much*: the token's share of all attention, averaged over pixels (a row sums to 1
+    over all tokens).
+    """
+    show_steps = list(range(len(frames))) if show_steps is None else list(show_steps)
+    if any(not 0 <= s < len(frames) for s in show_steps):
+        raise ValueError(f"show_steps must be in [0, {len(frames)})")
+    L = len(tokens)
+    if frames[0]["maps"].shape[1] < L:
+        raise ValueError(f"{len(tokens)} tokens but maps hold {frames[0]['maps'].shape[1]}")
+    fig = _figure((1.45 * (L + 1), 1.55 * len(show_steps)))
+    for row, s in enumerate(show_steps):
+        f = frames[s]
+        img = _gray(f["x0_hat"][index].clamp(-1, 1))
+        H = img.shape[0]
+        m = F.interpolate(f["maps"][index:index + 1, :L], size=(H, H), mode="bilinear", align_corners=False)[0]
+        mass = f["maps"][index, :L].mean((1, 2))  # (L,)
+        for col in range(L + 1):
+            ax = fig.add_subplot(len(show_steps), L + 1, row * (L + 1) + col + 1)
+            ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+            if col:
+                ax.imshow(m[col - 1].numpy(), cmap="jet", alpha=alpha, vmin=0, vmax=float(m[col - 1].max()) + 1e-12)
+                ax.text(1, 3, f"{mass[col - 1]:.0%}", color="white", fontsize=8, fontweight="bold",
+                        bbox=dict(facecolor="black", alpha=0.6, pad=1, lw=0))
+            ax.set_xticks([]), ax.set_yticks([])
+            if row == 0:
+                ax.set_title("x0_hat" if col == 0 else tokens[col - 1], fontsize=10)
+            if col == 0:
+                ax.set_ylabel(f"t = {f['t']}", fontsize=9)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def attention_widget(frames: list[dict], tokens: list[str], index: int = 0):
+    """``interactive`` with a denoising-step slider for :func:`attention_steps_figure` (one row)."""
+    from ipywidgets import IntSlider, interactive
+
+    slider = IntSlider(value=len(frames) // 2, min=0, max=len(frames) - 1, description="step",
+                       continuous_update=False)
+    return interactive(lambda step: attention_steps_figure(frames, tokens, [step], index), step=slider)

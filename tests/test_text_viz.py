@@ -1,0 +1,210 @@
+"""Figures and helpers of chapters 06-07 (diffusion_lite.text_viz): they show and compute what they claim."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from diffusion_lite.captions import class_prompts  # noqa: E402
+from diffusion_lite.clip import CLIPModel, zero_shot_accuracy  # noqa: E402
+from diffusion_lite.config import ScheduleConfig, UNetConfig  # noqa: E402
+from diffusion_lite.pipeline import DiffusionPipeline  # noqa: E402
+from diffusion_lite.schedules import Schedule  # noqa: E402
+from diffusion_lite.text_viz import (  # noqa: E402
+    attention_steps_figure,
+    attention_widget,
+    caption_grid_figure,
+    embedding_space_figure,
+    pca_2d,
+    sample_with_attention,
+    similarity_matrix_figure,
+    softmax_temperature_figure,
+    temperature_widget,
+    token_labels,
+    token_maps,
+    token_mass,
+    zero_shot_by_wording,
+)
+from diffusion_lite.tokenizer import Tokenizer  # noqa: E402
+from diffusion_lite.unet import UNet  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def tiny_clip():
+    torch.manual_seed(0)
+    return CLIPModel.for_dataset("mnist", width=16, layers=1, heads=2, embed_dim=16, cnn_channels=(8, 8, 8)).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe(tiny_clip):
+    """A random text-to-image pipeline with cross-attention at 28x28 and 14x14 (output layers un-zeroed)."""
+    torch.manual_seed(0)
+    unet = UNet(UNetConfig(base_channels=8, channel_mults=(1, 2), attn_resolutions=(), cross_attn_resolutions=(28, 14),
+                           context_dim=16))
+    with torch.no_grad():
+        for p in unet.parameters():
+            if not p.any():
+                p.copy_(0.05 * torch.randn(p.shape))
+    return DiffusionPipeline(unet, Schedule.from_config(ScheduleConfig(T=100)), text=tiny_clip)
+
+
+# ------------------------------------------------------------------------------------ chapter 06
+def test_caption_grid_labels_every_image(gen):
+    images = torch.rand(5, 1, 28, 28, generator=gen) * 2 - 1
+    caps = [f"caption number {i}" for i in range(5)]
+    fig = caption_grid_figure(images, caps, ncols=3)
+    labels = [ax.get_xlabel() for ax in fig.axes]
+    assert len(fig.axes) == 5 and all(f"number {i}" in lab for i, lab in enumerate(labels))
+    with pytest.raises(ValueError, match="captions"):
+        caption_grid_figure(images, caps[:4])
+
+
+def test_similarity_matrix_outlines_the_best_caption_of_each_row(gen):
+    sim = torch.rand(4, 3, generator=gen)
+    fig = similarity_matrix_figure(sim, torch.zeros(4, 1, 28, 28), ["a", "b", "c"])
+    heat = fig.axes[1]
+    boxes = [p for p in heat.patches if isinstance(p, Rectangle)]
+    assert [(round(b.get_x() + 0.5), round(b.get_y() + 0.5)) for b in boxes] == \
+        [(int(sim[i].argmax()), i) for i in range(4)]
+    assert {t.get_text() for t in heat.texts} >= {f"{v:.2f}" for v in sim.flatten().tolist()}
+    with pytest.raises(ValueError, match="captions"):
+        similarity_matrix_figure(sim, torch.zeros(4, 1, 28, 28), ["a", "b"])
+
+
+def _bar_heights(ax):
+    return [b.get_width() for b in ax.patches]
+
+
+def test_softmax_temperature_sharpens_with_tau():
+    s = torch.tensor([0.5, 0.4, 0.1, -0.2])
+    fig = softmax_temperature_figure(s, list("abcd"), temperatures=(1.0, 10.0, 100.0))
+    heights = [_bar_heights(ax) for ax in fig.axes]
+    for h, tau in zip(heights, (1.0, 10.0, 100.0)):
+        assert sum(h) == pytest.approx(1.0, abs=1e-6)
+        assert h == pytest.approx((tau * s).softmax(0).tolist(), abs=1e-6)
+    assert max(heights[0]) < max(heights[1]) < max(heights[2])
+    with pytest.raises(ValueError, match="labels"):
+        softmax_temperature_figure(s, ["a"])
+
+
+def test_temperature_widget_redraws_with_the_new_tau():
+    s = torch.tensor([0.5, 0.4, 0.1])
+    w = temperature_widget(s, list("abc"), tau=1.0)
+    before = max(_bar_heights(w.result.axes[0]))
+    w.children[0].value = 100.0
+    after = max(_bar_heights(w.result.axes[0]))
+    assert after > before and after == pytest.approx(float((100 * s).softmax(0).max()), rel=1e-4)
+
+
+def test_pca_2d_recovers_a_plane_and_shares_axes(gen):
+    basis = torch.linalg.qr(torch.randn(8, 2, generator=gen))[0]  # (8, 2) orthonormal
+    a = torch.randn(30, 2, generator=gen) * torch.tensor([3.0, 1.0]) @ basis.T + 5  # points in a shifted plane
+    b = torch.randn(10, 2, generator=gen) @ basis.T + 5
+    (pa, pb), ratio = pca_2d(a, b)
+    assert pa.shape == (30, 2) and pb.shape == (10, 2)
+    assert ratio.sum() == pytest.approx(1.0, abs=1e-5) and ratio[0] >= ratio[1]
+    x, p = torch.cat([a, b]), torch.cat([pa, pb])
+    dist = lambda z: (z[:, None] - z[None]).norm(dim=-1)  # (N, N) pairwise distances
+    torch.testing.assert_close(dist(p), dist(x), atol=1e-3, rtol=1e-4)  # a projection onto the plane keeps them
+    with pytest.raises(ValueError, match="same E"):
+        pca_2d(a, torch.zeros(3, 7))
+
+
+def test_embedding_space_figure_draws_one_star_per_prompt(gen):
+    img, txt = torch.randn(40, 6, generator=gen), torch.randn(3, 6, generator=gen)
+    fig = embedding_space_figure(img, torch.arange(40) % 3, txt, [0, 1, 2], ["zero", "one", "two"])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["zero", "one", "two"]
+    assert "%" in ax.get_xlabel() and "%" in ax.get_ylabel()
+
+
+def test_zero_shot_by_wording_matches_zero_shot_accuracy(tiny_clip, gen):
+    images = torch.rand(30, 1, 28, 28, generator=gen) * 2 - 1
+    labels = torch.arange(30) % 10
+    sets = {"a": class_prompts("mnist"), "b": class_prompts("mnist", "a handwritten {digit}")}
+    accs = zero_shot_by_wording(tiny_clip, images, labels, sets, batch_size=7)
+    for name, prompts in sets.items():
+        assert accs[name] == pytest.approx(zero_shot_accuracy(tiny_clip, images, labels, prompts))
+
+
+# ------------------------------------------------------------------------------------ chapter 07
+def test_token_labels_show_the_real_tokens():
+    tok = Tokenizer.for_dataset("mnist")
+    assert token_labels(tok, "a thick seven") == ["<bos>", "a", "thick", "seven", "<eos>"]
+    assert token_labels(tok, "") == ["<bos>", "<eos>"]
+    assert token_labels(tok, "a skinny seven") == ["<bos>", "a", "<unk>", "seven", "<eos>"]
+
+
+def test_token_maps_average_heads_and_layers(gen):
+    p_fine = torch.rand(3, 2, 16, 5, generator=gen).softmax(-1)  # (B, h, N = 4x4, L)
+    p_coarse = torch.rand(3, 2, 4, 5, generator=gen).softmax(-1)  # 2x2
+    maps = token_maps([{"probs": p_fine, "resolution": 4}, {"probs": p_coarse, "resolution": 2}])
+    assert maps.shape == (3, 5, 4, 4)
+    torch.testing.assert_close(maps.sum(1), torch.ones(3, 4, 4))  # still a distribution over the tokens
+    fine_only = token_maps([{"probs": p_fine, "resolution": 4}], batch=slice(0, 2))
+    assert fine_only.shape == (2, 5, 4, 4)
+    # pixel (row 1, col 2) of the 4x4 map is query 1 * 4 + 2; token 3; heads averaged
+    assert fine_only[1, 3, 1, 2] == pytest.approx(float(p_fine[1, :, 6, 3].mean()))
+    with pytest.raises(ValueError, match="no attention records"):
+        token_maps([])
+    with pytest.raises(ValueError, match="not 3x3"):
+        token_maps([{"probs": p_fine, "resolution": 3}])
+
+
+def test_sample_with_attention_records_every_step_without_changing_the_samples(tiny_pipe):
+    prompts = ["a thick seven", "the digit one"]
+    x_T = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    images, frames = sample_with_attention(tiny_pipe, prompts, guidance=3.0, steps=4, x_T=x_T)
+    plain = tiny_pipe.sample(prompts, guidance=3.0, steps=4, x_T=x_T, progress=False)
+    torch.testing.assert_close(images, plain)
+    assert len(frames) == 4 and [f["i"] for f in frames] == [0, 1, 2, 3]
+    assert frames[0]["t"] > frames[-1]["t"]
+    assert frames[0]["maps"].shape == (2, 16, 28, 28) and frames[0]["x0_hat"].shape == (2, 1, 28, 28)
+    torch.testing.assert_close(frames[2]["maps"].sum(1), torch.ones(2, 28, 28))
+    assert (frames[0]["maps"][0, 5:] == 0).all()  # padding of "a thick seven" (5 real tokens) gets nothing
+    # the maps are those of the prompt (conditional half): at the first step they equal the unguided run's
+    _, cond_only = sample_with_attention(tiny_pipe, prompts, guidance=1.0, steps=4, x_T=x_T)
+    torch.testing.assert_close(frames[0]["maps"], cond_only[0]["maps"])
+    assert not torch.allclose(frames[0]["maps"][0], frames[0]["maps"][1])  # different prompts, different maps
+    assert all(m.capture is None for m in tiny_pipe.unet.modules() if hasattr(m, "capture"))
+    mass = token_mass(frames, index=1)
+    assert mass.shape == (4, 16)
+    torch.testing.assert_close(mass.sum(1), torch.ones(4))
+    with pytest.raises(ValueError, match="list of strings"):
+        sample_with_attention(tiny_pipe, "a seven", steps=2)
+
+
+def _frames(steps=3, L=5):
+    g = torch.Generator().manual_seed(0)
+    return [{"i": i, "t": 90 - 30 * i, "x0_hat": torch.rand(2, 1, 28, 28, generator=g) * 2 - 1,
+             "maps": torch.rand(2, 16, 7, 7, generator=g).softmax(1)} for i in range(steps)]
+
+
+def test_attention_steps_figure_has_one_row_per_step_and_one_column_per_token():
+    frames, tokens = _frames(), ["<bos>", "a", "thick", "seven", "<eos>"]
+    fig = attention_steps_figure(frames, tokens, [0, 2], index=1)
+    assert len(fig.axes) == 2 * 6
+    assert [ax.get_title() for ax in fig.axes[:6]] == ["x0_hat", *tokens]
+    assert [fig.axes[0].get_ylabel(), fig.axes[6].get_ylabel()] == ["t = 90", "t = 30"]
+    share = float(frames[2]["maps"][1, 3].mean())
+    assert fig.axes[6 + 4].texts[0].get_text() == f"{share:.0%}"  # token "seven" at step 2
+    with pytest.raises(ValueError, match="show_steps"):
+        attention_steps_figure(frames, tokens, [3])
+
+
+def test_attention_widget_moves_through_the_steps():
+    frames = _frames(steps=4)
+    w = attention_widget(frames, ["<bos>", "a", "seven"])
+    assert w.result.axes[0].get_ylabel() == "t = 30"  # starts at the middle step (index 2)
+    w.children[0].value = 0
+    assert w.result.axes[0].get_ylabel() == "t = 90"
