@@ -20,7 +20,8 @@ def run(*args, check=True, env=None):
     return p
 
 
-@pytest.mark.parametrize("cmd", [[], ["train"], ["sample"], ["demo"], ["export"], ["train-clip"], ["evaluate"], ["bench"]])
+@pytest.mark.parametrize("cmd", [[], ["train"], ["sample"], ["demo"], ["export"], ["train-clip"], ["evaluate"],
+                                 ["bench"]])
 def test_help(cmd):
     p = run(*cmd, "--help")
     assert "usage: diffusion-lite" in p.stdout

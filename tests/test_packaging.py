@@ -1,8 +1,9 @@
 """The install story: pyproject.toml, environment.yml and the README agree."""
 
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,0 +1,402 @@
+# %% [markdown]
+# # 05 · Sampling: running the process backwards
+#
+# Chapter 04 trained a network $\epsilon_\theta(x_t, t)$ that looks at a noisy image and estimates the noise in
+# it. This chapter turns that estimate into new images. The idea: start from pure noise $x_T \sim \mathcal
+# N(0, I)$ and repeatedly take a small step towards "less noisy", using the network's guess of the clean image
+# at every step, until $t = 0$. How exactly to take the step is the choice of **sampler**, and it matters a
+# lot for quality and speed.
+#
+# ## Learning goals
+#
+# * Derive DDPM's reverse step from the posterior $q(x_{t-1} \mid x_t, x_0)$ and the network's estimate of
+#   $x_0$ (Ho et al. 2020, Algorithm 2).
+# * Watch a sample being made: the noisy state $x_t$ and the predicted clean image $\hat x_0$, step by step.
+# * Explain why samplers clip $\hat x_0$ to $[-1, 1]$ and re-derive $\hat\epsilon$, and what happens without.
+# * Use DDIM (Song et al. 2021): a deterministic sampler that skips steps, with a knob $\eta$ for how much fresh
+#   noise to add.
+# * Measure the speed/quality trade-off with FID in a classifier's feature space, next to the real-vs-real floor.
+
+# %%
+import inspect
+import os
+import time
+
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import display
+from ipywidgets import IntSlider, interactive
+
+from diffusion_lite.checkpoints import load_pretrained
+from diffusion_lite.data import load_dataset
+from diffusion_lite.metrics import evaluate_samples, load_eval_classifier
+from diffusion_lite.sampling import ddim_step, ddpm_step, sample_ddim, sample_ddpm, timesteps
+from diffusion_lite.schedules import predict_eps_from_x0, q_sample
+from diffusion_lite.utils import get_device, seed_everything
+from diffusion_lite.viz import (
+    TrajectoryRecorder,
+    animate_trajectory,
+    show_grid,
+    show_trajectory,
+    trajectory_frame,
+)
+
+FULL = os.environ.get("DIFFUSION_LITE_FULL") == "1"
+torch.set_num_threads(1)  # small models: one thread is nearly as fast, and robust on a busy machine
+g = seed_everything(0)
+device = get_device()
+
+pipe = load_pretrained("mnist-uncond", device)  # the unconditional model trained in chapter 04
+schedule, model_fn = pipe.schedule, pipe.model_fn()  # model_fn(x_t, t) -> eps_hat
+print(f"device {device}; U-Net with {pipe.unet.num_parameters():,} parameters; schedule {schedule.config}")
+
+# %% [markdown]
+# ## 1. The reverse step
+#
+# The forward process adds a little Gaussian noise per step. For small steps, the reverse of a Gaussian step is
+# approximately Gaussian too (Feller 1949; Sohl-Dickstein et al. 2015), so the model's reverse step is
+# $p_\theta(x_{t-1} \mid x_t) = \mathcal N(\mu_\theta(x_t, t), \sigma_t^2 I)$. Which mean? If we *knew* the
+# clean image $x_0$, the reverse step would be exactly computable. By Bayes' rule, the **posterior**
+# (DDPM eqs. 6-7) is
+# $$
+# q(x_{t-1} \mid x_t, x_0) = \mathcal N\big(\tilde\mu_t(x_t, x_0),\, \tilde\beta_t I\big), \qquad
+# \tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\,x_0
+#             + \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t, \qquad
+# \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t .
+# $$
+# The mean is a weighted average of "where the clean image is" and "where we are now". We do not know $x_0$,
+# but the network gives us its best estimate (chapter 04, section 2b):
+# $$\hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\;\epsilon_\theta(x_t, t)}{\sqrt{\bar\alpha_t}} .$$
+# Plugging $\hat x_0$ into the posterior and adding fresh noise of variance $\sigma_t^2 = \tilde\beta_t$ is one
+# step of **ancestral sampling** (Algorithm 2 writes the same update directly in terms of $\epsilon_\theta$):
+# $$x_{t-1} = \tilde\mu_t(x_t, \hat x_0) + \sqrt{\tilde\beta_t}\; z, \qquad z \sim \mathcal N(0, I),$$
+# with no noise added at the last step. The package's step function, a pure function of tensors:
+
+# %%
+print(inspect.getsource(ddpm_step))
+
+# %% [markdown]
+# Two remarks on the code. `_x0_and_eps` computes $\hat x_0$ and optionally *clips* it (section 3). And it
+# allows **jumps**: going from $t$ straight to an earlier $t'$ with the posterior between those two steps
+# ("respacing", Nichol & Dhariwal 2021), so we can sample with 100 of the 1,000 steps. All samplers here use
+# `sampling.timesteps(schedule, steps)`, an evenly spaced grid from $T-1$ down to 0:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("5 steps :", timesteps(schedule, 5))
+print("10 steps:", timesteps(schedule, 10))
+
+# %% [markdown]
+# ## 2. Watching a sample being made
+#
+# We run DDPM with 100 steps on 8 starting noises and record every step with `viz.TrajectoryRecorder` (a
+# callback that the sampler calls after each step with the new state $x_t$ and the prediction $\hat x_0$).
+# Top row: the state $x_t$; bottom row: the network's current guess $\hat x_0$ of where it is heading.
+
+# %%
+recorder = TrajectoryRecorder(max_images=4)
+x_T = torch.randn((8, 1, 28, 28), generator=g).to(device)
+_ = sample_ddpm(model_fn, schedule, x_T=x_T, steps=100, generator=g, callback=recorder, progress=False)
+fig = show_trajectory(recorder.records, num_frames=10, n_images=4, title="DDPM, 100 steps: 4 samples, time "
+                      "flows left to right")
+plt.show()
+assert len(recorder.records) == 100 and recorder.records[-1]["t"] == 0
+
+# %% [markdown]
+# Read the bottom row from left to right. At the very first step ($t = 999$) $\hat x_0$ is salt and pepper:
+# its raw values are huge and have been clipped to $[-1, 1]$ (section 3 explains why). Soon after, $\hat x_0$
+# is a blurry average: from almost pure noise, the best guess of the clean image is "some digit, roughly here"
+# (chapter 04: the network predicts the conditional mean $\mathbb E[x_0 \mid x_t]$). Within the first third
+# of the steps the identity and rough shape of each digit are decided; the remaining steps only sharpen
+# strokes. The state $x_t$ (top) lags behind: it is the guess plus the noise that remains at that step. The
+# same as an animation (press play):
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+animate_trajectory(recorder.records, num_frames=16, n_images=4)
+
+# %% [markdown]
+# To step through the run yourself, use the slider below (it needs a running kernel). The static picture is the
+# frame of the slider's default position, halfway through:
+
+# %%
+def show_step(step: int = 50):
+    frame = trajectory_frame(recorder.records[step - 1], n_images=4)
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    ax.imshow(frame, cmap="gray", vmin=0, vmax=255)
+    ax.set_title(f"step {step}/100, t = {recorder.records[step - 1]['t']}:  $x_t$  |  $\\hat x_0$")
+    ax.set_axis_off()
+    plt.show()
+
+
+show_step()
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+display(interactive(show_step, step=IntSlider(value=50, min=1, max=100, description="step")))
+
+# %% [markdown]
+# ## 3. Clipping the predicted $x_0$
+#
+# Pixels of real images lie in $[-1, 1]$, but nothing forces $\hat x_0$ to. Look at the formula for $\hat x_0$:
+# it divides by $\sqrt{\bar\alpha_t}$. With the cosine schedule, at the first step $t = 999$,
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for t_val in (999, 979, 900, 500):
+    ab = schedule.alpha_bar[t_val].item()
+    print(f"t = {t_val}: sqrt(alpha_bar) = {ab ** 0.5:.1e}  ->  an error of 0.01 in eps_hat moves x0_hat by "
+          f"{0.01 * ((1 - ab) / ab) ** 0.5:.3g}")
+
+# %% [markdown]
+# So at the start of sampling, a noise estimate that is off by a hair implies a clean image with pixel values
+# in the hundreds. That is why samplers **clip** $\hat x_0$ to $[-1, 1]$ and then re-derive the noise estimate
+# that is consistent with the clipped image,
+# $\hat\epsilon \leftarrow (x_t - \sqrt{\bar\alpha_t}\,\hat x_0)/\sqrt{1-\bar\alpha_t}$ (this is what
+# `_x0_and_eps` does, and what `clip_x0=True`, the default, switches on). It uses knowledge the network lacks:
+# valid images live in a box. Let us run the same sampler from the same noise with and without it:
+
+# %%
+x_T16 = torch.randn((16, 1, 28, 28), generator=g).to(device)
+runs = {}
+for clip in (True, False):
+    rec = TrajectoryRecorder(max_images=16)
+    out = sample_ddpm(model_fn, schedule, x_T=x_T16, steps=50, generator=torch.Generator().manual_seed(5),
+                      clip_x0=clip, callback=rec, progress=False)
+    runs[clip] = (out, rec.records)
+
+fig, axes = plt.subplots(1, 3, figsize=(13, 4), gridspec_kw={"width_ratios": [1, 1, 1.3]})
+show_grid(runs[True][0], nrow=4, ax=axes[0], title="DDPM 50 steps, clip_x0=True")
+show_grid(runs[False][0], nrow=4, ax=axes[1], title="same noise, clip_x0=False\n(shown clipped to [-1, 1])")
+for clip, style in ((True, "-"), (False, "--")):
+    recs = runs[clip][1]
+    axes[2].plot([r["t"] for r in recs], [r["x_t"].abs().max().item() for r in recs], style,
+                 label=f"clip_x0={clip}")
+axes[2].set(xlabel="time step t (sampling runs right to left)", ylabel=r"max $|x_t|$", yscale="log",
+            title="size of the state during sampling")
+axes[2].invert_xaxis()
+axes[2].legend()
+axes[2].grid(alpha=0.3)
+fig.tight_layout()
+plt.show()
+print(f"final pixel range: clipped [{runs[True][0].min():.2f}, {runs[True][0].max():.2f}], "
+      f"unclipped [{runs[False][0].min():.3g}, {runs[False][0].max():.3g}]")
+assert runs[False][0].abs().max() > 10 * runs[True][0].abs().max()
+
+# %% [markdown]
+# Without clipping, the first step already throws the state far outside the range of noisy images (whose values
+# are a few units at most), and the error keeps growing from there: the samples end up with pixel values in
+# the thousands. With clipping, the state stays at the scale of noise and shrinks smoothly towards an image.
+# Clipping is crude (the network's $\hat x_0$ is bent into the box); Imagen's *dynamic thresholding* (Saharia
+# et al. 2022) is a softer variant for strongly guided models.
+#
+# ## 4. DDIM: a deterministic sampler with fewer steps
+#
+# DDPM's step adds fresh noise every time, and it needs many steps because each posterior step is small. Song,
+# Meng & Ermon (2021) noticed that the training loss only ever sees the marginals $q(x_t \mid x_0)$, never the
+# individual forward steps, so the *same* trained network can drive other processes with the same marginals.
+# One family of them gives the **DDIM** update (their eq. 12), from step $t$ to any earlier step $s$:
+# $$
+# x_s = \sqrt{\bar\alpha_s}\,\hat x_0
+#     + \sqrt{1 - \bar\alpha_s - \sigma^2}\;\hat\epsilon
+#     + \sigma\, z, \qquad
+# \sigma = \eta\,\sqrt{\frac{1-\bar\alpha_s}{1-\bar\alpha_t}}\,\sqrt{1-\frac{\bar\alpha_t}{\bar\alpha_s}} .
+# $$
+# Read it as: "go to where the clean image is, scaled to step $s$, and put back the noise we believe is in
+# $x_t$, scaled to step $s$". With $\eta = 1$ this is DDPM's posterior step again; with $\eta = 0$ no fresh
+# noise enters, and sampling becomes a **deterministic** map from $x_T$ to $x_0$, whose steps can be large.
+
+# %%
+print(inspect.getsource(ddim_step))
+
+# %% [markdown]
+# Deterministic means: the same starting noise always gives the same image, whatever the random generator:
+
+# %%
+a = sample_ddim(model_fn, schedule, x_T=x_T, steps=25, eta=0.0, generator=torch.Generator().manual_seed(1),
+                progress=False)
+b = sample_ddim(model_fn, schedule, x_T=x_T, steps=25, eta=0.0, generator=torch.Generator().manual_seed(2),
+                progress=False)
+torch.testing.assert_close(a, b)
+print("DDIM (eta = 0): same x_T, different generators -> identical samples")
+
+# %% [markdown]
+# The knob $\eta$ moves between the two samplers. Same starting noise, 25 steps:
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(11, 2.4))
+for ax, eta in zip(axes, (0.0, 0.5, 1.0)):
+    imgs = sample_ddim(model_fn, schedule, x_T=x_T, steps=25, eta=eta, generator=torch.Generator().manual_seed(3),
+                       progress=False)
+    show_grid(imgs, nrow=8, ax=ax, title=f"DDIM, 25 steps, eta = {eta}")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# With $\eta = 0.5$ many digits keep the layout they have at $\eta = 0$; with $\eta = 1$ the fresh noise has
+# changed most of them completely, so the starting noise no longer determines the image. And the deterministic
+# sampler leaves speckles and blobs that the stochastic ones clean up. That is a property of *this* model more
+# than of DDIM: the shipped model was trained only briefly, its noise estimates have small systematic errors,
+# and a deterministic sampler carries every error to the end, while fresh noise at each step gives later steps
+# a chance to correct it (Karras et al. 2022 discuss this trade-off). For well-trained models, DDIM with
+# $\eta = 0$ and 50 steps comes close to DDPM with 1,000 (Song et al. 2021). Next we measure how large the
+# differences are here.
+#
+# ## 5. Fewer steps or better images? Measuring with FID
+#
+# Each step costs one network evaluation, so the number of steps is the price of a sample. To compare samplers
+# we need a number for "how much do the samples look like MNIST". We use the **Fréchet distance** (FID, Heusel
+# et al. 2017) between the samples and real test digits, computed in the 128-dimensional feature space of a
+# small MNIST classifier shipped with the package (`diffusion_lite.metrics`; the evaluation chapter explains
+# it in detail). FID is biased upwards at small sample counts, so we also compute the **floor**: the FID
+# between two disjoint sets of *real* test digits of the same size, the best any generator could score. All
+# settings start from the same noises $x_T$.
+
+# %%
+n = 1000 if FULL else 200
+settings = [("ddim", 5), ("ddim", 10), ("ddim", 25), ("ddim", 50), ("ddpm", 50)]
+if FULL:
+    settings += [("ddim", 100), ("ddpm", 10), ("ddpm", 25), ("ddpm", 100), ("ddpm", 1000)]
+
+classifier = load_eval_classifier(device)
+test = load_dataset("mnist", "test")
+reference = test.images[torch.randperm(len(test.images), generator=g)[:2 * n]]  # 2n random test digits
+x_T_eval = torch.randn((n, 1, 28, 28), generator=g).to(device)
+results, grids = {}, {}
+t0 = time.perf_counter()
+for sampler, steps in settings:
+    imgs = pipe.sample(n=n, x_T=x_T_eval, steps=steps, sampler=sampler, generator=torch.Generator().manual_seed(4),
+                       progress=False)
+    results[(sampler, steps)] = evaluate_samples(classifier, imgs, reference=reference,
+                                                 generator=torch.Generator().manual_seed(0))
+    grids[(sampler, steps)] = imgs[:16]
+print(f"{len(settings)} settings x {n} samples in {time.perf_counter() - t0:.0f} s")
+floor = results[settings[0]]["fid_floor"]
+print(f"n = {n} samples per setting; FID floor (real vs real, n = {n}): {floor:.2f}")
+for (sampler, steps), r in results.items():
+    print(f"  {sampler.upper():4} {steps:>4} steps: FID {r['fid']:6.2f}   KID {r['kid_mean']:.4f}")
+
+# %%
+fig, axes = plt.subplots(1, len(settings[:5]), figsize=(13, 3))
+for ax, key in zip(axes, settings[:5]):
+    show_grid(grids[key], nrow=4, ax=ax, title=f"{key[0].upper()}, {key[1]} steps\nFID {results[key]['fid']:.1f}")
+fig.tight_layout()
+plt.show()
+
+fig, ax = plt.subplots(figsize=(7, 3.8))
+for sampler, marker, label in (("ddim", "o", "DDIM (eta = 0)"), ("ddpm", "s", "DDPM (stochastic)")):
+    pts = sorted((steps, r["fid"]) for (s, steps), r in results.items() if s == sampler)
+    ax.plot(*zip(*pts), marker=marker, label=label)
+ax.axhline(floor, color="gray", ls="--", label=f"real vs real floor (n = {n})")
+ax.set(xscale="log", yscale="log", xlabel="sampling steps = network evaluations", ylabel="FID (classifier features)",
+       title=f"speed vs quality, mnist-uncond, n = {n} samples per point")
+all_steps = sorted({steps for _, steps in settings})
+ax.set_xticks(all_steps, [str(v) for v in all_steps])
+ax.set_xticks([], minor=True)
+ax.yaxis.set_major_formatter(plt.ScalarFormatter())
+ax.yaxis.set_minor_formatter(plt.NullFormatter())
+ax.legend()
+ax.grid(alpha=0.3)
+plt.show()
+
+fids = {k: r["fid"] for k, r in results.items()}
+assert fids[("ddim", 5)] > fids[("ddim", 50)] and fids[("ddpm", 50)] < fids[("ddim", 5)]
+assert all(f > floor for f in fids.values())
+
+# %% [markdown]
+# What the measurement says (with $n = 200$, another draw of starting noises and reference digits moves the
+# FIDs by 10-20% and the floor by more, so read the trends, not the decimals):
+#
+# * **More steps, better samples, with diminishing returns.** DDIM improves a lot from 5 to 10 to 25 steps and
+#   much less after that. Five steps give blobs with the layout of a digit, ten steps many recognisable ones:
+#   the deterministic sampler takes large steps gracefully.
+# * **At 50 steps, DDPM beats DDIM by a wide margin for this model**, and comes close to the floor: the fresh
+#   noise of the stochastic sampler corrects the errors of a briefly trained network, as section 4 suggested.
+# * The floor is not 0: even two sets of real digits differ at $n = 200$. Compare every FID to it, and only
+#   compare FIDs computed with the same feature extractor and the same $n$.
+#
+# In practice: use DDIM with few steps for quick previews and interactive work, and more steps or a stochastic
+# sampler for the final images. Run with `DIFFUSION_LITE_FULL=1` to add more settings (including the full
+# 1,000-step DDPM) and 1,000 samples per point.
+#
+# ## Exercise
+#
+# 1. **One DDIM step by hand.** For the batch $x_t$ below at $t = 600$, going to $s = 400$ with $\eta = 0$:
+#    compute $\hat x_0$ from the network's $\hat\epsilon$, clip it to $[-1, 1]$, re-derive $\hat\epsilon$ from the
+#    clipped $\hat x_0$, and apply eq. 12. Compare with `sampling.ddim_step`.
+# 2. **DDIM with an oracle retraces the forward process.** If the "network" returned the *true* noise
+#    $\epsilon$ that made $x_T$ from a real image $x_0$, then $\hat x_0 = x_0$ at every step and DDIM ($\eta = 0$)
+#    should pass exactly through $q$'s points $\sqrt{\bar\alpha_s}\,x_0 + \sqrt{1-\bar\alpha_s}\,\epsilon$ and end
+#    at $x_0$. Check it with a callback. (This is also how to test a sampler when samples look wrong: take the
+#    network out of the equation.)
+
+# %%
+# Exercise 1: one DDIM step by hand (solution below; try it yourself first)
+x0_real = test.images[:8].to(device)
+t_cur = torch.full((8,), 600, device=device)
+t_next = torch.full((8,), 400, device=device)
+x_t = q_sample(schedule, x0_real, t_cur, generator=g)
+with torch.no_grad():
+    eps_hat = model_fn(x_t, t_cur)
+ab_t, ab_s = schedule.alpha_bar[600], schedule.alpha_bar[400]
+x0_hat = ((x_t - (1 - ab_t).sqrt() * eps_hat) / ab_t.sqrt()).clamp(-1, 1)
+eps_clipped = (x_t - ab_t.sqrt() * x0_hat) / (1 - ab_t).sqrt()
+my_x_s = ab_s.sqrt() * x0_hat + (1 - ab_s).sqrt() * eps_clipped  # eta = 0: sigma = 0
+ref_x_s, ref_x0 = ddim_step(schedule, x_t, t_cur, t_next, eps_hat, eta=0.0)
+torch.testing.assert_close(my_x_s, ref_x_s)
+torch.testing.assert_close(x0_hat, ref_x0)
+print("one DDIM step matches sampling.ddim_step")
+
+# %%
+# Exercise 2: DDIM with an oracle retraces q and recovers x0 (solution below; try it yourself first)
+eps_true = torch.randn(x0_real.shape, generator=g).to(device)
+T_last = torch.full((8,), schedule.T - 1, device=device)
+x_T_oracle = q_sample(schedule, x0_real, T_last, noise=eps_true)
+oracle = lambda x_t, t: predict_eps_from_x0(schedule, x_t, t, x0_real)  # knows x0, hence the true noise
+grid_ts = timesteps(schedule, 20)
+checked = []
+
+
+def check_on_forward_path(info):
+    s = grid_ts[info["i"] + 1] if info["i"] + 1 < len(grid_ts) else None
+    if s is not None:  # the state after this step should be q's point at step s, with the same noise
+        expected = q_sample(schedule, x0_real, torch.full((8,), s, device=device), noise=eps_true)
+        torch.testing.assert_close(info["x_t"], expected, atol=2e-3, rtol=0)
+        checked.append(s)
+
+
+x0_rec = sample_ddim(oracle, schedule, x_T=x_T_oracle, steps=20, eta=0.0, callback=check_on_forward_path,
+                     progress=False)
+torch.testing.assert_close(x0_rec, x0_real, atol=1e-4, rtol=0)
+print(f"oracle DDIM stayed on the forward path at {len(checked)} intermediate steps and recovered x0")
+
+# %% [markdown]
+# ## Summary
+#
+# * A reverse step plugs the network's estimate $\hat x_0$ into the Gaussian posterior
+#   $q(x_{t-1} \mid x_t, x_0)$ and, for DDPM, adds fresh noise of variance $\tilde\beta_t$ (Algorithm 2). Steps can
+#   be respaced to use a subset of the 1,000 time steps.
+# * During sampling, $\hat x_0$ goes from a blurry average to a sharp digit; the coarse shape is settled early,
+#   the detail late.
+# * $\hat x_0$ divides by $\sqrt{\bar\alpha_t}$, which is tiny at the start: **clip** $\hat x_0$ to $[-1, 1]$ and
+#   re-derive $\hat\epsilon$, or the samples explode.
+# * **DDIM** reuses the same network for a non-Markovian process: with $\eta = 0$ sampling is deterministic and
+#   works with few steps; $\eta = 1$ recovers DDPM's stochastic step.
+# * **Speed vs quality**: FID falls quickly with the first steps and then flattens; for the briefly trained
+#   shipped model, stochastic DDPM at 50 steps is much better than deterministic DDIM at 50. Report FID with its
+#   sample count and next to the real-vs-real floor.
+# * Next: chapter 06 trains a text encoder (CLIP), the first ingredient of text-to-image generation.
+#
+# ## References
+#
+# * Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models" (eqs. 6-7, 11, Algorithm 2).
+# * Sohl-Dickstein, Weiss, Maheswaranathan & Ganguli 2015, "Deep Unsupervised Learning using Nonequilibrium
+#   Thermodynamics".
+# * Feller 1949, "On the Theory of Stochastic Processes, with Particular Reference to Applications".
+# * Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models" (eqs. 12 and 16).
+# * Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models" (respacing, the cosine schedule).
+# * Saharia et al. 2022, "Photorealistic Text-to-Image Diffusion Models with Deep Language Understanding"
+#   (Imagen; dynamic thresholding).
+# * Karras, Aittala, Aila & Laine 2022, "Elucidating the Design Space of Diffusion-Based Generative Models".
+# * Heusel, Ramsauer, Unterthiner, Nessler & Hochreiter 2017, "GANs Trained by a Two Time-Scale Update Rule
+#   Converge to a Local Nash Equilibrium" (FID).

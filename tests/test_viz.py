@@ -1,0 +1,139 @@
+"""diffusion_lite.viz: grids, the U-Net shape trace, loss curves, trajectory frames and animations."""
+
+import base64
+import io
+import re
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from diffusion_lite.config import ScheduleConfig, UNetConfig
+from diffusion_lite.sampling import sample_ddim
+from diffusion_lite.schedules import Schedule
+from diffusion_lite.unet import UNet
+from diffusion_lite.viz import (
+    TrajectoryRecorder,
+    animate_trajectory,
+    animation_html,
+    format_shape_trace,
+    make_grid,
+    plot_loss_curve,
+    select_frames,
+    shape_trace,
+    show_trajectory,
+    trajectory_frame,
+)
+
+TINY = UNetConfig(base_channels=8, channel_mults=(1, 2), attn_resolutions=(14,), groups=4)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_make_grid_tiles_images_with_padding():
+    x = -torch.ones(5, 1, 4, 4)  # black images on a white (255) background
+    g = make_grid(x, nrow=3, padding=1)
+    assert g.shape == (2 * 5 + 1, 3 * 5 + 1) and g.dtype == np.uint8
+    assert g[1:5, 1:5].max() == 0 and g[0].min() == 255
+    assert g[6:10, 11:15].min() == 255, "the 6th cell is empty"
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        make_grid(torch.zeros(1, 4, 4))
+
+
+def test_shape_trace_follows_the_unet_and_removes_its_hooks():
+    torch.manual_seed(0)
+    unet = UNet(TINY)
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([0, 999])
+    recs = shape_trace(unet, x, t)
+    names = [r["name"] for r in recs]
+    assert names[:2] == ["time_mlp", "conv_in"] and names[-2:] == ["norm_out", "conv_out"]
+    by = {r["name"]: r for r in recs}
+    assert by["time_mlp"]["out_shape"] == (2, 32)
+    assert by["conv_in"]["out_shape"] == (2, 8, 28, 28)
+    assert by["down.1.0"]["type"] == "Downsample" and by["down.1.0"]["out_shape"] == (2, 8, 14, 14)
+    assert any(r["type"] == "SelfAttention2d" and r["out_shape"][-1] == 14 for r in recs)
+    # the up path eats the skip connections: its first ResBlock sees twice the channels it outputs
+    assert by["up.0.0"]["in_shape"][1] == 2 * by["up.0.0"]["out_shape"][1]
+    assert recs[-1]["out_shape"] == tuple(x.shape)
+    assert sum(r["params"] for r in recs) == unet.num_parameters()  # every parameter sits in one block
+    assert all(not m._forward_hooks for m in unet.modules()), "hooks must be removed"
+    table = format_shape_trace(recs)
+    assert table.splitlines()[0].split() == ["block", "type", "input", "output", "params"]
+    assert "(2, 1, 28, 28)" in table and len(table.splitlines()) == len(recs) + 2
+
+
+def test_shape_trace_removes_hooks_when_the_forward_pass_fails():
+    unet = UNet(TINY)
+    with pytest.raises(ValueError):
+        shape_trace(unet, torch.randn(2, 1, 20, 20), torch.tensor([0, 1]))
+    assert all(not m._forward_hooks for m in unet.modules())
+
+
+def test_plot_loss_curve_draws_one_labelled_line_per_history():
+    ax = plot_loss_curve({"raw": [(10, 1.0), (20, 0.5)], "ema": [(10, 0.9), (20, 0.4)]})
+    assert [ln.get_label() for ln in ax.get_lines()] == ["raw", "ema"]
+    assert list(ax.get_lines()[1].get_xdata()) == [10, 20]
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "training step"
+    ax = plot_loss_curve([(1, 2.0), (2, 1.0)], logy=False)
+    assert ax.get_legend() is None and ax.get_yscale() == "linear"
+    with pytest.raises(ValueError, match="empty"):
+        plot_loss_curve([])
+
+
+def test_select_frames_spreads_evenly_and_keeps_the_ends():
+    assert select_frames(50, 5) == [0, 12, 24, 37, 49]
+    assert select_frames(3, 10) == [0, 1, 2]
+    assert select_frames(7, 1) == [6]
+    with pytest.raises(ValueError):
+        select_frames(0, 3)
+
+
+def _records():
+    torch.manual_seed(0)
+    s = Schedule.from_config(ScheduleConfig("cosine", T=100))
+    rec = TrajectoryRecorder(max_images=3)
+    out = sample_ddim(lambda x, t: torch.zeros_like(x), s, shape=(5, 1, 28, 28), steps=6,
+                      generator=torch.Generator().manual_seed(0), callback=rec, progress=False)
+    return rec, out
+
+
+def test_trajectory_recorder_keeps_every_step_on_the_cpu():
+    rec, out = _records()
+    assert [r["i"] for r in rec.records] == list(range(6))
+    assert rec.records[0]["t"] == 99 and rec.records[-1]["t"] == 0
+    assert rec.records[-1]["x_t"].shape == (3, 1, 28, 28)
+    torch.testing.assert_close(rec.records[-1]["x_t"], out[:3])
+
+
+def test_trajectory_frame_and_static_figure():
+    rec, _ = _records()
+    f = trajectory_frame(rec.records[0], n_images=3, nrow=3, gap=4)
+    grid = make_grid(rec.records[0]["x_t"], nrow=3)
+    assert f.shape == (grid.shape[0], 2 * grid.shape[1] + 4) and f.dtype == np.uint8
+    np.testing.assert_array_equal(f[:, : grid.shape[1]], grid)
+    fig = show_trajectory(rec.records, num_frames=4, n_images=3)
+    assert len(fig.axes) == 8
+    assert [ax.get_title() for ax in fig.axes[:4]] == [f"t = {rec.records[k]['t']}" for k in select_frames(6, 4)]
+    with pytest.raises(ValueError, match="no records"):
+        show_trajectory([])
+
+
+def test_animation_html_is_a_javascript_player():
+    rec, _ = _records()
+    html = animate_trajectory(rec.records, num_frames=3, n_images=2)
+    assert "<script" in html.data and "animation" in html.data.lower()
+    frames = [np.zeros((8, 10), np.uint8), np.full((8, 10), 255, np.uint8)]
+    pngs = re.findall(r"data:image/png;base64,([^\"]+)\"", animation_html(frames, scale=3).data)
+    assert len(pngs) == 2
+    with Image.open(io.BytesIO(base64.b64decode(pngs[0]))) as im:
+        assert im.size == (30, 24), "one frame pixel -> scale x scale screen pixels"
+    with pytest.raises(ValueError, match="titles"):
+        animation_html(frames, ["only one"])
+    with pytest.raises(ValueError, match="same shape"):
+        animation_html([np.zeros((8, 8), np.uint8), np.zeros((9, 8), np.uint8)])
