@@ -256,7 +256,7 @@ assert real_acc > 0.98
 
 # %%
 uncond = load_pretrained("mnist-uncond", device)
-text2img = __import__("diffusion_lite.checkpoints").checkpoints.load("/work/runs/text2img", device)
+text2img = load_pretrained("mnist-text2img", device)
 
 t0 = time.perf_counter()
 ref_u = evaluation.prepare_reference(classifier, "mnist-test", N_EVAL, seed=0)
