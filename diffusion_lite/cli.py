@@ -79,11 +79,31 @@ def cmd_train(args) -> None:
                              context_dim=int(text.context_dim))
         ucfg = cifar_unet_config() if C == 3 else UNetConfig(in_channels=C, image_size=H, **overrides)
         scfg = ScheduleConfig(kind=args.schedule)
+    init_tensors = None
+    if args.init_from and not resume:  # fine-tune: the architecture and schedule come from that checkpoint
+        from .checkpoints import load_checkpoint, split_prefix
+        init_tensors, init_meta = load_checkpoint(args.init_from)
+        if "unet" not in init_meta:
+            raise CLIError(f"--init-from expects a diffusion checkpoint, got kind {init_meta.get('kind')!r}")
+        if (init_meta.get("text") is None) != (text is None):
+            raise CLIError("--init-from: the checkpoint and this run must both be text-conditional or both not "
+                           f"(checkpoint text encoder: {'yes' if init_meta.get('text') else 'none'}, --text "
+                           f"{args.text or 'not given'})")
+        ucfg = UNetConfig.from_dict(init_meta["unet"])
+        scfg = ScheduleConfig.from_dict(init_meta["schedule"])
+        if (ucfg.in_channels, ucfg.image_size) != (C, H):
+            raise CLIError(f"--init-from: the checkpoint's U-Net takes {ucfg.in_channels}x{ucfg.image_size}px "
+                           f"images, but {args.dataset} has {C}x{H}px")
+        init_tensors = split_prefix(init_tensors, "unet")
+        print(f"initialising the U-Net from {args.init_from} (its architecture and schedule; --model is ignored)")
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        prediction=args.prediction, loss_weighting=args.loss_weighting, p_uncond=args.p_uncond,
                        checkpoint_every=args.checkpoint_every, amp=args.amp, compile=args.compile,
                        channels_last=args.channels_last, ema_decay=args.ema_decay)
     unet = UNet(ucfg).to(device)
+    if init_tensors is not None:
+        from .checkpoints import load_state_strict
+        load_state_strict(unet, init_tensors, f"--init-from {args.init_from}")
     schedule = Schedule.from_config(scfg)
     cond_fn = None
     if text is not None:
@@ -92,6 +112,8 @@ def cmd_train(args) -> None:
         cond_fn = text_cond_fn(text, caption_fn, tcfg.p_uncond)
     meta = {"unet": ucfg.to_dict(), "schedule": scfg.to_dict(), "prediction": tcfg.prediction, "text": text_meta,
             "dataset": {"name": args.dataset, "subset": args.subset, "balanced": args.balanced, "n": len(ds)}}
+    if args.init_from:
+        meta["init_from"] = str(args.init_from)
     extra = {f"text.{k}": v for k, v in text_tensors.items()} if text_tensors else None
     print(f"training a {unet.num_parameters() / 1e6:.2f}M-parameter U-Net on {len(ds)} {args.dataset} images "
           f"for {tcfg.steps} steps on {device}; checkpoints in {out}/")
@@ -185,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="run folder for checkpoints")
     t.add_argument("--model", choices=sorted(MODEL_PRESETS), default="small", help="U-Net size preset")
+    t.add_argument("--init-from", default=None,
+                   help="fine-tune: start from the U-Net weights of this checkpoint (name or path)")
     t.add_argument("--text", default=None, help="CLIP checkpoint (name or path): train a text-to-image model")
     t.add_argument("--cross-attn", type=int, nargs="+", default=[7, 14], help="resolutions with cross-attention")
     t.add_argument("--p-uncond", type=float, default=0.1, help="prompt dropout probability for CFG")

@@ -12,16 +12,6 @@ import json
 from pathlib import Path
 
 
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s}")
-    return v
-
-
 def _fmt(v) -> str:
     if v is None:
         return "-"
@@ -71,18 +61,19 @@ def cmd_evaluate(args) -> None:
 
 def add_parser(subparsers, common) -> argparse.ArgumentParser:
     """Register ``evaluate`` on cli.py's subparsers; ``common(sp)`` adds --device/--threads."""
+    from .cli import _positive
     e = subparsers.add_parser("evaluate", help="FID/KID (with the real-vs-real floor), accuracy, diversity of a model")
     e.add_argument("--checkpoint", required=True, help="checkpoint path, run folder, or pretrained name")
-    e.add_argument("--n", type=_positive_int, required=True,
+    e.add_argument("--n", type=_positive(), required=True,
                    help="samples (text models: a multiple of 10, n/10 per digit)")
     e.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale s (text models)")
-    e.add_argument("--steps", type=_positive_int, default=50)
+    e.add_argument("--steps", type=_positive(), default=50)
     e.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
     e.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 deterministic)")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--batch-size", type=_positive_int, default=250)
+    e.add_argument("--batch-size", type=_positive(), default=250)
     e.add_argument("--reference", choices=["mnist-test", "mnist-train"], default="mnist-test")
-    e.add_argument("--attributes", type=_positive_int, default=None, metavar="N_PER_DIGIT",
+    e.add_argument("--attributes", type=_positive(), default=None, metavar="N_PER_DIGIT",
                    help="also measure attribute adherence with N paired samples per digit and attribute")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.add_argument("--out", required=True, help="report.json")

@@ -47,6 +47,28 @@ def test_train_sample_resume(tmp_path):
         "--out", str(tmp_path / "e.npz"))
 
 
+def test_init_from_fine_tunes_an_exported_model(tmp_path):
+    from safetensors.torch import load_file
+
+    src = tmp_path / "src"
+    run("train", "--dataset", "mnist", "--steps", "2", "--batch-size", "8", "--subset", "100", "--model", "tiny",
+        "--out", str(src), "--threads", "1")
+    run("export", "--run", str(src), "--out", str(tmp_path / "tiny"))
+    ft = tmp_path / "ft"
+    # --model base is ignored: the architecture comes from the checkpoint; a negligible lr keeps the weights
+    p = run("train", "--dataset", "mnist", "--steps", "1", "--batch-size", "8", "--subset", "100", "--model", "base",
+            "--init-from", str(tmp_path / "tiny"), "--lr", "1e-12", "--out", str(ft), "--threads", "1")
+    assert "initialising the U-Net from" in p.stdout
+    before = load_file(str(tmp_path / "tiny.safetensors"))
+    after = load_file(str(ft / "checkpoint.safetensors"))
+    unet_keys = [k for k in before if k.startswith("unet.")]
+    assert unet_keys and all(k in after for k in unet_keys)  # same architecture
+    assert max((before[k] - after[k]).abs().max().item() for k in unet_keys) < 1e-6
+    p = run("train", "--dataset", "mnist", "--steps", "1", "--text", "mnist-clip",
+            "--init-from", str(tmp_path / "tiny"), "--out", str(tmp_path / "bad"), check=False)
+    assert p.returncode == 2 and "both be text-conditional or both not" in p.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["train", "--dataset", "imagenet", "--steps", "1", "--out", "x"], "unknown dataset"),
     (["train", "--dataset", "mnist", "--steps", "0", "--out", "x"], "expected a positive number"),
