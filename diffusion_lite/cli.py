@@ -160,7 +160,8 @@ def cmd_sample(args) -> None:
         all_prompts = [""] * args.n  # the unconditional branch of a text model
     images = pipe.sample(all_prompts, n=None if all_prompts else args.n, guidance=args.guidance,
                          negative_prompt=args.negative_prompt, steps=args.steps, sampler=args.sampler,
-                         eta=args.eta, generator=gen)
+                         eta=args.eta, generator=gen,
+                         guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None)
     dt = time.perf_counter() - t0
     if out.suffix == ".png":
         save_grid(images, out, nrow=args.n if prompts and args.n <= 16 else None)
@@ -234,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prompt", action="append", help="text prompt (repeat for several)")
     s.add_argument("--prompts-file", default=None, help="file with one prompt per line")
     s.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale s")
+    s.add_argument("--guidance-interval", type=int, nargs=2, default=None, metavar=("T_LO", "T_HI"),
+                   help="apply the guidance scale only for timesteps T_LO <= t <= T_HI (s = 1 elsewhere)")
     s.add_argument("--negative-prompt", default=None)
     s.add_argument("--out", required=True, help="FILE.png (grid) or FILE.npz (uint8 images)")
     common(s)

@@ -48,7 +48,8 @@ def cmd_evaluate(args) -> None:
         raise CLIError("--attributes needs a text-conditional checkpoint")
     classifier = load_eval_classifier(device)
     kw = dict(guidance=args.guidance, steps=args.steps, sampler=args.sampler, seed=args.seed,
-              batch_size=args.batch_size, classifier=classifier, progress=not args.quiet)
+              batch_size=args.batch_size, classifier=classifier, progress=not args.quiet,
+              guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None)
     report = evaluate_pipeline(pipe, n=args.n, eta=args.eta, reference=args.reference, **kw)
     report["settings"]["checkpoint"] = str(args.checkpoint)
     if args.attributes:
@@ -67,6 +68,8 @@ def add_parser(subparsers, common) -> argparse.ArgumentParser:
     e.add_argument("--n", type=_positive(), required=True,
                    help="samples (text models: a multiple of 10, n/10 per digit)")
     e.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale s (text models)")
+    e.add_argument("--guidance-interval", type=int, nargs=2, default=None, metavar=("T_LO", "T_HI"),
+                   help="apply the guidance scale only for timesteps T_LO <= t <= T_HI (s = 1 elsewhere)")
     e.add_argument("--steps", type=_positive(), default=50)
     e.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
     e.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 deterministic)")

@@ -56,10 +56,12 @@ class DiffusionPipeline:
         return ctx.to(self.device), mask.to(self.device)
 
     def model_fn(self, prompts: list[str] | None = None, *, guidance: float = 3.0,
-                 negative_prompt: str | list[str] | None = None) -> ModelFn:
+                 negative_prompt: str | list[str] | None = None,
+                 guidance_interval: tuple[int, int] | None = None) -> ModelFn:
         """``model_fn(x_t, t) -> eps_hat`` for the given prompts (one per image), with guidance scale s.
 
-        The unconditional branch uses the empty prompt "" or ``negative_prompt``.
+        The unconditional branch uses the empty prompt "" or ``negative_prompt``. ``guidance_interval``
+        (t_lo, t_hi) limits guidance to those timesteps (guidance.classifier_free_guidance).
         """
         base = lambda x_t, t, **cond: eps_model_fn(self.unet, self.schedule, self.prediction, **cond)(x_t, t)
         if not self.is_text_conditional:
@@ -73,13 +75,15 @@ class DiffusionPipeline:
         negs = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
         if len(negs) != len(prompts):
             raise ValueError(f"got {len(negs)} negative prompts for {len(prompts)} prompts")
-        return classifier_free_guidance(base, self.encode(prompts), self.encode(negs), guidance)
+        return classifier_free_guidance(base, self.encode(prompts), self.encode(negs), guidance,
+                                        interval=guidance_interval)
 
     @torch.no_grad()
     def sample(self, prompts: str | list[str] | None = None, n: int | None = None, *, guidance: float = 3.0,
                negative_prompt: str | list[str] | None = None, steps: int = 50, sampler: str = "ddim",
                eta: float = 0.0, generator: torch.Generator | None = None, callback: Callable | None = None,
-               progress: bool = True, clip_x0: bool = True, x_T: torch.Tensor | None = None) -> torch.Tensor:
+               progress: bool = True, clip_x0: bool = True, x_T: torch.Tensor | None = None,
+               guidance_interval: tuple[int, int] | None = None) -> torch.Tensor:
         """Generate images (B, C, H, W) in [-1, 1].
 
         prompts: a list (one image each), or one string repeated ``n`` times; None for unconditional
@@ -98,7 +102,8 @@ class DiffusionPipeline:
         c = self.unet.cfg
         if x_T is None:
             x_T = torch.randn((B, c.in_channels, c.image_size, c.image_size), generator=generator)
-        fn = self.model_fn(prompts, guidance=guidance, negative_prompt=negative_prompt) \
+        fn = self.model_fn(prompts, guidance=guidance, negative_prompt=negative_prompt,
+                           guidance_interval=guidance_interval) \
             if self.is_text_conditional else self.model_fn()
         kw = dict(x_T=x_T.to(self.device), steps=steps, generator=generator, callback=callback, progress=progress,
                   clip_x0=clip_x0)

@@ -111,3 +111,14 @@ def test_text_to_image_commands(tmp_path):
     p = run("sample", "--checkpoint", str(run_dir), "--prompt", "x", "--out", str(tmp_path / "u.png"),
             "--prompts-file", str(tmp_path / "missing.txt"), check=False)
     assert p.returncode == 2 and "does not exist" in p.stderr
+
+
+def test_guidance_interval_outside_every_step_is_the_conditional_model(tmp_path):
+    common = ["sample", "--checkpoint", "mnist-text2img", "--prompt", "a thick seven", "--n", "2", "--steps", "3",
+              "--threads", "1"]
+    run(*common, "--guidance", "1", "--out", str(tmp_path / "s1.npz"))
+    run(*common, "--guidance", "5", "--guidance-interval", "2000", "3000", "--out", str(tmp_path / "off.npz"))
+    run(*common, "--guidance", "5", "--out", str(tmp_path / "s5.npz"))
+    s1, off, s5 = (np.load(tmp_path / f)["images"] for f in ("s1.npz", "off.npz", "s5.npz"))
+    assert np.array_equal(s1, off)  # guidance never applied: s = 1 everywhere
+    assert not np.array_equal(s1, s5)

@@ -119,3 +119,20 @@ def test_cfg_scale_one_is_conditional_and_zero_unconditional(gen):
     torch.testing.assert_close(classifier_free_guidance(_toy_text_eps, c, u, 3.0)(x, t),
                                uncond + 3.0 * (cond - uncond))
     torch.testing.assert_close(classifier_free_guidance(_toy_text_eps, c, u, 1.0 + 1e-9)(x, t), cond)
+
+
+def test_cfg_guidance_interval_guides_only_inside(gen):
+    x = torch.randn(4, 1, 4, 4, generator=gen)
+    c = (torch.randn(4, 5, 8, generator=gen), torch.ones(4, 5, dtype=torch.bool))
+    u = (torch.randn(1, 2, 8, generator=gen), torch.ones(1, 2, dtype=torch.bool))
+    t = torch.tensor([10, 100, 500, 900])  # per-sample timesteps: only 100 and 500 lie in [100, 500]
+    cond = _toy_text_eps(x, t, c[0], c[1])
+    uncond = _toy_text_eps(x, t, u[0].expand(4, -1, -1), u[1].expand(4, -1))
+    guided = uncond + 3.0 * (cond - uncond)
+    out = classifier_free_guidance(_toy_text_eps, c, u, 3.0, interval=(100, 500))(x, t)
+    torch.testing.assert_close(out[1:3], guided[1:3])
+    torch.testing.assert_close(out[[0, 3]], cond[[0, 3]])  # outside: purely conditional (s = 1)
+    full = classifier_free_guidance(_toy_text_eps, c, u, 3.0, interval=(0, 999))(x, t)
+    torch.testing.assert_close(full, guided)
+    with pytest.raises(ValueError, match="t_lo <= t_hi"):
+        classifier_free_guidance(_toy_text_eps, c, u, 3.0, interval=(500, 100))
