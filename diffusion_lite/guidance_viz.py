@@ -168,9 +168,23 @@ def _plot_tradeoff(ax, rows: list[dict[str, Any]], mark: float | None = None) ->
     acc = [100 * r["accuracy"] for r in rows]
     div = [r["diversity"] for r in rows]
     ax.plot(acc, div, "-o", color="C0", ms=5)
-    offsets = ((6, 3), (-30, 3), (6, -10), (-30, -10))  # alternate, so labels of nearby points do not collide
-    for k, (r, a, d) in enumerate(zip(rows, acc, div)):
-        ax.annotate(f"s={r['guidance']:g}", (a, d), textcoords="offset points", xytext=offsets[k % 4], fontsize=8)
+    # points that (nearly) coincide share one label, "s=3, 5, 8"; labels go left of points near the right
+    # edge (accuracy near 100%) and otherwise alternate sides, so that labels of nearby points do not collide
+    span_a, span_d = max(np.ptp(acc), 1e-9), max(np.ptp(div), 1e-9)
+    groups: list[list[int]] = []
+    for k in range(len(rows)):  # rows are sorted by s: compare with the previous point
+        if groups and abs(acc[groups[-1][-1]] - acc[k]) < 0.03 * span_a \
+                and abs(div[groups[-1][-1]] - div[k]) < 0.05 * span_d:
+            groups[-1].append(k)
+        else:
+            groups.append([k])
+    for j, grp in enumerate(groups):
+        a, d = float(np.mean([acc[k] for k in grp])), float(np.mean([div[k] for k in grp]))
+        edge = a > max(acc) - 0.15 * span_a
+        left = edge or j % 2 == 1
+        ax.annotate("s=" + ", ".join(f"{rows[k]['guidance']:g}" for k in grp), (a, d), textcoords="offset points",
+                    xytext=(-7 if left else 7, 0 if edge else 4 if j % 4 < 2 else -10),
+                    ha="right" if left else "left", va="center" if edge else "baseline", fontsize=8)
     real = [r.get("diversity_real") for r in rows if r.get("diversity_real") is not None]
     if real:
         ax.axhline(float(np.mean(real)), color="gray", ls="--", lw=1, label="diversity of real digits")

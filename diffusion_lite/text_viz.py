@@ -1,5 +1,8 @@
-"""Figures and helpers for the text chapters: CLIP (chapter 06) and cross-attention (chapter 07).
+"""Figures and helpers for the text chapters: a prompt explorer (chapter 00), CLIP (chapter 06) and
+cross-attention (chapter 07).
 
+Chapter 00: samples of a text-to-image pipeline for one prompt and one seed, sampled live in a few DDIM
+steps, with the digit the evaluation classifier reads under each image.
 Chapter 06: captions under images, image-vs-text similarity matrices, the temperature's effect on the
 softmax, a 2-D PCA of the joint embedding space, zero-shot accuracy per prompt wording.
 Chapter 07: cross-attention maps per prompt token, recorded while sampling (``sample_with_attention``),
@@ -31,6 +34,65 @@ def _figure(figsize, **kw):
 def _gray(image: torch.Tensor) -> np.ndarray:
     """(C, H, W) in [-1, 1] -> (H, W) uint8 (channels averaged)."""
     return to_uint8(image[None].float().mean(1, keepdim=True))[0, 0].numpy()
+
+
+# ------------------------------------------------------------------------------------ chapter 00
+EXAMPLE_PROMPTS = ("the digit seven", "a thick seven", "a thin seven", "a seven slanting right",
+                   "a seven slanting left", "a large zero", "a small zero", "a handwritten 4", "the number two",
+                   "a bold three", "")  # "" is the empty prompt: what the model draws when told nothing
+
+
+@torch.no_grad()
+def prompt_samples(pipe, prompt: str, seed: int = 0, n: int = 8, steps: int = 10, guidance: float = 3.0):
+    """n samples (n, C, H, W) in [-1, 1], on the CPU, of one prompt: DDIM with ``steps`` steps, starting
+    noise drawn from ``torch.Generator().manual_seed(seed)``, so (prompt, seed) always gives the same images
+    and sample i of every prompt starts from the same noise."""
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt must be a string, got {type(prompt).__name__}")
+    generator = torch.Generator().manual_seed(int(seed))
+    return pipe.sample([prompt] * n, guidance=guidance, steps=steps, generator=generator,
+                       progress=False).cpu().clamp(-1, 1)
+
+
+def prompt_samples_figure(pipe, prompt: str = "a thick seven", seed: int = 0, n: int = 8, steps: int = 10,
+                          guidance: float = 3.0, classifier=None):
+    """One row of :func:`prompt_samples`; with an evaluation ``classifier`` (metrics.load_eval_classifier),
+    the digit it reads is written under each image. Returns the Figure."""
+    images = prompt_samples(pipe, prompt, seed, n, steps, guidance)
+    reads = None
+    if classifier is not None:
+        from .metrics import _features_and_logits
+
+        reads = _features_and_logits(classifier, images)[1].argmax(1).tolist()
+    fig = _figure((1.05 * n + 0.3, 1.75 if reads else 1.5))
+    axes = np.atleast_1d(fig.subplots(1, n))
+    for i, ax in enumerate(axes):
+        ax.imshow(_gray(images[i]), cmap="gray", vmin=0, vmax=255)
+        ax.set_xticks([]), ax.set_yticks([])
+        if reads:
+            ax.set_xlabel(f"reads as {reads[i]}", fontsize=8)
+    shown = f'"{prompt}"' if prompt else '"" (empty prompt)'
+    fig.suptitle(f"{shown}, seed {seed}: {steps} DDIM steps, guidance scale {guidance:g}", fontsize=10)
+    fig.tight_layout(pad=0.4)
+    return fig
+
+
+def prompt_widget(pipe, prompts=EXAMPLE_PROMPTS, prompt: str = "a thick seven", seed: int = 0, n: int = 8,
+                  steps: int = 10, guidance: float = 3.0, classifier=None):
+    """``interactive`` around :func:`prompt_samples_figure`: a text box with the example prompts as
+    suggestions (any prompt can be typed; it is sampled when you press Enter or leave the box), a seed
+    slider and a guidance-scale slider. Every change samples n images live (about a second on a CPU)."""
+    from ipywidgets import Combobox, IntSlider, SelectionSlider, interactive
+
+    box = Combobox(value=prompt, options=list(prompts), ensure_option=False, description="prompt",
+                   continuous_update=False)
+    seeds = IntSlider(value=seed, min=0, max=99, description="seed", continuous_update=False)
+    scales = sorted({0.0, 1.0, 2.0, 3.0, 5.0, 8.0, float(guidance)})
+    scale = SelectionSlider(options=[(f"{s:g}", s) for s in scales], value=float(guidance),
+                            description="guidance", continuous_update=False)
+    return interactive(lambda prompt, seed, guidance: prompt_samples_figure(pipe, prompt, seed, n, steps, guidance,
+                                                                            classifier),
+                       prompt=box, seed=seeds, guidance=scale)
 
 
 # ------------------------------------------------------------------------------------ chapter 06
@@ -128,6 +190,7 @@ def embedding_space_figure(image_emb: torch.Tensor, image_labels: torch.Tensor, 
     """2-D PCA (fitted on images and texts together) of image embeddings (N, E), dots coloured by class,
     and text embeddings (K, E), stars with their text, in the same colours."""
     import matplotlib
+    from matplotlib import patheffects
 
     (pi, pt), ratio = pca_2d(image_emb, text_emb)
     fig = _figure((7.5, 6))
@@ -138,7 +201,8 @@ def embedding_space_figure(image_emb: torch.Tensor, image_labels: torch.Tensor, 
         ax.scatter(pi[k, 0], pi[k, 1], s=6, alpha=0.5, color=cmap(c % 10), label=f"images of {c}")
     for (x, y), c, name in zip(pt.tolist(), text_labels, text_names):
         ax.scatter([x], [y], marker="*", s=220, color=cmap(c % 10), edgecolor="black", zorder=3)
-        ax.annotate(name, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=8)
+        ax.annotate(name, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8, zorder=2.5,
+                    path_effects=[patheffects.withStroke(linewidth=2.5, foreground="white")])  # readable on dots
     ax.set_xlabel(f"PC 1 ({100 * ratio[0]:.0f}% of variance)")
     ax.set_ylabel(f"PC 2 ({100 * ratio[1]:.0f}% of variance)")
     ax.set_title(title + " (dots: images, stars: prompts)")

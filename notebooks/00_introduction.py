@@ -14,7 +14,8 @@
 #   schedule, sampler, guidance) and find the chapter of this course that builds each one.
 # - Check your setup: device, versions, the data (offline), the pretrained models.
 # - Know the dataset as the course sees it: MNIST digits as tensors with values in $[-1, 1]$.
-# - Generate digits from a text prompt with the shipped model `mnist-text2img`.
+# - Generate digits from a text prompt with the shipped model `mnist-text2img`, and explore prompts and
+#   seeds yourself.
 #
 # **Who this is for.** You know Python and a little PyTorch (tensors, `nn.Module`, a training loop). You do
 # not need to know anything about diffusion models, and the maths is introduced as we need it.
@@ -31,12 +32,13 @@ import numpy as np
 import torch
 
 import diffusion_lite
-from diffusion_lite.captions import class_prompts
+from diffusion_lite.captions import class_prompts, thickness
 from diffusion_lite.checkpoints import PRETRAINED_DIR, list_pretrained, load_pretrained
 from diffusion_lite.config import ScheduleConfig
 from diffusion_lite.data import load_dataset
 from diffusion_lite.metrics import conditional_accuracy, load_eval_classifier
 from diffusion_lite.schedules import Schedule, q_sample
+from diffusion_lite.text_viz import prompt_samples_figure, prompt_widget
 from diffusion_lite.utils import from_uint8, get_device, seed_everything, to_uint8
 from diffusion_lite.viz import show_grid
 
@@ -114,9 +116,9 @@ plt.show()
 # - **FLUX.1** (Black Forest Labs 2024) replaces the U-Net by a large **transformer** (12B parameters) that
 #   processes image patches and text tokens together, in a latent space, with text from T5 and CLIP encoders.
 #   It is trained as a **rectified flow** (Liu et al. 2023; Lipman et al. 2023; Esser et al. 2024), a close
-#   cousin of diffusion: noisy images are straight-line mixtures $(1-t)\,x_0 + t\,\varepsilon$ and the network
-#   predicts the direction towards the data. Generation is still: start from Gaussian noise, take many small
-#   steps.
+#   cousin of diffusion: noisy images are straight-line mixtures $(1-t)\,x_0 + t\,\varepsilon$ of an image
+#   $x_0$ and noise $\varepsilon$, the network predicts the direction of that line, and the sampler follows
+#   it back towards the data. Generation is still: start from Gaussian noise, take many small steps.
 #
 # | part | Stable Diffusion 1.x | this course (MNIST scale) | chapter |
 # | --- | --- | --- | --- |
@@ -136,7 +138,7 @@ plt.show()
 #
 # | chapter | question it answers | package modules |
 # | --- | --- | --- |
-# | [00 Introduction](00_introduction.ipynb) | what is the plan, and does my setup work? | `data`, `checkpoints` |
+# | [00 Introduction](00_introduction.ipynb) | what is the plan? is my setup ok? | `data`, `checkpoints`, `text_viz` |
 # | [01 The forward process](01_forward_process.ipynb) | how do we turn an image into noise? | `schedules` |
 # | [02 Noise schedules](02_noise_schedules.ipynb) | how fast should the noise grow? | `schedules` |
 # | [03 The U-Net](03_unet.ipynb) | which network predicts the noise, at every level? | `layers`, `unet` |
@@ -181,10 +183,10 @@ print("classes:", train.classes)
 
 # %%
 USED_IN = {
-    "mnist-classifier": "evaluation classifier (chapters 02, 09)",
-    "mnist-uncond": "unconditional diffusion model (chapters 04, 05)",
+    "mnist-classifier": "evaluation classifier (chapters 00, 02, 05, 08, 09)",
+    "mnist-uncond": "unconditional diffusion model (chapters 03-05, 09)",
     "mnist-clip": "CLIP text and image encoders (chapters 06, 07)",
-    "mnist-text2img": "text-to-image diffusion model (chapters 00, 07, 08)",
+    "mnist-text2img": "text-to-image diffusion model (chapters 00, 07-09)",
 }
 shipped = list_pretrained()
 for name, use in USED_IN.items():
@@ -281,18 +283,19 @@ for r, p in enumerate(prompts):
 plt.show()
 
 # %% [markdown]
-# How often does each sample show the requested digit? The course's evaluation classifier (chapter 09) can
-# tell us:
+# How often does each sample show the requested digit? The course's evaluation classifier, a small CNN
+# trained on MNIST (chapter 09), can tell us:
 
 # %%
-acc = conditional_accuracy(load_eval_classifier(device), images, targets)
+classifier = load_eval_classifier(device)
+acc = conditional_accuracy(classifier, images, targets)
 print(f"the classifier reads the requested digit in {acc:.0%} of {len(images)} samples")
 assert images.shape == (10 * n_per, 1, 28, 28) and images.min() >= -1 and images.max() <= 1
 assert acc > 0.8, acc
 
 # %% [markdown]
 # The captions the model was trained on also describe stroke thickness, slant and size, measured from the
-# pixels (chapter 07), so the prompt can ask for more than the digit:
+# pixels (chapter 06), so the prompt can ask for more than the digit:
 
 # %%
 style_prompts = ["a thick seven", "a thin seven", "a thick zero", "a thin zero"]
@@ -303,8 +306,15 @@ show_grid(styled, nrow=n_per, ax=ax)
 for r, p in enumerate(style_prompts):
     ax.text(-4, 2 + 30 * r + 14, f'"{p}"', ha="right", va="center", fontsize=10)
 plt.show()
+width = thickness(styled).reshape(len(style_prompts), n_per).mean(1)  # mean stroke width per prompt, pixels
+for p, w in zip(style_prompts, width.tolist()):
+    print(f"{p!r:16} mean stroke width {w:.1f} px")
+assert width[0] > width[1] and width[2] > width[3]
 
 # %% [markdown]
+# The rows still show sevens and zeros; "thick" and "thin" change the stroke width, which the printout
+# measures in pixels (chapter 06 explains how).
+#
 # Finally, the process itself. We draw the starting noise $x_T$ ourselves, and the sampler calls `callback`
 # after every step, where we keep the current image $x_t$. Read each row from left to right: pure noise turns
 # into a digit, coarse shape first, details last.
@@ -321,6 +331,30 @@ show_grid(strip.flatten(0, 1), nrow=len(after) + 1, figsize=(8, 4.5),
 plt.show()
 
 # %% [markdown]
+# ## 6. Explore: your own prompt
+#
+# Sampling takes about a second on a CPU with 10 DDIM steps instead of 25, a bit rougher but good enough to
+# play with. Pick one of the example prompts or type your own (the model knows about 50 words: digits as
+# numerals or names, "thick"/"thin"/"bold"/"slim", "slanting left/right", "small"/"large", "handwritten", ...;
+# an unknown word triggers a warning and is ignored, chapter 06). The **seed** fixes the starting noise: the
+# same prompt and seed always give the same images, and sample $i$ of every prompt starts from the same
+# noise, so changing only the prompt shows what the words do. The **guidance scale** sets how strongly the
+# prompt is followed (chapter 08); the empty prompt `""` shows what the model draws when told nothing. Under
+# each image: the digit the evaluation classifier reads. The static figure shows the defaults:
+
+# %%
+fig = prompt_samples_figure(pipe, "a thick seven", seed=0, steps=10, guidance=3.0, classifier=classifier)
+plt.show()
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+prompt_widget(pipe, prompt="a thick seven", seed=0, steps=10, guidance=3.0, classifier=classifier)
+
+# %% [markdown]
+# Things to try: "the digit seven" against "a thin seven" at the same seed; "a seven slanting left" and
+# "a seven slanting right"; the empty prompt at several seeds (some samples are not clean digits: without a
+# prompt, nothing steers them); guidance 0, 1 and 8 for one prompt.
+#
 # By the end of the course you will have built every part of this: the noise, the network, the training,
 # the sampler, the text encoder, the cross-attention and the guidance.
 #
@@ -358,7 +392,8 @@ print("my conversions match diffusion_lite.utils")
 #   (05), CLIP (06), cross-attention (07), guidance (08), evaluation (09).
 # - MNIST images are 28×28 bytes; the course uses floats in $[-1, 1]$ (`from_uint8`, `to_uint8`), on the
 #   scale of the Gaussian noise.
-# - The shipped `mnist-text2img` model turns prompts like "a thick seven" into digits in seconds on a CPU.
+# - The shipped `mnist-text2img` model turns prompts like "a thick seven" into digits in seconds on a CPU;
+#   the prompt picks the digit and its style, the seed picks the starting noise.
 #
 # Next: [chapter 01](01_forward_process.ipynb), the forward process.
 #

@@ -44,9 +44,10 @@ from diffusion_lite.widgets import (
 )
 
 FULL = os.environ.get("DIFFUSION_LITE_FULL") == "1"  # no big runs in this chapter; kept for uniformity
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # small tensors: one thread is as fast, and safe on a shared CPU
 g = seed_everything(0)  # one generator for every random draw below
 device = get_device()  # everything here is cheap; the chapter runs on the CPU
+plt.rcParams["image.interpolation"] = "nearest"  # draw pixels as crisp squares
 test = load_dataset("mnist", "test", subset=1000, balanced=True)  # 100 test digits per class
 one_of_each = torch.stack([test.images[test.labels == k][0] for k in range(10)])  # digits 0-9, (10, 1, 28, 28)
 print(test)
@@ -199,7 +200,7 @@ print(inspect.getsource(q_sample))
 # NBVAL_CHECK_OUTPUT
 for t in [0, 99, 249, 499, 999]:
     ab = schedule.alpha_bar[t].item()
-    print(f"t = {t:3d}   alpha_bar = {ab:.4f}   signal sqrt(alpha_bar) = {ab ** 0.5:.4f}   "
+    print(f"t = {t:3d}   alpha_bar = {ab:.3g}   signal sqrt(alpha_bar) = {ab ** 0.5:.4f}   "
           f"noise sqrt(1 - alpha_bar) = {(1 - ab) ** 0.5:.4f}")
 
 # %% [markdown]
@@ -213,16 +214,16 @@ for t in [0, 99, 249, 499, 999]:
 # the **same distribution** of $x_t$. Not the same images: they use different random numbers. Let's test that
 # claim numerically, in two ways.
 #
-# **Per pixel, for one fixed digit.** Take 400 copies of the same digit and push each through the chain
-# with its own noise. For every pixel, the 400 values of $x_t$ should have mean $\sqrt{\bar\alpha_t}\,x_0$
+# **Per pixel, for one fixed digit.** Take 300 copies of the same digit and push each through the chain
+# with its own noise. For every pixel, the 300 values of $x_t$ should have mean $\sqrt{\bar\alpha_t}\,x_0$
 # and variance $1-\bar\alpha_t$. We compare both the chain and `q_sample` against those formulas.
 
 # %%
-n_copies = 400
+n_copies = 300
 ts = [49, 249, 499, 999]
 digit = one_of_each[7:8]  # a "7", (1, 1, 28, 28)
-copies = digit.expand(n_copies, -1, -1, -1)  # (400, 1, 28, 28), same digit
-by_chain = forward_chain(schedule, copies, generator=g, keep=ts)  # {t: (400, 1, 28, 28)}
+copies = digit.expand(n_copies, -1, -1, -1)  # (300, 1, 28, 28), same digit
+by_chain = forward_chain(schedule, copies, generator=g, keep=ts)  # {t: (300, 1, 28, 28)}
 by_formula = {t: q_sample(schedule, copies, t, generator=g) for t in ts}
 
 # For each pixel, the error of the empirical mean in units of its standard error sqrt((1 - alpha_bar) / n).
@@ -252,20 +253,21 @@ for t, (_, _, *results) in stats.items():
 print("chain and closed form agree with q(x_t | x_0) at t =", ts)
 
 # %% [markdown]
-# **Over many digits.** Now push 400 *different* digits through the chain and compare the histogram
-# of all their pixel values with that of `q_sample`. At $t=0$ the pixels are mostly black ($-1$) with some
-# white ($+1$); the histogram is a mixture of two Gaussians centred at $\pm\sqrt{\bar\alpha_t}$, which widen
-# and merge into a single $\mathcal N(0,1)$ as $t$ grows.
+# **Over many digits.** Now push 300 *different* digits through the chain and compare the histogram
+# of all their pixel values with that of `q_sample`. At $t=0$ the pixels are mostly black ($-1$), some white
+# ($+1$) and a few grey; each pixel value $x_0$ becomes a Gaussian around $\sqrt{\bar\alpha_t}\,x_0$, so the
+# histogram is a blurred, shrunk copy of the data's, which widens and merges into a single $\mathcal N(0,1)$
+# as $t$ grows.
 
 # %%
-x_many = test.images[::2][:400]  # 400 different digits
+x_many = test.images[::3][:300]  # 300 different digits
 hist_ts = [0, 99, 249, 999]
 chain_many = forward_chain(schedule, x_many, generator=g, keep=hist_ts)
 bins = np.linspace(-4, 4, 101)
 fig, axes = plt.subplots(1, len(hist_ts), figsize=(14, 3.2), sharey=True)
 for ax, t in zip(axes, hist_ts):
     ax.hist(chain_many[t].flatten().numpy(), bins=bins, density=True, histtype="step", lw=1.5,
-            label="chain (t steps)")
+            label="chain, step by step")
     ax.hist(q_sample(schedule, x_many, t, generator=g).flatten().numpy(), bins=bins, density=True,
             histtype="step", lw=1.5, ls="--", label="closed form")
     ax.plot(bins, np.exp(-bins**2 / 2) / np.sqrt(2 * np.pi), color="gray", lw=0.8, label="N(0, 1)")
@@ -273,7 +275,7 @@ for ax, t in zip(axes, hist_ts):
            ylim=(1e-3, 30))
 axes[0].set_ylabel("density (log scale)")
 axes[0].legend(fontsize=8, loc="upper left")
-fig.suptitle("Pixel values of 400 digits: step-by-step chain vs closed form", y=1.03)
+fig.suptitle("Pixel values of 300 digits: step-by-step chain vs closed form", y=1.03)
 plt.show()
 
 # %% [markdown]

@@ -142,8 +142,8 @@ fig.suptitle("A '3' under each schedule; columns t = " + ", ".join(map(str, cols
 plt.show()
 
 # %% [markdown]
-# With the linear schedule the 3 is gone by $t = 400$; with the cosine it is still faintly visible at
-# $t = 500$; with the sigmoid it is crisp until $t = 300$ and gone by $t = 600$.
+# With the linear schedule the 3 is hard to make out by $t = 400$; with the cosine it is still visible at
+# $t = 500$ and faintly at $t = 600$; with the sigmoid it is clear until $t = 300$ and gone by $t = 600$.
 #
 # ## 4. How long does the image survive? Ask a classifier
 #
@@ -231,29 +231,33 @@ assert t_half["cosine"] > 1.5 * t_half["linear"], t_half  # information survives
 # ## 5. What does the number of steps $T$ change?
 #
 # The package's linear schedule multiplies its betas by $1000/T$ (as improved-diffusion does), and the
-# cosine is defined on $t/T$, so as a function of the *fraction* $t/T$ both schedules look nearly the same
-# for any $T$:
+# cosine is defined on $t/T$, so as a function of the *fraction* of the chain both schedules look nearly
+# the same for any $T$:
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
 for ax, kind in zip(axes, ("linear", "cosine")):
     for T in (10, 50, 100, 1000):
         sch = Schedule.from_config(ScheduleConfig(kind=kind, T=T))
-        ax.plot(np.arange(T) / T, sch.alpha_bar.numpy(), ".-" if T <= 50 else "-", ms=4, label=f"T = {T}")
-    ax.set(title=f"{kind}", xlabel="t / T")
+        frac = (np.arange(T) + 1) / T  # code index t holds alpha_bar after t + 1 of the T steps
+        ax.plot(frac, sch.alpha_bar.numpy(), ".-" if T <= 50 else "-", ms=4, label=f"T = {T}")
+    ax.set(title=f"{kind}", xlabel="fraction of the steps applied, (t + 1) / T")
     ax.legend()
 axes[0].set_ylabel(r"$\bar\alpha_t$")
 fig.suptitle(r"$\bar\alpha$ against the fraction of the chain, for several T", y=1.02)
 plt.show()
 
 # %% [markdown]
-# Without the rescaling, DDPM's betas over only 50 steps would destroy far too little:
+# The exception is very small $T$ for the linear schedule: with $T = 10$ the scaled betas would run from 0.01
+# to 2 and are capped at 0.999 from the sixth step on, so the curve is a coarse version of the others and the
+# signal is gone ($\bar\alpha < 0.02$) after half of the chain. Without the rescaling, on the other hand,
+# DDPM's betas over only 50 steps would destroy far too little:
 
 # %%
 # NBVAL_CHECK_OUTPUT
 unscaled = torch.linspace(1e-4, 0.02, 50, dtype=torch.float64)  # DDPM's betas squeezed into T = 50 steps
 print(f"alpha_bar at the last step, T = 50: unscaled betas {torch.prod(1 - unscaled):.3f}, "
-      f"package's linear schedule {Schedule.from_config(ScheduleConfig('linear', T=50)).alpha_bar[-1]:.5f}")
+      f"package's linear schedule {Schedule.from_config(ScheduleConfig('linear', T=50)).alpha_bar[-1]:.1e}")
 
 # %% [markdown]
 # With the unscaled betas 60% of the signal variance would be left at the end, and a sampler starting from
@@ -268,9 +272,9 @@ print(f"alpha_bar at the last step, T = 50: unscaled betas {torch.prod(1 - unsca
 #
 # ## 6. Explore: schedules and $T$
 #
-# The figure shows $\bar\alpha$ and $\log_{10}\mathrm{SNR}$ against $t/T$ for the three schedules at the
-# chosen $T$, and four digits noised to the same $t$ under each (same noise). Below is the figure at
-# $T = 1000$, $t/T = 0.4$; with a kernel, the widget after it lets you change both.
+# The figure shows $\bar\alpha$ and $\log_{10}\mathrm{SNR}$ against the fraction of the chain for the three
+# schedules at the chosen $T$, and four digits noised to the same $t$ under each (same noise). Below is the
+# figure at $T = 1000$, $t/T = 0.4$; with a kernel, the widget after it lets you change both.
 
 # %%
 fig = schedule_comparison_figure(one_of_each[:4], eps[:4], T=1000, t_frac=0.4)

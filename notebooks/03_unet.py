@@ -26,6 +26,8 @@
 #   connections and self-attention.
 # * Read a **shape trace** of the network (every block's input and output shape, captured with forward hooks)
 #   and count where the parameters are.
+# * Follow a noisy digit through a *trained* U-Net and see what its feature maps look like at 28×28, 14×14
+#   and 7×7, and how they change with the noise level $t$.
 # * Compute a timestep embedding and a block's parameter count by hand and check them against the package.
 #
 # Who this is for: you know Python and a little PyTorch (`nn.Conv2d`, `nn.Module`), but not diffusion models.
@@ -43,6 +45,7 @@ from diffusion_lite.checkpoints import load_pretrained
 from diffusion_lite.config import UNetConfig
 from diffusion_lite.data import load_dataset
 from diffusion_lite.layers import Downsample, ResBlock, SelfAttention2d, Upsample, timestep_embedding
+from diffusion_lite.model_widgets import feature_maps_figure, feature_maps_widget
 from diffusion_lite.schedules import q_sample
 from diffusion_lite.unet import UNet
 from diffusion_lite.utils import get_device, seed_everything
@@ -73,9 +76,9 @@ print("output:", tuple(conv(x0).shape))
 print("parameters:", sum(p.numel() for p in conv.parameters()), "= 1*32*3*3 weights + 32 biases")
 
 # %% [markdown]
-# A trained network's first layer is a bank of little edge and blob detectors. Here are 8 of the 16 feature
-# maps that the `conv_in` layer of the shipped pretrained model `mnist-uncond` (trained in chapter 04)
-# computes for one digit:
+# A trained network's first layer is a bank of little edge detectors. Here are 8 of the 16 feature maps that
+# the `conv_in` layer of the shipped pretrained model `mnist-uncond` (trained in chapter 04) computes for one
+# digit (each map on its own colour scale, white = 0):
 
 # %%
 pipe = load_pretrained("mnist-uncond", device)
@@ -85,11 +88,17 @@ with torch.no_grad():
 fig, axes = plt.subplots(1, 9, figsize=(11, 1.6))
 show_grid(x0[:1], ax=axes[0], title="input")
 for k, ax in enumerate(axes[1:]):
-    ax.imshow(feats[k], cmap="RdBu_r")
+    v = feats[k].abs().max()  # a symmetric colour scale per map, so white is exactly 0
+    ax.imshow(feats[k], cmap="RdBu_r", vmin=-v, vmax=v, interpolation="nearest")
     ax.set_title(f"channel {k}", fontsize=9)
     ax.set_axis_off()
 fig.suptitle("conv_in of the trained U-Net: one digit -> feature maps (red > 0 > blue)", y=1.05)
 plt.show()
+
+# %% [markdown]
+# Most channels respond with opposite signs on the two sides of a stroke (red on one side, blue on the other),
+# each for a different direction: they detect edges. The flat background of each map is what the channel
+# outputs for a uniformly black patch (pixel value $-1$): its bias minus the sum of its nine weights.
 
 # %% [markdown]
 # ## 2. Normalisation: GroupNorm
@@ -146,16 +155,18 @@ for k in (4, 8, 12):
 axes[1].set(xlabel="time step t", ylabel="value", title="a few channels: fast to slow", ylim=(-1.1, 1.6))
 axes[1].legend(fontsize=7, loc="upper right")
 for t0 in (100, 500, 900):
-    axes[2].plot(ts, sim[t0], label=f"t' = {t0}")
-axes[2].set(xlabel="time step t", ylabel="cosine similarity", title="similarity of emb(t) to emb(t')")
-axes[2].legend(fontsize=8)
+    axes[2].plot(ts, sim[t0], lw=1, label=f"t' = {t0}")
+axes[2].set(xlabel="time step t", ylabel="cosine similarity", title="similarity of emb(t) to emb(t')",
+            ylim=(-0.3, 1.35))
+axes[2].legend(fontsize=8, ncol=3, loc="upper center")
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The right panel is the point: the embedding of a step is most similar to those of its neighbours and the
-# similarity falls off with distance, so nearby steps get similar codes and the network can easily learn
-# smooth functions of $t$. The U-Net passes this
+# The right panel shows what this buys: every step gets its own code, most similar to those of its immediate
+# neighbours (the peaks) and clearly different from steps further away. The fast channels (top of each half in
+# the left panel) make the peaks narrow, so nearby steps can be told apart; the slow channels (the smooth bands
+# at the bottom of each half) carry a coarse "how far along are we" signal. The U-Net passes this
 # fixed embedding through a small MLP (`time_mlp`: Linear, SiLU, Linear, widening 32 to 128 channels), and
 # the resulting vector is handed to every residual block.
 #
@@ -217,10 +228,10 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The curves are smooth in $t$ (thanks to the sinusoidal embedding) and differ from channel to channel: the
-# network has learned a per-channel volume knob driven by the noise level. Most knobs move fastest at small
-# $t$, where little noise is left and fine detail decides the answer; over the noisy second half of the
-# process they barely change.
+# The curves vary smoothly with $t$, apart from small wiggles, and differ from channel to channel: the network
+# has learned a per-channel volume knob driven by the noise level. Most knobs move fastest at small $t$, where
+# little noise is left and fine detail decides the answer; over the noisy second half of the process they
+# change only slowly.
 #
 # ## 5. Going down and coming back up
 #
@@ -366,6 +377,49 @@ assert eps_hat.shape == x_t.shape and eps_hat.abs().max() == 0
 print("untrained U-Net: eps_hat == 0 everywhere, shape", tuple(eps_hat.shape))
 
 # %% [markdown]
+# ## 9. Inside the trained U-Net: a digit's trip down and up
+#
+# The shape trace says what size the feature maps have; what do they *contain*? We push one noisy digit through
+# the trained `mnist-uncond` and capture, with forward hooks again (`model_widgets.unet_features`), the output
+# of every block. The figure shows, at the top, the clean digit, the input $x_t$, the network's output
+# $\hat\epsilon$ and the noise that was really added; below, one row per stage of the "U": the last block of
+# each encoder level (28×28, 14×14, 7×7), the end of the middle, and the last block of each decoder level on
+# the way back up. Each row shows the first 6 channels of that block's output, red for positive, blue for
+# negative, on one colour scale per row (its maximum $|h|$ is in the row label). This model is narrower than
+# the default: 16, 32 and 64 channels at 28, 14 and 7 pixels.
+#
+# Here is a 7 at $t = 250$ ($\bar\alpha_t \approx 0.85$, a clearly visible digit under moderate noise); with a
+# running kernel, the widget after it lets you pick the digit and $t$.
+
+# %%
+digits10 = torch.stack([mnist.images[mnist.labels == k][0] for k in range(10)])  # one of each 0-9, (10, 1, 28, 28)
+noise10 = torch.randn(digits10.shape, generator=g)  # one fixed noise image per digit
+fig = feature_maps_figure(unet_trained, pipe.schedule, digits10[7:8], noise10[7:8], t=250)
+plt.show()
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+feature_maps_widget(unet_trained, pipe.schedule, digits10, noise10, t=250, index=7, labels=range(10))
+
+# %% [markdown]
+# Read the figure from top to bottom, which is the order of the computation:
+#
+# * **Encoder, 28×28.** The first maps are still pixel-precise: they trace the strokes of the 7, some by their
+#   edges, and carry the speckle of the noise around them.
+# * **Encoder, 14×14.** Half the resolution, and the speckle is mostly gone: single channels now respond to
+#   parts of the digit, such as the diagonal stroke (channel 1) or the top bar (channel 2).
+# * **7×7, encoder and middle.** Each position now stands for a 4×4 patch of the image, and attention has mixed
+#   information across the whole digit; the maps are coarse blobs that say roughly where the ink is, and the 7
+#   is hard to recognise in them. This is the "what and roughly where" level.
+# * **Decoder, 14×14.** On the way back up, the skip connection from the encoder's 14×14 level brings the sharp
+#   shape of the 7 back into the maps.
+# * **Decoder, 28×28.** The last maps look like noise, and they should: from them `conv_out` assembles
+#   $\hat\epsilon$, which is a noise image.
+#
+# Things to try with the widget: move $t$ towards 999 and watch the 28×28 encoder maps fill with noise while the
+# 7×7 maps still show a coarse blob where the digit was; move it towards 0 and see which maps go quiet.
+
+# %% [markdown]
 # ## Exercise
 #
 # 1. **The timestep embedding by hand.** Compute the embedding of `t = [0, 1, 250, 999]` with width 32 using
@@ -418,6 +472,9 @@ print(f"ResBlock(32, 64, emb_dim=128): {actual:,} parameters, as predicted")
 #   with the square of the number of positions.
 # * Zero-initialised output layers make every residual branch start as the identity and the whole untrained
 #   network predict $\hat\epsilon = 0$ (loss 1).
+# * Forward hooks let you look inside: in the trained model, the encoder's 28×28 and 14×14 maps trace the
+#   strokes of the digit, the 7×7 maps are coarse blobs, and the decoder's last maps look like the noise it
+#   predicts.
 # * Next: chapter 04 trains this network to predict the noise.
 #
 # ## References

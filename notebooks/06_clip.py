@@ -435,8 +435,9 @@ assert max(accs.values()) - min(a for w, a in accs.items() if "{" in w) < 0.05
 # Every wording that names the class works about equally well, and "digit" alone is at chance (10%): the
 # class name carries the information. Our model shows no template gain because its training captions
 # *already* contained every one of these wordings, bare names included: nothing here is out of
-# distribution, and "seven" is not ambiguous. A wording that describes the image *wrongly* costs a little:
-# "a large one" fits the narrow ones less well than "the digit one" does.
+# distribution, and "seven" is not ambiguous. A wording that describes most images *wrongly* costs a
+# little: most digits are not "large", and "a large ..." loses a couple of points, spread over several
+# classes ("a thin ..." costs almost nothing here).
 #
 # Where description pays off is in telling apart images *of the same class*, which is exactly the job of a
 # prompt for a text-to-image model. Give each test image one caption without attribute words and one with

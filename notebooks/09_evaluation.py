@@ -22,7 +22,8 @@
 # - Use KID (Bińkowski et al. 2018), which is unbiased, to compare at small $n$.
 # - Evaluate the shipped models (`mnist-uncond`, `mnist-text2img`) with `diffusion_lite.evaluation`, and
 #   read the report: FID next to its floor, KID, accuracy, diversity, class coverage.
-# - Know the blind spots: memorisation, and everything the feature extractor ignores.
+# - Know the blind spots: memorisation, and everything the feature extractor ignores; explore how FID and
+#   accuracy respond to the strength of a distortion and to the sample count.
 #
 # You need chapters 04-05 (training and sampling) and, for the text-to-image part, chapters 07-08.
 
@@ -39,6 +40,7 @@ import torch.nn.functional as F
 from diffusion_lite import evaluation, metrics
 from diffusion_lite.checkpoints import load_pretrained
 from diffusion_lite.data import load_dataset
+from diffusion_lite.eval_widgets import distortion_figure, distortion_sweep, distortion_widget
 from diffusion_lite.utils import get_device, seed_everything
 from diffusion_lite.viz import show_grid
 
@@ -92,8 +94,10 @@ print("features of 10 digits:", tuple(feats_demo.shape), feats_demo.dtype)
 
 # %% [markdown]
 # We extract features of a pool of real test digits once and reuse them all chapter. A 2-D projection (PCA)
-# shows what this space is about: the ten classes form separate clusters. Within a cluster, the spread is the
-# variety of handwriting the classifier's features keep.
+# shows what this space is about: each digit forms its own cluster. Two of the 128 dimensions already
+# separate several of them; others overlap in this view (1 and 4, or 2, 5 and 9) but are separate in the full
+# space, where the classifier's last layer tells them apart 99.6% of the time. Within a cluster, the spread
+# is the variety of handwriting that the features keep.
 
 # %%
 t0 = time.perf_counter()
@@ -186,6 +190,10 @@ ax_k.set(xscale="log", xlabel="samples per set n", ylabel="KID", title="KID of t
 ax_k.legend()
 for ax in (ax_f, ax_k):
     ax.grid(alpha=0.3, which="both")
+ax_f.set_yticks([0.2, 0.5, 1, 2, 5], labels=["0.2", "0.5", "1", "2", "5"])  # plain numbers, not 2 x 10^-1
+for ax in (ax_f, ax_k):
+    ax.minorticks_off()
+    ax.set_xticks(ns, labels=[str(n) for n in ns])
 fig.tight_layout()
 plt.show()
 
@@ -198,8 +206,8 @@ assert all(abs(floor[n][1].mean()) < 3 * floor[n][1].std() + 1e-3 for n in ns)  
 # The floor falls like $c/n$ (the dashed line): $n \times \mathrm{FID}$ is nearly constant. The practical
 # consequences:
 #
-# - **An FID is meaningless without its $n$.** A perfect generator scores about 4-5 at $n = 100$ and 0.15 at
-#   $n = 3000$ in this feature space. A model with FID 2 at $n = 100$ is *better than the floor would allow*
+# - **An FID is meaningless without its $n$.** A perfect generator scores about 4-5 at $n = 100$ and about
+#   0.2 at $n = 3000$ in this feature space. A model with FID 2 at $n = 100$ is *better than the floor would allow*
 #   (by luck) and a model with FID 2 at $n = 3000$ is far from perfect.
 # - **Compare FIDs only at equal $n$**, with the same classifier and the same reference set, and report the
 #   floor next to them. `evaluation.py` reports `fid_ratio = fid / fid_floor` (≈ 1 for a perfect
@@ -238,7 +246,13 @@ print(inspect.getsource(metrics._poly_mmd2_unbiased))
 # On real test digits (our pool):
 
 # %%
-real_acc = metrics.conditional_accuracy(classifier, pool_images[:2000].to(device), pool_labels[:2000])
+@torch.no_grad()
+def predict_from_features(feats):
+    """Class predictions (N,) from penultimate features (N, 128): only the classifier's last layer runs."""
+    return classifier.classify_features(feats.float().to(device)).argmax(1).cpu()
+
+
+real_acc = (predict_from_features(pool_feats[:2000]) == pool_labels[:2000]).double().mean().item()
 real_div = metrics.diversity(pool_feats[:2000], pool_labels[:2000])
 print(f"classifier accuracy on 2000 real test digits: {100 * real_acc:.2f}%  (the ceiling for generators)")
 print(f"diversity of real digits (within class):     {real_div:.2f}")
@@ -290,15 +304,16 @@ for name, key in rows:
     print(f"{name:34s} {cells[0]:>13s} {cells[1]:>15s}")
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 3))
-width = 0.4
-ax.bar(np.arange(10) - width / 2, 100 * np.array(report_u["predicted_class_fraction"]), width,
-       label="mnist-uncond samples")
-ax.bar(np.arange(10) + width / 2, 100 * np.array(report_t["accuracy_per_class"]), width,
-       label="mnist-text2img: accuracy per asked digit")
-ax.axhline(10, color="gray", ls="--", lw=1, label="10% (a balanced class mix)")
-ax.set(xticks=range(10), xlabel="digit", ylabel="%", title=f"Class coverage and per-digit accuracy (n = {N_EVAL})")
-ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+fig, (ax_u, ax_t) = plt.subplots(1, 2, figsize=(11, 3.2))
+ax_u.bar(range(10), 100 * np.array(report_u["predicted_class_fraction"]), color="C0")
+ax_u.axhline(10, color="gray", ls="--", lw=1, label="10%: every digit equally often")
+ax_u.set(xticks=range(10), xlabel="digit the classifier predicts", ylabel="% of samples",
+         title=f"mnist-uncond: class coverage (n = {N_EVAL})")
+ax_u.legend(fontsize=8)
+ax_t.bar(range(10), 100 * np.array(report_t["accuracy_per_class"]), color="C1")
+ax_t.set(xticks=range(10), xlabel="digit asked for", ylabel="accuracy (%)", ylim=(0, 105),
+         title=f"mnist-text2img, s = 3: accuracy per digit ({N_EVAL // 10} each)")
+fig.tight_layout()
 plt.show()
 
 # %%
@@ -310,24 +325,33 @@ assert report_t["accuracy"] > 0.7
 # %% [markdown]
 # How to read this table:
 #
-# - **FID next to its floor.** At $n$ = 100, real digits score about 4-5 against each other, so only the
-#   *ratio* to the floor is interpretable. Both models are several times the floor: their sample
-#   distributions are measurably different from MNIST, which the grids confirm (some malformed strokes).
-# - **KID** says the same with less bias; its floor is about 0 and the model's KID is its excess.
-# - **Class coverage** (bars): an unconditional model that had collapsed onto a few digits would show tall
-#   and missing bars. With 100 samples each bar has a standard error of about 3 percentage points, so only
-#   large deviations from 10% mean anything.
-# - **Conditional accuracy** of the text model: how often "the digit seven" gives something the classifier
-#   reads as 7. It is bounded by the classifier's 99.6% on real digits, and it depends on the guidance
-#   scale ([chapter 08](08_guidance.ipynb)): more guidance, higher accuracy, lower diversity.
-# - **Diversity** below the real value means samples per prompt vary less than real handwriting does.
+# - **FID next to its floor.** At $n$ = 100, two sets of real digits score a few points against each other
+#   (the floor row; 4.7 ± 0.9 on average in section 4), so only the *ratio* to the floor is interpretable,
+#   and a ratio below about 1.5 is within the noise of a single draw. `mnist-uncond` is several times its
+#   floor: its sample distribution is measurably different from MNIST, which its grid confirms (many
+#   malformed digits). `mnist-text2img` at $s = 3$ is within a factor of two of its floor.
+# - **KID** says the same with less bias. Its floor is about 0 (the floor row shows how far from 0 one
+#   real-vs-real draw lands at $n = 100$), and a model's KID beyond that is its excess: clearly positive for
+#   `mnist-uncond`, within the noise for `mnist-text2img`.
+# - **Class coverage** (left bars): an unconditional model that had collapsed onto a few digits would show
+#   tall and missing bars. With 100 samples each bar has a standard error of about 3 percentage points, so
+#   only large deviations from 10% mean anything, like the tall bar at 8. The classifier has to call every
+#   sample *some* digit, and most of that surplus is ink-heavy, malformed samples (compare the grid), which
+#   it calls 8: class coverage of a generator also measures its failures.
+# - **Conditional accuracy** of the text model (right bars): how often "the digit seven" gives something the
+#   classifier reads as 7. It is bounded by the classifier's own accuracy on real digits (99.6% on the test
+#   set), and it depends on the guidance scale ([chapter 08](08_guidance.ipynb)): more guidance, higher
+#   accuracy, lower diversity. With 10 samples per digit, one mistake costs a bar 10 points.
+# - **Diversity** below the real value means samples per prompt vary less than real handwriting does, as
+#   for `mnist-text2img` here (the price of guidance, chapter 08).
 #
 # ## 8. What the numbers do *not* say
 #
 # ### A copy machine gets a perfect score
 #
 # Suppose a "generator" simply returned random images from its training set. Its samples *are* real digits,
-# so its FID is exactly the real-vs-real floor:
+# so its FID sits at the real-vs-real floor (up to sampling noise, and the small difference between MNIST's
+# training and test writers):
 
 # %%
 copier = train.images[torch.randperm(len(train), generator=g)[:1000]]  # "generated" = memorised training images
@@ -365,10 +389,10 @@ show_grid(train.images[nn_idx[:10]], nrow=10, ax=axes[1], title="nearest trainin
 plt.show()
 
 # %% [markdown]
-# The generated digits are about as far from their nearest training image as fresh test digits are, and
-# the neighbours are clearly different drawings: no sign of copying. (Pixel distance is a crude notion of
-# "copy"; for large models one uses feature-space neighbours and checks many more samples, as in Carlini
-# et al. 2023.)
+# The generated digits are no closer to their nearest training image than fresh test digits are (at the
+# median a little farther), and the neighbours are clearly different drawings: no sign of copying. (Pixel
+# distance is a crude notion of "copy"; for large models one uses feature-space neighbours and checks many
+# more samples, as in Carlini et al. 2023.)
 #
 # ### The metric only sees what the features see
 #
@@ -393,8 +417,9 @@ results = {}
 print(f"{'distortion':26s} {'pixel RMS change':>16s} {'FID (n=500)':>12s} {'accuracy':>9s}")
 for name, fn in distortions.items():
     x = fn(clean)
-    fid_d = metrics.fid(metrics.extract_features(classifier, x.to(device)), ref_feats)
-    acc_d = metrics.conditional_accuracy(classifier, x.to(device), pool_labels[2000:2000 + n_t])
+    feats_d = metrics.extract_features(classifier, x.to(device))
+    fid_d = metrics.fid(feats_d, ref_feats)
+    acc_d = (predict_from_features(feats_d) == pool_labels[2000:2000 + n_t]).double().mean().item()
     rms = (x - clean).pow(2).mean().sqrt().item()
     results[name] = (rms, fid_d, acc_d)
     print(f"{name:26s} {rms:16.2f} {fid_d:12.2f} {acc_d:9.1%}")
@@ -410,7 +435,60 @@ assert results["shift by 2 px"][0] > results["noise, sd 0.3"][0]
 # Shifting every digit by two pixels changes the pixels the *most* of all distortions, yet FID barely
 # notices: the classifier was trained to ignore exactly that. Mild noise changes the pixels much less and
 # costs far more FID, because the classifier never saw noisy digits. Mirrored digits are no longer the
-# right digits (accuracy collapses), but FID ranks them close to the noise. So:
+# right digits (accuracy collapses), but FID ranks them close to the noise.
+#
+# ### Explore: distortion strength and sample count
+#
+# The table used one strength per distortion and $n = 500$. `distortion_sweep` distorts the same 500 digits
+# at five strengths of five kinds (level 0 is undistorted) and keeps their classifier features, once
+# (20 feature extractions, about 10 s). The explorer then computes FID from the first $n$ distorted
+# digits against the first $n$ reference digits, which takes milliseconds. At level 0 that is the
+# real-vs-real floor at this $n$ (dashed line); the thin grey lines are the other sample counts.
+
+# %%
+t0 = time.perf_counter()
+sweep = distortion_sweep(classifier, clean, pool_labels[2000:2000 + n_t], ref_feats, generator=g)
+print(f"{len(sweep.kinds)} kinds x 5 levels of {n_t} digits: features in {time.perf_counter() - t0:.0f} s")
+print(f"\nFID (accuracy) at levels 0-4, n = {n_t}; level 0 is the floor")
+for kind in sweep.kinds:
+    print(f"{kind:16s}" + "".join(f"{r['fid']:7.2f} ({r['accuracy']:4.0%})" for r in sweep.scores(kind, n_t)))
+print("\nGaussian noise: FID at sd 0 (the floor), 0.1 and 0.2, from n samples per set")
+for n in (50, 100, 200, 500):
+    r = sweep.scores("Gaussian noise", n)
+    print(f"  n = {n:3d}:  {r[0]['fid']:6.2f}  {r[1]['fid']:6.2f}  {r[2]['fid']:6.2f}")
+
+# %%
+fig = distortion_figure(sweep, "Gaussian noise", level=1, n=100)
+plt.show()
+
+# %%
+noise_100, noise_500 = sweep.scores("Gaussian noise", 100), sweep.scores("Gaussian noise", 500)
+assert noise_100[1]["fid"] < 1.3 * noise_100[0]["fid"]  # at n = 100, sd 0.1 hardly rises above the floor ...
+assert noise_500[1]["fid"] > 1.5 * noise_500[0]["fid"]  # ... at n = 500 it clearly does
+assert noise_500[2]["fid"] > 3 * noise_500[0]["fid"] and noise_100[2]["fid"] < 3 * noise_100[0]["fid"]
+
+# %% [markdown]
+# The static figure shows noise of standard deviation 0.1 (circled) measured with $n = 100$ samples per
+# set: it adds about one point to a floor of about 9, about as much as the floor itself varies between
+# random draws (± 0.9 at $n = 100$, section 4). (This
+# pair of sets happens to have a higher floor at $n = 100$ than the average of section 4, itself a reminder
+# that the floor is noisy at small $n$.) With $n = 500$ the same distortion almost doubles a floor of 1, and
+# noise of sd 0.2 goes from less than twice the floor at $n = 100$ to about six times at $n = 500$: small
+# differences between distributions need many samples to show. Strong distortions stand out at any $n$.
+# Note also that the same distortion has a *lower* FID at larger $n$: FIDs at different $n$ cannot be
+# compared. Move the controls (with a running kernel):
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+distortion_widget(sweep, "Gaussian noise", level=1, n=100)
+
+# %% [markdown]
+# Things to look for: shifts of up to 2 pixels were part of the classifier's training augmentation; what
+# happens to FID and to accuracy at 3 and 4 pixels? At which $n$ does one pixel of extra stroke width
+# rise above the floor? For rotation and blur, where does the accuracy start to drop, and how high is FID
+# there already?
+#
+# So:
 #
 # - **FID is only as good as its features.** A generator whose digits were all off-centre, or all a bit
 #   thicker, would get a good FID here. Look at samples, and use targeted measures for what you care about
@@ -462,7 +540,7 @@ print(f"my_frechet_distance = {mine:.6f}, metrics.frechet_distance = {package:.6
 # - **FID** is the Fréchet distance between Gaussians fitted to the two feature sets:
 #   $\lVert\mu-\mu_g\rVert^2 + \operatorname{Tr}(\Sigma+\Sigma_g-2(\Sigma\Sigma_g)^{1/2})$.
 # - FID is **biased upwards at small $n$**, roughly $\propto 1/n$: real-vs-real scores about 4-5 at
-#   $n = 100$ and 0.15 at $n = 3000$ here. Always report $n$ and the real-vs-real **floor**; compare at
+#   $n = 100$ and about 0.2 at $n = 3000$ here. Always report $n$ and the real-vs-real **floor**; compare at
 #   equal $n$, or use the ratio to the floor.
 # - **KID** (unbiased MMD² with a cubic kernel) is centred on 0 for real vs real at every $n$: better for
 #   small sample counts.
@@ -471,6 +549,8 @@ print(f"my_frechet_distance = {mine:.6f}, metrics.frechet_distance = {package:.6
 # - The numbers reward memorisation (a copier scores the floor) and are blind to whatever the feature
 #   extractor ignores (a 2-pixel shift costs almost nothing). Look at samples, check nearest training
 #   neighbours, and state classifier, $n$ and reference set with every number.
+# - A distortion (or a generator's flaw) is only visible in FID if it exceeds the floor at the $n$ used:
+#   mild ones that stand out at $n = 500$ vanish in the floor at $n = 50$.
 #
 # ## References
 #

@@ -155,6 +155,10 @@ def test_tradeoff_figure_plots_the_rows_in_order_of_scale():
     np.testing.assert_allclose(x, [12, 85, 97])
     np.testing.assert_allclose(y, [7, 6, 4])
     assert [t.get_text() for t in ax_t.texts] == ["s=0", "s=1", "s=3"]
+    crowded = ROWS + [{"guidance": 5.0, "accuracy": 0.97, "diversity": 3.98},
+                      {"guidance": 8.0, "accuracy": 0.98, "diversity": 3.9}]
+    ax_t = tradeoff_figure(crowded).axes[1]
+    assert [t.get_text() for t in ax_t.texts] == ["s=0", "s=1", "s=3, 5, 8"]  # coinciding points share a label
     with pytest.raises(ValueError, match="accuracy"):
         tradeoff_figure([{"guidance": 1.0, "diversity": 3.0}])
 

@@ -10,16 +10,21 @@ import torch  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from diffusion_lite.captions import class_prompts  # noqa: E402
+from diffusion_lite.classifier import Classifier, ClassifierConfig  # noqa: E402
 from diffusion_lite.clip import CLIPModel, zero_shot_accuracy  # noqa: E402
 from diffusion_lite.config import ScheduleConfig, UNetConfig  # noqa: E402
 from diffusion_lite.pipeline import DiffusionPipeline  # noqa: E402
 from diffusion_lite.schedules import Schedule  # noqa: E402
 from diffusion_lite.text_viz import (  # noqa: E402
+    EXAMPLE_PROMPTS,
     attention_steps_figure,
     attention_widget,
     caption_grid_figure,
     embedding_space_figure,
     pca_2d,
+    prompt_samples,
+    prompt_samples_figure,
+    prompt_widget,
     sample_with_attention,
     similarity_matrix_figure,
     softmax_temperature_figure,
@@ -31,6 +36,7 @@ from diffusion_lite.text_viz import (  # noqa: E402
 )
 from diffusion_lite.tokenizer import Tokenizer  # noqa: E402
 from diffusion_lite.unet import UNet  # noqa: E402
+from diffusion_lite.utils import to_uint8  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -208,3 +214,49 @@ def test_attention_widget_moves_through_the_steps():
     assert w.result.axes[0].get_ylabel() == "t = 30"  # starts at the middle step (index 2)
     w.children[0].value = 0
     assert w.result.axes[0].get_ylabel() == "t = 90"
+
+
+# ------------------------------------------------------------------------------------ chapter 00
+def test_prompt_samples_are_fixed_by_prompt_and_seed(tiny_pipe):
+    a = prompt_samples(tiny_pipe, "a thick seven", seed=3, n=2, steps=2)
+    x_T = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    plain = tiny_pipe.sample(["a thick seven"] * 2, guidance=3.0, steps=2, x_T=x_T, progress=False)
+    torch.testing.assert_close(a, plain.clamp(-1, 1))
+    assert not torch.allclose(a, prompt_samples(tiny_pipe, "a thick seven", seed=4, n=2, steps=2))
+    assert not torch.allclose(a, prompt_samples(tiny_pipe, "the digit one", seed=3, n=2, steps=2))
+    with pytest.raises(ValueError, match="string"):
+        prompt_samples(tiny_pipe, ["a seven"])
+
+
+def _shown_images(fig):
+    return [ax.images[0].get_array() for ax in fig.axes]
+
+
+def test_prompt_samples_figure_shows_the_samples_and_what_the_classifier_reads(tiny_pipe):
+    torch.manual_seed(0)
+    clf = Classifier(ClassifierConfig(channels=(8, 16), feature_dim=16)).eval()
+    fig = prompt_samples_figure(tiny_pipe, "a thin seven", seed=1, n=3, steps=2, guidance=2.0, classifier=clf)
+    images = prompt_samples(tiny_pipe, "a thin seven", seed=1, n=3, steps=2, guidance=2.0)
+    assert len(fig.axes) == 3
+    for shown, img in zip(_shown_images(fig), images):
+        assert (shown == to_uint8(img)[0].numpy()).all()
+    with torch.no_grad():
+        reads = clf(images).argmax(1).tolist()
+    assert [ax.get_xlabel() for ax in fig.axes] == [f"reads as {k}" for k in reads]
+    assert fig._suptitle.get_text() == '"a thin seven", seed 1: 2 DDIM steps, guidance scale 2'
+    fig = prompt_samples_figure(tiny_pipe, "", n=2, steps=2)
+    assert fig._suptitle.get_text().startswith('"" (empty prompt), seed 0')
+    assert [ax.get_xlabel() for ax in fig.axes] == ["", ""]
+
+
+def test_prompt_widget_samples_the_chosen_prompt_and_seed(tiny_pipe):
+    w = prompt_widget(tiny_pipe, prompt="a thick seven", n=2, steps=2)
+    box, seed, scale = w.children[:3]
+    assert list(box.options) == list(EXAMPLE_PROMPTS) and seed.value == 0 and scale.value == 3.0
+    assert w.result._suptitle.get_text().startswith('"a thick seven", seed 0')
+    box.value = "the digit one"
+    seed.value = 7
+    scale.value = 1.0
+    assert w.result._suptitle.get_text() == '"the digit one", seed 7: 2 DDIM steps, guidance scale 1'
+    expected = prompt_samples(tiny_pipe, "the digit one", seed=7, n=2, steps=2, guidance=1.0)
+    assert (_shown_images(w.result)[1] == to_uint8(expected[1])[0].numpy()).all()
