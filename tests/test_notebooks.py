@@ -1,5 +1,6 @@
 """Structure of the course notebooks (nbval executes them separately, see the Makefile)."""
 
+import re
 from pathlib import Path
 
 import jupytext
@@ -32,6 +33,7 @@ def test_chapter_structure(path):
     assert "summary" in md and "references" in md
     assert "exercise" in md and "assert" in code, "every chapter has an exercise checked by an assert"
     assert "import diffusion_lite" in code or "from diffusion_lite" in code
+    assert re.search(r"_widget\(|\binteractive\(|\binteract\(", code), "every chapter has an ipywidgets explorer"
     counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
     assert all(c is not None for c in counts) and counts == sorted(counts), "outputs must come from a full run"
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
