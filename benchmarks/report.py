@@ -167,6 +167,45 @@ def section_guidance(r: dict | None) -> str:
     return "\n".join(out)
 
 
+EVAL_NAME = "eval_mnist-text2img"
+EVAL_COMMAND = ("diffusion-lite evaluate --checkpoint mnist-text2img --n 1000 --guidance 3 --steps 50 --attributes 20 "
+                "--threads 1 --out benchmarks/results/eval_mnist-text2img.json")
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def section_issue3(r: dict | None) -> str:
+    """The text-to-image quality targets of issue 3, read from the `diffusion-lite evaluate` report."""
+    head = "### The issue-3 protocol (guidance 3, DDIM 50 steps, n = 1,000)\n\n"
+    if r is None:
+        return head + f"*Not run yet.* Command: `{EVAL_COMMAND}`\n"
+    s = r["settings"]
+    n, per = r["n"], r["n"] // 10
+    out = [head + f"Command: `{EVAL_COMMAND}`  \n`{s['checkpoint']}` ({s['parameters']:,} parameters), guidance "
+           f"{s['guidance']:g}, {s['sampler'].upper()} {s['steps']} steps, n = {n:,} ({per} samples per digit, "
+           f"{len(s['prompt_templates'])} phrasings naming the digit); reference: {n:,} {s['reference']} images, the "
+           f"floor a second disjoint draw of {n:,}; {s['torch_threads']} torch thread(s), sampling took "
+           f"{r['sample_seconds'] / 60:.1f} min.\n",
+           "| metric | value | target (issue 3) |", "|---|---:|---|",
+           f"| conditional accuracy | **{r['accuracy']:.1%}** ({round(r['accuracy'] * n):,} / {n:,}) | >= 99%: "
+           f"{_met(r['accuracy'] >= 0.99)} |",
+           f"| FID (classifier features) | {r['fid']:.3f} | |",
+           f"| real-vs-real floor, same n | {r['fid_floor']:.3f} | |",
+           f"| FID / floor | **{r['fid_ratio']:.2f}** | <= 1.5: {_met(r['fid_ratio'] <= 1.5)} |",
+           f"| KID (floor) | {r['kid_mean']:.4f} ({r['kid_floor']:.4f}) | |",
+           f"| diversity (real digits) | {r['diversity']:.2f} ({r['diversity_real']:.2f}) | |"]
+    a = (r.get("attribute_adherence") or {}).get("attributes")
+    if a:
+        names = " / ".join(a)
+        rates = " / ".join(f"{x['adherence']:.2f}" for x in a.values())
+        met = [k for k, x in a.items() if x["adherence"] > 0.5]
+        out.append(f"| attribute adherence ({r['attribute_adherence']['settings']['n_per_digit']} pairs per digit): "
+                   f"{names} | **{rates}** | \"most samples\" (> 0.5): met for {', '.join(met) or 'none'} |")
+    return "\n".join(out) + "\n"
+
+
 def section_ttq(r: dict | None) -> str:
     if r is None:
         return _not_run("time_to_quality")
@@ -206,9 +245,11 @@ def section_gpu(results: Path) -> str:
 
 def render(results: Path = RESULTS_DIR) -> str:
     tt, sq, gs, tq = (_load(results, n) for n in COMMANDS)
+    ev = _load(results, EVAL_NAME)
     template = (Path(__file__).parent / "BENCHMARKS.template.md").read_text()
     return template.format(train=section_train(tt), hardware=section_hardware(tt), sampling=section_sampling(sq),
-                           guidance=section_guidance(gs), ttq=section_ttq(tq), gpu=section_gpu(results))
+                           issue3=section_issue3(ev), guidance=section_guidance(gs), ttq=section_ttq(tq),
+                           gpu=section_gpu(results))
 
 
 def main(argv: list[str] | None = None) -> None:

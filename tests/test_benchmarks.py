@@ -162,3 +162,22 @@ def test_suite_and_bench_command_wiring(tmp_path):
 
     with pytest.raises(CLIError, match="guidance_sweep"):  # a benchmark that cannot run is reported
         args.func(args)
+
+
+def test_issue3_table_is_rendered_from_the_evaluation_report():
+    from benchmarks import report
+
+    r = {"n": 1000, "fid": 0.5, "fid_floor": 0.2, "fid_ratio": 2.5, "kid_mean": 0.001, "kid_floor": -0.001,
+         "diversity": 2.9, "diversity_real": 3.1, "accuracy": 0.995, "sample_seconds": 120.0,
+         "settings": {"checkpoint": "mnist-text2img", "parameters": 1000, "guidance": 3.0, "sampler": "ddim",
+                      "steps": 50, "prompt_templates": ["{name}"] * 8, "reference": "mnist-test", "torch_threads": 1},
+         "attribute_adherence": {"settings": {"n_per_digit": 20},
+                                 "attributes": {"thickness": {"adherence": 0.9}, "size": {"adherence": 0.4}}}}
+    text = report.section_issue3(r)
+    assert "**99.5%** (995 / 1,000) | >= 99%: met" in text
+    assert "**2.50** | <= 1.5: **not met**" in text
+    assert "**0.90 / 0.40**" in text and "met for thickness |" in text
+    r.update(fid_ratio=1.2, accuracy=0.98)
+    text = report.section_issue3(r)
+    assert "<= 1.5: met" in text and ">= 99%: **not met**" in text
+    assert "Not run yet" in report.section_issue3(None)
