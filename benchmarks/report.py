@@ -167,7 +167,7 @@ def section_guidance(r: dict | None) -> str:
     return "\n".join(out)
 
 
-EVAL_NAME = "eval_mnist-text2img"
+EVAL_NAME = "eval_mnist-text2img"  # the issue-3 protocol; eval_mnist-text2img_*.json: the same with other settings
 EVAL_COMMAND = ("diffusion-lite evaluate --checkpoint mnist-text2img --n 1000 --guidance 3 --steps 50 --attributes 20 "
                 "--threads 1 --out benchmarks/results/eval_mnist-text2img.json")
 
@@ -176,33 +176,65 @@ def _met(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
-def section_issue3(r: dict | None) -> str:
-    """The text-to-image quality targets of issue 3, read from the `diffusion-lite evaluate` report."""
-    head = "### The issue-3 protocol (guidance 3, DDIM 50 steps, n = 1,000)\n\n"
-    if r is None:
-        return head + f"*Not run yet.* Command: `{EVAL_COMMAND}`\n"
+def _eval_label(r: dict) -> str:
     s = r["settings"]
-    n, per = r["n"], r["n"] // 10
-    out = [head + f"Command: `{EVAL_COMMAND}`  \n`{s['checkpoint']}` ({s['parameters']:,} parameters), guidance "
-           f"{s['guidance']:g}, {s['sampler'].upper()} {s['steps']} steps, n = {n:,} ({per} samples per digit, "
+    iv = s.get("guidance_interval")
+    return f"s = {s['guidance']:g}" + (f", guided only for {iv[0]} <= t <= {iv[1]}" if iv else "")
+
+
+def _eval_command(r: dict, name: str) -> str:
+    s = r["settings"]
+    iv = s.get("guidance_interval")
+    return (f"diffusion-lite evaluate --checkpoint {s['checkpoint']} --n {r['n']} --guidance {s['guidance']:g} "
+            f"--steps {s['steps']}" + (f" --guidance-interval {iv[0]} {iv[1]}" if iv else "")
+            + (f" --attributes {r['attribute_adherence']['settings']['n_per_digit']}"
+               if r.get("attribute_adherence") else "")
+            + f" --threads {s['torch_threads']} --out benchmarks/results/{name}.json")
+
+
+def section_issue3(reports: dict[str, dict] | dict | None) -> str:
+    """The text-to-image quality targets of issue 3, read from `diffusion-lite evaluate` reports.
+
+    reports: {file stem: report}; the first is the protocol itself (plain guidance), any others are the same
+    protocol with other sampler settings, shown as extra columns (a single report is also accepted).
+    """
+    head = "### The issue-3 protocol (guidance 3, DDIM 50 steps, n = 1,000)\n\n"
+    if not reports:
+        return head + f"*Not run yet.* Command: `{EVAL_COMMAND}`\n"
+    if "settings" in reports:
+        reports = {EVAL_NAME: reports}
+    rs = list(reports.values())
+    r0, s = rs[0], rs[0]["settings"]
+    n, per = r0["n"], r0["n"] // 10
+    cmds = "  \n".join(f"`{_eval_command(r, name)}`" for name, r in reports.items())
+    out = [head + f"Commands:  \n{cmds}  \n`{s['checkpoint']}` ({s['parameters']:,} parameters), "
+           f"{s['sampler'].upper()} {s['steps']} steps, n = {n:,} ({per} samples per digit, "
            f"{len(s['prompt_templates'])} phrasings naming the digit); reference: {n:,} {s['reference']} images, the "
-           f"floor a second disjoint draw of {n:,}; {s['torch_threads']} torch thread(s), sampling took "
-           f"{r['sample_seconds'] / 60:.1f} min.\n",
-           "| metric | value | target (issue 3) |", "|---|---:|---|",
-           f"| conditional accuracy | **{r['accuracy']:.1%}** ({round(r['accuracy'] * n):,} / {n:,}) | >= 99%: "
-           f"{_met(r['accuracy'] >= 0.99)} |",
-           f"| FID (classifier features) | {r['fid']:.3f} | |",
-           f"| real-vs-real floor, same n | {r['fid_floor']:.3f} | |",
-           f"| FID / floor | **{r['fid_ratio']:.2f}** | <= 1.5: {_met(r['fid_ratio'] <= 1.5)} |",
-           f"| KID (floor) | {r['kid_mean']:.4f} ({r['kid_floor']:.4f}) | |",
-           f"| diversity (real digits) | {r['diversity']:.2f} ({r['diversity_real']:.2f}) | |"]
-    a = (r.get("attribute_adherence") or {}).get("attributes")
-    if a:
-        names = " / ".join(a)
-        rates = " / ".join(f"{x['adherence']:.2f}" for x in a.values())
+           f"floor a second disjoint draw of {n:,}; {s['torch_threads']} torch thread(s); sampling took "
+           + ", ".join(f"{r['sample_seconds'] / 60:.1f}" for r in rs) + " min.\n",
+           "| metric | " + " | ".join(_eval_label(r) for r in rs) + " | target (issue 3) |",
+           "|---|" + "---:|" * len(rs) + "---|"]
+
+    def row(name, cells, target=""):
+        out.append(f"| {name} | " + " | ".join(cells) + f" | {target} |")
+
+    row("conditional accuracy", [f"**{r['accuracy']:.1%}** ({round(r['accuracy'] * r['n']):,} / {r['n']:,})"
+                                 for r in rs],
+        ">= 99%: " + " / ".join(_met(r["accuracy"] >= 0.99) for r in rs))
+    row("FID (classifier features)", [f"{r['fid']:.3f}" for r in rs])
+    row("real-vs-real floor, same n", [f"{r['fid_floor']:.3f}" for r in rs])
+    row("FID / floor", [f"**{r['fid_ratio']:.2f}**" for r in rs],
+        "<= 1.5: " + " / ".join(_met(r["fid_ratio"] <= 1.5) for r in rs))
+    row("KID (floor)", [f"{r['kid_mean']:.4f} ({r['kid_floor']:.4f})" for r in rs])
+    row("diversity (real digits)", [f"{r['diversity']:.2f} ({r['diversity_real']:.2f})" for r in rs])
+    with_attr = [r for r in rs if (r.get("attribute_adherence") or {}).get("attributes")]
+    for r in with_attr:
+        a = r["attribute_adherence"]["attributes"]
         met = [k for k, x in a.items() if x["adherence"] > 0.5]
-        out.append(f"| attribute adherence ({r['attribute_adherence']['settings']['n_per_digit']} pairs per digit): "
-                   f"{names} | **{rates}** | \"most samples\" (> 0.5): met for {', '.join(met) or 'none'} |")
+        out.append(f"\nAttribute adherence at {_eval_label(r)} ({r['attribute_adherence']['settings']['n_per_digit']} "
+                   f"pairs per digit and attribute, each pair from the same noise; 0.5 = the word is ignored): "
+                   + ", ".join(f"{k} **{x['adherence']:.2f}**" for k, x in a.items())
+                   + f". Target \"most samples\" (> 0.5): met for {', '.join(met) or 'none'}.")
     return "\n".join(out) + "\n"
 
 
@@ -245,7 +277,7 @@ def section_gpu(results: Path) -> str:
 
 def render(results: Path = RESULTS_DIR) -> str:
     tt, sq, gs, tq = (_load(results, n) for n in COMMANDS)
-    ev = _load(results, EVAL_NAME)
+    ev = {f.stem: json.loads(f.read_text()) for f in sorted(results.glob(f"{EVAL_NAME}*.json"))}
     template = (Path(__file__).parent / "BENCHMARKS.template.md").read_text()
     return template.format(train=section_train(tt), hardware=section_hardware(tt), sampling=section_sampling(sq),
                            issue3=section_issue3(ev), guidance=section_guidance(gs), ttq=section_ttq(tq),

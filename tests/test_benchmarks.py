@@ -176,8 +176,12 @@ def test_issue3_table_is_rendered_from_the_evaluation_report():
     text = report.section_issue3(r)
     assert "**99.5%** (995 / 1,000) | >= 99%: met" in text
     assert "**2.50** | <= 1.5: **not met**" in text
-    assert "**0.90 / 0.40**" in text and "met for thickness |" in text
+    assert "thickness **0.90**, size **0.40**" in text and "met for thickness." in text
     r.update(fid_ratio=1.2, accuracy=0.98)
     text = report.section_issue3(r)
     assert "<= 1.5: met" in text and ">= 99%: **not met**" in text
     assert "Not run yet" in report.section_issue3(None)
+    other = {**r, "settings": {**r["settings"], "guidance_interval": [170, 880]}, "fid_ratio": 1.4}
+    text = report.section_issue3({"eval_mnist-text2img": r, "eval_mnist-text2img_interval": other})
+    assert "| s = 3 | s = 3, guided only for 170 <= t <= 880 |" in text
+    assert "<= 1.5: met / met" in text and "--guidance-interval 170 880" in text
