@@ -18,6 +18,7 @@ Writes results/sampling_quality.json and sampling_quality.png.
 from __future__ import annotations
 
 import argparse
+import json
 
 import torch
 
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reps", type=int, default=None, help="timed repetitions (default 3, quick 2)")
     p.add_argument("--skip-throughput", action="store_true")
     p.add_argument("--skip-sweep", action="store_true")
+    p.add_argument("--update", action="store_true", help="keep the other models' results already in the results "
+                   "file and replace only those of --models (the file then lists every command that wrote it)")
     return p
 
 
@@ -182,11 +185,24 @@ def run(args) -> dict:
     if not args.skip_sweep:
         result["models"] = sweep(s, rt, progress=not args.quick)
     result["machine_end"] = {"load_average_1_5_15min": common.load_average()}
+    if args.update and path.exists():
+        result = _merge(json.loads(path.read_text()), result)
     common.write_result(path, result)
     if not args.no_plot and any(r.get("sweep") for r in result.get("models", {}).values()):
         from . import plots
         plots.plot_sampling_quality(result, path.with_suffix(".png"))
     return result
+
+
+def _merge(old: dict, new: dict) -> dict:
+    """``new`` with the per-model parts (throughput, models) of ``old`` that ``new`` did not measure; each run's
+    command, machine and settings are kept under ``runs``."""
+    runs = old.get("runs") or [{k: old.get(k) for k in ("command", "machine", "machine_end", "settings")}]
+    merged = {**new, "runs": runs + [{k: new.get(k) for k in ("command", "machine", "machine_end", "settings")}]}
+    for part in ("throughput", "models"):
+        merged[part] = {**(old.get(part) or {}), **(new.get(part) or {})}
+    merged["command"] = " && ".join(r["command"] for r in merged["runs"])
+    return merged
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -98,6 +98,21 @@ def test_sampling_quality_and_guidance_sweep(tmp_path, checkpoints):
     assert json.loads((tmp_path / "guidance_sweep.json").read_text())["settings"]["n"] == 20
 
 
+def test_sampling_quality_update_keeps_the_other_models_results(tmp_path, checkpoints):
+    from benchmarks import report, sampling_quality
+
+    common_args = [*QUICK, "--out", str(tmp_path), "--steps", "1", "--samplers", "ddim", "--reps", "1",
+                   "--throughput-batch", "2", "--uncond", checkpoints["uncond"], "--text", checkpoints["text"]]
+    sampling_quality.main([*common_args, "--models", "uncond"])
+    r = sampling_quality.main([*common_args, "--models", "text", "--update"])
+    assert set(r["models"]) == set(r["throughput"]) == {"uncond", "text"}
+    assert [run["settings"]["models"] for run in r["runs"]] == [["uncond"], ["text"]]
+    assert "--models uncond" in r["command"] and "--models text --update" in r["command"]
+    saved = json.loads((tmp_path / "sampling_quality.json").read_text())
+    assert saved["models"]["uncond"]["sweep"][0]["steps"] == 1
+    assert "| uncond |" in report.section_sampling(saved) and "| text |" in report.section_sampling(saved)
+
+
 def test_a_missing_checkpoint_is_skipped_not_fatal(tmp_path):
     from benchmarks import sampling_quality
 
