@@ -401,7 +401,8 @@ for key, value in meta["card"].items():
 # %% [markdown]
 # And its samples: 36 digits drawn with the DDPM sampler on 100 of the 1,000 steps, the setting its model
 # card recommends (chapter 05 explains samplers and step counts). Most are recognisable digits, some with
-# malformed strokes: the model is small and trained for 44 minutes on a CPU. Chapter 05 measures their quality.
+# malformed strokes: the model is small and trained for about an hour on a CPU (1,600 steps, then 5,500 more
+# from there, as `init_from` above says). Chapter 05 measures their quality.
 
 # %%
 samples = pipe.sample(n=36, steps=100, sampler="ddpm", generator=torch.Generator().manual_seed(0), progress=False)

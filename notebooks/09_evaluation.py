@@ -327,17 +327,17 @@ assert report_t["accuracy"] > 0.7
 #
 # - **FID next to its floor.** At $n$ = 100, two sets of real digits score a few points against each other
 #   (the floor row; 4.7 ± 0.9 on average in section 4), so only the *ratio* to the floor is interpretable,
-#   and a ratio below about 1.5 is within the noise of a single draw. `mnist-uncond` is several times its
-#   floor: its sample distribution is measurably different from MNIST, which its grid confirms (many
+#   and a ratio below about 1.5 is within the noise of a single draw. `mnist-uncond` is between two and three
+#   times its floor: its sample distribution is measurably different from MNIST, which its grid confirms (some
 #   malformed digits). `mnist-text2img` at $s = 3$ is within a factor of two of its floor.
 # - **KID** says the same with less bias. Its floor is about 0 (the floor row shows how far from 0 one
 #   real-vs-real draw lands at $n = 100$), and a model's KID beyond that is its excess: clearly positive for
 #   `mnist-uncond`, within the noise for `mnist-text2img`.
 # - **Class coverage** (left bars): an unconditional model that had collapsed onto a few digits would show
 #   tall and missing bars. With 100 samples each bar has a standard error of about 3 percentage points, so
-#   only large deviations from 10% mean anything, like the tall bar at 8. The classifier has to call every
-#   sample *some* digit, and most of that surplus is ink-heavy, malformed samples (compare the grid), which
-#   it calls 8: class coverage of a generator also measures its failures.
+#   only large deviations from 10% mean anything. The classifier has to call every sample *some* digit, so a
+#   bar also counts the malformed samples that happen to look most like that digit (compare the grid): class
+#   coverage of a generator also measures its failures.
 # - **Conditional accuracy** of the text model (right bars): how often "the digit seven" gives something the
 #   classifier reads as 7. It is bounded by the classifier's own accuracy on real digits (99.6% on the test
 #   set), and it depends on the guidance scale ([chapter 08](08_guidance.ipynb)): more guidance, higher
