@@ -34,8 +34,8 @@ def run_demo(out: Path, device: str | None = None, seed: int = 0) -> list[Path]:
             "Rows, top to bottom (6 samples each):\n" + "\n".join(DEMO_PROMPTS) + "\n")
     if "mnist-uncond" in have:
         pipe = load_pretrained("mnist-uncond", dev)
-        # DDPM: for this short-trained model its stochastic steps give clearly cleaner digits than DDIM
-        # (FID/floor 3.7 against 7.6 at 100 steps, BENCHMARKS.md section 3)
+        # DDPM: for this briefly trained model its stochastic steps give cleaner digits than DDIM
+        # (FID/floor 1.7 against 2.5 at 100 steps, BENCHMARKS.md section 3)
         print("unconditional: 36 samples from pure noise, 100 DDPM steps ...")
         imgs = pipe.sample(n=36, steps=100, sampler="ddpm", generator=torch.Generator().manual_seed(seed))
         written.append(save_grid(imgs, out / "demo_uncond.png", nrow=6, scale=3))
