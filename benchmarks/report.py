@@ -9,6 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
+from . import guidance_interval
 from .common import RESULTS_DIR
 
 ROOT = RESULTS_DIR.parent.parent
@@ -280,7 +281,8 @@ def render(results: Path = RESULTS_DIR) -> str:
     ev = {f.stem: json.loads(f.read_text()) for f in sorted(results.glob(f"{EVAL_NAME}*.json"))}
     template = (Path(__file__).parent / "BENCHMARKS.template.md").read_text()
     return template.format(train=section_train(tt), hardware=section_hardware(tt), sampling=section_sampling(sq),
-                           issue3=section_issue3(ev), guidance=section_guidance(gs), ttq=section_ttq(tq),
+                           issue3=section_issue3(ev), guidance=section_guidance(gs),
+                           interval=guidance_interval.render(_load(results, "guidance_interval")), ttq=section_ttq(tq),
                            gpu=section_gpu(results))
 
 

@@ -1,7 +1,7 @@
 """Run every benchmark in turn (what ``diffusion-lite bench`` calls).
 
     python -m benchmarks.suite --quick                     # seconds: checks that everything runs
-    python -m benchmarks.suite --threads 2                 # the full CPU suite (about 3 hours on 2 cores)
+    python -m benchmarks.suite --threads 2                 # the full CPU suite (about 3.5 hours on 2 cores)
     python -m benchmarks.suite --gpu                       # GPU mode of every benchmark
 
 A benchmark that cannot run (e.g. a shipped model is missing) is reported and skipped; the others run.
@@ -14,7 +14,7 @@ import importlib
 import time
 from pathlib import Path
 
-ORDER = ("train_throughput", "sampling_quality", "guidance_sweep", "time_to_quality")
+ORDER = ("train_throughput", "sampling_quality", "guidance_sweep", "guidance_interval", "time_to_quality")
 
 
 def suite_argv(name: str, *, quick: bool = False, out: Path | None = None, threads: int | None = None,
@@ -32,7 +32,7 @@ def suite_argv(name: str, *, quick: bool = False, out: Path | None = None, threa
         argv.append("--gpu")
     if name == "sampling_quality":
         argv += (["--uncond", uncond] if uncond else []) + (["--text", text] if text else [])
-    if name == "guidance_sweep" and text:
+    if name in ("guidance_sweep", "guidance_interval") and text:
         argv += ["--text", text]
     if name == "time_to_quality" and minutes is not None:
         argv += ["--minutes", str(minutes)]

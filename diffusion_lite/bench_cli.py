@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ORDER = ("train_throughput", "sampling_quality", "guidance_sweep", "time_to_quality")
+ORDER = ("train_throughput", "sampling_quality", "guidance_sweep", "guidance_interval", "time_to_quality")
 
 
 def _import_suite():

@@ -98,6 +98,22 @@ def test_sampling_quality_and_guidance_sweep(tmp_path, checkpoints):
     assert json.loads((tmp_path / "guidance_sweep.json").read_text())["settings"]["n"] == 20
 
 
+def test_guidance_interval(tmp_path, checkpoints):
+    from benchmarks import guidance_interval, report
+
+    r = guidance_interval.main([*QUICK, "--out", str(tmp_path), "--text", checkpoints["text"],
+                                "--intervals", "all", "0-500"])
+    assert [row["interval"] for row in r["rows"]] == ["conditional only (s = 1)", "all", "0-500"]
+    assert all(0 <= row["accuracy"] <= 1 and row["fid"] >= 0 for row in r["rows"])
+    assert [row["guidance"] for row in r["rows"]] == [1.0, 3.0, 3.0]
+    table = guidance_interval.render(r)
+    assert "| 0-500 |" in table and "all (plain guidance)" in table
+    assert "guided timesteps" in report.render(tmp_path)
+    for bad in ("700-200", "0-x", "-5"):
+        with pytest.raises(SystemExit):
+            guidance_interval.main([*QUICK, "--out", str(tmp_path), "--text", checkpoints["text"], "--intervals", bad])
+
+
 def test_sampling_quality_update_keeps_the_other_models_results(tmp_path, checkpoints):
     from benchmarks import report, sampling_quality
 
