@@ -265,7 +265,7 @@ def section_ttq(r: dict | None) -> str:
 
 def section_gpu(results: Path) -> str:
     lines = []
-    for name in COMMANDS:
+    for name in [*COMMANDS, "guidance_interval"]:
         g = _load(results, f"{name}_gpu")
         if g is None:
             lines.append(f"- `{name}`: not run in GPU mode (`python -m benchmarks.{name} --gpu`)")
