@@ -9,7 +9,9 @@ same way, which costs variety; at the least noisy steps it does little (Kynkaann
 (t_lo, t_hi) this runs the issue-3 protocol (evaluation.guidance_sweep at one scale, DDIM 50, the same
 noise, prompts and reference draw for every row) with s applied for t_lo <= t <= t_hi and s = 1 (the
 purely conditional model) elsewhere; "all" is plain guidance, and a row at s = 1 is the conditional model
-on its own. Writes results/guidance_interval.json.
+on its own. A row name may end in "+cads=NOISE" (e.g. "all+cads=0.5"): the same, with condition-annealed
+sampling (guidance.CADS, Sadat et al. 2024) noising the prompt early in the chain. Writes
+results/guidance_interval.json.
 """
 
 from __future__ import annotations
@@ -36,8 +38,24 @@ def parse_interval(text: str) -> tuple[int, int] | None:
     return lo, hi
 
 
+def parse_row(text: str) -> tuple[tuple[int, int] | None, float | None]:
+    """'200-700' -> ((200, 700), None); 'all+cads=0.5' -> (None, 0.5): an interval and a CADS noise scale."""
+    interval, _, extra = text.partition("+")
+    if not extra:
+        return parse_interval(interval), None
+    key, _, value = extra.partition("=")
+    try:
+        noise = float(value)
+    except ValueError:
+        noise = -1.0
+    if key != "cads" or noise < 0:
+        raise argparse.ArgumentTypeError(f"a row is an interval with an optional '+cads=NOISE' (NOISE >= 0), "
+                                         f"got {text!r}")
+    return parse_interval(interval), noise
+
+
 def _interval_arg(text: str) -> str:
-    parse_interval(text)  # argparse turns its ArgumentTypeError into a usage error
+    parse_row(text)  # argparse turns its ArgumentTypeError into a usage error
     return text
 
 
@@ -48,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", default="mnist-text2img", help="text-to-image checkpoint (name or path)")
     p.add_argument("--guidance", type=float, default=3.0, help="the scale s inside the interval")
     p.add_argument("--intervals", nargs="+", type=_interval_arg, default=None,
-                   help=f"'all' or LO-HI (default {' '.join(DEFAULT_INTERVALS)})")
+                   help=f"'all' or LO-HI, optionally +cads=NOISE (default {' '.join(DEFAULT_INTERVALS)})")
     p.add_argument("--n", type=int, default=None, help="samples per row (default 1000, quick 20)")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default 50, quick 2)")
     p.add_argument("--batch-size", type=int, default=250)
@@ -59,10 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args) -> dict:
     from diffusion_lite.checkpoints import load
     from diffusion_lite.evaluation import guidance_sweep
+    from diffusion_lite.guidance import CADS
     from diffusion_lite.metrics import load_eval_classifier
 
     names = args.intervals or DEFAULT_INTERVALS
-    intervals = [parse_interval(v) for v in names]
+    intervals = [parse_row(v) for v in names]
     rt = common.runtime_from_args(args)
     path = common.out_dir(args) / f"{common.result_name(NAME, args)}.json"
     if rt is None:
@@ -75,9 +94,11 @@ def run(args) -> dict:
     kw = dict(n=s["n"], steps=s["steps"], sampler="ddim", seed=s["seed"], batch_size=s["batch_size"],
               classifier=load_eval_classifier(rt.device), progress=not q)
     rows = [{"interval": "conditional only (s = 1)", **guidance_sweep(pipe, [1.0], **kw)[0]}]
-    for name, iv in zip(names, intervals):
+    for name, (iv, noise) in zip(names, intervals):
         print(f"[{NAME}] s = {args.guidance:g} for t in {name}, n {s['n']}", flush=True)
-        rows.append({"interval": name, **guidance_sweep(pipe, [args.guidance], guidance_interval=iv, **kw)[0]})
+        cads = CADS(noise_scale=noise) if noise is not None else None
+        rows.append({"interval": name, "cads": None if cads is None else vars(cads),
+                     **guidance_sweep(pipe, [args.guidance], guidance_interval=iv, cads=cads, **kw)[0]})
         r = rows[-1]
         print(f"  accuracy {r['accuracy']:.3f}, FID {r['fid']:.3f} (ratio {r['fid_ratio']:.2f}), "
               f"diversity/real {r['diversity_ratio']:.2f}", flush=True)
@@ -97,7 +118,11 @@ def render(r: dict | None) -> str:
            f"every row; real-vs-real floor {r['rows'][0]['fid_floor']:.3f}.\n",
            "| guided timesteps | accuracy | FID | FID / floor | diversity / real |", "|---|---:|---:|---:|---:|"]
     for row in r["rows"]:
-        iv = row["interval"] if row["interval"] != "all" else "all (plain guidance)"
+        iv, _, extra = row["interval"].partition("+")
+        iv = "all (plain guidance)" if iv == "all" else iv
+        if extra:
+            c = row["cads"]
+            iv += f", CADS noise {c['noise_scale']:g} over t/T {c['tau1']:g}-{c['tau2']:g}"
         out.append(f"| {iv} | {row['accuracy']:.3f} | {row['fid']:.3f} | {row['fid_ratio']:.2f} | "
                    f"{row['diversity_ratio']:.2f} |")
     return "\n".join(out) + "\n"

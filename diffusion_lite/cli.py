@@ -161,7 +161,8 @@ def cmd_sample(args) -> None:
     images = pipe.sample(all_prompts, n=None if all_prompts else args.n, guidance=args.guidance,
                          negative_prompt=args.negative_prompt, steps=args.steps, sampler=args.sampler,
                          eta=args.eta, generator=gen,
-                         guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None)
+                         guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
+                         cads=_cads(args, pipe))
     dt = time.perf_counter() - t0
     if out.suffix == ".png":
         save_grid(images, out, nrow=args.n if prompts and args.n <= 16 else None)
@@ -170,6 +171,31 @@ def cmd_sample(args) -> None:
         extra = {"prompts": np.array(all_prompts)} if all_prompts else {}
         np.savez_compressed(out, images=to_uint8(images).numpy(), **extra)
     print(f"wrote {len(images)} samples to {out} ({args.sampler}, {args.steps} steps, {dt:.1f} s)")
+
+
+def add_guidance_args(p: argparse.ArgumentParser) -> None:
+    """--guidance, --guidance-interval, --cads, --cads-window (sample and evaluate)."""
+    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale s (text models)")
+    p.add_argument("--guidance-interval", type=int, nargs=2, default=None, metavar=("T_LO", "T_HI"),
+                   help="apply the guidance scale only for timesteps T_LO <= t <= T_HI (s = 1 elsewhere)")
+    p.add_argument("--cads", type=float, default=None, metavar="NOISE",
+                   help="condition-annealed sampling: noise the prompt tokens early in the chain with this "
+                        "scale (Sadat et al. 2024; 0.5 is a good start for mnist-text2img)")
+    p.add_argument("--cads-window", type=float, nargs=2, default=(0.6, 0.9), metavar=("TAU1", "TAU2"),
+                   help="with --cads: full prompt for t/T <= TAU1, pure noise for t/T >= TAU2 (default 0.6 0.9)")
+
+
+def _cads(args, pipe):
+    """The CADS settings of --cads/--cads-window, or None."""
+    if args.cads is None:
+        return None
+    from .guidance import CADS
+    if not pipe.is_text_conditional:
+        raise CLIError("--cads noises the prompt; this checkpoint is unconditional")
+    try:
+        return CADS(noise_scale=args.cads, tau1=args.cads_window[0], tau2=args.cads_window[1])
+    except ValueError as e:
+        raise CLIError(str(e)) from None
 
 
 def cmd_export(args) -> None:
@@ -234,9 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--prompt", action="append", help="text prompt (repeat for several)")
     s.add_argument("--prompts-file", default=None, help="file with one prompt per line")
-    s.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale s")
-    s.add_argument("--guidance-interval", type=int, nargs=2, default=None, metavar=("T_LO", "T_HI"),
-                   help="apply the guidance scale only for timesteps T_LO <= t <= T_HI (s = 1 elsewhere)")
+    add_guidance_args(s)
     s.add_argument("--negative-prompt", default=None)
     s.add_argument("--out", required=True, help="FILE.png (grid) or FILE.npz (uint8 images)")
     common(s)

@@ -33,7 +33,7 @@ def format_report(report: dict) -> str:
 
 def cmd_evaluate(args) -> None:
     from .checkpoints import load
-    from .cli import CLIError, _setup
+    from .cli import CLIError, _cads, _setup
     from .evaluation import attribute_adherence_report, evaluate_pipeline
     from .metrics import load_eval_classifier
 
@@ -49,7 +49,8 @@ def cmd_evaluate(args) -> None:
     classifier = load_eval_classifier(device)
     kw = dict(guidance=args.guidance, steps=args.steps, sampler=args.sampler, seed=args.seed,
               batch_size=args.batch_size, classifier=classifier, progress=not args.quiet,
-              guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None)
+              guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
+              cads=_cads(args, pipe))
     report = evaluate_pipeline(pipe, n=args.n, eta=args.eta, reference=args.reference, **kw)
     report["settings"]["checkpoint"] = str(args.checkpoint)
     if args.attributes:
@@ -62,14 +63,12 @@ def cmd_evaluate(args) -> None:
 
 def add_parser(subparsers, common) -> argparse.ArgumentParser:
     """Register ``evaluate`` on cli.py's subparsers; ``common(sp)`` adds --device/--threads."""
-    from .cli import _positive
+    from .cli import _positive, add_guidance_args
     e = subparsers.add_parser("evaluate", help="FID/KID (with the real-vs-real floor), accuracy, diversity of a model")
     e.add_argument("--checkpoint", required=True, help="checkpoint path, run folder, or pretrained name")
     e.add_argument("--n", type=_positive(), required=True,
                    help="samples (text models: a multiple of 10, n/10 per digit)")
-    e.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale s (text models)")
-    e.add_argument("--guidance-interval", type=int, nargs=2, default=None, metavar=("T_LO", "T_HI"),
-                   help="apply the guidance scale only for timesteps T_LO <= t <= T_HI (s = 1 elsewhere)")
+    add_guidance_args(e)
     e.add_argument("--steps", type=_positive(), default=50)
     e.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
     e.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 deterministic)")

@@ -25,7 +25,7 @@ through the stochastic sampler's noise (DDPM, DDIM with eta > 0).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import torch
@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from . import captions, metrics
 from .classifier import Classifier
+from .guidance import CADS
 
 EVAL_TEMPLATES = ("the digit {name}", "a handwritten {digit}", "a photo of a {name}", "a drawing of the number {digit}",
                   "{name}", "a picture of the digit {digit}", "a sketch of a {name}", "the number {digit}")
@@ -126,7 +127,7 @@ def _check_pipe(pipe) -> None:
 def generate(pipe, n: int, prompts: Sequence[str] | None = None, *, guidance: float = 3.0, steps: int = 50,
              sampler: str = "ddim", eta: float = 0.0, seed: int = 0, batch_size: int = 250,
              x_T: torch.Tensor | None = None, progress: bool = False,
-             guidance_interval: tuple[int, int] | None = None) -> torch.Tensor:
+             guidance_interval: tuple[int, int] | None = None, cads: CADS | None = None) -> torch.Tensor:
     """n samples (n, 1, 28, 28) in [-1, 1], in batches. x_T (n, C, H, W) defaults to randn from ``seed``
     (drawn once, so it does not depend on batch_size); batch i's sampler noise uses seed + 1 + i."""
     if prompts is not None and len(prompts) != n:
@@ -145,7 +146,9 @@ def generate(pipe, n: int, prompts: Sequence[str] | None = None, *, guidance: fl
             kw["eta"] = eta
         if pipe.is_text_conditional:
             out.append(pipe.sample(list(prompts[s:s + batch_size]), guidance=guidance,
-                                   guidance_interval=guidance_interval, **kw).cpu())
+                                   guidance_interval=guidance_interval, cads=cads, **kw).cpu())
+        elif cads is not None:
+            raise ValueError("CADS noises the prompt; this pipeline is unconditional")
         else:
             out.append(pipe.sample(n=x_T[s:s + batch_size].shape[0], **kw).cpu())
     return torch.cat(out).clamp(-1, 1)
@@ -186,11 +189,11 @@ def score_samples(classifier: Classifier, samples: torch.Tensor, ref: Reference,
 
 def _run(pipe, classifier: Classifier, ref: Reference, labels: torch.Tensor | None, *, n: int, guidance: float,
          steps: int, sampler: str, eta: float, seed: int, batch_size: int, progress: bool,
-         guidance_interval: tuple[int, int] | None = None) -> dict[str, Any]:
+         guidance_interval: tuple[int, int] | None = None, cads: CADS | None = None) -> dict[str, Any]:
     prompts = eval_prompts(labels) if labels is not None else None
     t0 = time.perf_counter()
     samples = generate(pipe, n, prompts, guidance=guidance, steps=steps, sampler=sampler, eta=eta, seed=seed,
-                       batch_size=batch_size, progress=progress, guidance_interval=guidance_interval)
+                       batch_size=batch_size, progress=progress, guidance_interval=guidance_interval, cads=cads)
     t_sample = time.perf_counter() - t0
     report = score_samples(classifier, samples, ref, labels, seed=seed)
     report.update(sample_seconds=round(t_sample, 3), images_per_s=n / t_sample,
@@ -220,7 +223,8 @@ def _settings(pipe, reference, **kw) -> dict[str, Any]:
 def evaluate_pipeline(pipe, *, n: int, guidance: float = 3.0, steps: int = 50, sampler: str = "ddim",
                       eta: float = 0.0, seed: int = 0, batch_size: int = 250, classifier: Classifier | None = None,
                       reference: Any = "mnist-test", progress: bool = False,
-                      guidance_interval: tuple[int, int] | None = None) -> dict[str, Any]:
+                      guidance_interval: tuple[int, int] | None = None,
+                      cads: CADS | None = None) -> dict[str, Any]:
     """Generate n samples and score them (the protocol in the module docstring). Returns a JSON-able dict:
     settings, n, fid, fid_floor, fid_ratio, kid_mean/std, kid_floor, diversity(_real, _ratio),
     predicted_class_fraction (10,), accuracy and accuracy_per_class (None if unconditional), and
@@ -230,9 +234,11 @@ def evaluate_pipeline(pipe, *, n: int, guidance: float = 3.0, steps: int = 50, s
     classifier, labels, ref = _setup(pipe, classifier, reference, n, seed)
     report = {"settings": _settings(pipe, reference, n=n, guidance=guidance, steps=steps, sampler=sampler, eta=eta,
                                     seed=seed, batch_size=batch_size,
-                                    guidance_interval=list(guidance_interval) if guidance_interval else None)}
+                                    guidance_interval=list(guidance_interval) if guidance_interval else None,
+                                    cads=asdict(cads) if cads else None)}
     report.update(_run(pipe, classifier, ref, labels, n=n, guidance=guidance, steps=steps, sampler=sampler, eta=eta,
-                       seed=seed, batch_size=batch_size, progress=progress, guidance_interval=guidance_interval))
+                       seed=seed, batch_size=batch_size, progress=progress, guidance_interval=guidance_interval,
+                       cads=cads))
     report["wall_time_s"] = round(time.perf_counter() - t0, 3)
     return report
 
@@ -244,7 +250,8 @@ _SUMMARY = ("n", "accuracy", "fid", "fid_floor", "fid_ratio", "kid_mean", "kid_f
 def guidance_sweep(pipe, scales: Sequence[float] = (0, 1, 2, 3, 5, 8), *, n: int = 500, steps: int = 50,
                    sampler: str = "ddim", seed: int = 0, batch_size: int = 250, classifier: Classifier | None = None,
                    reference: Any = "mnist-test", progress: bool = False,
-                   guidance_interval: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+                   guidance_interval: tuple[int, int] | None = None,
+                   cads: CADS | None = None) -> list[dict[str, Any]]:
     """evaluate_pipeline at each guidance scale s (same x_T, prompts and reference draw for every s).
     Returns one dict per scale: guidance, accuracy, fid, fid_floor, fid_ratio, kid, diversity, timing."""
     if not pipe.is_text_conditional:
@@ -253,7 +260,8 @@ def guidance_sweep(pipe, scales: Sequence[float] = (0, 1, 2, 3, 5, 8), *, n: int
     rows = []
     for s in scales:
         r = _run(pipe, classifier, ref, labels, n=n, guidance=float(s), steps=steps, sampler=sampler, eta=0.0,
-                 seed=seed, batch_size=batch_size, progress=progress, guidance_interval=guidance_interval)
+                 seed=seed, batch_size=batch_size, progress=progress, guidance_interval=guidance_interval,
+                 cads=cads)
         rows.append({"guidance": float(s), "steps": steps, "sampler": sampler, **{k: r[k] for k in _SUMMARY}})
     return rows
 
@@ -298,7 +306,8 @@ def attribute_adherence_report(pipe, *, n_per_digit: int = 10, digits: Sequence[
                                attributes: Sequence[str] = captions.ATTRIBUTES, guidance: float = 3.0, steps: int = 50,
                                sampler: str = "ddim", seed: int = 0, batch_size: int = 250,
                                classifier: Classifier | None = None, progress: bool = False,
-                               guidance_interval: tuple[int, int] | None = None) -> dict[str, Any]:
+                               guidance_interval: tuple[int, int] | None = None,
+                               cads: CADS | None = None) -> dict[str, Any]:
     """Paired samples for "a thin seven" / "a thick seven" (and slant, size) from the same x_T, measured with
     captions.thickness / slant / size; adherence = fraction of pairs where the high word measures more
     (metrics.attribute_adherence, paired; 0.5 = the word is ignored). Per attribute: adherence, means,
@@ -316,10 +325,11 @@ def attribute_adherence_report(pipe, *, n_per_digit: int = 10, digits: Sequence[
     n = labels.numel()
     x_T = torch.randn((n, *IMAGE_SHAPE), generator=torch.Generator().manual_seed(seed))
     kw = dict(guidance=guidance, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size, x_T=x_T,
-              progress=progress, guidance_interval=guidance_interval)
+              progress=progress, guidance_interval=guidance_interval, cads=cads)
     out: dict[str, Any] = {"settings": {"n_per_digit": n_per_digit, "digits": list(digits), "guidance": guidance,
                                         "steps": steps, "sampler": sampler, "seed": seed,
                                         "guidance_interval": list(guidance_interval) if guidance_interval else None,
+                                        "cads": asdict(cads) if cads else None,
                                         "pairs": {a: list(ATTRIBUTE_PAIRS[a]) for a in attributes}},
                            "attributes": {}}
     for a in attributes:

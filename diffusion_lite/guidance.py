@@ -12,10 +12,24 @@ distribution quality"): guidance at the noisiest steps mostly collapses diversit
 layout of every sample the same way), and at the least noisy steps it does little. With
 ``interval=(t_lo, t_hi)`` the scale s is applied only for t_lo <= t <= t_hi, and the purely conditional
 model (s = 1) elsewhere.
+
+Condition-annealed sampling, CADS (Sadat et al. 2024, "CADS: Unleashing the diversity of diffusion
+models through condition-annealed sampling", eqs. 2-4): at high guidance every sample of a prompt
+becomes the same "typical" digit. CADS adds Gaussian noise to the prompt's token embeddings y,
+strong at the noisiest steps and none at the end,
+
+    y_hat = sqrt(gamma(t)) y + noise_scale sqrt(1 - gamma(t)) n,     n ~ N(0, I)        (eq. 2)
+    gamma(t) = 1 for t/T <= tau1, 0 for t/T >= tau2, linear in between                    (eq. 3)
+    y_hat <- psi * rescale(y_hat) + (1 - psi) * y_hat,  rescale = back to y's mean and std (eq. 4)
+
+so the global layout of a sample is decided under a blurred prompt (varied, as the data is), and the
+details under the real one (the right digit). The scale s is unchanged; the unconditional branch is
+not noised. ``CADS`` holds the four numbers; pass it as ``cads=`` to ``classifier_free_guidance``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -35,9 +49,64 @@ def pad_context(context: torch.Tensor, mask: torch.Tensor, length: int) -> tuple
     return context, mask
 
 
+@dataclass(frozen=True)
+class CADS:
+    """Condition-annealed sampling settings (module docstring; defaults: the paper's, with a stronger
+    noise_scale, chosen on this project's MNIST model, BENCHMARKS.md section 4).
+
+    noise_scale: s in eq. 2, >= 0; tau1 < tau2 in [0, 1]: the annealing window in t / T (eq. 3);
+    psi in [0, 1]: how much of the rescaled embedding to use (eq. 4).
+    """
+    noise_scale: float = 0.5
+    tau1: float = 0.6
+    tau2: float = 0.9
+    psi: float = 1.0
+
+    def __post_init__(self):
+        if self.noise_scale < 0:
+            raise ValueError(f"CADS noise_scale must be >= 0, got {self.noise_scale}")
+        if not 0.0 <= self.tau1 < self.tau2 <= 1.0:
+            raise ValueError(f"CADS needs 0 <= tau1 < tau2 <= 1, got tau1={self.tau1}, tau2={self.tau2}")
+        if not 0.0 <= self.psi <= 1.0:
+            raise ValueError(f"CADS psi must be in [0, 1], got {self.psi}")
+
+
+def cads_gamma(t_frac: torch.Tensor, tau1: float, tau2: float) -> torch.Tensor:
+    """Eq. 3: gamma = 1 for t/T <= tau1 (clean end), 0 for t/T >= tau2 (noisy end), linear between."""
+    return ((tau2 - t_frac) / (tau2 - tau1)).clamp(0.0, 1.0)
+
+
+def cads_noise(y: torch.Tensor, mask: torch.Tensor, gamma: torch.Tensor, cfg: CADS,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Eqs. 2 and 4 on text tokens y (B, L, D) with mask (B, L) (True = real token); gamma (B,).
+
+    Returns y_hat (B, L, D); padding positions stay zero, and mean and std for the rescaling are taken
+    over each prompt's real tokens. gamma = 1 returns y unchanged.
+    """
+    g = gamma.to(y.dtype).view(-1, 1, 1)  # (B, 1, 1)
+    n = torch.randn(y.shape, generator=generator, dtype=y.dtype, device="cpu" if generator is None
+                    else generator.device).to(y.device)
+    y_hat = g.sqrt() * y + cfg.noise_scale * (1 - g).sqrt() * n
+    m = mask.to(y.dtype).unsqueeze(-1)  # (B, L, 1)
+    count = (m.sum(dim=(1, 2), keepdim=True) * y.shape[-1]).clamp(min=1.0)
+
+    def mean_std(z):
+        mu = (z * m).sum(dim=(1, 2), keepdim=True) / count
+        return mu, (((z - mu) * m) ** 2).sum(dim=(1, 2), keepdim=True).div(count).sqrt()
+
+    if cfg.psi > 0:
+        mu, sd = mean_std(y)
+        mu_hat, sd_hat = mean_std(y_hat)
+        rescaled = (y_hat - mu_hat) / sd_hat.clamp(min=1e-12) * sd + mu
+        y_hat = cfg.psi * rescaled + (1 - cfg.psi) * y_hat
+    y_hat = y_hat * m
+    return torch.where(g == 1, y, y_hat)
+
+
 def classifier_free_guidance(eps_fn: Callable[..., torch.Tensor], cond: tuple[torch.Tensor, torch.Tensor],
                              uncond: tuple[torch.Tensor, torch.Tensor], scale: float,
-                             interval: tuple[int, int] | None = None) -> ModelFn:
+                             interval: tuple[int, int] | None = None, cads: CADS | None = None,
+                             T: int | None = None, generator: torch.Generator | None = None) -> ModelFn:
     """Return ``model_fn(x_t, t) -> eps`` guided with scale s (CFG eq. 6 with w = s - 1).
 
     eps_fn(x_t, t, context=..., context_mask=...) -> eps_hat is the text-conditional network.
@@ -47,7 +116,11 @@ def classifier_free_guidance(eps_fn: Callable[..., torch.Tensor], cond: tuple[to
     unconditional branch is evaluated (the other term has weight 0).
     interval: (t_lo, t_hi) timesteps (inclusive) where the scale applies; outside it, s = 1 (see the
     module docstring). None: everywhere.
+    cads: noise the prompt tokens with condition-annealed sampling (module docstring); needs T, the
+    schedule's number of timesteps; ``generator`` draws its noise (on the CPU unless it lives elsewhere).
     """
+    if cads is not None and T is None:
+        raise ValueError("CADS needs T, the number of timesteps of the schedule, to anneal over t / T")
     if interval is not None:
         t_lo, t_hi = (int(v) for v in interval)
         if not 0 <= t_lo <= t_hi:
@@ -67,17 +140,22 @@ def classifier_free_guidance(eps_fn: Callable[..., torch.Tensor], cond: tuple[to
 
     def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         B = x_t.shape[0]
+        ctx_c, mask_c = expand(c_ctx, B), expand(c_mask, B)
+        if cads is not None:
+            gamma = cads_gamma(t.float() / (T - 1), cads.tau1, cads.tau2)  # (B,)
+            if bool((gamma < 1).any()):
+                ctx_c = cads_noise(ctx_c, mask_c, gamma, cads, generator)
         inside = None
         if interval is not None:
             inside = (t >= t_lo) & (t <= t_hi)  # (B,) bool
             if not bool(inside.any()):  # no sample of the batch is guided at this step
-                return eps_fn(x_t, t, context=expand(c_ctx, B), context_mask=expand(c_mask, B))
+                return eps_fn(x_t, t, context=ctx_c, context_mask=mask_c)
         if scale == 1.0:
-            return eps_fn(x_t, t, context=expand(c_ctx, B), context_mask=expand(c_mask, B))
+            return eps_fn(x_t, t, context=ctx_c, context_mask=mask_c)
         if scale == 0.0:
             return eps_fn(x_t, t, context=expand(u_ctx, B), context_mask=expand(u_mask, B))
-        ctx = torch.cat([expand(c_ctx, B), expand(u_ctx, B)])  # (2B, L, D)
-        mask = torch.cat([expand(c_mask, B), expand(u_mask, B)])  # (2B, L)
+        ctx = torch.cat([ctx_c, expand(u_ctx, B)])  # (2B, L, D)
+        mask = torch.cat([mask_c, expand(u_mask, B)])  # (2B, L)
         eps_c, eps_u = eps_fn(torch.cat([x_t, x_t]), torch.cat([t, t]), context=ctx, context_mask=mask).chunk(2)
         if inside is None:
             return eps_u + scale * (eps_c - eps_u)

@@ -16,7 +16,7 @@ import torch
 
 from .checkpoints import add_prefix, load_state_strict, save_checkpoint, split_prefix
 from .config import ScheduleConfig, UNetConfig
-from .guidance import classifier_free_guidance
+from .guidance import CADS, classifier_free_guidance
 from .sampling import ModelFn, eps_model_fn, sample
 from .schedules import Schedule
 from .unet import UNet
@@ -57,11 +57,13 @@ class DiffusionPipeline:
 
     def model_fn(self, prompts: list[str] | None = None, *, guidance: float = 3.0,
                  negative_prompt: str | list[str] | None = None,
-                 guidance_interval: tuple[int, int] | None = None) -> ModelFn:
+                 guidance_interval: tuple[int, int] | None = None, cads: CADS | None = None,
+                 generator: torch.Generator | None = None) -> ModelFn:
         """``model_fn(x_t, t) -> eps_hat`` for the given prompts (one per image), with guidance scale s.
 
         The unconditional branch uses the empty prompt "" or ``negative_prompt``. ``guidance_interval``
-        (t_lo, t_hi) limits guidance to those timesteps (guidance.classifier_free_guidance).
+        (t_lo, t_hi) limits guidance to those timesteps; ``cads`` noises the prompt tokens early in the
+        chain, drawing from ``generator`` (both: guidance.classifier_free_guidance).
         """
         base = lambda x_t, t, **cond: eps_model_fn(self.unet, self.schedule, self.prediction, **cond)(x_t, t)
         if not self.is_text_conditional:
@@ -76,19 +78,20 @@ class DiffusionPipeline:
         if len(negs) != len(prompts):
             raise ValueError(f"got {len(negs)} negative prompts for {len(prompts)} prompts")
         return classifier_free_guidance(base, self.encode(prompts), self.encode(negs), guidance,
-                                        interval=guidance_interval)
+                                        interval=guidance_interval, cads=cads, T=self.schedule.T,
+                                        generator=generator)
 
     @torch.no_grad()
     def sample(self, prompts: str | list[str] | None = None, n: int | None = None, *, guidance: float = 3.0,
                negative_prompt: str | list[str] | None = None, steps: int = 50, sampler: str = "ddim",
                eta: float = 0.0, generator: torch.Generator | None = None, callback: Callable | None = None,
                progress: bool = True, clip_x0: bool = True, x_T: torch.Tensor | None = None,
-               guidance_interval: tuple[int, int] | None = None) -> torch.Tensor:
+               guidance_interval: tuple[int, int] | None = None, cads: CADS | None = None) -> torch.Tensor:
         """Generate images (B, C, H, W) in [-1, 1].
 
         prompts: a list (one image each), or one string repeated ``n`` times; None for unconditional
         models (then give ``n``). x_T is drawn on the CPU with ``generator`` (so results do not depend
-        on the device) and moved to the model's device.
+        on the device) and moved to the model's device. guidance_interval and cads: see ``model_fn``.
         """
         if isinstance(prompts, str):
             prompts = [prompts] * (n or 1)
@@ -103,7 +106,7 @@ class DiffusionPipeline:
         if x_T is None:
             x_T = torch.randn((B, c.in_channels, c.image_size, c.image_size), generator=generator)
         fn = self.model_fn(prompts, guidance=guidance, negative_prompt=negative_prompt,
-                           guidance_interval=guidance_interval) \
+                           guidance_interval=guidance_interval, cads=cads, generator=generator) \
             if self.is_text_conditional else self.model_fn()
         kw = dict(x_T=x_T.to(self.device), steps=steps, generator=generator, callback=callback, progress=progress,
                   clip_x0=clip_x0)

@@ -102,14 +102,16 @@ def test_guidance_interval(tmp_path, checkpoints):
     from benchmarks import guidance_interval, report
 
     r = guidance_interval.main([*QUICK, "--out", str(tmp_path), "--text", checkpoints["text"],
-                                "--intervals", "all", "0-500"])
-    assert [row["interval"] for row in r["rows"]] == ["conditional only (s = 1)", "all", "0-500"]
+                                "--intervals", "all", "0-500", "all+cads=0.5"])
+    assert [row["interval"] for row in r["rows"]] == ["conditional only (s = 1)", "all", "0-500", "all+cads=0.5"]
     assert all(0 <= row["accuracy"] <= 1 and row["fid"] >= 0 for row in r["rows"])
-    assert [row["guidance"] for row in r["rows"]] == [1.0, 3.0, 3.0]
+    assert [row["guidance"] for row in r["rows"]] == [1.0, 3.0, 3.0, 3.0]
+    assert r["rows"][3]["cads"]["noise_scale"] == 0.5 and r["rows"][3]["fid"] != r["rows"][1]["fid"]
     table = guidance_interval.render(r)
     assert "| 0-500 |" in table and "all (plain guidance)" in table
+    assert "| all (plain guidance), CADS noise 0.5 over t/T 0.6-0.9 |" in table
     assert "guided timesteps" in report.render(tmp_path)
-    for bad in ("700-200", "0-x", "-5"):
+    for bad in ("700-200", "0-x", "-5", "all+cads=x", "all+foo=1"):
         with pytest.raises(SystemExit):
             guidance_interval.main([*QUICK, "--out", str(tmp_path), "--text", checkpoints["text"], "--intervals", bad])
 

@@ -122,3 +122,18 @@ def test_guidance_interval_outside_every_step_is_the_conditional_model(tmp_path)
     s1, off, s5 = (np.load(tmp_path / f)["images"] for f in ("s1.npz", "off.npz", "s5.npz"))
     assert np.array_equal(s1, off)  # guidance never applied: s = 1 everywhere
     assert not np.array_equal(s1, s5)
+
+
+def test_cads_noises_the_prompt_reproducibly_and_needs_a_text_model(tmp_path):
+    common = ["sample", "--checkpoint", "mnist-text2img", "--prompt", "a thick seven", "--n", "2", "--steps", "3",
+              "--threads", "1"]
+    run(*common, "--out", str(tmp_path / "plain.npz"))
+    run(*common, "--cads", "0.5", "--out", str(tmp_path / "a.npz"))
+    run(*common, "--cads", "0.5", "--out", str(tmp_path / "b.npz"))
+    plain, a, b = (np.load(tmp_path / f)["images"] for f in ("plain.npz", "a.npz", "b.npz"))
+    assert np.array_equal(a, b) and not np.array_equal(plain, a)  # the seed fixes the prompt noise too
+    p = run(*common, "--cads", "0.5", "--cads-window", "0.9", "0.6", "--out", str(tmp_path / "c.npz"), check=False)
+    assert p.returncode == 2 and "tau1 < tau2" in p.stderr
+    p = run("sample", "--checkpoint", "mnist-uncond", "--n", "1", "--steps", "2", "--cads", "0.5",
+            "--out", str(tmp_path / "u.npz"), check=False)
+    assert p.returncode == 2 and "unconditional" in p.stderr

@@ -86,6 +86,18 @@ def test_evaluate_text_pipeline_report(text_pipe, classifier):
     assert r["diversity"] >= 0 and r["diversity_real"] > 0
     assert math.isclose(sum(r["predicted_class_fraction"]), 1.0)
     assert r["sample_seconds"] > 0 and r["images_per_s"] > 0 and r["wall_time_s"] >= r["sample_seconds"]
+    assert r["settings"]["cads"] is None
+
+
+def test_cads_is_recorded_and_changes_the_samples(text_pipe, classifier):
+    from diffusion_lite.guidance import CADS
+
+    kw = dict(n=20, steps=2, guidance=3.0, classifier=classifier)
+    plain, cads = ev.evaluate_pipeline(text_pipe, **kw), ev.evaluate_pipeline(text_pipe, cads=CADS(0.5), **kw)
+    assert cads["settings"]["cads"] == {"noise_scale": 0.5, "tau1": 0.6, "tau2": 0.9, "psi": 1.0}
+    assert cads["fid"] != plain["fid"]  # 2 steps: t = 999 lies past tau2, so the first step sees a noised prompt
+    with pytest.raises(ValueError, match="unconditional"):
+        ev.generate(tiny_uncond_pipe(), 2, steps=1, cads=CADS(0.5))
 
 
 def test_evaluate_unconditional_pipeline_has_no_accuracy(classifier):

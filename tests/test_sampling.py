@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from diffusion_lite.config import ScheduleConfig
-from diffusion_lite.guidance import classifier_free_guidance
+from diffusion_lite.guidance import CADS, cads_gamma, cads_noise, classifier_free_guidance
 from diffusion_lite.sampling import ddim_step, sample, sample_ddim, sample_ddpm, timesteps
 from diffusion_lite.schedules import Schedule, q_sample
 
@@ -136,3 +136,49 @@ def test_cfg_guidance_interval_guides_only_inside(gen):
     torch.testing.assert_close(full, guided)
     with pytest.raises(ValueError, match="t_lo <= t_hi"):
         classifier_free_guidance(_toy_text_eps, c, u, 3.0, interval=(500, 100))
+
+
+def test_cads_gamma_anneals_from_the_prompt_to_noise():
+    t = torch.tensor([0.0, 0.6, 0.75, 0.9, 1.0])
+    torch.testing.assert_close(cads_gamma(t, 0.6, 0.9), torch.tensor([1.0, 1.0, 0.5, 0.0, 0.0]))
+
+
+def test_cads_noise_keeps_clean_prompts_and_rescales_noisy_ones(gen):
+    y = torch.randn(3, 6, 8, generator=gen) * 2 + 1
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    mask[1, 4:] = False  # a shorter prompt: two padding tokens
+    y = y * mask[..., None]
+    cfg = CADS(noise_scale=0.5)
+    same = cads_noise(y, mask, torch.ones(3), cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(same, y)  # gamma = 1: the prompt itself
+    out = cads_noise(y, mask, torch.tensor([1.0, 0.0, 0.5]), cfg, torch.Generator().manual_seed(7))
+    assert torch.equal(out[0], y[0])
+    assert torch.equal(out[1, 4:], torch.zeros(2, 8))  # padding stays empty
+    for b in (1, 2):  # eq. 4 with psi = 1: back to the prompt's mean and std over its real tokens
+        real, noisy = y[b][mask[b]], out[b][mask[b]]
+        torch.testing.assert_close(noisy.mean(), real.mean())
+        torch.testing.assert_close(noisy.std(unbiased=False), real.std(unbiased=False))
+    assert not torch.allclose(out[2], y[2])
+    # gamma = 0: nothing of the prompt is left, only noise with its statistics
+    a = cads_noise(y, mask, torch.zeros(3), cfg, torch.Generator().manual_seed(8))
+    b = cads_noise(-y, mask, torch.zeros(3), cfg, torch.Generator().manual_seed(8))
+    a, b = a[[0, 2]], b[[0, 2]]  # the prompts without padding
+    torch.testing.assert_close((a - a.mean((1, 2), keepdim=True)) / a.std((1, 2), keepdim=True),
+                               (b - b.mean((1, 2), keepdim=True)) / b.std((1, 2), keepdim=True))
+    for bad in (dict(noise_scale=-1.0), dict(tau1=0.9, tau2=0.6), dict(psi=2.0)):
+        with pytest.raises(ValueError, match="CADS"):
+            CADS(**bad)
+
+
+def test_cfg_with_cads_changes_only_the_noisy_steps(gen):
+    x = torch.randn(2, 1, 4, 4, generator=gen)
+    c = (torch.randn(2, 5, 8, generator=gen), torch.ones(2, 5, dtype=torch.bool))
+    u = (torch.randn(1, 2, 8, generator=gen), torch.ones(1, 2, dtype=torch.bool))
+    plain = classifier_free_guidance(_toy_text_eps, c, u, 3.0)
+    cads = classifier_free_guidance(_toy_text_eps, c, u, 3.0, cads=CADS(0.5, 0.6, 0.9), T=1000,
+                                    generator=torch.Generator().manual_seed(0))
+    late, early = torch.tensor([100, 500]), torch.tensor([950, 990])
+    torch.testing.assert_close(cads(x, late), plain(x, late))  # t/T <= tau1: the real prompt
+    assert not torch.allclose(cads(x, early), plain(x, early))  # t/T >= tau2: a noised prompt
+    with pytest.raises(ValueError, match="needs T"):
+        classifier_free_guidance(_toy_text_eps, c, u, 3.0, cads=CADS())
