@@ -179,8 +179,16 @@ def _met(ok: bool) -> str:
 
 def _eval_label(r: dict) -> str:
     s = r["settings"]
-    iv = s.get("guidance_interval")
-    return f"s = {s['guidance']:g}" + (f", guided only for {iv[0]} <= t <= {iv[1]}" if iv else "")
+    iv, c = s.get("guidance_interval"), s.get("cads")
+    return (f"s = {s['guidance']:g}" + (f", guided only for {iv[0]} <= t <= {iv[1]}" if iv else "")
+            + (f", CADS noise {c['noise_scale']:g} (t/T {c['tau1']:g}-{c['tau2']:g})" if c else ""))
+
+
+def _cads_flags(c: dict | None) -> str:
+    if not c:
+        return ""
+    window = "" if (c["tau1"], c["tau2"]) == (0.6, 0.9) else f" --cads-window {c['tau1']:g} {c['tau2']:g}"
+    return f" --cads {c['noise_scale']:g}" + window
 
 
 def _eval_command(r: dict, name: str) -> str:
@@ -188,6 +196,7 @@ def _eval_command(r: dict, name: str) -> str:
     iv = s.get("guidance_interval")
     return (f"diffusion-lite evaluate --checkpoint {s['checkpoint']} --n {r['n']} --guidance {s['guidance']:g} "
             f"--steps {s['steps']}" + (f" --guidance-interval {iv[0]} {iv[1]}" if iv else "")
+            + _cads_flags(s.get("cads"))
             + (f" --attributes {r['attribute_adherence']['settings']['n_per_digit']}"
                if r.get("attribute_adherence") else "")
             + f" --threads {s['torch_threads']} --out benchmarks/results/{name}.json")

@@ -218,3 +218,6 @@ def test_issue3_table_is_rendered_from_the_evaluation_report():
     text = report.section_issue3({"eval_mnist-text2img": r, "eval_mnist-text2img_interval": other})
     assert "| s = 3 | s = 3, guided only for 170 <= t <= 880 |" in text
     assert "<= 1.5: met / met" in text and "--guidance-interval 170 880" in text
+    cads = {**r, "settings": {**r["settings"], "cads": {"noise_scale": 0.5, "tau1": 0.6, "tau2": 0.9, "psi": 1.0}}}
+    text = report.section_issue3({"eval_mnist-text2img": r, "eval_mnist-text2img_cads": cads})
+    assert "| s = 3, CADS noise 0.5 (t/T 0.6-0.9) |" in text and "--steps 50 --cads 0.5 --attributes 20" in text
