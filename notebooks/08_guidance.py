@@ -67,7 +67,8 @@ print(f"U-Net: {sum(p.numel() for p in pipe.unet.parameters()):,} parameters, pr
 # \epsilon_\theta(x_t, t, c)$, and one that does not, $\epsilon_u = \epsilon_\theta(x_t, t, \varnothing)$.
 # Training two networks would double the cost. Ho & Salimans' trick is to train **one** network on both
 # tasks: during training, each caption is replaced by the empty prompt `""` with a small probability
-# $p_\text{uncond}$ (10% here, 10-20% in the paper). The network then learns what a digit looks like when
+# $p_\text{uncond}$ (10-20% in the paper; 10% in our model's first stages, 50% in its last one, see its model
+# card). The network then learns what a digit looks like when
 # it is told nothing, and the empty prompt becomes the "null" condition $\varnothing$ at sampling time. This
 # is the conditioning function our training loop uses:
 
@@ -363,7 +364,7 @@ print("eps_u + s (eps_c - eps_u) matches classifier_free_guidance at s = 4 (w = 
 # ## Summary
 #
 # - One network learns both the conditional and the unconditional model if captions are dropped to `""`
-#   with probability $p_\text{uncond}$ (10% here) during training (`text_cond_fn`).
+#   with probability $p_\text{uncond}$ during training (`text_cond_fn`).
 # - Classifier-free guidance combines the two predictions: $\hat\epsilon = \epsilon_u + s(\epsilon_c -
 #   \epsilon_u)$; $s = 0$ unconditional, $s = 1$ conditional, $s > 1$ amplified. Ho & Salimans' $w$ is
 #   $s - 1$. `classifier_free_guidance` runs both branches as one batch of $2B$: guidance doubles the cost
