@@ -181,7 +181,8 @@ def _eval_label(r: dict) -> str:
     s = r["settings"]
     iv, c = s.get("guidance_interval"), s.get("cads")
     return (f"s = {s['guidance']:g}" + (f", guided only for {iv[0]} <= t <= {iv[1]}" if iv else "")
-            + (f", CADS noise {c['noise_scale']:g} (t/T {c['tau1']:g}-{c['tau2']:g})" if c else ""))
+            + (f", CADS noise {c['noise_scale']:g} (t/T {c['tau1']:g}-{c['tau2']:g})" if c else "")
+            + (f"; other draw (seed {s['seed']})" if s.get("seed") else ""))
 
 
 def _cads_flags(c: dict | None) -> str:
@@ -196,7 +197,7 @@ def _eval_command(r: dict, name: str) -> str:
     iv = s.get("guidance_interval")
     return (f"diffusion-lite evaluate --checkpoint {s['checkpoint']} --n {r['n']} --guidance {s['guidance']:g} "
             f"--steps {s['steps']}" + (f" --guidance-interval {iv[0]} {iv[1]}" if iv else "")
-            + _cads_flags(s.get("cads"))
+            + _cads_flags(s.get("cads")) + (f" --seed {s['seed']}" if s.get("seed") else "")
             + (f" --attributes {r['attribute_adherence']['settings']['n_per_digit']}"
                if r.get("attribute_adherence") else "")
             + f" --threads {s['torch_threads']} --out benchmarks/results/{name}.json")

@@ -221,3 +221,6 @@ def test_issue3_table_is_rendered_from_the_evaluation_report():
     cads = {**r, "settings": {**r["settings"], "cads": {"noise_scale": 0.5, "tau1": 0.6, "tau2": 0.9, "psi": 1.0}}}
     text = report.section_issue3({"eval_mnist-text2img": r, "eval_mnist-text2img_cads": cads})
     assert "| s = 3, CADS noise 0.5 (t/T 0.6-0.9) |" in text and "--steps 50 --cads 0.5 --attributes 20" in text
+    seed1 = {**other, "settings": {**other["settings"], "seed": 1}}
+    text = report.section_issue3({"eval_mnist-text2img": r, "eval_mnist-text2img_interval_seed1": seed1})
+    assert "| s = 3, guided only for 170 <= t <= 880; other draw (seed 1) |" in text and "--seed 1 " in text
