@@ -99,6 +99,8 @@ class DiffusionPipeline:
             prompts = list(prompts)
             if n is not None and n != len(prompts):
                 raise ValueError(f"n={n} but {len(prompts)} prompts were given; give one or the other")
+        if cads is not None and not self.is_text_conditional:
+            raise ValueError("cads noises the prompt; this model is unconditional")
         B = len(prompts) if prompts is not None else n
         if not B:
             raise ValueError("nothing to sample: give prompts or n >= 1")

@@ -98,6 +98,8 @@ def test_cads_is_recorded_and_changes_the_samples(text_pipe, classifier):
     assert cads["fid"] != plain["fid"]  # 2 steps: t = 999 lies past tau2, so the first step sees a noised prompt
     with pytest.raises(ValueError, match="unconditional"):
         ev.generate(tiny_uncond_pipe(), 2, steps=1, cads=CADS(0.5))
+    with pytest.raises(ValueError, match="unconditional"):
+        tiny_uncond_pipe().sample(n=1, steps=1, cads=CADS(0.5), progress=False)
 
 
 def test_evaluate_unconditional_pipeline_has_no_accuracy(classifier):
