@@ -235,7 +235,13 @@ def make_captions(images: torch.Tensor, labels: torch.Tensor, dataset: str = "mn
 
     A template, a name for the class, a determiner (a / the / none) are drawn at random; with
     probability ``p_attribute`` (default 0.5 for datasets with attribute thresholds, else 0) one to
-    three measured attribute words are added ("a thick seven slanting right").
+    three measured attribute words are added ("a thick seven slanting right"), drawn among the words
+    a caption speaks (not "regular" or "medium"). Every image thus gets an attribute-free caption with
+    the same probability 1 - p_attribute, whatever its attributes: the text-to-image model learns
+    p(x | "a seven") = p(x | the class is seven), not a distribution tilted towards the digits whose
+    attributes go unsaid (before 2026-12-02 a caption drew its attributes first and then left out the
+    silent ones, so middling digits got attribute-free captions more often: 67% for a regular, medium,
+    upright digit against 50% for a thin, small one).
     """
     _check_dataset(dataset)
     if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
@@ -257,10 +263,13 @@ def make_captions(images: torch.Tensor, labels: torch.Tensor, dataset: str = "mn
         determiner = _pick(("a", "the") if template != "{np}" else ("a", "the", ""), generator)
         chosen = []
         if with_attr[i]:
-            k = int(torch.randint(1, len(_IN_CAPTIONS) + 1, (1,), generator=generator))
-            keep = torch.randperm(len(_IN_CAPTIONS), generator=generator)[:k].tolist()
-            chosen = [words[i][a] for j, a in enumerate(_IN_CAPTIONS) if j in keep and words[i][a] not in _SILENT]
-            determiner = (determiner or "a") if chosen else determiner
+            # draw among the spoken words only, so that every image gets an attribute-free caption with the
+            # same probability 1 - p_attribute (slant always has a spoken word: "upright")
+            spoken = [a for a in _IN_CAPTIONS if words[i][a] not in _SILENT]
+            k = int(torch.randint(1, len(spoken) + 1, (1,), generator=generator))
+            keep = torch.randperm(len(spoken), generator=generator)[:k].tolist()
+            chosen = [words[i][a] for j, a in enumerate(spoken) if j in keep]
+            determiner = determiner or "a"
         captions.append(_caption(_pick(nouns[label], generator), chosen, template, determiner, generator))
     return captions
 

@@ -98,7 +98,10 @@ for i in range(6):
 
 # %% [markdown]
 # A caption picks a random template, a random name for the class and, half of the time, one to three of
-# the measured words (the middle words "regular" and "medium" are left out, they read badly):
+# the measured words it can say (the middle words "regular" and "medium" are left out, they read badly;
+# "upright" is kept, so every digit has at least one). Drawing only among the words it can say keeps the
+# other half fair: a plain "a seven" is as likely for a thin seven as for a regular one, so a model that
+# learns from these captions (chapter 07) learns what sevens look like, not what unremarkable sevens look like:
 
 # %%
 captions12 = C.make_captions(x12, y12, "mnist", generator=g)

@@ -136,6 +136,25 @@ def test_caption_attributes_agree_with_the_measurement(mnist_test):
     assert n_with > 0.6 * len(caps)  # middle words (regular, medium) are left out
 
 
+_ATTRIBUTE_TOKENS = {w for ws in C.SYNONYMS.values() for s in ws for w in s.split()} | {"upright"}
+
+
+def test_attribute_free_captions_do_not_depend_on_the_attributes(mnist_test):
+    # p(attribute-free caption | x) must be 1 - p_attribute for every image, else "a seven" would teach the
+    # text-to-image model a tilted distribution (more middling sevens than real)
+    x, y = mnist_test.images, mnist_test.labels
+    words = C.attribute_words(x, y)
+    n_spoken = torch.tensor([sum(w[a] not in ("regular", "medium") for a in C.ATTRIBUTES) for w in words])
+    free = torch.zeros(len(y))
+    for seed in range(20):
+        caps = C.make_captions(x, y, generator=torch.Generator().manual_seed(seed), p_attribute=0.5)
+        free += torch.tensor([not (_ATTRIBUTE_TOKENS & set(split_words(c))) for c in caps], dtype=torch.float)
+    free /= 20
+    for k in (1, 2, 3):  # images with 1, 2 or 3 attributes that have a word (slant always has one)
+        group = free[n_spoken == k]
+        assert len(group) > 50 and abs(group.mean().item() - 0.5) < 0.05, (k, len(group), group.mean().item())
+
+
 def test_captions_are_reproducible_with_a_generator(mnist_test):
     x, y = mnist_test.images[:50], mnist_test.labels[:50]
     a = C.make_captions(x, y, generator=torch.Generator().manual_seed(3))
