@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import guidance_interval
+from . import cfg_oracle, guidance_interval
 from .common import RESULTS_DIR
 
 ROOT = RESULTS_DIR.parent.parent
@@ -275,7 +275,7 @@ def section_ttq(r: dict | None) -> str:
 
 def section_gpu(results: Path) -> str:
     lines = []
-    for name in [*COMMANDS, "guidance_interval"]:
+    for name in [*COMMANDS, "guidance_interval", "cfg_oracle"]:
         g = _load(results, f"{name}_gpu")
         if g is None:
             lines.append(f"- `{name}`: not run in GPU mode (`python -m benchmarks.{name} --gpu`)")
@@ -292,7 +292,8 @@ def render(results: Path = RESULTS_DIR) -> str:
     template = (Path(__file__).parent / "BENCHMARKS.template.md").read_text()
     return template.format(train=section_train(tt), hardware=section_hardware(tt), sampling=section_sampling(sq),
                            issue3=section_issue3(ev), guidance=section_guidance(gs),
-                           interval=guidance_interval.render(_load(results, "guidance_interval")), ttq=section_ttq(tq),
+                           interval=guidance_interval.render(_load(results, "guidance_interval")),
+                           oracle=cfg_oracle.render(_load(results, "cfg_oracle")), ttq=section_ttq(tq),
                            gpu=section_gpu(results))
 
 

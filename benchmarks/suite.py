@@ -14,7 +14,7 @@ import importlib
 import time
 from pathlib import Path
 
-ORDER = ("train_throughput", "sampling_quality", "guidance_sweep", "guidance_interval", "time_to_quality")
+ORDER = ("train_throughput", "sampling_quality", "guidance_sweep", "guidance_interval", "cfg_oracle", "time_to_quality")
 
 
 def suite_argv(name: str, *, quick: bool = False, out: Path | None = None, threads: int | None = None,

@@ -359,7 +359,13 @@ print("eps_u + s (eps_c - eps_u) matches classifier_free_guidance at s = 4 (w = 
 # noisiest steps ($t/T \ge 0.9$: noise only; below $0.6$: the prompt itself; linear in between), so the layout
 # of each sample is decided as if by an unknown prompt and the details by the real one. Compare its accuracy,
 # FID and diversity at $s = 3$ with plain guidance and with the interval; BENCHMARKS.md section 4 has our
-# numbers at $n = 1{,}000$.
+# numbers at $n = 1{,}000$. (4) Is the lost variety our model's fault? For a finite training set the ideal
+# denoiser is known in closed form: $E[x_0 \mid x_t]$ is a softmax-weighted average of the training images,
+# with weights $\propto \exp(-\lVert x_t - \sqrt{\bar\alpha_t}\, x_i \rVert^2 / 2(1 - \bar\alpha_t))$ (and
+# the same over one digit's images for $E[x_0 \mid x_t, c]$). `python -m benchmarks.cfg_oracle` (in a source
+# checkout) guides these exact denoisers with the same sampler and metrics: at $s = 3$ they, too, fall well short
+# of the diversity of real digits, while the interval keeps it. Guidance trades variety for adherence even
+# with a perfect model.
 #
 # ## Summary
 #
@@ -390,5 +396,7 @@ print("eps_u + s (eps_c - eps_u) matches classifier_free_guidance at s = 4 (w = 
 #   Models" (CVPR): Stable Diffusion.
 # - Kynkäänniemi, Aittala, Karras, Laine, Aila & Lehtinen 2024, "Applying Guidance in a Limited Interval
 #   Improves Sample and Distribution Quality in Diffusion Models" (NeurIPS).
+# - Karras, Aittala, Aila & Laine 2022, "Elucidating the Design Space of Diffusion-Based Generative Models"
+#   (EDM, NeurIPS): the ideal denoiser of a finite training set, a weighted average of its images.
 # - Sadat, Buhmann, Bradley, Hilliges & Weber 2024, "CADS: Unleashing the Diversity of Diffusion Models through
 #   Condition-Annealed Sampling" (ICLR).

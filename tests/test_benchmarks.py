@@ -224,3 +224,59 @@ def test_issue3_table_is_rendered_from_the_evaluation_report():
     seed1 = {**other, "settings": {**other["settings"], "seed": 1}}
     text = report.section_issue3({"eval_mnist-text2img": r, "eval_mnist-text2img_interval_seed1": seed1})
     assert "| s = 3, guided only for 170 <= t <= 880; other draw (seed 1) |" in text and "--seed 1 " in text
+
+
+def _toy_oracle():
+    from benchmarks.cfg_oracle import EmpiricalDenoiser
+    from diffusion_lite.config import ScheduleConfig
+    from diffusion_lite.schedules import Schedule
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(12, 1, 4, 4, generator=g) * 2 - 1
+    labels = torch.arange(12) % 3
+    return EmpiricalDenoiser(images, labels, Schedule.from_config(ScheduleConfig(T=100)).alpha_bar), images, labels
+
+
+def test_empirical_denoiser_is_the_exact_posterior_mean():
+    oracle, images, labels = _toy_oracle()
+    X, a = images.flatten(1).double(), oracle.alpha_bar[60]
+    x_t = torch.randn(5, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    asked = torch.tensor([0, 1, 2, 0, 1])
+    x0_c, x0_u = oracle.x0(x_t, 60, asked)
+    for b in range(5):  # brute force: weights prop. to the Gaussian likelihood q(x_t | x_i), eq. 4
+        lik = torch.stack([torch.distributions.Normal(a.sqrt() * X[i], (1 - a).sqrt()).log_prob(
+            x_t[b].flatten().double()).sum() for i in range(12)])
+        torch.testing.assert_close(x0_u[b], torch.softmax(lik, 0) @ X)
+        own = labels == asked[b]
+        torch.testing.assert_close(x0_c[b], torch.softmax(lik[own], 0) @ X[own])
+    # nearly noise-free: the training image that was noised comes back, and the class limits the choice
+    x_t = oracle.alpha_bar[1].sqrt() * images[:3] + 1e-3 * torch.randn(3, 1, 4, 4, generator=torch.Generator())
+    x0_c, x0_u = oracle.x0(x_t, 1, labels[:3])
+    torch.testing.assert_close(x0_u, X[:3])
+    torch.testing.assert_close(x0_c, X[:3])
+    assert oracle.nearest(images[[4, 7]]).tolist() == [4, 7]
+
+
+def test_empirical_guidance_scales_and_interval():
+    oracle, images, labels = _toy_oracle()
+    x_t, lab = torch.randn(4, 1, 4, 4, generator=torch.Generator().manual_seed(2)), torch.tensor([0, 1, 2, 0])
+    t = torch.full((4,), 50)
+    e = {s: oracle.guided_eps_fn(lab, s)(x_t, t) for s in (0.0, 1.0, 3.0)}
+    torch.testing.assert_close(e[3.0], e[0.0] + 3 * (e[1.0] - e[0.0]), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(e[1.0], e[0.0])
+    torch.testing.assert_close(oracle.guided_eps_fn(lab, 3.0, (60, 90))(x_t, t), e[1.0])  # outside: s = 1
+    torch.testing.assert_close(oracle.guided_eps_fn(lab, 3.0, (40, 90))(x_t, t), e[3.0])
+    with pytest.raises(ValueError, match="one timestep"):
+        oracle.guided_eps_fn(lab, 3.0)(x_t, torch.tensor([50, 50, 50, 49]))
+
+
+def test_cfg_oracle_benchmark_runs_and_renders(tmp_path):
+    from benchmarks import cfg_oracle, report
+
+    r = cfg_oracle.main([*QUICK, "--out", str(tmp_path), "--rows", "1", "3@200-700", "--steps", "5"])
+    assert [(row["guidance"], row["interval"]) for row in r["rows"]] == [(1.0, None), (3.0, [200, 700])]
+    assert all(0 <= row["accuracy"] <= 1 and 1 <= row["distinct_train_images"] <= 20 for row in r["rows"])
+    assert "| s = 3 for 200 <= t <= 700 |" in cfg_oracle.render(r)
+    assert "distinct training images" in report.render(tmp_path)
+    with pytest.raises(SystemExit):
+        cfg_oracle.main([*QUICK, "--out", str(tmp_path), "--rows", "x@1-2"])
