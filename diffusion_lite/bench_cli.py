@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ORDER = ("train_throughput", "sampling_quality", "guidance_sweep", "guidance_interval", "time_to_quality")
+ORDER = ("train_throughput", "sampling_quality", "guidance_sweep", "guidance_interval", "cfg_oracle",
+         "time_to_quality")
 
 
 def _import_suite():
@@ -51,8 +52,8 @@ def cmd_bench(args) -> None:
 
 def add_parser(subparsers, common) -> argparse.ArgumentParser:
     """Register ``bench`` on cli.py's subparsers; ``common(sp)`` adds --device/--threads."""
-    b = subparsers.add_parser("bench", help="benchmarks against diffusers: throughput, quality vs steps, "
-                              "time to quality, hardware efficiency")
+    b = subparsers.add_parser("bench", help="benchmarks against diffusers: throughput, quality vs steps, guidance, "
+                              "exact-denoiser oracle, time to quality, hardware efficiency")
     b.add_argument("--quick", action="store_true", help="tiny configuration (seconds; checks that all runs)")
     b.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results/, "
                    "with --quick benchmarks/results/quick/)")
