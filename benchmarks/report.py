@@ -114,11 +114,22 @@ def section_sampling(r: dict | None) -> str:
     if r is None:
         return _not_run("sampling_quality")
     s = r["settings"]
-    out = [f"Command: {_cmd(r, 'sampling_quality')}  \nMachine: {_machine(r)}\n"]
+    runs, sources = r.get("runs") or [], r.get("sources") or {}
+    out = [f"Command: {_cmd(r, 'sampling_quality')}" + ("\n" if sources else f"  \nMachine: {_machine(r)}\n")]
+
+    def measured_by(part: str, kinds) -> str:
+        """'Measured by part k of the command: <machine>' when a merged file says which run measured it."""
+        idx = sorted({sources.get(part, {}).get(k) for k in kinds} - {None})
+        if not runs or not idx:
+            return ""
+        return "".join(f"Measured by part {i + 1} of the command (`{runs[i]['command']}`): {_machine(runs[i])}\n\n"
+                       for i in idx)
+
     if r.get("throughput"):
         out += [f"**Sampling throughput** (DDIM {s['throughput_steps']} steps, batch {s['throughput_batch']}, random "
                 f"weights of the matched U-Nets; text with guidance 3 = two network passes per step; {s['reps']} "
                 "repetitions after one warm-up):\n",
+                measured_by("throughput", r["throughput"]) +
                 "| model | diffusion_lite images/s | diffusers images/s | ratio |", "|---|---:|---:|---:|"]
         for kind, t in r["throughput"].items():
             ratio = t["ratio_images_per_s"]
@@ -132,6 +143,7 @@ def section_sampling(r: dict | None) -> str:
             continue
         out += [f"**Quality versus steps: `{m['checkpoint']}`** ({m['parameters']:,} parameters"
                 + (f", guidance {s['guidance']}" if kind == "text" else "") + "):\n",
+                measured_by("models", [kind]) +
                 "| sampler | steps | n | FID | FID floor | FID / floor | KID | accuracy | diversity / real "
                 "| images/s |",
                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

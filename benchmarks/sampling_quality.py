@@ -194,13 +194,22 @@ def run(args) -> dict:
     return result
 
 
+def _sources(result: dict, run_index: int) -> dict:
+    """Which run (index into ``runs``) measured each model's throughput and quality sweep."""
+    return {part: {kind: run_index for kind in (result.get(part) or {})} for part in ("throughput", "models")}
+
+
 def _merge(old: dict, new: dict) -> dict:
     """``new`` with the per-model parts (throughput, models) of ``old`` that ``new`` did not measure; each run's
-    command, machine and settings are kept under ``runs``."""
+    command, machine and settings are kept under ``runs``, and ``sources[part][model]`` says which run
+    measured what the merged file shows (so the report can give each table its own machine line)."""
     runs = old.get("runs") or [{k: old.get(k) for k in ("command", "machine", "machine_end", "settings")}]
     merged = {**new, "runs": runs + [{k: new.get(k) for k in ("command", "machine", "machine_end", "settings")}]}
+    old_sources = old.get("sources") or _sources(old, len(runs) - 1)
+    new_sources = _sources(new, len(runs))
     for part in ("throughput", "models"):
         merged[part] = {**(old.get(part) or {}), **(new.get(part) or {})}
+        merged.setdefault("sources", {})[part] = {**old_sources.get(part, {}), **new_sources[part]}
     merged["command"] = " && ".join(r["command"] for r in merged["runs"])
     return merged
 

@@ -129,6 +129,12 @@ def test_sampling_quality_update_keeps_the_other_models_results(tmp_path, checkp
     saved = json.loads((tmp_path / "sampling_quality.json").read_text())
     assert saved["models"]["uncond"]["sweep"][0]["steps"] == 1
     assert "| uncond |" in report.section_sampling(saved) and "| text |" in report.section_sampling(saved)
+    # each table says which run measured it; a later throughput-only run replaces only the throughput
+    assert saved["sources"] == {"throughput": {"uncond": 0, "text": 1}, "models": {"uncond": 0, "text": 1}}
+    r = sampling_quality.main([*common_args, "--models", "uncond", "--skip-sweep", "--update"])
+    assert r["sources"] == {"throughput": {"uncond": 2, "text": 1}, "models": {"uncond": 0, "text": 1}}
+    text = report.section_sampling(r)
+    assert text.count("Measured by part 3 of the command") == 1 and text.count("Measured by part 1 ") == 1
 
 
 def test_a_missing_checkpoint_is_skipped_not_fatal(tmp_path):
