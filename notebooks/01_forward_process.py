@@ -301,7 +301,7 @@ plt.show()
 # With a kernel you can move the slider below; the figure shows $x_t$ for eight digits, the two mixing
 # weights $\sqrt{\bar\alpha_t}$ and $\sqrt{1-\bar\alpha_t}$ with a marker at $t$, and the histogram of
 # $x_t$'s pixels against $\mathcal N(0,1)$. (The code is `diffusion_lite.widgets.forward_process_figure`.)
-# Here is the figure at $t = 250$, where signal and noise weights cross:
+# Here is the figure at $t = 250$, just before the signal and noise weights cross (at $t \approx 258$):
 
 # %%
 x_w, eps_w = one_of_each[:8], torch.randn(8, 1, 28, 28, generator=g)  # digits 0-7, fixed noise

@@ -136,8 +136,8 @@ plt.show()
 #
 # `diffusion_lite.train.diffusion_loss` is the boxed formula. It draws $t$ and $\epsilon$ from the generator
 # you pass (so the loss of a batch is reproducible), noises the batch with `q_sample`, and averages the squared
-# error. It also supports the other prediction targets ("v", "x0") and a re-weighting ("min_snr") that later
-# chapters use.
+# error. It also supports the other prediction targets ("v", "x0") and a re-weighting ("min_snr", which the shipped
+# text-to-image model was trained with), selectable in `TrainConfig` and on the command line.
 
 # %%
 print(inspect.getsource(diffusion_loss))
@@ -267,8 +267,8 @@ assert all(a > b for a, b in zip(curves["tiny U-Net (this chapter)"][:3], curves
 #   $\hat x_0$ to the valid pixel range.)
 #
 # The pretrained model is better at every $t$, by a factor of 1.4 to 3 at most steps and by much more at the
-# last, easiest ones: it has 16× more parameters and saw 5× more training steps, drawn from 30× more distinct
-# images. Re-weightings of the loss (e.g. "min-SNR",
+# last, easiest ones: it has 16× more parameters and took about 24× more training steps (7,100 against 300) of twice the
+# batch, drawn from 30× more distinct images. Re-weightings of the loss (e.g. "min-SNR",
 # Hang et al. 2023, available as `TrainConfig(loss_weighting="min_snr")`) move the training effort between
 # these ranges.
 #
@@ -294,7 +294,7 @@ noise_prediction_widget(pipe.model_fn(), pipe.schedule, x_four, eps_four, t=750)
 
 # %% [markdown]
 # At $t = 750$ ($\bar\alpha_t = 0.14$) the predicted noise is hard to tell from the true noise by eye: its MSE
-# is between 0.004 and 0.02 per pixel, against 1 for a network that predicts zeros. Yet the implied clean
+# is between 0.002 and 0.02 per pixel, against 1 for a network that predicts zeros. Yet the implied clean
 # images are blurred, and one is wrong: the network reads the first 1 as a 7. Two things are at work.
 #
 # * **What the network gets wrong is the digit.** The error panels show the shape of the digit, not random
@@ -318,8 +318,8 @@ assert pred[50]["mse_eps"].mean() > pred[750]["mse_eps"].mean()  # noise: hard a
 assert pred[50]["mse_x0"].mean() < pred[750]["mse_x0"].mean()  # clean image: hard at large t
 
 # %% [markdown]
-# At the small step the noise prediction is about six times *worse* (0.075 against 0.013), yet the implied clean
-# image is over a hundred times *better* (0.0006 against 0.08): the two panels of the plot above, for four
+# At the small step the noise prediction is about six times *worse* (0.070 against 0.012), yet the implied clean
+# image is over a hundred times *better* (0.0006 against 0.070): the two panels of the plot above, for four
 # digits.
 #
 # ## 6. EMA: sample with the average of recent weights

@@ -84,7 +84,9 @@ print(test)
 # - **size**: the area of the ink's bounding box as a fraction of the image.
 #
 # The lowest 20% of training digits get the low word ("thin", "slanting left", "small"), the top 20% the high
-# word ("thick", "slanting right", "large"). Let's measure twelve test digits:
+# word ("thick", "slanting right", "large"). Size is bucketed within each digit's class (a 1's bounding box
+# is a third of a 0's, so a "small zero" and a "small one" have different sizes); thickness and slant use one
+# cut-off for all digits. Let's measure twelve test digits:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -101,7 +103,9 @@ for i in range(6):
 # the measured words it can say (the middle words "regular" and "medium" are left out, they read badly;
 # "upright" is kept, so every digit has at least one). Drawing only among the words it can say keeps the
 # other half fair: a plain "a seven" is as likely for a thin seven as for a regular one, so a model that
-# learns from these captions (chapter 07) learns what sevens look like, not what unremarkable sevens look like:
+# learns from these captions (chapter 07) learns what sevens look like, not what unremarkable sevens look like.
+# (The shipped `mnist-clip` and `mnist-text2img` were trained before this fix, on captions that said nothing
+# more often for middling digits; their model cards say so, and BENCHMARKS.md section 4 measures the difference.)
 
 # %%
 captions12 = C.make_captions(x12, y12, "mnist", generator=g)

@@ -246,8 +246,8 @@ plt.show()
 #
 # - At the start ($t = 999$) $\hat x_0$ is still mostly noise, yet the pixels already attend most to the class word,
 #   "seven": the first steps decide *what* to draw, and the class is the most informative token.
-# - As the digit takes shape, the class word's share falls and `<bos>` gains weight (and, in the last
-#   steps, "a"). Those tokens carry no information: the text encoder is causal, so the vector at `<bos>`
+# - As the digit takes shape, the class word's share falls and `<bos>` gains weight (and, from the middle
+#   steps on, "a"). Those tokens carry no information: the text encoder is causal, so the vector at `<bos>`
 #   is the same for every prompt, and so is the vector at a leading "a". Attending to them means "no text
 #   needed here": a *sink* that lets a pixel take (almost) nothing from the prompt, as the first tokens do
 #   in large transformers too (Xiao et al. 2024). Late steps only refine strokes; the prompt has done its

@@ -441,7 +441,7 @@ assert results["shift by 2 px"][0] > results["noise, sd 0.3"][0]
 #
 # The table used one strength per distortion and $n = 500$. `distortion_sweep` distorts the same 500 digits
 # at five strengths of five kinds (level 0 is undistorted) and keeps their classifier features, once
-# (20 feature extractions, about 10 s). The explorer then computes FID from the first $n$ distorted
+# (20 feature extractions, a few seconds). The explorer then computes FID from the first $n$ distorted
 # digits against the first $n$ reference digits, which takes milliseconds. At level 0 that is the
 # real-vs-real floor at this $n$ (dashed line); the thin grey lines are the other sample counts.
 
@@ -492,7 +492,7 @@ distortion_widget(sweep, "Gaussian noise", level=1, n=100)
 #
 # - **FID is only as good as its features.** A generator whose digits were all off-centre, or all a bit
 #   thicker, would get a good FID here. Look at samples, and use targeted measures for what you care about
-#   (chapter 07's thickness/slant/size measures, `evaluation.attribute_adherence_report`).
+#   (chapter 06's thickness/slant/size measures, `evaluation.attribute_adherence_report`).
 # - **Numbers are comparable only with the same classifier, the same $n$, the same reference set** (we use
 #   MNIST test) and the same preprocessing. Quote all of them, as the table in section 7 does.
 # - **One number hides the trade-off.** FID mixes fidelity and diversity; guidance (chapter 08) moves them
