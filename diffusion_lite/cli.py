@@ -287,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .checkpoints import CheckpointError
+    from .data import DatasetDownloadError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -298,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         args.func(args)
-    except (CLIError, CheckpointError, ValueError, FileNotFoundError) as e:
+    except (CLIError, CheckpointError, ValueError, FileNotFoundError, DatasetDownloadError) as e:
         print(f"diffusion-lite {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

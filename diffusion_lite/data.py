@@ -66,6 +66,11 @@ class DatasetNotFoundError(FileNotFoundError):
     """No searched folder holds the dataset's files; the message lists every folder looked at."""
 
 
+class DatasetDownloadError(OSError):
+    """download=True could not fetch the dataset (no network, or the server failed); the message says how to
+    get the files another way."""
+
+
 class DatasetChecksumError(ValueError):
     """A data file's sha256 differs from the one in the SHA256SUMS manifest next to it."""
 
@@ -263,7 +268,12 @@ def _download(name: str, root) -> None:
     import torchvision.datasets as tvd  # only needed here
     target = Path(root).expanduser() if root is not None else CACHE_DIR  # torchvision creates it
     cls = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10}[name]
-    cls(root=str(target), download=True)  # fetches both splits
+    try:
+        cls(root=str(target), download=True)  # fetches both splits
+    except (OSError, RuntimeError) as e:  # urllib's URLError is an OSError; torchvision raises RuntimeError
+        raise DatasetDownloadError(
+            f"could not download {name} with torchvision into {target} ({type(e).__name__}: {e}). Without network, "
+            f"copy the files to <dir>/{_LAYOUTS[name][0]}/ and set {ENV_VAR}=<dir> (see data/README.md)") from e
 
 
 def load_dataset(name: str, split: str = "train", *, root: str | os.PathLike | None = None,

@@ -249,3 +249,24 @@ def test_download_goes_through_torchvision_only_when_missing(isolated, monkeypat
     assert calls == [(str(data.CACHE_DIR), True)] and ds.source == data.CACHE_DIR / "MNIST" / "raw"
     load_dataset("mnist", "test", subset=3, download=True)  # found now: no second download
     assert len(calls) == 1
+
+
+def test_a_failed_download_says_what_failed_and_what_to_do(isolated, monkeypatch, capsys):
+    """Offline, download=True fails with a DatasetDownloadError naming the dataset and the offline route,
+    not a bare urllib traceback; the CLI turns it into a one-line error with exit status 2."""
+    import urllib.error
+
+    import torchvision.datasets
+
+    from diffusion_lite import cli
+
+    class OfflineCIFAR10:
+        def __init__(self, root, download=False, **kw):
+            raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", OfflineCIFAR10)
+    with pytest.raises(data.DatasetDownloadError, match="could not download cifar10") as e:
+        load_dataset("cifar10", "train", download=True)
+    assert data.ENV_VAR in str(e.value) and "Name or service not known" in str(e.value)
+    code = cli.main(["train", "--dataset", "cifar10", "--download", "--steps", "1", "--out", str(isolated / "run")])
+    assert code == 2 and "error: could not download cifar10" in capsys.readouterr().err
