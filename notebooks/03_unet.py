@@ -77,7 +77,8 @@ print("parameters:", sum(p.numel() for p in conv.parameters()), "= 1*32*3*3 weig
 
 # %% [markdown]
 # A trained network's first layer is a bank of little edge detectors. Here are 8 of the 16 feature maps that
-# the `conv_in` layer of the shipped pretrained model `mnist-uncond` (trained with chapter 04's recipe; its model card gives the commands) computes for one
+# the `conv_in` layer of the shipped pretrained model `mnist-uncond` (trained with chapter 04's recipe; its
+# model card gives the commands) computes for one
 # digit (each map on its own colour scale, white = 0):
 
 # %%

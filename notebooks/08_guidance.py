@@ -364,7 +364,8 @@ print("eps_u + s (eps_c - eps_u) matches classifier_free_guidance at s = 4 (w = 
 # with weights $\propto \exp(-\lVert x_t - \sqrt{\bar\alpha_t}\, x_i \rVert^2 / 2(1 - \bar\alpha_t))$ (and
 # the same over one digit's images for $E[x_0 \mid x_t, c]$). `python -m benchmarks.cfg_oracle` (in a source
 # checkout) guides these exact denoisers with the same sampler and metrics: at $s = 3$ they, too, fall short of
-# the diversity of real digits (0.85 of it, against 0.78 for our model), while the interval keeps it (1.03). Guidance trades variety for adherence even
+# the diversity of real digits (0.85 of it, against 0.78 for our model), while the interval keeps it (1.03).
+# Guidance trades variety for adherence even
 # with a perfect model.
 #
 # ## Summary
