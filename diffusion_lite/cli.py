@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 MODEL_PRESETS = {
@@ -48,6 +49,7 @@ def _setup(args) -> "torch.device":  # noqa: F821
 
 def cmd_train(args) -> None:
 
+    from .captions import class_prompts
     from .config import ScheduleConfig, TrainConfig, UNetConfig, cifar_unet_config
     from .data import load_dataset
     from .pipeline import text_cond_fn
@@ -71,7 +73,12 @@ def cmd_train(args) -> None:
         saved = json.loads((out / "checkpoint.json").read_text())
         ucfg = UNetConfig.from_dict(saved["unet"])
         scfg = ScheduleConfig.from_dict(saved["schedule"])
-        print(f"resuming {out} from step {saved['train_state']['step']}")
+        done = saved["train_state"]["step"]
+        if done >= args.steps:
+            print(f"{out} is already trained to step {done} (>= --steps {args.steps}): nothing to do; give a larger "
+                  "--steps to train on, or another --out to start afresh")
+            return
+        print(f"resuming {out} from step {done}")
     else:
         overrides = dict(MODEL_PRESETS[args.model])
         if text is not None:
@@ -89,6 +96,12 @@ def cmd_train(args) -> None:
             raise CLIError("--init-from: the checkpoint and this run must both be text-conditional or both not "
                            f"(checkpoint text encoder: {'yes' if init_meta.get('text') else 'none'}, --text "
                            f"{args.text or 'not given'})")
+        init_sha = (init_meta.get("text") or {}).get("weights_sha256")
+        if text_meta is not None and init_sha and init_sha != text_meta.get("weights_sha256"):
+            print(f"warning: --init-from {args.init_from} was trained with another text encoder than --text "
+                  f"{args.text}: its cross-attention learned that encoder's embeddings, so the prompts start out "
+                  "meaningless to it (use the same --text to fine-tune, or expect to retrain the conditioning)",
+                  file=sys.stderr)
         ucfg = UNetConfig.from_dict(init_meta["unet"])
         scfg = ScheduleConfig.from_dict(init_meta["schedule"])
         if (ucfg.in_channels, ucfg.image_size) != (C, H):
@@ -122,7 +135,8 @@ def cmd_train(args) -> None:
     last = res["loss"][-1][1] if res["loss"] else float("nan")
     print(f"done: step {res['step']}, loss {last:.4f}, {res['seconds'] / 60:.1f} min of training, "
           f"{res['images_per_s']:.0f} images/s")
-    print(f"sample from it: diffusion-lite sample --checkpoint {out} --n 64 --out samples.png")
+    prompt = f" --prompt \"{class_prompts(args.dataset)[7 if args.dataset == 'mnist' else 0]}\"" if text else ""
+    print(f"sample from it: diffusion-lite sample --checkpoint {out}{prompt} --n 64 --out samples.png")
 
 
 def _read_prompts(args) -> list[str] | None:
@@ -131,7 +145,10 @@ def _read_prompts(args) -> list[str] | None:
         p = Path(args.prompts_file)
         if not p.exists():
             raise CLIError(f"prompts file {p} does not exist")
-        prompts += [line.strip() for line in p.read_text().splitlines() if line.strip()]
+        from_file = [line.strip() for line in p.read_text().splitlines() if line.strip()]
+        if not from_file:
+            raise CLIError(f"prompts file {p} has no prompts (expected one prompt per line)")
+        prompts += from_file
     return prompts or None
 
 
@@ -297,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("DIFFUSION_LITE_DEBUG"):
         args.func(args)
         return 0
+    warnings.formatwarning = lambda message, category, *a, **k: f"diffusion-lite: warning: {message}\n"
     try:
         args.func(args)
     except (CLIError, CheckpointError, ValueError, FileNotFoundError, DatasetDownloadError) as e:

@@ -34,7 +34,8 @@ def cmd_train_clip(args) -> None:
     stem = save_clip(args.out, model, meta)
     print(f"zero-shot accuracy on 2,000 {args.dataset} test images: {acc:.2%} ({minutes:.1f} min of training)")
     print(f"wrote {stem}.safetensors and {stem}.json; train a text-to-image model on it with:")
-    print(f"  diffusion-lite train --dataset {args.dataset} --text {stem} --steps 6000 --out runs/text2img")
+    print(f"  diffusion-lite train --dataset {args.dataset} --text {stem} --cross-attn 7 --steps 4000 "
+          "--out runs/text2img")
 
 
 def add_parser(sub, common) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -44,6 +46,9 @@ def run_demo(out: Path, device: str | None = None, seed: int = 0) -> list[Path]:
     print(f"\ndone in {time.perf_counter() - t0:.0f} s. Open the picture(s):")
     for w in written:
         print(f"  {w.resolve()}")
+    bindir = Path(sys.executable).parent
+    if shutil.which("diffusion-lite") is None and (bindir / "activate").exists():  # run as .venv/bin/... (make demo)
+        print(f"\nThe commands below are in {bindir}/: first run  source {bindir / 'activate'}")
     print("\nNext: read the course, chapter by chapter:  jupyter lab notebooks/")
     print("      or sample yourself:  diffusion-lite sample --checkpoint mnist-text2img "
           "--prompt \"a thick seven\" --n 16 --out seven.png")

@@ -104,7 +104,8 @@ class Tokenizer:
             words = split_words(text)
             if len(words) > room and not truncate:
                 raise ValueError(f"prompt {text!r} has {len(words)} words; max_length={self.max_length} "
-                                 f"allows {room} (plus <bos> and <eos>); shorten it or pass truncate=True")
+                                 f"allows {room} (plus <bos> and <eos>); shorten it (from Python, "
+                                 "encode(..., truncate=True) cuts it to fit)")
             seq = [BOS] + [self.index.get(w, UNK) for w in words[:room]] + [EOS]
             ids[i, : len(seq)] = torch.tensor(seq)
         return ids, ids != PAD

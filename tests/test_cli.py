@@ -36,6 +36,9 @@ def test_train_sample_resume(tmp_path):
     p = run("train", "--dataset", "mnist", "--steps", "6", "--batch-size", "8", "--subset", "100", "--model", "tiny",
             "--out", str(out), "--threads", "1")
     assert "resuming" in p.stdout and "done: step 6" in p.stdout
+    p = run("train", "--dataset", "mnist", "--steps", "5", "--batch-size", "8", "--subset", "100", "--model", "tiny",
+            "--out", str(out), "--threads", "1")
+    assert "already trained to step 6 (>= --steps 5): nothing to do" in p.stdout and "done:" not in p.stdout
     run("sample", "--checkpoint", str(out), "--n", "3", "--steps", "2", "--out", str(tmp_path / "s.npz"))
     arr = np.load(tmp_path / "s.npz")["images"]
     assert arr.shape == (3, 1, 28, 28) and arr.dtype == np.uint8
@@ -75,6 +78,10 @@ def test_init_from_fine_tunes_an_exported_model(tmp_path):
     (["sample", "--checkpoint", "no/such/file", "--out", "a.png"], "no checkpoint at"),
     (["sample", "--checkpoint", "no/such/file", "--out", "a.jpg"], "must end in .png"),
     (["train", "--dataset", "mnist", "--steps", "1", "--out", "x", "--device", "cuda:7"], "not available"),
+    (["sample", "--checkpoint", "mnist-text2img", "--prompt", "a seven", "--guidance", "-1", "--n", "1",
+      "--steps", "1", "--out", "a.png"], "guidance scale s must be >= 0"),
+    (["sample", "--checkpoint", "mnist-uncond", "--eta", "5", "--n", "1", "--steps", "1", "--out", "a.png"],
+     "eta must be in [0, 1]"),
 ])
 def test_bad_arguments_are_one_line_errors(args, message, tmp_path):
     if "cuda:7" in args:
@@ -111,6 +118,28 @@ def test_text_to_image_commands(tmp_path):
     p = run("sample", "--checkpoint", str(run_dir), "--prompt", "x", "--out", str(tmp_path / "u.png"),
             "--prompts-file", str(tmp_path / "missing.txt"), check=False)
     assert p.returncode == 2 and "does not exist" in p.stderr
+    (tmp_path / "empty.txt").write_text("\n  \n")
+    p = run("sample", "--checkpoint", str(run_dir), "--prompts-file", str(tmp_path / "empty.txt"),
+            "--out", str(tmp_path / "u.png"), check=False)
+    assert p.returncode == 2 and "has no prompts" in p.stderr
+
+
+def test_text_training_hints_and_warnings(tmp_path):
+    """A text model's sampling hint has a prompt; fine-tuning on another text encoder warns; unknown prompt
+    words are named in a one-line warning."""
+    clip = tmp_path / "clip"
+    run("train-clip", "--steps", "2", "--batch-size", "16", "--subset", "100", "--out", str(clip), "--threads", "1")
+    p = run("train", "--dataset", "mnist", "--text", str(clip), "--init-from", "mnist-text2img", "--steps", "1",
+            "--batch-size", "4", "--subset", "100", "--out", str(tmp_path / "ft"), "--threads", "1")
+    assert "trained with another text encoder" in p.stderr
+    assert '--prompt "the digit seven"' in p.stdout
+    p = run("train", "--dataset", "mnist", "--text", "mnist-clip", "--init-from", "mnist-text2img", "--steps", "1",
+            "--batch-size", "4", "--subset", "100", "--out", str(tmp_path / "ft2"), "--threads", "1")
+    assert "another text encoder" not in p.stderr
+    p = run("sample", "--checkpoint", "mnist-text2img", "--prompt", "a purple seven", "--n", "1", "--steps", "1",
+            "--out", str(tmp_path / "p.png"))
+    assert "diffusion-lite: warning: unknown word(s) ['purple']" in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
 
 
 def test_guidance_interval_outside_every_step_is_the_conditional_model(tmp_path):

@@ -136,6 +136,16 @@ def test_cfg_guidance_interval_guides_only_inside(gen):
     torch.testing.assert_close(full, guided)
     with pytest.raises(ValueError, match="t_lo <= t_hi"):
         classifier_free_guidance(_toy_text_eps, c, u, 3.0, interval=(500, 100))
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="guidance scale s must be >= 0"):
+            classifier_free_guidance(_toy_text_eps, c, u, bad)
+
+
+@pytest.mark.parametrize("eta", [-0.1, 1.5])
+def test_ddim_eta_outside_0_1_is_an_error(eta):
+    schedule = Schedule.from_config(ScheduleConfig(T=100))
+    with pytest.raises(ValueError, match=r"eta must be in \[0, 1\]"):
+        sample_ddim(lambda x, t: torch.zeros_like(x), schedule, shape=(1, 1, 4, 4), steps=2, eta=eta, progress=False)
 
 
 def test_cads_gamma_anneals_from_the_prompt_to_noise():
