@@ -124,6 +124,10 @@ def _cads(args, pipe):
 def cmd_export(args) -> None:
     from .checkpoints import load
 
+    suffix = Path(args.out).suffix
+    if suffix.lower() in (".png", ".jpg", ".npz", ".npy", ".pt", ".pth", ".ckpt", ".bin", ".pkl"):
+        raise CLIError(f"--out is a checkpoint stem: it writes STEM.safetensors and STEM.json; drop the {suffix!r} "
+                       f"(got {args.out!r})")
     pipe = load(args.run)
     if args.card:
         card = json.loads(Path(args.card).read_text())
@@ -168,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="write an inference-only checkpoint from a run folder")
     e.add_argument("--run", required=True)
-    e.add_argument("--out", required=True)
+    e.add_argument("--out", required=True, help="checkpoint stem: writes OUT.safetensors and OUT.json")
     e.add_argument("--card", default=None, help="JSON file with model-card facts to store")
     e.set_defaults(func=cmd_export)
 

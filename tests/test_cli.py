@@ -77,6 +77,7 @@ def test_init_from_fine_tunes_an_exported_model(tmp_path):
     (["train", "--dataset", "mnist", "--steps", "0", "--out", "x"], "expected a positive number"),
     (["sample", "--checkpoint", "no/such/file", "--out", "a.png"], "no checkpoint at"),
     (["sample", "--checkpoint", "no/such/file", "--out", "a.jpg"], "must end in .png"),
+    (["export", "--run", "no/such/run", "--out", "model.png"], "drop the '.png'"),
     (["train", "--dataset", "mnist", "--steps", "1", "--out", "x", "--device", "cuda:7"], "not available"),
     (["sample", "--checkpoint", "mnist-text2img", "--prompt", "a seven", "--guidance", "-1", "--n", "1",
       "--steps", "1", "--out", "a.png"], "guidance scale s must be >= 0"),
