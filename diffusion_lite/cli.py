@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("DIFFUSION_LITE_DEBUG"):
         args.func(args)
         return 0
+    format_before = warnings.formatwarning  # one-line warnings while the command runs, restored after
     warnings.formatwarning = lambda message, category, *a, **k: f"diffusion-lite: warning: {message}\n"
     try:
         args.func(args)
@@ -210,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; a resumable checkpoint is kept in the run folder if one was written", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = format_before
     return 0
 
 
