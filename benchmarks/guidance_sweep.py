@@ -5,7 +5,7 @@
 
 evaluation.guidance_sweep: accuracy, FID/floor, KID and diversity at each classifier-free guidance
 scale s (same starting noise, prompts and reference draw for every s); then
-evaluation.attribute_adherence_report at ``--attribute-guidance``: paired samples for "a thin seven" /
+attribute_eval.attribute_adherence_report at ``--attribute-guidance``: paired samples for "a thin seven" /
 "a thick seven", "... slanting left / right", "a small / large ..." from the same noise.
 Writes results/guidance_sweep.json and guidance_sweep.png.
 """
@@ -35,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> dict:
+    from diffusion_lite.attribute_eval import attribute_adherence_report
     from diffusion_lite.checkpoints import load
-    from diffusion_lite.evaluation import attribute_adherence_report, guidance_sweep
+    from diffusion_lite.evaluation import guidance_sweep
     from diffusion_lite.metrics import load_eval_classifier
 
     rt = common.runtime_from_args(args)

@@ -32,9 +32,10 @@ def format_report(report: dict) -> str:
 
 
 def cmd_evaluate(args) -> None:
+    from .attribute_eval import attribute_adherence_report
     from .checkpoints import load
     from .cli import CLIError, _cads, _setup
-    from .evaluation import attribute_adherence_report, evaluate_pipeline
+    from .evaluation import evaluate_pipeline
     from .metrics import load_eval_classifier
 
     device = _setup(args)

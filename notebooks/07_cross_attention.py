@@ -32,10 +32,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from diffusion_lite import captions as C
-from diffusion_lite.checkpoints import load, load_pretrained  # noqa: F401 (load: see the next cell)
-from diffusion_lite.clip import zero_shot_classify
-from diffusion_lite.layers import CrossAttention, SpatialTransformer, attention
-from diffusion_lite.text_viz import (
+from diffusion_lite.attention_viz import (
     attention_steps_figure,
     attention_widget,
     sample_with_attention,
@@ -43,6 +40,9 @@ from diffusion_lite.text_viz import (
     token_maps,
     token_mass,
 )
+from diffusion_lite.checkpoints import load, load_pretrained  # noqa: F401 (load: see the next cell)
+from diffusion_lite.clip import zero_shot_classify
+from diffusion_lite.layers import CrossAttention, SpatialTransformer, attention
 from diffusion_lite.utils import get_device, seed_everything
 from diffusion_lite.viz import show_grid
 

@@ -492,7 +492,7 @@ distortion_widget(sweep, "Gaussian noise", level=1, n=100)
 #
 # - **FID is only as good as its features.** A generator whose digits were all off-centre, or all a bit
 #   thicker, would get a good FID here. Look at samples, and use targeted measures for what you care about
-#   (chapter 06's thickness/slant/size measures, `evaluation.attribute_adherence_report`).
+#   (chapter 06's thickness/slant/size measures, `attribute_eval.attribute_adherence_report`).
 # - **Numbers are comparable only with the same classifier, the same $n$, the same reference set** (we use
 #   MNIST test) and the same preprocessing. Quote all of them, as the table in section 7 does.
 # - **One number hides the trade-off.** FID mixes fidelity and diversity; guidance (chapter 08) moves them

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from diffusion_lite import attribute_eval as ae
 from diffusion_lite import evaluation as ev
 from diffusion_lite.checkpoints import load_checkpoint
 from diffusion_lite.clip import CLIPModel, save_clip
@@ -165,22 +166,22 @@ def test_guidance_sweep_needs_a_text_model(classifier):
 
 
 def test_attribute_prompts():
-    assert ev.attribute_prompt("thick", 7) == "a thick seven"
-    assert ev.attribute_prompt("slanting right", 7) == "a seven slanting right"
-    assert ev.attribute_prompt("large", 8) == "a large eight"
-    assert ev.attribute_prompt("slanting left", 8) == "an eight slanting left"
-    assert ev.ATTRIBUTE_PAIRS["thickness"] == ("thin", "thick")
+    assert ae.attribute_prompt("thick", 7) == "a thick seven"
+    assert ae.attribute_prompt("slanting right", 7) == "a seven slanting right"
+    assert ae.attribute_prompt("large", 8) == "a large eight"
+    assert ae.attribute_prompt("slanting left", 8) == "an eight slanting left"
+    assert ae.ATTRIBUTE_PAIRS["thickness"] == ("thin", "thick")
 
 
 def test_attribute_adherence_report(text_pipe, classifier):
-    r = ev.attribute_adherence_report(text_pipe, n_per_digit=2, digits=(1, 7), steps=2, classifier=classifier)
+    r = ae.attribute_adherence_report(text_pipe, n_per_digit=2, digits=(1, 7), steps=2, classifier=classifier)
     json.dumps(r)
     assert set(r["attributes"]) == {"thickness", "slant", "size"}
     for a in r["attributes"].values():
         assert 0 <= a["adherence"] <= 1 and 0 <= a["accuracy"] <= 1
         assert set(a["per_digit"]) == {1, 7} and a["n_low"] == a["n_high"] == 4
     with pytest.raises(ValueError, match="attributes"):
-        ev.attribute_adherence_report(text_pipe, attributes=("colour",), classifier=classifier)
+        ae.attribute_adherence_report(text_pipe, attributes=("colour",), classifier=classifier)
 
 
 # ----------------------------------------------------------------------------------------- the CLI

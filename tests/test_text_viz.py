@@ -1,4 +1,4 @@
-"""Figures and helpers of chapters 06-07 (diffusion_lite.text_viz): they show and compute what they claim."""
+"""Figures and helpers of chapters 06-07 (text_viz, attention_viz): they show and compute what they claim."""
 
 import matplotlib
 
@@ -9,6 +9,14 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from diffusion_lite.attention_viz import (  # noqa: E402
+    attention_steps_figure,
+    attention_widget,
+    sample_with_attention,
+    token_labels,
+    token_maps,
+    token_mass,
+)
 from diffusion_lite.captions import class_prompts  # noqa: E402
 from diffusion_lite.classifier import Classifier, ClassifierConfig  # noqa: E402
 from diffusion_lite.clip import CLIPModel, zero_shot_accuracy  # noqa: E402
@@ -17,21 +25,15 @@ from diffusion_lite.pipeline import DiffusionPipeline  # noqa: E402
 from diffusion_lite.schedules import Schedule  # noqa: E402
 from diffusion_lite.text_viz import (  # noqa: E402
     EXAMPLE_PROMPTS,
-    attention_steps_figure,
-    attention_widget,
     caption_grid_figure,
     embedding_space_figure,
     pca_2d,
     prompt_samples,
     prompt_samples_figure,
     prompt_widget,
-    sample_with_attention,
     similarity_matrix_figure,
     softmax_temperature_figure,
     temperature_widget,
-    token_labels,
-    token_maps,
-    token_mass,
     zero_shot_by_wording,
 )
 from diffusion_lite.tokenizer import Tokenizer  # noqa: E402

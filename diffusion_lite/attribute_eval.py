@@ -1,0 +1,77 @@
+"""Attribute adherence of a text-to-image pipeline: does "a thick seven" come out thicker than "a thin seven"?
+
+    report = attribute_adherence_report(load_pretrained("mnist-text2img"), n_per_digit=20, guidance=3.0)
+    report["attributes"]["thickness"]["adherence"]  # 0.5: the word is ignored, 1: always obeyed
+
+For each attribute (thickness, slant, size; captions.ATTRIBUTES) and digit, pairs of samples are drawn from
+the same starting noise x_T with the low and the high word ("a thin seven" / "a thick seven", "a seven
+slanting left" / "a seven slanting right", "a small seven" / "a large seven"), and measured on the pixels
+with the same functions that wrote the training captions (captions.thickness, slant, size). Adherence is the
+fraction of pairs where the high word measures more (metrics.attribute_adherence, paired).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any, Sequence
+
+import torch
+
+from . import captions, metrics
+from .classifier import Classifier
+from .evaluation import IMAGE_SHAPE, _check_pipe, generate
+from .guidance import CADS
+
+ATTRIBUTE_PAIRS = {a: (captions.WORDS[a][0], captions.WORDS[a][2]) for a in captions.ATTRIBUTES}
+
+
+def attribute_prompt(word: str, digit: int) -> str:
+    """'a thick seven', 'a seven slanting right': the attribute word before the noun, slant phrases after."""
+    name = captions.class_names("mnist")[digit]
+    return captions.fix_articles(f"a {name} {word}" if word.startswith("slanting") else f"a {word} {name}")
+
+
+def attribute_adherence_report(pipe, *, n_per_digit: int = 10, digits: Sequence[int] = tuple(range(10)),
+                               attributes: Sequence[str] = captions.ATTRIBUTES, guidance: float = 3.0, steps: int = 50,
+                               sampler: str = "ddim", seed: int = 0, batch_size: int = 250,
+                               classifier: Classifier | None = None, progress: bool = False,
+                               guidance_interval: tuple[int, int] | None = None,
+                               cads: CADS | None = None) -> dict[str, Any]:
+    """Paired samples for "a thin seven" / "a thick seven" (and slant, size) from the same x_T, measured with
+    captions.thickness / slant / size; adherence = fraction of pairs where the high word measures more
+    (metrics.attribute_adherence, paired; 0.5 = the word is ignored). Per attribute: adherence, means,
+    mean_shift, per-digit adherence, and the classifier accuracy of the attribute samples for their digit."""
+    _check_pipe(pipe)
+    if not pipe.is_text_conditional:
+        raise ValueError("attribute adherence needs a text-conditional pipeline; this one is unconditional")
+    unknown = [a for a in attributes if a not in ATTRIBUTE_PAIRS]
+    if unknown or n_per_digit < 1 or not digits:
+        raise ValueError(f"expected attributes from {list(ATTRIBUTE_PAIRS)}, n_per_digit >= 1 and some digits; got "
+                         f"{list(attributes)}, {n_per_digit}, {list(digits)}")
+    classifier = classifier if classifier is not None else metrics.load_eval_classifier()
+    t0 = time.perf_counter()
+    labels = torch.tensor([d for d in digits for _ in range(n_per_digit)])
+    n = labels.numel()
+    x_T = torch.randn((n, *IMAGE_SHAPE), generator=torch.Generator().manual_seed(seed))
+    kw = dict(guidance=guidance, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size, x_T=x_T,
+              progress=progress, guidance_interval=guidance_interval, cads=cads)
+    out: dict[str, Any] = {"settings": {"n_per_digit": n_per_digit, "digits": list(digits), "guidance": guidance,
+                                        "steps": steps, "sampler": sampler, "seed": seed,
+                                        "guidance_interval": list(guidance_interval) if guidance_interval else None,
+                                        "cads": asdict(cads) if cads else None,
+                                        "pairs": {a: list(ATTRIBUTE_PAIRS[a]) for a in attributes}},
+                           "attributes": {}}
+    for a in attributes:
+        low, high = ATTRIBUTE_PAIRS[a]
+        imgs = {w: generate(pipe, n, [attribute_prompt(w, int(d)) for d in labels], **kw) for w in (low, high)}
+        fn = captions.MEASURES[a]
+        res = metrics.attribute_adherence(fn, imgs[low], imgs[high], paired=True)
+        res["per_digit"] = {int(d): metrics.attribute_adherence(fn, imgs[low][labels == d], imgs[high][labels == d],
+                                                                paired=True)["adherence"] for d in digits}
+        both, target = torch.cat([imgs[low], imgs[high]]), torch.cat([labels, labels])
+        res["accuracy"] = metrics.conditional_accuracy(classifier, both, target)
+        res["example_prompts"] = [attribute_prompt(low, int(digits[0])), attribute_prompt(high, int(digits[0]))]
+        out["attributes"][a] = res
+    out["wall_time_s"] = round(time.perf_counter() - t0, 3)
+    return out
