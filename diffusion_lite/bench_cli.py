@@ -41,6 +41,9 @@ def cmd_bench(args) -> None:
     gpu = args.gpu or (args.device or "").startswith("cuda")
     if args.device and not args.device.startswith(("cuda", "cpu")):
         raise CLIError(f"bench runs on cpu or cuda (GPU mode), got --device {args.device}")
+    if args.device and args.device.startswith("cuda:") and args.device != "cuda:0":
+        raise CLIError(f"bench runs on the default GPU (cuda:0), got --device {args.device}; choose the GPU with "
+                       f"CUDA_VISIBLE_DEVICES={args.device.split(':', 1)[1]} diffusion-lite bench --device cuda")
     suite = _import_suite()
     results = suite.run_suite(args.only, quick=args.quick, out=args.out, threads=args.threads, gpu=gpu,
                               uncond=args.uncond, text=args.text, minutes=args.minutes)

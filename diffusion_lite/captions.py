@@ -176,10 +176,11 @@ def measure(images: torch.Tensor) -> dict[str, torch.Tensor]:
 def compute_thresholds(images: torch.Tensor, labels: torch.Tensor | None = None,
                        quantiles: tuple[float, float] = QUANTILES) -> dict:
     """{attribute: (low, high)}, or with labels {attribute: [(low, high)] per class}: the quantiles."""
-    values = measure(images)
-    q = torch.tensor(quantiles)
+    values = {a: v.cpu() for a, v in measure(images).items()}  # (N,) each, on the CPU like q
+    q = torch.tensor(quantiles, dtype=values["thickness"].dtype)
     if labels is None:
         return {a: tuple(round(t, 4) for t in torch.quantile(v, q).tolist()) for a, v in values.items()}
+    labels = labels.cpu()
     return {a: [tuple(round(t, 4) for t in torch.quantile(v[labels == c], q).tolist())
                 for c in range(int(labels.max()) + 1)] for a, v in values.items()}
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from . import metrics
+from .utils import randn
 from .viz import make_grid
 
 N_OPTIONS = (50, 100, 200, 500)  # sample counts offered by the widget
@@ -32,7 +33,7 @@ def _blur(x: torch.Tensor, sigma: float, noise: torch.Tensor) -> torch.Tensor:
     if sigma <= 0:
         return x
     r = math.ceil(3 * sigma)
-    k = torch.exp(-torch.arange(-r, r + 1, dtype=x.dtype) ** 2 / (2 * sigma ** 2))
+    k = torch.exp(-torch.arange(-r, r + 1, dtype=x.dtype, device=x.device) ** 2 / (2 * sigma ** 2))
     k = k / k.sum()
     y = F.conv2d(x + 1, k.view(1, 1, 1, -1), padding=(0, r))
     return F.conv2d(y, k.view(1, 1, -1, 1), padding=(r, 0)) - 1
@@ -51,7 +52,8 @@ def _rotate(x: torch.Tensor, degrees: float, noise: torch.Tensor) -> torch.Tenso
     if degrees == 0:
         return x
     a = math.radians(degrees)
-    theta = torch.tensor([[math.cos(a), math.sin(a), 0.0], [-math.sin(a), math.cos(a), 0.0]], dtype=x.dtype)
+    theta = torch.tensor([[math.cos(a), math.sin(a), 0.0], [-math.sin(a), math.cos(a), 0.0]], dtype=x.dtype,
+                         device=x.device)
     grid = F.affine_grid(theta.expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
     return F.grid_sample(x + 1, grid, align_corners=False) - 1
 
@@ -142,7 +144,7 @@ def distortion_sweep(classifier, images: torch.Tensor, labels: torch.Tensor, ref
     if images.dim() != 4 or labels.shape != (images.shape[0],):
         raise ValueError(f"expected images (N, 1, H, W) and labels (N,), got {tuple(images.shape)}, "
                          f"{tuple(labels.shape)}")
-    noise = torch.randn(images.shape, generator=generator)
+    noise = randn(images.shape, generator, images.device)
     clean_feats, clean_logits = metrics._features_and_logits(classifier, images)
     feats, correct, examples = {}, {}, {}
     for kind in kinds:

@@ -35,6 +35,7 @@ from typing import Callable
 import torch
 
 from .sampling import ModelFn
+from .utils import randn
 
 
 def pad_context(context: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,8 +85,7 @@ def cads_noise(y: torch.Tensor, mask: torch.Tensor, gamma: torch.Tensor, cfg: CA
     over each prompt's real tokens. gamma = 1 returns y unchanged.
     """
     g = gamma.to(y.dtype).view(-1, 1, 1)  # (B, 1, 1)
-    n = torch.randn(y.shape, generator=generator, dtype=y.dtype, device="cpu" if generator is None
-                    else generator.device).to(y.device)
+    n = randn(y.shape, generator, y.device, y.dtype)  # (B, L, D)
     y_hat = g.sqrt() * y + cfg.noise_scale * (1 - g).sqrt() * n
     m = mask.to(y.dtype).unsqueeze(-1)  # (B, L, 1)
     count = (m.sum(dim=(1, 2), keepdim=True) * y.shape[-1]).clamp(min=1.0)

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .utils import randn
 from .viz import make_grid
 
 TRADEOFF_KEYS = ("guidance", "accuracy", "diversity")  # what a trade-off row needs (evaluation.py's names)
@@ -93,7 +94,7 @@ def guidance_grid(pipe, prompts: Sequence[str], scales: Sequence[float], n: int,
     c = pipe.unet.cfg
     shape = (n, c.in_channels, c.image_size, c.image_size)
     if x_T is None:
-        x_T = torch.randn(shape, generator=generator)
+        x_T = randn(shape, generator)
     elif tuple(x_T.shape) != shape:
         raise ValueError(f"x_T must have shape {shape}, got {tuple(x_T.shape)}")
     P = len(prompts)

@@ -114,7 +114,7 @@ class SelfAttention2d(nn.Module):
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
         B, C, H, W = x.shape
         qkv = self.qkv(self.norm(x)).reshape(B, 3, self.h, C // self.h, H * W)  # (B, 3, h, d, HW)
-        q, k, v = qkv.permute(1, 0, 2, 4, 3).unbind(0)  # 3 x (B, h, HW, d)
+        q, k, v = qkv.permute(1, 0, 2, 4, 3).contiguous().unbind(0)  # 3 x (B, h, HW, d), d contiguous (fused kernels)
         out = attention(q, k, v)  # (B, h, HW, d)
         out = out.transpose(2, 3).reshape(B, C, H, W)
         return x + self.proj(out)

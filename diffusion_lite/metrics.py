@@ -56,7 +56,7 @@ def _features_and_logits(classifier: Classifier, images: torch.Tensor, batch_siz
     feats, logits = [], []
     for i in range(0, images.shape[0], batch_size):
         f = classifier.features(images[i:i + batch_size].to(device, torch.float32))
-        feats.append(f.double().cpu())
+        feats.append(f.cpu().double())  # .cpu() first: MPS has no float64
         logits.append(classifier.classify_features(f).float().cpu())
     classifier.train(was_training)
     return torch.cat(feats), torch.cat(logits)
@@ -227,7 +227,7 @@ def attribute_adherence(attribute_fn: Callable[[torch.Tensor], torch.Tensor], im
     """
     _check_images(images_low)
     _check_images(images_high)
-    lo, hi = attribute_fn(images_low).double().cpu(), attribute_fn(images_high).double().cpu()
+    lo, hi = attribute_fn(images_low).cpu().double(), attribute_fn(images_high).cpu().double()
     if lo.shape != (images_low.shape[0],) or hi.shape != (images_high.shape[0],):
         raise ValueError("attribute_fn must return one value per image (N,), "
                          f"got {tuple(lo.shape)} and {tuple(hi.shape)}")

@@ -109,7 +109,8 @@ def unet_features(unet: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor) -> 
 
     Blocks are conv_in, every layer of the ``down``, ``mid`` and ``up`` lists (ResBlock, attention,
     Down/Upsample; named as in ``viz.shape_trace``, e.g. "down.2.0") and conv_out, in call order. Returns
-    [{"name", "type", "out": (B, C, H, W) tensor on the CPU}]. Hooks are removed afterwards.
+    [{"name", "type", "out": (B, C, H, W) tensor on the CPU}]. x_t and t are moved to the U-Net's device.
+    Hooks are removed afterwards.
     """
     if getattr(getattr(unet, "cfg", None), "context_dim", None):
         raise ValueError("unet_features handles unconditional U-Nets (cfg.context_dim is None)")
@@ -121,7 +122,8 @@ def unet_features(unet: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor) -> 
                 hook = (lambda n: lambda m, i, o: records.append(
                     {"name": n, "type": type(m).__name__, "out": o.detach().cpu()}))(name)
                 handles.append(mod.register_forward_hook(hook))
-        unet(x_t, t)
+        device = next(unet.parameters()).device
+        unet(x_t.to(device), t.to(device))
     finally:
         for h in handles:
             h.remove()

@@ -20,6 +20,7 @@ from .guidance import CADS, classifier_free_guidance
 from .sampling import ModelFn, eps_model_fn, sample
 from .schedules import Schedule
 from .unet import UNet
+from .utils import randn
 
 
 class DiffusionPipeline:
@@ -106,7 +107,7 @@ class DiffusionPipeline:
             raise ValueError("nothing to sample: give prompts or n >= 1")
         c = self.unet.cfg
         if x_T is None:
-            x_T = torch.randn((B, c.in_channels, c.image_size, c.image_size), generator=generator)
+            x_T = randn((B, c.in_channels, c.image_size, c.image_size), generator)  # on the generator's device
         fn = self.model_fn(prompts, guidance=guidance, negative_prompt=negative_prompt,
                            guidance_interval=guidance_interval, cads=cads, generator=generator) \
             if self.is_text_conditional else self.model_fn()

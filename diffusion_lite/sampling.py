@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .schedules import Schedule, extract, predict_eps_from_x0, predict_x0_from_eps, q_posterior_mean_variance
-from .utils import progress_disabled
+from .utils import progress_disabled, randn
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[dict], None]
@@ -93,19 +93,12 @@ def ddim_step(schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor, t_prev: to
     return x_prev, x0_hat
 
 
-def _randn(shape, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """N(0, I) drawn on the generator's device and moved to ``device`` (a CPU generator gives the same
-    numbers whatever device the model runs on)."""
-    gen_device = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=gen_device).to(device)
-
-
 def _loop(step_fn, model_fn: ModelFn, schedule: Schedule, shape, x_T, steps, generator, callback, progress, device,
           desc):
     if x_T is None:
         if shape is None:
             raise ValueError("give either shape=(B, C, H, W) or x_T")
-        x_T = _randn(shape, generator, torch.device(device or "cpu"))
+        x_T = randn(shape, generator, device if device is not None else schedule.alpha_bar.device)
     x = x_T
     B = x.shape[0]
     ts = timesteps(schedule, steps)
@@ -117,7 +110,7 @@ def _loop(step_fn, model_fn: ModelFn, schedule: Schedule, shape, x_T, steps, gen
             eps_hat = model_fn(x, t)
         if eps_hat.shape != x.shape:
             raise ValueError(f"model_fn returned shape {tuple(eps_hat.shape)}, expected {tuple(x.shape)}")
-        noise = _randn(x.shape, generator, x.device).to(x.dtype) if t_next >= 0 else None
+        noise = randn(x.shape, generator, x.device, x.dtype) if t_next >= 0 else None
         x, x0_hat = step_fn(x, t, t_prev, eps_hat.to(x.dtype), noise)
         if callback is not None:
             callback({"i": i, "t": t_cur, "x_t": x, "x0_hat": x0_hat})
@@ -129,7 +122,8 @@ def sample_ddpm(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, 
                 progress: bool = True, device=None) -> torch.Tensor:
     """Ancestral sampling (DDPM Algorithm 2), optionally on a coarser grid of ``steps`` time steps.
 
-    shape: (B, C, H, W) to draw x_T ~ N(0, I) on ``device`` with ``generator``, or pass x_T.
+    shape: (B, C, H, W) to draw x_T ~ N(0, I) with ``generator`` (on its device), moved to ``device``
+    (default: the schedule's device, e.g. after ``schedule.to('cuda')``); or pass x_T.
     callback(dict(i, t, x_t, x0_hat)) is called after every step (x_t is the new, less noisy state).
     Returns x_0 of shape (B, C, H, W), roughly in [-1, 1].
     """

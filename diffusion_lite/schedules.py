@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import ScheduleConfig
+from .utils import randn
 
 # ---------------------------------------------------------------------------------------------
 # beta schedules: pure functions returning float64 tensors of shape (T,)
@@ -152,7 +153,7 @@ def q_sample(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor | int, noise:
     """
     t = _check_t(schedule, x0, t)
     if noise is None:
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        noise = randn(x0.shape, generator, x0.device, x0.dtype)
     return extract(schedule.sqrt_alpha_bar, t, x0) * x0 + extract(schedule.sqrt_one_minus_alpha_bar, t, x0) * noise
 
 
@@ -160,7 +161,7 @@ def q_step(schedule: Schedule, x_prev: torch.Tensor, t: torch.Tensor | int,
            generator: torch.Generator | None = None) -> torch.Tensor:
     """One Markov step, DDPM eq. (2): x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) eps."""
     t = _check_t(schedule, x_prev, t)
-    noise = torch.randn(x_prev.shape, generator=generator, device=x_prev.device, dtype=x_prev.dtype)
+    noise = randn(x_prev.shape, generator, x_prev.device, x_prev.dtype)
     return extract(schedule.alphas, t, x_prev).sqrt() * x_prev + extract(schedule.betas, t, x_prev).sqrt() * noise
 
 

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .checkpoints import add_prefix, load_checkpoint, load_state_strict, save_checkpoint, split_prefix
 from .config import TrainConfig
 from .schedules import Schedule, extract, q_sample, v_target
-from .utils import progress_disabled
+from .utils import progress_disabled, randn
 
 # cond_fn(images, labels, generator) -> extra keyword arguments for the U-Net (e.g. context, context_mask)
 CondFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], dict]
@@ -43,7 +43,7 @@ def diffusion_loss(model: torch.nn.Module, schedule: Schedule, x0: torch.Tensor,
     gen_device = generator.device if generator is not None else x0.device
     if t is None:
         t = torch.randint(0, schedule.T, (B,), generator=generator, device=gen_device).to(x0.device)
-    eps = torch.randn(x0.shape, generator=generator, device=gen_device).to(x0.device, x0.dtype)
+    eps = randn(x0.shape, generator, x0.device, x0.dtype)  # drawn on the generator's device
     x_t = q_sample(schedule, x0, t, noise=eps)
     out = model(x_t, t, **cond)
     target = {"eps": eps, "x0": x0}.get(prediction)
@@ -119,6 +119,7 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     Returns {"loss": [(step, loss)], "ema": EMA, "step": int, "seconds": float, "images_per_s": float}.
     """
     device = next(model.parameters()).device
+    schedule = schedule.to(device)  # else extract() copies its constants to the GPU at every step
     if images.dim() != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
     if cond_fn is not None and labels is None:
@@ -138,6 +139,8 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
         _load_optimizer(opt, tensors, saved["train_state"]["optimizer"])
         gen.set_state(tensors["rng.generator"].cpu())
         torch.set_rng_state(tensors["rng.torch"].cpu())
+        if device.type == "cuda" and "rng.cuda" in tensors:  # dropout masks on the GPU draw from it
+            torch.cuda.set_rng_state(tensors["rng.cuda"].cpu(), device)
         st = saved["train_state"]
         step, seconds, ema.num_updates = st["step"], st["seconds"], st["ema_updates"]
         history = [tuple(h) for h in st["loss_history"]]
@@ -157,6 +160,8 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
         tensors = {**add_prefix(ema.model.state_dict(), "unet"), **add_prefix(model.state_dict(), "train_unet"),
                    **opt_tensors, **(extra_tensors or {}),
                    "rng.generator": gen.get_state(), "rng.torch": torch.get_rng_state()}
+        if device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
         state = {"step": step, "seconds": seconds, "ema_updates": ema.num_updates, "loss_history": history,
                  "running_loss": running, "optimizer": opt_meta}
         save_checkpoint(ckpt, tensors, {**(meta or {}), "kind": "diffusion", "train": cfg.to_dict(),

@@ -14,9 +14,15 @@ def get_device(preferred: str | None = None) -> torch.device:
     Called only by scripts, the CLI and notebooks; library code follows its inputs' device.
     """
     if preferred not in (None, "", "auto"):
-        dev = torch.device(preferred)
+        try:
+            dev = torch.device(preferred)
+        except RuntimeError:  # e.g. "gpu", "CUDA", "cuda:x"
+            raise ValueError(f"unknown device {preferred!r}; expected cpu, cuda[:N] or mps") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {preferred!r} requested but CUDA is not available; use --device cpu")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {preferred!r} requested but this machine has {torch.cuda.device_count()} "
+                             f"GPU(s): cuda:0 to cuda:{torch.cuda.device_count() - 1}")
         if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
             raise ValueError(f"device {preferred!r} requested but MPS is not available; use --device cpu")
         if dev.type not in ("cpu", "cuda", "mps"):
@@ -27,6 +33,19 @@ def get_device(preferred: str | None = None) -> torch.device:
     if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def randn(shape, generator: torch.Generator | None = None, device: torch.device | str | None = None,
+          dtype: torch.dtype | None = None) -> torch.Tensor:
+    """N(0, I) of ``shape``, drawn on the generator's device and moved to ``device`` (default: cpu).
+
+    torch.randn needs the generator and the output on the same device (a CPU generator with
+    device="cuda" raises), so the project draws where the generator lives: a CPU generator gives
+    the same numbers whether the model runs on the CPU, a GPU or MPS.
+    """
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    gen_device = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
 
 
 def seed_everything(seed: int) -> torch.Generator:

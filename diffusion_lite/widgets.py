@@ -120,7 +120,7 @@ def reverse_density_1d(schedule: Schedule, x_t: float, t: int, s: int, grid: np.
     grid = np.asarray(grid, dtype=np.float64)
     if grid.ndim != 1 or grid.size < 3 or np.any(np.diff(grid) <= 0):
         raise ValueError("grid must be a 1-D increasing array of at least 3 points")
-    ab = schedule.alpha_bar.double().cpu().numpy()
+    ab = schedule.alpha_bar.cpu().double().numpy()
     ab_s, ab_ts = ab[s], ab[t] / ab[s]
 
     def log_normal(x, mean, var):

@@ -12,6 +12,7 @@ from diffusion_lite.schedules import (
     q_posterior_mean_variance,
     q_sample,
 )
+from diffusion_lite.utils import randn
 
 
 @pytest.mark.parametrize("kind", ["linear", "cosine", "sigmoid"])
@@ -105,3 +106,42 @@ def test_bad_t_is_a_clear_error():
 def test_schedule_moves_between_devices():
     s = Schedule.from_config().to("cpu")
     assert s.alpha_bar.device.type == "cpu"
+
+
+# ------------------------------------------------------------------ noise follows the generator's device
+def _strict_randn(monkeypatch):
+    """Make torch.randn as strict as on CUDA: a generator must live on the device it draws on."""
+    real = torch.randn
+
+    def randn(*shape, generator=None, device=None, **kw):
+        if generator is not None and device is not None and torch.device(device) != generator.device:
+            raise RuntimeError(f"Expected a '{torch.device(device).type}' device type for generator but found "
+                               f"'{generator.device.type}'")
+        return real(*shape, generator=generator, device=device, **kw)
+    monkeypatch.setattr(torch, "randn", randn)
+
+
+def test_randn_draws_on_the_generators_device_then_moves(monkeypatch):
+    _strict_randn(monkeypatch)
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(RuntimeError, match="device type for generator"):
+        torch.randn((2, 3), generator=g, device="meta")  # what a CPU generator + CUDA tensor does on a GPU
+    x = randn((2, 3), g, "meta", torch.float16)  # "meta" stands in for a GPU: another device than g's
+    assert x.device.type == "meta" and x.dtype == torch.float16 and x.shape == (2, 3)
+    y = randn((2, 3), torch.Generator().manual_seed(0))  # the same numbers on whichever device
+    assert torch.equal(y, torch.randn((2, 3), generator=torch.Generator().manual_seed(0)))
+
+
+def test_package_draws_noise_from_a_generator_only_through_utils_randn():
+    """A direct torch.randn(..., generator=g, device=x.device) works on the CPU and fails on a GPU with
+    the CPU generators the course uses (chapters 03, 05, 08 with get_device() == cuda)."""
+    import re
+    from pathlib import Path
+
+    import diffusion_lite
+
+    pkg = Path(diffusion_lite.__file__).parent
+    offenders = [f"{p.name}:{i}" for p in sorted(pkg.glob("*.py")) if p.name != "utils.py"
+                 for i, line in enumerate(p.read_text().splitlines(), 1)
+                 if re.search(r"torch\.randn\(.*generator=(?!torch\.Generator\(\))", line)]
+    assert not offenders, f"draw noise with utils.randn (generator's device, then move): {offenders}"
