@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -152,6 +153,9 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
         model.to(memory_format=torch.channels_last)
     train_model = torch.compile(model) if cfg.compile else model
     use_amp = cfg.amp and device.type == "cuda"
+    if use_amp and not torch.cuda.is_bf16_supported(including_emulation=False):
+        warnings.warn(f"--amp uses bfloat16, which {torch.cuda.get_device_name(device)} only emulates (native from "
+                      "Ampere on); training in float32 (without --amp) is likely faster here", stacklevel=2)
 
     def save():
         if ckpt is None:
