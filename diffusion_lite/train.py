@@ -106,6 +106,21 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+def check_image_range(images: torch.Tensor) -> None:
+    """Training images must be floats in [-1, 1] (DDPM sec. 3.3; utils.from_uint8). Out of range is an error;
+    no pixel below 0 is a warning: most likely images in [0, 1], whose samples come out with a grey
+    background and whose noise-to-signal ratio at each t differs from the schedule's design (chapter 10)."""
+    if not images.is_floating_point():
+        raise ValueError(f"images must be floats in [-1, 1], got {images.dtype} (convert with utils.from_uint8)")
+    lo, hi = float(images.min()), float(images.max())
+    if lo < -1.001 or hi > 1.001:
+        raise ValueError(f"images must be in [-1, 1], got values in [{lo:.3g}, {hi:.3g}]"
+                         + (" (uint8 range: use utils.from_uint8)" if hi > 2 else ""))
+    if lo >= 0:
+        warnings.warn(f"no training pixel is below 0 (values in [{lo:.3g}, {hi:.3g}]): are the images in [0, 1]? "
+                      "The models expect [-1, 1] (x * 2 - 1)", stacklevel=3)
+
+
 def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: TrainConfig, *,
         labels: torch.Tensor | None = None, cond_fn: CondFn | None = None, run_dir: str | Path | None = None,
         meta: dict | None = None, extra_tensors: dict[str, torch.Tensor] | None = None,
@@ -123,6 +138,7 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     schedule = schedule.to(device)  # else extract() copies its constants to the GPU at every step
     if images.dim() != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
+    check_image_range(images)
     if cond_fn is not None and labels is None:
         raise ValueError("cond_fn needs labels (one per image)")
     gen = torch.Generator().manual_seed(cfg.seed)  # CPU generator: batches, t, eps, prompt dropout

@@ -148,6 +148,7 @@ plt.show()
 # | [07 Cross-attention](07_cross_attention.ipynb) | how does the text get into the U-Net? | `layers`, `pipeline` |
 # | [08 Classifier-free guidance](08_guidance.ipynb) | how do we make the model follow the prompt more? | `guidance` |
 # | [09 Measuring a generator](09_evaluation.ipynb) | how good are the samples, in numbers? | `metrics`, `classifier` |
+# | [10 Debugging](10_debugging.ipynb) | loss falls, samples are noise: where is the bug? | `train`, `debug_viz` |
 #
 # ## 3. Setup check
 #

@@ -413,13 +413,16 @@ assert samples.shape == (36, 1, 28, 28) and samples.min() >= -1 and samples.max(
 # %% [markdown]
 # ### When the loss falls but the samples are noise: a checklist
 #
-# * The first loss should be close to 1 (an untrained network predicts zeros). Much larger: the images are not
-#   in $[-1, 1]$, or the target is not the noise.
+# * The first loss should be close to 1: the untrained U-Net's output layer starts at zero, so it predicts
+#   $\hat\epsilon = 0$ and the loss is $\mathbb E[\epsilon^2] = 1$. Much larger: the target is not the noise. (It
+#   is 1 whatever the pixel range, so it does not catch images in $[0, 1]$; `fit` checks the range itself.)
 # * The loss at $t$ near $T$ should be small (left plot of section 5); if not, the network does not receive
 #   $t$, or $\bar\alpha_{T-1}$ is not close to 0.
 # * Sample with the **same schedule** the model was trained with (the checkpoint stores it), and with the EMA
 #   weights once training is long enough for the average to have caught up.
 # * Check the sampler separately, with an "oracle" that knows the true noise: chapter 05's exercise.
+# * [Chapter 10](10_debugging.ipynb) breaks a working model in each of these ways and shows what each bug does
+#   to the loss at each $t$ and to the samples.
 #
 # ## Exercise
 #

@@ -121,3 +121,20 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
     (tmp_path / "m.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="do not fit"):
         load(tmp_path / "m")
+
+
+def test_fit_checks_the_pixel_range(mnist_small):
+    """Images in [0, 1] (ToTensor without x * 2 - 1) warn, uint8-range floats and ints are errors: the
+    first loss is 1 whatever the range, so nothing else would notice (chapter 10)."""
+    s = Schedule.from_config(ScheduleConfig("cosine"))
+    cfg = TrainConfig(steps=1, batch_size=4, log_every=1, checkpoint_every=0)
+    with pytest.warns(UserWarning, match=r"are the images in \[0, 1\]"):
+        fit(UNet(TINY), s, (mnist_small[:16] + 1) / 2, cfg, progress=False)
+    with pytest.raises(ValueError, match=r"got values in \[0, 255\] \(uint8 range: use utils.from_uint8\)"):
+        fit(UNet(TINY), s, (mnist_small[:16] + 1) * 127.5, cfg, progress=False)
+    with pytest.raises(ValueError, match="must be floats"):
+        fit(UNet(TINY), s, ((mnist_small[:16] + 1) * 127.5).to(torch.uint8), cfg, progress=False)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # data in [-1, 1]: silent
+        fit(UNet(TINY), s, mnist_small[:16], cfg, progress=False)

@@ -1,0 +1,295 @@
+# %% [markdown]
+# # 10 · Debugging: when the loss falls but the samples are noise
+#
+# A diffusion model fails quietly. The training loss falls (it is a regression, and almost any network learns
+# *something*), no error is raised, and only the samples, made hundreds of steps later, come out as grey
+# smears or static. The bug can sit in four places: the data, the noise schedule, how the network is told the
+# time step, or the sampler. This chapter breaks a working model on purpose, once in each place, and looks at
+# what each bug does to two instruments you already have:
+#
+# * the **loss at fixed time steps** on held-out images (`train.loss_per_timestep`, chapter 04), which
+#   shows *where in t* a model goes wrong, without sampling at all;
+# * **samples with FID / floor** (chapter 09's evaluator), which show *whether* it goes wrong.
+#
+# ## Learning goals
+#
+# * Recognise the symptoms of four classic bugs: images in $[0, 1]$ instead of $[-1, 1]$, sampling with
+#   another schedule than the one trained, a time step the network cannot read, and an unclipped sampler.
+# * Read a loss-per-timestep curve against a working model's, and tell which range of $t$ a bug breaks.
+# * Know which bugs the loss cannot see (the sampler's), and the oracle check that finds them.
+# * Use the package's own guards (`fit` checks the pixel range; checkpoints carry their schedule).
+
+# %%
+import math
+import os
+import random
+import warnings
+
+import matplotlib.pyplot as plt
+import torch
+
+from diffusion_lite.checkpoints import load_pretrained
+from diffusion_lite.config import ScheduleConfig
+from diffusion_lite.data import load_dataset
+from diffusion_lite.debug_viz import grey_background_fraction, symptoms_figure, symptoms_widget
+from diffusion_lite.evaluation import prepare_reference, score_samples
+from diffusion_lite.metrics import load_eval_classifier
+from diffusion_lite.sampling import sample_ddim
+from diffusion_lite.schedules import Schedule
+from diffusion_lite.train import check_image_range, loss_per_timestep
+from diffusion_lite.utils import get_device, seed_everything
+
+FULL = os.environ.get("DIFFUSION_LITE_FULL") == "1"  # full mode: more samples per variant
+torch.set_num_threads(1)  # small models: one thread is nearly as fast, and robust on a busy machine
+g = seed_everything(0)
+device = get_device()
+
+pipe = load_pretrained("mnist-uncond", device)  # the working model of chapters 04-05
+unet, schedule = pipe.unet, pipe.schedule
+test_set = load_dataset("mnist", "test", subset=1000, balanced=True)
+x_held = test_set.images[torch.randperm(1000, generator=g)[:128]].to(device)  # held-out digits in [-1, 1]
+classifier = load_eval_classifier(device)
+N = 1000 if FULL else 200  # samples per variant (FID against as many test images)
+reference = prepare_reference(classifier, "mnist-test", N)
+ts = [0, 20, 100, 200, 350, 500, 650, 800, 950]
+print(f"device {device}; schedule {schedule.config.kind}, T = {schedule.T}; held-out batch {tuple(x_held.shape)}; "
+      f"{N} samples per variant")
+
+# %% [markdown]
+# ## 1. The working model: what "healthy" looks like
+#
+# Every variant below is measured the same way: the loss at the nine time steps `ts` on the same 128 held-out
+# digits with the same noise (a generator seeded with 1), and `N` samples from the same starting noise with
+# DDIM in 20 steps, scored with FID in the evaluation classifier's features, divided by the real-vs-real floor
+# (chapter 09; about 1 for a perfect generator, and the shipped model is near 3 at this sample count and step
+# count). `measure` does both for any network `net(x_t, t)` and schedule.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+@torch.no_grad()
+def loss_curve(net, sched, images=x_held):
+    """Loss at each t of ts on the held-out images, with the same noise every time."""
+    return loss_per_timestep(net, sched, images, ts, generator=torch.Generator().manual_seed(1))
+
+
+@torch.no_grad()
+def measure(net, sched, clip_x0=True):
+    """(loss at each t of ts, N samples in [-1, 1], FID / floor) for a network net(x_t, t) -> eps_hat."""
+    losses = loss_curve(net, sched)
+    samples = sample_ddim(lambda x_t, t: net(x_t, t), sched, shape=(N, 1, 28, 28), steps=20, clip_x0=clip_x0,
+                          generator=torch.Generator().manual_seed(0), progress=False, device=device).clamp(-1, 1)
+    return losses, samples.cpu(), score_samples(classifier, samples, reference)["fid_ratio"]
+
+
+curves, samples, scores = {}, {}, {}
+name = "working model"
+curves[name], samples[name], scores[name] = measure(unet, schedule)
+print("t        :", " ".join(f"{t:>6}" for t in ts))
+print("loss at t:", " ".join(f"{v:6.3f}" for v in curves[name]), f"  FID / floor {scores[name]:.1f}")
+assert curves[name][0] > curves[name][-1] and scores[name] < 6
+
+# %% [markdown]
+# The healthy curve falls from about 0.2 at $t = 0$ to almost 0 at $t = 950$: picking faint noise out of a clear
+# digit is hard, and near $t = T$ the input *is* the noise (chapter 04, section 5). Keep its shape in mind.
+#
+# ## 2. Bug one: images in $[0, 1]$
+#
+# DDPM scales pixels to $[-1, 1]$ (Ho et al. 2020, sec. 3.3), so that the data has roughly the variance of the
+# noise and the schedule's signal-to-noise ratios mean what they were designed to mean. `torchvision`'s
+# `ToTensor()` gives $[0, 1]$; forgetting the `x * 2 - 1` is the most common bug of all. Here it is at evaluation
+# time: the working network, shown held-out digits in $[0, 1]$.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+name = "images in [0, 1]"
+curves[name] = loss_curve(unet, schedule, (x_held + 1) / 2)
+print("loss at t:", " ".join(f"{v:6.3f}" for v in curves[name]))
+print("ratio to the working model:", " ".join(f"{a / b:6.1f}" for a, b in zip(curves[name], curves["working model"])))
+assert curves[name][1] > 5 * curves["working model"][1]  # small t: the background is 0, not -1
+
+# %% [markdown]
+# The loss is too high at every step but the last: 9 times at $t = 0$, up to 28 times at $t = 100$-$200$, where
+# image and noise weigh about equally in $x_t$, and less than 3 times at $t = 950$, where the noise dominates
+# and the image hardly matters. The network sees a grey background (0) where it learned black (-1) and
+# "explains" the difference as noise. **A loss too high almost everywhere, worst at small $t$, points to the
+# data.**
+#
+# Trained on $[0, 1]$, a model learns that range and its samples come out in it; shown as $[-1, 1]$ images
+# (as `show_grid` and every figure here assume), their background is mid-grey. We show that by mapping the
+# working model's samples to $[0, 1]$ (we do not train a broken model here). `fit` guards against the bug: images
+# outside $[-1, 1]$ are an error, and images with no pixel below 0 get a warning.
+
+# %%
+samples[name] = (samples["working model"] + 1) / 2  # what a model trained on [0, 1] would produce
+scores[name] = score_samples(classifier, samples[name], reference)["fid_ratio"]
+grey = {k: grey_background_fraction(samples[k]) for k in ("working model", name)}
+print(f"grey border pixels: working {grey['working model']:.0%}, [0, 1] {grey[name]:.0%};"
+      f" FID / floor {scores[name]:.0f}")
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    check_image_range((x_held + 1) / 2)  # what fit() calls on its training images
+print("fit would warn:", caught[0].message)
+try:
+    check_image_range(x_held * 127.5 + 127.5)  # uint8-range floats
+except ValueError as e:
+    print("fit would refuse:", e)
+assert grey[name] > 0.9 > 0.1 > grey["working model"] and len(caught) == 1
+
+# %% [markdown]
+# ## 3. Bug two: sampling with another schedule than the one trained
+#
+# The network learned to undo the noise of *its* schedule: at step $t$ it expects $x_t$ with signal
+# $\sqrt{\bar\alpha_t}$ and noise $\sqrt{1 - \bar\alpha_t}$. Rebuild the schedule from a default in the sampling
+# script (here: linear instead of the cosine schedule it was trained with) and every step is off. This is why
+# the package's checkpoints store the schedule's config and `load_pretrained` rebuilds it from the file.
+
+# %%
+name = "linear schedule"
+linear = Schedule.from_config(ScheduleConfig("linear", T=1000)).to(device)
+curves[name], samples[name], scores[name] = measure(unet, linear)
+print("loss at t:", " ".join(f"{v:6.3f}" for v in curves[name]), f"  FID / floor {scores[name]:.1f}")
+ab_cos, ab_lin = schedule.alpha_bar.cpu()[ts], linear.alpha_bar.cpu()[ts]
+print("alpha_bar, cosine:", " ".join(f"{v:6.3f}" for v in ab_cos))
+print("alpha_bar, linear:", " ".join(f"{v:6.3f}" for v in ab_lin))
+assert scores[name] > 2 * scores["working model"]
+
+# %% [markdown]
+# The loss is close at both ends of the chain, where the two schedules agree, and off in the middle (up to 7
+# times at $t = 350$-$500$), where their $\bar\alpha_t$ differ most (at $t = 350$: 0.28 instead of 0.72). Some
+# samples are still digits, many are malformed: FID / floor about 9 against 3. A mismatch this mild does not
+# look broken, it looks like an under-trained model. **Check the schedule before training longer.**
+#
+# ## 4. Bug three: a time step the network cannot read
+#
+# The U-Net reads $t$ through a sinusoidal embedding of the *integer* step (chapter 03). Passing $t / T$ (a
+# habit from continuous-time code) squeezes every step into $[0, 1)$: to the network, every input looks like
+# $t \approx 0$. Reversing the index ($T - 1 - t$, an off-by-direction when building a sampler's time grid)
+# tells it the opposite of the truth.
+
+# %%
+def t_over_T(x_t, t):
+    return unet(x_t, t.float() / schedule.T)  # the bug: t in [0, 1) instead of the integer step
+
+
+def reversed_t(x_t, t):
+    return unet(x_t, schedule.T - 1 - t)  # the bug: the index counted from the other end
+
+
+for name, net in {"t / T instead of t": t_over_T, "reversed t": reversed_t}.items():
+    curves[name], samples[name], scores[name] = measure(net, schedule)
+    print(f"{name:20}", " ".join(f"{v:6.3f}" for v in curves[name]), f"  FID / floor {scores[name]:.0f}")
+assert curves["t / T instead of t"][-1] > 10 * curves["working model"][-1]
+assert curves["reversed t"][0] > 5 * curves["working model"][0] and scores["reversed t"] > 10
+
+# %% [markdown]
+# Two different signatures. With $t / T$ the loss is right at $t = 0$ (that is where the network believes it
+# is) and grows with $t$ to about 0.7, and stays there: the network removes only a faint noise at every step,
+# and the samples stay noise. With
+# the reversed index the loss is right only in the middle ($t \approx 500$, where $t$ and $T - 1 - t$ meet) and
+# wrong at both ends. **A curve that is right at one $t$ and wrong elsewhere points to the time step.**
+#
+# ## 5. Bug four: the sampler
+#
+# Some bugs do not touch the network, and the loss cannot see them. The classic one: no clipping of the
+# predicted $\hat x_0$. The first steps divide by $\sqrt{\bar\alpha_t} \approx 0$, and the unclipped guess
+# explodes (chapter 05, section 3).
+
+# %%
+name = "no x0 clipping"
+curves[name], samples[name], scores[name] = measure(unet, schedule, clip_x0=False)
+print("loss at t:", " ".join(f"{v:6.3f}" for v in curves[name]), f"  FID / floor {scores[name]:.0f}")
+assert curves[name] == curves["working model"] and scores[name] > 10
+
+# %% [markdown]
+# The loss is *identical* to the working model's (same network, same data), and the samples are ruined. For
+# sampler bugs the instrument is an oracle: give the sampler the *true* noise instead of a network, and it must
+# recover $x_0$ exactly (chapter 05's exercise; the package's tests run the same check for DDPM and DDIM).
+#
+# ## 6. All the symptoms side by side
+#
+# Each row: the loss at each $t$ against the working model's (grey), and 16 samples with their FID / floor.
+
+# %%
+fig = symptoms_figure(ts, curves, samples, scores)
+plt.show()
+
+# %% [markdown]
+# The same figure one variant at a time (the drop-down picks it; the figure above is its static twin):
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+symptoms_widget(ts, curves, samples, scores)
+
+# %% [markdown]
+# ### A checklist
+#
+# | symptom | likely cause | check |
+# | --- | --- | --- |
+# | loss too high almost everywhere, worst at small $t$ | pixel range | `x.min(), x.max()` of a batch: $-1$, $1$ |
+# | loss close at both ends, off in the middle | another schedule when sampling | `schedule.config` == checkpoint's |
+# | loss right at one $t$, wrong elsewhere | time step scaled or reversed | print the `t` the network receives |
+# | loss healthy, samples ruined | sampler | oracle: the sampler with the true noise recovers $x_0$ |
+# | samples with a grey background | images in $[0, 1]$ at training | as the first row |
+# | loss falls, samples blurry but digit-like | under-trained, or a mild mismatch | more steps; also the schedule row |
+#
+# Two more that this chapter does not stage: sampling with the raw weights instead of the EMA early in training
+# (chapter 04, section 6), and for text models, a guidance scale with a network trained without prompt dropout
+# (it has no unconditional branch to extrapolate from; chapter 08).
+#
+# ## Exercise
+#
+# Below, `mystery_curve` is the loss at `ts` of the working network with one of the bugs of this chapter,
+# measured on *other* held-out digits with other noise, so it matches none of the curves above exactly. Write
+# `diagnose(curve)` that returns the name of the closest variant in `curves`, comparing $\log$ losses (the curves
+# span two orders of magnitude). Then check that it names the right bug.
+
+# %%
+bugs = {"images in [0, 1]": (unet, schedule, lambda x: (x + 1) / 2),
+        "linear schedule": (unet, linear, lambda x: x),
+        "t / T instead of t": (t_over_T, schedule, lambda x: x),
+        "reversed t": (reversed_t, schedule, lambda x: x)}
+hidden = random.Random(10).choice(sorted(bugs))  # which bug: do not peek, diagnose it
+net, sched, to_range = bugs[hidden]
+other = test_set.images[torch.randperm(1000, generator=torch.Generator().manual_seed(5))[:128]].to(device)
+with torch.no_grad():
+    mystery_curve = loss_per_timestep(net, sched, to_range(other), ts, generator=torch.Generator().manual_seed(9))
+
+
+# %%
+# Exercise: diagnose the mystery curve (solution below; try it yourself first)
+def diagnose(curve):
+    """Name of the variant in `curves` whose loss curve is closest in log space."""
+    def distance(name):
+        return sum((math.log(a) - math.log(b)) ** 2 for a, b in zip(curve, curves[name]))
+    return min(curves, key=distance)
+
+
+print("diagnosis:", diagnose(mystery_curve))
+assert diagnose(mystery_curve) == hidden
+assert all(diagnose(curves[name]) in (name, "working model") for name in curves)  # each curve finds itself
+
+# %% [markdown]
+# (The last line allows one exception: "no x0 clipping" has the working model's curve, so it cannot be told
+# apart by the loss; that is section 5's point.)
+#
+# ## Summary
+#
+# * A falling loss only says the network learns *something*. Compare the **loss at each $t$** with a working
+#   model's: *where* in $t$ it is wrong points to the bug.
+# * Wrong almost everywhere, worst at small $t$: the **pixel range** (use $[-1, 1]$; `fit` checks it). Close at
+#   both ends, wrong in the middle: the **schedule** differs between training and sampling (checkpoints carry
+#   theirs). Right at one $t$, wrong
+#   elsewhere: the **time step** the network reads is scaled or reversed.
+# * Healthy loss, ruined samples: the **sampler**. Check it with an oracle that knows the true noise, and clip
+#   $\hat x_0$.
+# * Mild bugs look like under-training; measure (FID / floor, chapter 09) before training longer.
+#
+# ## References
+#
+# * Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models" (sec. 3.3: data scaled to $[-1, 1]$).
+# * Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models" (the cosine schedule).
+# * Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models".
+# * Lin, Liu, Li & Yang 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed" (schedule and
+#   time-step mismatches between training and sampling in widely used code).
+# * Karpathy 2019, "A Recipe for Training Neural Networks" (blog post: become one with the data; compare with
+#   a known-good baseline).
