@@ -11,12 +11,16 @@
 #   shows *where in t* a model goes wrong, without sampling at all;
 # * **samples with FID / floor** (chapter 09's evaluator), which show *whether* it goes wrong.
 #
+# One rule makes the first instrument work: compute the loss curve through the *same* network call
+# `net(x_t, t)` and the same `Schedule` that your sampler uses. A bug that lives only in the sampling script
+# (a hard-coded schedule, a rescaled `t`) leaves the training loss perfectly healthy.
+#
 # ## Learning goals
 #
 # * Recognise the symptoms of four classic bugs: images in $[0, 1]$ instead of $[-1, 1]$, sampling with
 #   another schedule than the one trained, a time step the network cannot read, and an unclipped sampler.
 # * Read a loss-per-timestep curve against a working model's, and tell which range of $t$ a bug breaks.
-# * Know which bugs the loss cannot see (the sampler's), and the oracle check that finds them.
+# * Know which bugs the loss cannot see (the sampler's), and the checks that find them.
 # * Use the package's own guards (`fit` checks the pixel range; checkpoints carry their schedule).
 
 # %%
@@ -108,13 +112,16 @@ print("ratio to the working model:", " ".join(f"{a / b:6.1f}" for a, b in zip(cu
 assert curves[name][1] > 5 * curves["working model"][1]  # small t: the background is 0, not -1
 
 # %% [markdown]
-# The loss is too high at every step but the last: 9 times at $t = 0$, up to 28 times at $t = 100$-$200$, where
-# image and noise weigh about equally in $x_t$, and less than 3 times at $t = 950$, where the noise dominates
-# and the image hardly matters. The network sees a grey background (0) where it learned black (-1) and
-# "explains" the difference as noise. **A loss too high almost everywhere, worst at small $t$, points to the
-# data.**
+# The loss is too high at every step: 9 times at $t = 0$, up to 28 times at $t = 100$-$200$, and only 2.6 times
+# at $t = 950$. The network sees a grey background (0) where it learned black (-1) and takes the difference
+# for noise. That offset of 1 enters $x_t$ scaled by $\sqrt{\bar\alpha_t}$; in units of the noise,
+# $\sqrt{1 - \bar\alpha_t}$, it is $\sqrt{\mathrm{SNR}(t)}$: huge at small $t$ (more than the network can
+# explain away), negligible near $T$, where the noise dominates. **A loss too high almost everywhere but
+# close to the working curve near $T$ points to the data**: here a range at evaluation that differs from the
+# range in training.
 #
-# Trained on $[0, 1]$, a model learns that range and its samples come out in it; shown as $[-1, 1]$ images
+# A model *trained* on $[0, 1]$ has a normal-looking loss on $[0, 1]$ data; it learns that range and its
+# samples come out in it; shown as $[-1, 1]$ images
 # (as `show_grid` and every figure here assume), their background is mid-grey. We show that by mapping the
 # working model's samples to $[0, 1]$ (we do not train a broken model here). `fit` guards against the bug: images
 # outside $[-1, 1]$ are an error, and images with no pixel below 0 get a warning.
@@ -139,8 +146,8 @@ assert grey[name] > 0.9 > 0.1 > grey["working model"] and len(caught) == 1
 # ## 3. Bug two: sampling with another schedule than the one trained
 #
 # The network learned to undo the noise of *its* schedule: at step $t$ it expects $x_t$ with signal
-# $\sqrt{\bar\alpha_t}$ and noise $\sqrt{1 - \bar\alpha_t}$. Rebuild the schedule from a default in the sampling
-# script (here: linear instead of the cosine schedule it was trained with) and every step is off. This is why
+# $\sqrt{\bar\alpha_t}$ and noise $\sqrt{1 - \bar\alpha_t}$. Rebuild the schedule from a hard-coded default in the
+# sampling script (here: linear instead of the cosine schedule it was trained with) and every step is off. This is why
 # the package's checkpoints store the schedule's config and `load_pretrained` rebuilds it from the file.
 
 # %%
@@ -156,7 +163,7 @@ assert scores[name] > 2 * scores["working model"]
 # %% [markdown]
 # The loss is close at both ends of the chain, where the two schedules agree, and off in the middle (up to 7
 # times at $t = 350$-$500$), where their $\bar\alpha_t$ differ most (at $t = 350$: 0.28 instead of 0.72). Some
-# samples are still digits, many are malformed: FID / floor about 9 against 3. A mismatch this mild does not
+# samples are still digits, many are malformed: FID / floor 9.5 against 3.2. A mismatch this mild does not
 # look broken, it looks like an under-trained model. **Check the schedule before training longer.**
 #
 # ## 4. Bug three: a time step the network cannot read
@@ -183,16 +190,18 @@ assert curves["reversed t"][0] > 5 * curves["working model"][0] and scores["reve
 
 # %% [markdown]
 # Two different signatures. With $t / T$ the loss is right at $t = 0$ (that is where the network believes it
-# is) and grows with $t$ to about 0.7, and stays there: the network removes only a faint noise at every step,
+# is) and grows with $t$ to about 0.8 and stays near it: the network removes only a faint noise at every step,
 # and the samples stay noise. With
 # the reversed index the loss is right only in the middle ($t \approx 500$, where $t$ and $T - 1 - t$ meet) and
-# wrong at both ends. **A curve that is right at one $t$ and wrong elsewhere points to the time step.**
+# wrong at both ends. Both end far above the working curve near $T$, where the data bugs end close to it.
+# **A curve that is right at one $t$ only and far off near $T$ points to the time step** (chapter 04's
+# checklist: near $T$ the loss must be small, since $x_t$ is almost pure noise).
 #
 # ## 5. Bug four: the sampler
 #
 # Some bugs do not touch the network, and the loss cannot see them. The classic one: no clipping of the
-# predicted $\hat x_0$. The first steps divide by $\sqrt{\bar\alpha_t} \approx 0$, and the unclipped guess
-# explodes (chapter 05, section 3).
+# predicted $\hat x_0$. The first step, at $t = 999$, divides by $\sqrt{\bar\alpha_t} \approx 5 \cdot 10^{-5}$, and
+# the unclipped guess explodes (chapter 05, section 3).
 
 # %%
 name = "no x0 clipping"
@@ -201,9 +210,33 @@ print("loss at t:", " ".join(f"{v:6.3f}" for v in curves[name]), f"  FID / floor
 assert curves[name] == curves["working model"] and scores[name] > 10
 
 # %% [markdown]
-# The loss is *identical* to the working model's (same network, same data), and the samples are ruined. For
-# sampler bugs the instrument is an oracle: give the sampler the *true* noise instead of a network, and it must
-# recover $x_0$ exactly (chapter 05's exercise; the package's tests run the same check for DDPM and DDIM).
+# The loss is *identical* to the working model's (same network, same data), and the samples are ruined (shown
+# and scored clamped to $[-1, 1]$). Two checks find sampler bugs:
+#
+# * the **oracle**: give the sampler the *true* noise instead of a network, and it must recover $x_0$ exactly
+#   (chapter 05's exercise; the package's tests run it for DDPM and DDIM). It catches wrong coefficients, a
+#   wrong index or step order, but not a missing clip: with the true noise, $\hat x_0$ *is* $x_0$, already in
+#   range;
+# * **watching the state**: record the size of $x_t$ at every step with the sampler's `callback`. A healthy
+#   chain stays at the scale of the data; an unclipped one jumps at the first step and never comes back.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+@torch.no_grad()
+def state_sizes(clip_x0):
+    """Standard deviation of x_t after each of 20 DDIM steps, for 16 samples."""
+    sizes = []
+    sample_ddim(lambda x_t, t: unet(x_t, t), schedule, shape=(16, 1, 28, 28), steps=20, clip_x0=clip_x0,
+                generator=torch.Generator().manual_seed(0), progress=False, device=device,
+                callback=lambda d: sizes.append(float(d["x_t"].std())))
+    return sizes
+
+
+sizes = {"clipped": state_sizes(True), "unclipped": state_sizes(False)}
+print("std of x_t after step:", " ".join(f"{i:>7}" for i in (1, 2, 5, 10, 20)))
+for label, sz in sizes.items():
+    print(f"  {label:19}", " ".join(f"{sz[i - 1]:7.2f}" for i in (1, 2, 5, 10, 20)))
+assert max(sizes["clipped"]) < 1.5 and sizes["unclipped"][0] > 10
 #
 # ## 6. All the symptoms side by side
 #
@@ -225,34 +258,38 @@ symptoms_widget(ts, curves, samples, scores)
 #
 # | symptom | likely cause | check |
 # | --- | --- | --- |
-# | loss too high almost everywhere, worst at small $t$ | pixel range | `x.min(), x.max()` of a batch: $-1$, $1$ |
+# | loss too high almost everywhere, close near $T$ | data range differs from training | `x.min(), x.max()`: -1, 1 |
 # | loss close at both ends, off in the middle | another schedule when sampling | `schedule.config` == checkpoint's |
-# | loss right at one $t$, wrong elsewhere | time step scaled or reversed | print the `t` the network receives |
-# | loss healthy, samples ruined | sampler | oracle: the sampler with the true noise recovers $x_0$ |
-# | samples with a grey background | images in $[0, 1]$ at training | as the first row |
-# | loss falls, samples blurry but digit-like | under-trained, or a mild mismatch | more steps; also the schedule row |
+# | loss right only at $t = 0$ or $T/2$, far off near $T$ | time step scaled or reversed | print the `t` it receives |
+# | loss healthy, samples ruined | sampler | oracle (arithmetic); size of $x_t$ per step |
+# | samples with a grey background | images in $[0, 1]$ at training | `fit`'s warning; the first row |
+# | samples malformed but digit-like | under-trained, or a mild mismatch | more steps; the schedule row |
 #
-# Two more that this chapter does not stage: sampling with the raw weights instead of the EMA early in training
-# (chapter 04, section 6), and for text models, a guidance scale with a network trained without prompt dropout
-# (it has no unconditional branch to extrapolate from; chapter 08).
+# Three more that this chapter does not stage: sampling with the EMA weights before the average has caught up
+# (early in training, especially without warm-up), or with the raw weights instead of the EMA later (chapter
+# 04, section 6); a network trained to predict $v$ or $x_0$ sampled as if it predicted $\epsilon$ (checkpoints
+# store `prediction`, and the pipeline converts); and for text models, a guidance scale with a network trained
+# without prompt dropout (it has no unconditional branch to extrapolate from; chapter 08).
 #
 # ## Exercise
 #
-# Below, `mystery_curve` is the loss at `ts` of the working network with one of the bugs of this chapter,
-# measured on *other* held-out digits with other noise, so it matches none of the curves above exactly. Write
-# `diagnose(curve)` that returns the name of the closest variant in `curves`, comparing $\log$ losses (the curves
-# span two orders of magnitude). Then check that it names the right bug.
+# Below, `mystery` holds four loss curves at `ts`: the working network with each bug of sections 2-4, in a
+# shuffled order, measured on a different draw of held-out digits with other noise, so they match none of the
+# curves above exactly. Write `diagnose(curve)` that returns the name of the closest variant in `curves`,
+# comparing $\log$ losses (the curves span two orders of magnitude). Then check that it names all four.
 
 # %%
 bugs = {"images in [0, 1]": (unet, schedule, lambda x: (x + 1) / 2),
         "linear schedule": (unet, linear, lambda x: x),
         "t / T instead of t": (t_over_T, schedule, lambda x: x),
         "reversed t": (reversed_t, schedule, lambda x: x)}
-hidden = random.Random(10).choice(sorted(bugs))  # which bug: do not peek, diagnose it
-net, sched, to_range = bugs[hidden]
+hidden = random.Random(5).sample(sorted(bugs), len(bugs))  # the shuffled order: do not peek, diagnose
 other = test_set.images[torch.randperm(1000, generator=torch.Generator().manual_seed(5))[:128]].to(device)
+mystery = {}
 with torch.no_grad():
-    mystery_curve = loss_per_timestep(net, sched, to_range(other), ts, generator=torch.Generator().manual_seed(9))
+    for letter, bug in zip("ABCD", hidden):
+        net, sched, to_range = bugs[bug]
+        mystery[letter] = loss_per_timestep(net, sched, to_range(other), ts, generator=torch.Generator().manual_seed(9))
 
 
 # %%
@@ -264,24 +301,26 @@ def diagnose(curve):
     return min(curves, key=distance)
 
 
-print("diagnosis:", diagnose(mystery_curve))
-assert diagnose(mystery_curve) == hidden
-assert all(diagnose(curves[name]) in (name, "working model") for name in curves)  # each curve finds itself
+diagnosis = {letter: diagnose(curve) for letter, curve in mystery.items()}
+print("diagnosis:", diagnosis)
+assert list(diagnosis.values()) == hidden  # all four bugs named correctly
+for name in curves:  # and each curve of this chapter finds itself, but one
+    assert diagnose(curves[name]) == ("working model" if curves[name] == curves["working model"] else name)
 
 # %% [markdown]
-# (The last line allows one exception: "no x0 clipping" has the working model's curve, so it cannot be told
-# apart by the loss; that is section 5's point.)
+# (The loop allows one exception: "no x0 clipping" has the working model's curve, so the loss cannot tell it
+# apart; that is section 5's point.)
 #
 # ## Summary
 #
 # * A falling loss only says the network learns *something*. Compare the **loss at each $t$** with a working
 #   model's: *where* in $t$ it is wrong points to the bug.
-# * Wrong almost everywhere, worst at small $t$: the **pixel range** (use $[-1, 1]$; `fit` checks it). Close at
-#   both ends, wrong in the middle: the **schedule** differs between training and sampling (checkpoints carry
-#   theirs). Right at one $t$, wrong
-#   elsewhere: the **time step** the network reads is scaled or reversed.
-# * Healthy loss, ruined samples: the **sampler**. Check it with an oracle that knows the true noise, and clip
-#   $\hat x_0$.
+# * Compute that curve through the same network call and schedule as the sampler. Wrong almost everywhere but
+#   close near $T$: the **pixel range** (use $[-1, 1]$; `fit` checks it). Close at both ends, wrong in the middle:
+#   the **schedule** differs between training and sampling (checkpoints carry theirs). Right only at one $t$ and
+#   far off near $T$: the **time step** the network reads is scaled or reversed.
+# * Healthy loss, ruined samples: the **sampler**. Check its arithmetic with an oracle that knows the true
+#   noise, and its state with a callback; clip $\hat x_0$.
 # * Mild bugs look like under-training; measure (FID / floor, chapter 09) before training longer.
 #
 # ## References
@@ -289,7 +328,8 @@ assert all(diagnose(curves[name]) in (name, "working model") for name in curves)
 # * Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models" (sec. 3.3: data scaled to $[-1, 1]$).
 # * Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models" (the cosine schedule).
 # * Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models".
-# * Lin, Liu, Li & Yang 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed" (schedule and
-#   time-step mismatches between training and sampling in widely used code).
+# * Lin, Liu, Li & Yang 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed" (schedules whose
+#   last step is not pure noise, and samplers that do not start at $t = T$: gaps between training and
+#   sampling in widely used code; `sampling.timesteps` uses their "trailing" spacing).
 # * Karpathy 2019, "A Recipe for Training Neural Networks" (blog post: become one with the data; compare with
 #   a known-good baseline).
