@@ -184,8 +184,8 @@ print("classes:", train.classes)
 
 # %%
 USED_IN = {
-    "mnist-classifier": "evaluation classifier (chapters 00, 02, 05, 08, 09)",
-    "mnist-uncond": "unconditional diffusion model (chapters 03-05, 09)",
+    "mnist-classifier": "evaluation classifier (chapters 00, 02, 05, 08-10)",
+    "mnist-uncond": "unconditional diffusion model (chapters 03-05, 09, 10)",
     "mnist-clip": "CLIP text and image encoders (chapters 06, 07)",
     "mnist-text2img": "text-to-image diffusion model (chapters 00, 07-09)",
 }

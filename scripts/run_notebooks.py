@@ -25,9 +25,9 @@ NB_DIR = ROOT / "notebooks"
 
 # No cell of the CI-sized default mode takes more than a minute or two here, so a cell still running after
 # CELL_TIMEOUT seconds is taken for a hang: nbclient sometimes never receives the reply of a cell that
-# displays an ipywidget (jupyter/nbclient#312; seen on chapter 08 with both processes idle). The notebook is
+# displays an ipywidget (jupyter/nbclient#312; seen on chapters 03, 08 and 10 with both processes idle). The notebook is
 # then executed once more from the start in a fresh kernel.
-CELL_TIMEOUT = 600
+CELL_TIMEOUT = 240
 
 
 def _execute(py: Path):
