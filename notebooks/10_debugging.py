@@ -237,7 +237,8 @@ print("std of x_t after step:", " ".join(f"{i:>7}" for i in (1, 2, 5, 10, 20)))
 for label, sz in sizes.items():
     print(f"  {label:19}", " ".join(f"{sz[i - 1]:7.2f}" for i in (1, 2, 5, 10, 20)))
 assert max(sizes["clipped"]) < 1.5 and sizes["unclipped"][0] > 10
-#
+
+# %% [markdown]
 # ## 6. All the symptoms side by side
 #
 # Each row: the loss at each $t$ against the working model's (grey), and 16 samples with their FID / floor.
