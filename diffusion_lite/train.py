@@ -16,13 +16,13 @@ import math
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
 
 from .checkpoints import add_prefix, load_checkpoint, load_state_strict, save_checkpoint, split_prefix
-from .config import TrainConfig
+from .config import ScheduleConfig, TrainConfig
 from .schedules import Schedule, extract, q_sample, v_target
 from .utils import progress_disabled, randn
 
@@ -70,6 +70,8 @@ class EMA:
     """
 
     def __init__(self, model: torch.nn.Module, decay: float = 0.999, warmup: bool = True):
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"EMA decay must be in [0, 1), got {decay} (0.999 averages over ~1000 updates)")
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self.decay, self.warmup, self.num_updates = decay, warmup, 0
 
@@ -89,6 +91,18 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# TrainConfig fields a resumed run may change: steps (to extend a run) and settings that do not change the result
+RESUME_MAY_CHANGE = ("steps", "checkpoint_every", "log_every", "amp", "compile", "channels_last")
+
+
+def resume_conflicts(saved: dict, cfg: TrainConfig) -> list[tuple[str, Any, Any]]:
+    """(field, saved value, requested value) for each field of ``cfg`` that differs from a run's saved
+    ``meta["train"]``, except those in RESUME_MAY_CHANGE: resuming with them would silently switch the
+    objective (prediction, loss weighting) or the optimisation mid-run."""
+    return [(k, saved[k], v) for k, v in cfg.to_dict().items()
+            if k not in RESUME_MAY_CHANGE and k in saved and saved[k] != v]
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -129,7 +143,8 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
 
     The model's device is used for the computation; ``images`` may stay on the CPU. With ``run_dir``
     a checkpoint is written atomically every ``cfg.checkpoint_every`` steps and at the end, and an
-    existing checkpoint there is resumed (same data order, noise and weights as an unbroken run).
+    existing checkpoint there is resumed (same data order, noise and weights as an unbroken run); ``cfg``
+    and ``schedule`` must then be the run's, except ``steps`` and RESUME_MAY_CHANGE (else ValueError).
     ``meta`` (JSON) and ``extra_tensors`` (e.g. a frozen text encoder) are stored in each checkpoint.
 
     Returns {"loss": [(step, loss)], "ema": EMA, "step": int, "seconds": float, "images_per_s": float}.
@@ -141,6 +156,8 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     check_image_range(images)
     if cond_fn is not None and labels is None:
         raise ValueError("cond_fn needs labels (one per image)")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
     gen = torch.Generator().manual_seed(cfg.seed)  # CPU generator: batches, t, eps, prompt dropout
     torch.manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -151,6 +168,14 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
 
     if ckpt is not None and ckpt.with_suffix(".json").exists():
         tensors, saved = load_checkpoint(ckpt, device)
+        conflicts = resume_conflicts(saved.get("train") or {}, cfg)
+        if saved.get("schedule") and ScheduleConfig.from_dict(saved["schedule"]) != schedule.config:
+            conflicts.append(("schedule", saved["schedule"], schedule.config.to_dict()))
+        if conflicts:
+            raise ValueError(f"cannot resume {run_dir} with other settings than the run's: "
+                             + "; ".join(f"{k}: saved {a!r}, requested {b!r}" for k, a, b in conflicts)
+                             + f". Pass the run's settings (only {', '.join(RESUME_MAY_CHANGE)} may change), "
+                             "or another run_dir to start afresh")
         load_state_strict(model, split_prefix(tensors, "train_unet"), "resume (model)")
         load_state_strict(ema.model, split_prefix(tensors, "unet"), "resume (EMA)")
         _load_optimizer(opt, tensors, saved["train_state"]["optimizer"])

@@ -8,6 +8,7 @@ Registered on cli.py's subparsers by ``add_parser``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -20,11 +21,117 @@ MODEL_PRESETS = {
 }
 
 
+# TrainConfig fields the command line sets on resume (the others keep the run's values)
+TRAIN_OPTIONS = {"batch_size": "--batch-size", "lr": "--lr", "seed": "--seed", "prediction": "--prediction",
+                 "loss_weighting": "--loss-weighting", "p_uncond": "--p-uncond", "ema_decay": "--ema-decay"}
+
+
+def _unet_config(model: str, C: int, H: int, context_dim: int | None, cross_attn) -> "UNetConfig":  # noqa: F821
+    """The U-Net a fresh run builds: the --model preset (with cross-attention for text), or CIFAR's preset."""
+    from .config import UNetConfig, cifar_unet_config
+
+    overrides = dict(MODEL_PRESETS[model])
+    if context_dim is not None:
+        overrides.update(cross_attn_resolutions=tuple(cross_attn), attn_resolutions=(), context_dim=int(context_dim))
+    return cifar_unet_config() if C == 3 else UNetConfig(in_channels=C, image_size=H, **overrides)
+
+
+def _check_vocabulary(text, name: str, dataset: str) -> None:
+    """Every word the dataset's captions can contain must be known to a word-level tokenizer; else most
+    training prompts would become <unk> (a BPE tokenizer, as hf_text's, has no unknown words)."""
+    from .captions import all_vocabulary
+    from .cli import CLIError
+    from .tokenizer import Tokenizer
+
+    tok = getattr(text, "tokenizer", None)
+    if not isinstance(tok, Tokenizer):
+        return
+    vocab = all_vocabulary(dataset)
+    missing = tok.unknown_words(" ".join(vocab))
+    if missing:
+        more = f", ... ({len(missing)} in all)" if len(missing) > 10 else ""
+        raise CLIError(f"--text {name} does not know {len(missing)} of the {len(vocab)} words of the {dataset} "
+                       f"captions ({', '.join(missing[:10])}{more}): they would train as <unk>; use a text encoder "
+                       f"trained on {dataset} (diffusion-lite train-clip --dataset {dataset} --out {dataset}-clip)")
+
+
+def _encoder_name(saved: dict) -> str:
+    """The run's text encoder: its --text argument, else the shipped model with those weights, else its sha256."""
+    from .checkpoints import PRETRAINED_DIR, list_pretrained
+
+    if saved.get("text_from"):
+        return saved["text_from"]
+    sha = saved["text"].get("weights_sha256")
+    for name in list_pretrained():
+        if json.loads((PRETRAINED_DIR / f"{name}.json").read_text()).get("weights_sha256") == sha:
+            return name
+    return f"<the CLIP checkpoint with weights sha256 {str(sha)[:12]}>"
+
+
+def _check_resume_text(out: Path, saved: dict, args, text_meta: dict | None) -> None:
+    """Resume a text-to-image run with the same text encoder, and an unconditional one without --text."""
+    from .cli import CLIError
+
+    if saved.get("text") is None:
+        if text_meta is not None:
+            raise CLIError(f"{out} is an unconditional run (trained without --text); drop --text {args.text} to "
+                           "resume it, or choose a new --out for a text-to-image run")
+        return
+    name = _encoder_name(saved)
+    if text_meta is None:
+        raise CLIError(f"{out} is a text-to-image run (trained with --text {name}); pass --text {name} to resume it")
+    then, now = saved["text"].get("weights_sha256"), text_meta.get("weights_sha256")
+    if then != now:
+        hint = (f"{args.text} now holds other weights than when the run started; restore them" if name == args.text
+                else f"pass --text {name}")
+        raise CLIError(f"{out} was trained with the text encoder {name} (weights sha256 {str(then)[:12]}), but --text "
+                       f"{args.text} is another one (sha256 {str(now)[:12]}) whose embeddings its cross-attention "
+                       f"never learned; {hint} to resume, or choose a new --out to train with {args.text}")
+
+
+def _preset_of(u) -> str:
+    """The --model preset a fresh run builds ``u`` from, or a description for a U-Net of no preset."""
+    for m in MODEL_PRESETS:
+        try:
+            if _unet_config(m, u.in_channels, u.image_size, u.context_dim, u.cross_attn_resolutions) == u:
+                return m
+        except ValueError:  # the preset has no level at one of u's cross-attention resolutions
+            continue
+    return "a U-Net of no preset"
+
+
+def _resume_conflicts(saved: dict, args, ucfg, scfg, tcfg) -> list[str]:
+    """'--option: saved X, requested Y' for each setting of this command that differs from the run's."""
+    from .config import ScheduleConfig, UNetConfig
+    from .train import resume_conflicts
+
+    show = lambda v: "not given" if v is None else repr(v)  # noqa: E731
+    diffs = [(TRAIN_OPTIONS.get(k, k), a, b) for k, a, b in resume_conflicts(saved.get("train") or {}, tcfg)]
+    ds = saved.get("dataset") or {}
+    for key, option, value in (("name", "--dataset", args.dataset), ("subset", "--subset", args.subset),
+                               ("balanced", "--balanced", args.balanced)):
+        if key in ds and ds[key] != value:
+            diffs.append((option, ds[key], value))
+    if saved.get("init_from") != args.init_from:
+        diffs.append(("--init-from", saved.get("init_from"), args.init_from))
+    elif not args.init_from:  # with --init-from, the architecture and schedule come from that checkpoint
+        run_u = UNetConfig.from_dict(saved["unet"])
+        if run_u.cross_attn_resolutions != ucfg.cross_attn_resolutions:
+            diffs.append(("--cross-attn", list(run_u.cross_attn_resolutions), list(ucfg.cross_attn_resolutions)))
+        other = [f for f in run_u.to_dict() if f not in ("cross_attn_resolutions", "context_dim")]
+        if any(getattr(run_u, f) != getattr(ucfg, f) for f in other):
+            diffs.append(("--model", _preset_of(run_u), args.model))
+        run_s = ScheduleConfig.from_dict(saved["schedule"])
+        diffs += [("--schedule" if k == "kind" else f"schedule {k}", v, getattr(scfg, k))
+                  for k, v in run_s.to_dict().items() if getattr(scfg, k) != v]
+    return [f"{option}: saved {show(a)}, requested {show(b)}" for option, a, b in diffs]
+
+
 def cmd_train(args) -> None:
     """Build (or resume, or fine-tune --init-from) a U-Net and run train.fit; see the module docstring."""
     from .captions import class_prompts
     from .cli import CLIError, _setup
-    from .config import ScheduleConfig, TrainConfig, UNetConfig, cifar_unet_config
+    from .config import ScheduleConfig, TrainConfig, UNetConfig
     from .data import load_dataset
     from .pipeline import text_cond_fn
     from .schedules import Schedule
@@ -33,33 +140,23 @@ def cmd_train(args) -> None:
 
     device = _setup(args)
     out = Path(args.out)
-    ds = load_dataset(args.dataset, "train", subset=args.subset, balanced=args.balanced, download=args.download)
-    C, H = ds.images.shape[1], ds.images.shape[2]
     resume = (out / "checkpoint.json").exists()
+    saved = json.loads((out / "checkpoint.json").read_text()) if resume else None
     text_tensors, text_meta, text = None, None, None
     if args.text:
         from .checkpoints import load, load_checkpoint
         text_tensors, text_meta = load_checkpoint(args.text)
         if text_meta["kind"] != "clip":
             raise CLIError(f"--text expects a CLIP checkpoint (kind 'clip'), got kind {text_meta['kind']!r}")
-        text = load(args.text, device)
     if resume:
-        saved = json.loads((out / "checkpoint.json").read_text())
-        ucfg = UNetConfig.from_dict(saved["unet"])
-        scfg = ScheduleConfig.from_dict(saved["schedule"])
-        done = saved["train_state"]["step"]
-        if done >= args.steps:
-            print(f"{out} is already trained to step {done} (>= --steps {args.steps}): nothing to do; give a larger "
-                  "--steps to train on, or another --out to start afresh")
-            return
-        print(f"resuming {out} from step {done}")
-    else:
-        overrides = dict(MODEL_PRESETS[args.model])
-        if text is not None:
-            overrides.update(cross_attn_resolutions=tuple(args.cross_attn), attn_resolutions=(),
-                             context_dim=int(text.context_dim))
-        ucfg = cifar_unet_config() if C == 3 else UNetConfig(in_channels=C, image_size=H, **overrides)
-        scfg = ScheduleConfig(kind=args.schedule)
+        _check_resume_text(out, saved, args, text_meta)
+    if args.text:
+        text = load(args.text, device)
+        _check_vocabulary(text, args.text, args.dataset)
+    ds = load_dataset(args.dataset, "train", subset=args.subset, balanced=args.balanced, download=args.download)
+    C, H = ds.images.shape[1], ds.images.shape[2]
+    ucfg = _unet_config(args.model, C, H, text.context_dim if text is not None else None, args.cross_attn)
+    scfg = ScheduleConfig(kind=args.schedule)
     init_tensors = None
     if args.init_from and not resume:  # fine-tune: the architecture and schedule come from that checkpoint
         from .checkpoints import load_checkpoint, split_prefix
@@ -83,10 +180,26 @@ def cmd_train(args) -> None:
                            f"images, but {args.dataset} has {C}x{H}px")
         init_tensors = split_prefix(init_tensors, "unet")
         print(f"initialising the U-Net from {args.init_from} (its architecture and schedule; --model is ignored)")
+    # settings the command line has no option for keep the run's values on resume
+    kept = {k: v for k, v in (saved or {}).get("train", {}).items() if k in ("weight_decay", "warmup_steps",
+                                                                             "ema_warmup", "grad_clip", "log_every")}
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        prediction=args.prediction, loss_weighting=args.loss_weighting, p_uncond=args.p_uncond,
                        checkpoint_every=args.checkpoint_every, amp=args.amp, compile=args.compile,
-                       channels_last=args.channels_last, ema_decay=args.ema_decay)
+                       channels_last=args.channels_last, ema_decay=args.ema_decay, **kept)
+    if resume:
+        conflicts = _resume_conflicts(saved, args, ucfg, scfg, tcfg)
+        if conflicts:
+            raise CLIError(f"cannot resume {out}: this command's settings differ from the run's: "
+                           f"{'; '.join(conflicts)}. Re-run with the run's settings (only --steps may grow), "
+                           "or choose a new --out to start afresh")
+        ucfg, scfg = UNetConfig.from_dict(saved["unet"]), ScheduleConfig.from_dict(saved["schedule"])
+        done = saved["train_state"]["step"]
+        if done >= args.steps:
+            print(f"{out} is already trained to step {done} (>= --steps {args.steps}): nothing to do; give a larger "
+                  "--steps to train on, or another --out to start afresh")
+            return
+        print(f"resuming {out} from step {done}")
     unet = UNet(ucfg).to(device)
     if init_tensors is not None:
         from .checkpoints import load_state_strict
@@ -99,6 +212,8 @@ def cmd_train(args) -> None:
         cond_fn = text_cond_fn(text, caption_fn, tcfg.p_uncond)
     meta = {"unet": ucfg.to_dict(), "schedule": scfg.to_dict(), "prediction": tcfg.prediction, "text": text_meta,
             "dataset": {"name": args.dataset, "subset": args.subset, "balanced": args.balanced, "n": len(ds)}}
+    if args.text:
+        meta["text_from"] = str(args.text)
     if args.init_from:
         meta["init_from"] = str(args.init_from)
     extra = {f"text.{k}": v for k, v in text_tensors.items()} if text_tensors else None
@@ -111,6 +226,16 @@ def cmd_train(args) -> None:
           f"{res['images_per_s']:.0f} images/s")
     prompt = f" --prompt \"{class_prompts(args.dataset)[7 if args.dataset == 'mnist' else 0]}\"" if text else ""
     print(f"sample from it: diffusion-lite sample --checkpoint {out}{prompt} --n 64 --out samples.png")
+
+
+def _ema_decay(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a float, got {s!r}") from None
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"ema_decay must be in [0, 1), got {s} (0.999 averages ~1000 steps)")
+    return v
 
 
 def add_parser(sub, common) -> None:
@@ -135,7 +260,7 @@ def add_parser(sub, common) -> None:
     t.add_argument("--prediction", choices=["eps", "v", "x0"], default="eps")
     t.add_argument("--loss-weighting", choices=["none", "min_snr"], default="none")
     t.add_argument("--lr", type=_positive(float), default=2e-3)
-    t.add_argument("--ema-decay", type=float, default=0.999)
+    t.add_argument("--ema-decay", type=_ema_decay, default=0.999, help="EMA of the weights, in [0, 1)")
     t.add_argument("--checkpoint-every", type=_positive(), default=500)
     t.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     t.add_argument("--compile", action="store_true", help="torch.compile the U-Net")
