@@ -2,7 +2,8 @@
 
 A checkpoint named ``PATH`` is the pair ``PATH.safetensors`` (tensors) and ``PATH.json`` (metadata:
 ``kind``, configs, schedule, training state, dataset, and the sha256 of the weights, so a weights file
-that does not belong to its JSON is caught). Either file's path, or the stem, may be passed.
+that does not belong to its JSON is caught). Either file's path, or the stem, may be passed. Only those
+two suffixes are stripped: any other dot is part of the name ("model-v1.5" is model-v1.5.safetensors).
 
 Models are rebuilt from the file alone: ``meta["kind"]`` names a builder (see ``BUILDERS``), which
 reads the configs stored in the JSON.
@@ -22,6 +23,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .utils import get_device
+
 FORMAT_VERSION = 1
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
@@ -31,6 +34,12 @@ BUILDERS = {
     "clip": "diffusion_lite.clip:clip_from_checkpoint",
     "classifier": "diffusion_lite.classifier:classifier_from_checkpoint",
 }
+# kind -> the JSON fields its builder reads (checked by ``check_meta`` before building)
+REQUIRED_KEYS = {
+    "diffusion": ("unet", "schedule"),
+    "clip": ("config", "tokenizer"),
+    "classifier": ("classifier_config",),
+}
 
 
 class CheckpointError(ValueError):
@@ -38,10 +47,23 @@ class CheckpointError(ValueError):
 
 
 def _stem(path: str | os.PathLike) -> Path:
+    """The checkpoint stem: ``path`` without a trailing .safetensors or .json (other dots are kept)."""
     p = Path(path)
     if p.suffix in (".safetensors", ".json"):
-        p = p.with_suffix("")
+        p = p.with_name(p.name[:-len(p.suffix)])
     return p
+
+
+def _files(stem: Path) -> tuple[Path, Path]:
+    """(STEM.safetensors, STEM.json), appending the suffix: Path.with_suffix would replace ".5" in "v1.5"."""
+    return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
+
+
+def _device(device: str | torch.device) -> torch.device:
+    """``device`` parsed and checked to exist (utils.get_device); None, "" and "auto" are refused, not guessed."""
+    if device is None or str(device) in ("", "auto"):
+        raise ValueError(f"unknown device {device!r}; expected cpu, cuda, cuda:N or mps")
+    return get_device(str(device))
 
 
 def _sha256(path: Path) -> str:
@@ -78,7 +100,7 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
     or a JSON whose sha256 no longer matches (reported at load time), never a half-written file.
     """
     stem = _stem(path)
-    weights, sidecar = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    weights, sidecar = _files(stem)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     _atomic_write(weights, lambda tmp: save_file(tensors, tmp))
     meta = {**meta, "format_version": FORMAT_VERSION, "weights_sha256": _sha256(weights)}
@@ -90,23 +112,45 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
 def resolve(path_or_name: str | os.PathLike) -> Path:
     """A checkpoint path (either file or the stem), or the name of a shipped pretrained model."""
     stem = _stem(path_or_name)
-    if stem.with_suffix(".json").exists() or stem.with_suffix(".safetensors").exists():
+    if any(f.exists() for f in _files(stem)):
         return stem
     if Path(path_or_name).is_dir() and (Path(path_or_name) / "checkpoint.json").exists():
         return Path(path_or_name) / "checkpoint"
     named = PRETRAINED_DIR / str(path_or_name)
-    if named.with_suffix(".json").exists():
+    if _files(named)[1].exists():
         return named
     available = ", ".join(list_pretrained()) or "none shipped"
+    hint = ""
+    if stem.suffix and stem.with_suffix(".json").exists():  # where older versions saved a dotted name
+        hint = (f"; note {stem.with_suffix('.json')} exists: older versions saved a checkpoint named "
+                f"{stem.name!r} there, dropping {stem.suffix!r}")
     raise CheckpointError(f"no checkpoint at {str(path_or_name)!r} (looked for {stem}.json/.safetensors, "
-                          f"a run folder with checkpoint.json, and pretrained models: {available})")
+                          f"a run folder with checkpoint.json, and pretrained models: {available}){hint}")
+
+
+def check_meta(meta: dict[str, Any], where: str = "checkpoint") -> None:
+    """Raise CheckpointError unless ``meta`` has a known kind and the fields its builder reads (see
+    REQUIRED_KEYS), and so has the text encoder stored inside a diffusion checkpoint. ``where`` names the file."""
+    if not isinstance(meta, dict) or "kind" not in meta:
+        raise CheckpointError(f"{where} has no 'kind' field; not a diffusion_lite checkpoint")
+    kind = meta["kind"]
+    if kind not in BUILDERS:
+        raise CheckpointError(f"{where}: unknown checkpoint kind {kind!r}; expected one of {sorted(BUILDERS)}")
+    missing = [k for k in REQUIRED_KEYS[kind] if meta.get(k) is None]
+    if missing:
+        raise CheckpointError(f"{where} lacks {', '.join(map(repr, missing))}, which a {kind!r} checkpoint needs "
+                              "(the JSON is incomplete or was edited)")
+    if kind == "diffusion" and meta.get("text") is not None:
+        check_meta(meta["text"], f"{where} (its 'text' encoder)")
 
 
 def load_checkpoint(path_or_name: str | os.PathLike, device: str | torch.device = "cpu",
                     verify: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Load (tensors, meta). Raises CheckpointError for missing, corrupt or mismatched files."""
+    """Load (tensors, meta) onto ``device``. Raises CheckpointError for missing, corrupt or mismatched files,
+    ValueError for a device that is unknown or not available here."""
+    device = _device(device)
     stem = resolve(path_or_name)
-    weights, sidecar = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    weights, sidecar = _files(stem)
     for f in (weights, sidecar):
         if not f.exists():
             raise CheckpointError(f"checkpoint {stem} is incomplete: {f.name} is missing")
@@ -120,19 +164,18 @@ def load_checkpoint(path_or_name: str | os.PathLike, device: str | torch.device 
         raise CheckpointError(f"{weights.name} does not match the sha256 recorded in {sidecar.name}: "
                               "the weights are corrupt or belong to another checkpoint")
     try:
-        tensors = load_file(str(weights), device=str(device))
+        tensors = load_file(str(weights), device="cpu")  # then moved: safetensors refuses e.g. "cpu:0"
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"cannot read {weights} as safetensors ({e}); the checkpoint is corrupt") from e
-    return tensors, meta
+    return {k: v.to(device) for k, v in tensors.items()}, meta
 
 
 def load(path_or_name: str | os.PathLike, device: str | torch.device = "cpu"):
     """Rebuild whatever the checkpoint holds (a pipeline, a CLIP model, a classifier) from the file alone."""
+    device = _device(device)
     tensors, meta = load_checkpoint(path_or_name, device)
-    kind = meta["kind"]
-    if kind not in BUILDERS:
-        raise CheckpointError(f"unknown checkpoint kind {kind!r}; expected one of {sorted(BUILDERS)}")
-    module, fn = BUILDERS[kind].split(":")
+    check_meta(meta, str(_files(resolve(path_or_name))[1]))
+    module, fn = BUILDERS[meta["kind"]].split(":")
     return getattr(importlib.import_module(module), fn)(tensors, meta, device)
 
 

@@ -14,13 +14,25 @@ from typing import Any, Callable
 
 import torch
 
-from .checkpoints import add_prefix, load_state_strict, save_checkpoint, split_prefix
+from .checkpoints import add_prefix, check_meta, load_state_strict, save_checkpoint, split_prefix
 from .config import ScheduleConfig, UNetConfig
 from .guidance import CADS, classifier_free_guidance
 from .sampling import ModelFn, eps_model_fn, sample
 from .schedules import Schedule
 from .unet import UNet
 from .utils import randn
+
+
+def _prompt_list(prompts: str | list[str], what: str = "prompts") -> list[str]:
+    """One string is one prompt; otherwise a list (or tuple) of strings, checked, not coerced."""
+    if isinstance(prompts, str):
+        return [prompts]
+    prompts = list(prompts)
+    bad = [p for p in prompts if not isinstance(p, str)]
+    if bad:
+        raise ValueError(f"{what} must be a str or a list of str, got an item {bad[0]!r} "
+                         f"of type {type(bad[0]).__name__}")
+    return prompts
 
 
 class DiffusionPipeline:
@@ -49,18 +61,19 @@ class DiffusionPipeline:
         return self
 
     @torch.no_grad()
-    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompts -> (context (B, L, D), mask (B, L)) on the U-Net's device."""
+    def encode(self, prompts: str | list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts (a list, or one string: B = 1) -> (context (B, L, D), mask (B, L)) on the U-Net's device."""
         if self.text is None:
             raise ValueError("this model has no text encoder; it is unconditional (omit prompts)")
-        ctx, mask = self.text.text_tokens(list(prompts))
+        ctx, mask = self.text.text_tokens(_prompt_list(prompts))
         return ctx.to(self.device), mask.to(self.device)
 
-    def model_fn(self, prompts: list[str] | None = None, *, guidance: float = 3.0,
+    def model_fn(self, prompts: str | list[str] | None = None, *, guidance: float = 3.0,
                  negative_prompt: str | list[str] | None = None,
                  guidance_interval: tuple[int, int] | None = None, cads: CADS | None = None,
                  generator: torch.Generator | None = None) -> ModelFn:
-        """``model_fn(x_t, t) -> eps_hat`` for the given prompts (one per image), with guidance scale s.
+        """``model_fn(x_t, t) -> eps_hat`` for the given prompts (one per image; a str is one prompt), with
+        guidance scale s.
 
         The unconditional branch uses the empty prompt "" or ``negative_prompt``. ``guidance_interval``
         (t_lo, t_hi) limits guidance to those timesteps; ``cads`` noises the prompt tokens early in the
@@ -71,11 +84,11 @@ class DiffusionPipeline:
             if prompts is not None:
                 raise ValueError("this model is unconditional: it takes no prompts")
             return base
-        if prompts is None:
-            prompts = [""]
+        prompts = [""] if prompts is None else _prompt_list(prompts)
         if negative_prompt is None:
             negative_prompt = ""
-        negs = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
+        negs = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) \
+            else _prompt_list(negative_prompt, "negative_prompt")
         if len(negs) != len(prompts):
             raise ValueError(f"got {len(negs)} negative prompts for {len(prompts)} prompts")
         return classifier_free_guidance(base, self.encode(prompts), self.encode(negs), guidance,
@@ -90,24 +103,35 @@ class DiffusionPipeline:
                guidance_interval: tuple[int, int] | None = None, cads: CADS | None = None) -> torch.Tensor:
         """Generate images (B, C, H, W) in [-1, 1].
 
-        prompts: a list (one image each), or one string repeated ``n`` times; None for unconditional
-        models (then give ``n``). x_T is drawn on the CPU with ``generator`` (so results do not depend
-        on the device) and moved to the model's device. guidance_interval and cads: see ``model_fn``.
+        prompts: a list (one image each), or one string repeated ``n`` times (default 1); None for
+        unconditional models (then give ``n``), which refuse prompts. x_T (B, C, H, W), B the number of
+        images, defaults to noise drawn on the CPU with ``generator`` (so results do not depend on the
+        device), moved to the model's device. guidance_interval and cads: see ``model_fn``.
         """
+        if not self.is_text_conditional:
+            given = [k for k, v in (("prompts", prompts), ("negative_prompt", negative_prompt), ("cads", cads),
+                                    ("guidance_interval", guidance_interval)) if v is not None]
+            if given:
+                raise ValueError(f"this model is unconditional: {', '.join(given)} only apply to text-to-image "
+                                 "models (give n, the number of images)")
+        if n is not None and n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
         if isinstance(prompts, str):
             prompts = [prompts] * (n or 1)
         elif prompts is not None:
-            prompts = list(prompts)
+            prompts = _prompt_list(prompts)
             if n is not None and n != len(prompts):
                 raise ValueError(f"n={n} but {len(prompts)} prompts were given; give one or the other")
-        if cads is not None and not self.is_text_conditional:
-            raise ValueError("cads noises the prompt; this model is unconditional")
         B = len(prompts) if prompts is not None else n
         if not B:
             raise ValueError("nothing to sample: give prompts or n >= 1")
         c = self.unet.cfg
+        shape = (B, c.in_channels, c.image_size, c.image_size)
         if x_T is None:
-            x_T = randn((B, c.in_channels, c.image_size, c.image_size), generator)  # on the generator's device
+            x_T = randn(shape, generator)  # on the generator's device
+        elif tuple(x_T.shape) != shape:
+            raise ValueError(f"x_T must have shape {shape} ({B} image(s) of {c.in_channels}x{c.image_size}x"
+                             f"{c.image_size}: one per prompt, or n), got {tuple(x_T.shape)}")
         fn = self.model_fn(prompts, guidance=guidance, negative_prompt=negative_prompt,
                            guidance_interval=guidance_interval, cads=cads, generator=generator) \
             if self.is_text_conditional else self.model_fn()
@@ -138,6 +162,7 @@ class DiffusionPipeline:
 
 def pipeline_from_checkpoint(tensors: dict[str, torch.Tensor], meta: dict, device="cpu") -> DiffusionPipeline:
     """Builder for checkpoints of kind "diffusion" (see checkpoints.BUILDERS); uses the EMA weights."""
+    check_meta(meta, "diffusion checkpoint metadata")
     unet = UNet(UNetConfig.from_dict(meta["unet"]))
     load_state_strict(unet, split_prefix(tensors, "unet"), "U-Net")
     schedule = Schedule.from_config(ScheduleConfig.from_dict(meta["schedule"]))

@@ -1,0 +1,157 @@
+"""Checkpoint names with dots, devices, incomplete JSON, and DiffusionPipeline's input checks."""
+
+import json
+import shutil
+import warnings
+
+import pytest
+import torch
+
+from diffusion_lite import checkpoints
+from diffusion_lite.checkpoints import CheckpointError, load, load_checkpoint, load_pretrained, save_checkpoint
+from diffusion_lite.config import ScheduleConfig, UNetConfig
+from diffusion_lite.pipeline import DiffusionPipeline, pipeline_from_checkpoint
+from diffusion_lite.schedules import Schedule
+from diffusion_lite.unet import UNet
+
+PRETRAINED_DIR = checkpoints.PRETRAINED_DIR
+
+TINY = UNetConfig(base_channels=8, channel_mults=(1, 2), attn_resolutions=(), groups=4)
+
+
+@pytest.fixture(scope="module")
+def uncond():
+    torch.manual_seed(0)
+    return DiffusionPipeline(UNet(TINY), Schedule.from_config(ScheduleConfig("linear", T=100)))
+
+
+@pytest.fixture(scope="module")
+def text2img():
+    return load_pretrained("mnist-text2img")
+
+
+def _copy_pretrained(name, dest):
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(PRETRAINED_DIR / f"{name}{suffix}", dest.with_name(dest.name + suffix))
+    return dest
+
+
+# ------------------------------------------------------------------------------------ names with dots
+def test_dotted_names_keep_every_dot(tmp_path):
+    a = save_checkpoint(tmp_path / "model-v1.5", {"w": torch.zeros(2)}, {"kind": "diffusion"})
+    b = save_checkpoint(tmp_path / "model-v1.6", {"w": torch.ones(2)}, {"kind": "diffusion"})
+    assert (a, b) == (tmp_path / "model-v1.5", tmp_path / "model-v1.6")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model-v1.5.json", "model-v1.5.safetensors",
+                                                         "model-v1.6.json", "model-v1.6.safetensors"]
+    for name, value in (("model-v1.5", 0.0), ("model-v1.6", 1.0)):
+        for given in (name, f"{name}.json", f"{name}.safetensors"):
+            assert load_checkpoint(tmp_path / given)[0]["w"].tolist() == [value, value]
+    # only .safetensors / .json are stripped, once; the stem that comes back names the real files
+    assert save_checkpoint(tmp_path / "c5.png", {"w": torch.zeros(1)}, {"kind": "x"}) == tmp_path / "c5.png"
+    assert (tmp_path / "c5.png.safetensors").exists() and (tmp_path / "c5.png.json").exists()
+    assert save_checkpoint(tmp_path / "plain.safetensors", {"w": torch.zeros(1)}, {"kind": "x"}) == tmp_path / "plain"
+    assert (tmp_path / "plain.json").exists() and not (tmp_path / "plain.safetensors.json").exists()
+
+
+def test_pipeline_with_dotted_name_roundtrips_and_old_names_still_load(tmp_path, uncond):
+    stem = uncond.save(tmp_path / "tiny.v2")
+    assert stem == tmp_path / "tiny.v2" and (tmp_path / "tiny.v2.json").exists()
+    assert load(tmp_path / "tiny.v2").unet.cfg == TINY
+    (tmp_path / "run").mkdir()
+    uncond.save(tmp_path / "run" / "checkpoint")
+    assert load(tmp_path / "run").unet.cfg == TINY and load(tmp_path / "run" / "checkpoint").unet.cfg == TINY
+    assert load_checkpoint("mnist-uncond")[1]["kind"] == "diffusion"
+    assert load_checkpoint(PRETRAINED_DIR / "mnist-uncond")[1]["kind"] == "diffusion"
+
+
+def test_missing_dotted_name_points_at_where_older_versions_saved_it(tmp_path, uncond):
+    uncond.save(tmp_path / "old")  # what save("old.7") used to write
+    with pytest.raises(CheckpointError, match=r"old\.json exists.*'old\.7'"):
+        load(tmp_path / "old.7")
+
+
+# ------------------------------------------------------------------------------------ devices
+@pytest.mark.parametrize("device", ["gpu", "", None, "auto", "CUDA"])
+def test_unknown_device_is_reported_as_such_not_as_corrupt(device):
+    for call in (lambda: load_checkpoint("mnist-uncond", device), lambda: load_pretrained("mnist-uncond", device)):
+        with pytest.raises(ValueError, match="unknown device") as err:
+            call()
+        assert not isinstance(err.value, CheckpointError) and "corrupt" not in str(err.value)
+
+
+def test_cpu_with_an_index_is_a_valid_device():
+    tensors, _ = load_checkpoint("mnist-uncond", "cpu:0")
+    assert all(t.device.type == "cpu" for t in tensors.values())
+    assert load_pretrained("mnist-uncond", torch.device("cpu", 0)).device.type == "cpu"
+
+
+def test_unreadable_weights_still_say_corrupt(tmp_path):
+    save_checkpoint(tmp_path / "x", {"w": torch.zeros(3)}, {"kind": "diffusion"})
+    (tmp_path / "x.safetensors").write_bytes(b"garbage" * 10)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(tmp_path / "x", "cpu", verify=False)
+
+
+# ------------------------------------------------------------------------------------ incomplete JSON
+def test_json_without_required_keys_names_the_file_and_the_keys(tmp_path, uncond):
+    uncond.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m.json").read_text())
+    for drop, expected in ((["unet"], "'unet'"), (["unet", "schedule"], "'unet', 'schedule'")):
+        (tmp_path / "m.json").write_text(json.dumps({k: v for k, v in meta.items() if k not in drop}))
+        with pytest.raises(CheckpointError, match=rf"m\.json lacks {expected}"):
+            load(tmp_path / "m")
+    tensors, _ = load_checkpoint(tmp_path / "m")
+    with pytest.raises(CheckpointError, match="lacks 'schedule'"):
+        pipeline_from_checkpoint(tensors, {k: v for k, v in meta.items() if k != "schedule"})
+
+
+def test_text_encoder_inside_a_diffusion_checkpoint_is_checked_too(tmp_path):
+    stem = _copy_pretrained("mnist-text2img", tmp_path / "t2i")
+    meta = json.loads((tmp_path / "t2i.json").read_text())
+    del meta["text"]["tokenizer"]
+    (tmp_path / "t2i.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"t2i\.json \(its 'text' encoder\) lacks 'tokenizer'"):
+        load(stem)
+    meta["text"] = {"config": {}}
+    (tmp_path / "t2i.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="has no 'kind' field"):
+        load(stem)
+
+
+# ------------------------------------------------------------------------------------ DiffusionPipeline inputs
+def test_unconditional_model_refuses_prompts():
+    pipe = load_pretrained("mnist-uncond")
+    for kw in ({"prompts": "seven"}, {"prompts": ["seven"]}, {"n": 1, "negative_prompt": "thick"},
+               {"n": 1, "guidance_interval": (200, 700)}):
+        with pytest.raises(ValueError, match="unconditional"):
+            pipe.sample(**kw, steps=2, progress=False)
+
+
+@pytest.mark.parametrize("n", [0, -1])
+def test_n_below_one_is_refused(uncond, text2img, n):
+    with pytest.raises(ValueError, match=f"n must be >= 1, got {n}"):
+        text2img.sample("seven", n=n, steps=2, progress=False)
+    with pytest.raises(ValueError, match=f"n must be >= 1, got {n}"):
+        uncond.sample(n=n, steps=2, progress=False)
+
+
+def test_encode_takes_one_string_as_one_prompt(text2img):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "unknown words ['s', 'e', 'v', 'n']"
+        ctx, mask = text2img.encode("seven")
+    ref_ctx, ref_mask = text2img.encode(["seven"])
+    assert ctx.shape[0] == 1 and torch.equal(ctx, ref_ctx) and torch.equal(mask, ref_mask)
+    with pytest.raises(ValueError, match="prompts must be a str or a list of str"):
+        text2img.encode(["seven", 7])
+    x = torch.zeros(1, 1, 28, 28)
+    t = torch.tensor([500])
+    torch.testing.assert_close(text2img.model_fn("seven")(x, t), text2img.model_fn(["seven"])(x, t))
+
+
+def test_x_T_of_the_wrong_shape_is_reported_in_the_callers_terms(uncond, text2img):
+    with pytest.raises(ValueError, match=r"x_T must have shape \(1, 1, 28, 28\).*got \(1, 1, 32, 32\)"):
+        text2img.sample(["one"], x_T=torch.randn(1, 1, 32, 32), steps=2, progress=False)
+    with pytest.raises(ValueError, match=r"x_T must have shape \(2, 1, 28, 28\).*got \(3, 1, 28, 28\)"):
+        uncond.sample(n=2, x_T=torch.randn(3, 1, 28, 28), steps=2, progress=False)
+    x_T = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    assert text2img.sample(["one", "two"], x_T=x_T, steps=2, progress=False).shape == (2, 1, 28, 28)
