@@ -51,7 +51,13 @@ def _read_prompts(args) -> list[str] | None:
         p = Path(args.prompts_file)
         if not p.exists():
             raise CLIError(f"prompts file {p} does not exist")
-        from_file = [line.strip() for line in p.read_text().splitlines() if line.strip()]
+        if not p.is_file():
+            raise CLIError(f"prompts file {p} is not a file (expected a text file, one prompt per line)")
+        try:
+            text = p.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark (Windows editors) is not a word
+        except UnicodeDecodeError as e:
+            raise CLIError(f"prompts file {p} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        from_file = [line.strip() for line in text.splitlines() if line.strip()]
         if not from_file:
             raise CLIError(f"prompts file {p} has no prompts (expected one prompt per line)")
         prompts += from_file
@@ -76,12 +82,14 @@ def cmd_sample(args) -> None:
     prompts = _read_prompts(args)
     if prompts and not pipe.is_text_conditional:
         raise CLIError("this checkpoint is unconditional: it takes no --prompt")
+    check_guidance_args(args, pipe)
     gen = torch.Generator().manual_seed(args.seed)
     all_prompts = [p for p in prompts for _ in range(args.n)] if prompts else None
     t0 = time.perf_counter()
     if pipe.is_text_conditional and all_prompts is None:
         all_prompts = [""] * args.n  # the unconditional branch of a text model
-    images = pipe.sample(all_prompts, n=None if all_prompts else args.n, guidance=args.guidance,
+    images = pipe.sample(all_prompts, n=None if all_prompts else args.n,
+                         guidance=3.0 if args.guidance is None else args.guidance,
                          negative_prompt=args.negative_prompt, steps=args.steps, sampler=args.sampler,
                          eta=args.eta, generator=gen,
                          guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
@@ -98,14 +106,38 @@ def cmd_sample(args) -> None:
 
 def add_guidance_args(p: argparse.ArgumentParser) -> None:
     """--guidance, --guidance-interval, --cads, --cads-window (sample and evaluate)."""
-    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale s (text models)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale s (text models; default 3)")
     p.add_argument("--guidance-interval", type=int, nargs=2, default=None, metavar=("T_LO", "T_HI"),
                    help="apply the guidance scale only for timesteps T_LO <= t <= T_HI (s = 1 elsewhere)")
     p.add_argument("--cads", type=float, default=None, metavar="NOISE",
                    help="condition-annealed sampling: noise the prompt tokens early in the chain with this "
                         "scale (Sadat et al. 2024; 0.5 is a good start for mnist-text2img)")
-    p.add_argument("--cads-window", type=float, nargs=2, default=(0.6, 0.9), metavar=("TAU1", "TAU2"),
+    p.add_argument("--cads-window", type=float, nargs=2, default=None, metavar=("TAU1", "TAU2"),
                    help="with --cads: full prompt for t/T <= TAU1, pure noise for t/T >= TAU2 (default 0.6 0.9)")
+
+
+def check_guidance_args(args, pipe) -> None:
+    """Options that would be silently ignored are errors: guidance options on an unconditional model, an
+    interval outside the schedule's timesteps, --cads-window without --cads, --eta with the DDPM sampler."""
+    import math
+
+    given = [f"--{name.replace('_', '-')}" for name in ("guidance", "guidance_interval", "negative_prompt", "cads")
+             if getattr(args, name, None) is not None]
+    if given and not pipe.is_text_conditional:
+        raise CLIError(f"this checkpoint is unconditional: {', '.join(given)} only apply to text-to-image models")
+    if args.guidance is not None and not (math.isfinite(args.guidance) and args.guidance >= 0):
+        raise CLIError(f"--guidance must be a finite number >= 0 (0: unconditional, 1: conditional), "
+                       f"got {args.guidance}")
+    T = pipe.schedule.T
+    if args.guidance_interval is not None and args.guidance_interval[0] > T - 1:
+        raise CLIError(f"--guidance-interval {args.guidance_interval[0]} {args.guidance_interval[1]} lies outside "
+                       f"this model's timesteps 0..{T - 1}: guidance would never apply")
+    if args.cads_window is not None and args.cads is None:
+        raise CLIError("--cads-window needs --cads NOISE")
+    if args.sampler == "ddpm" and args.eta != 0.0:
+        raise CLIError("--eta is DDIM's noise setting; the DDPM sampler always adds its full noise (drop --eta or "
+                       "use --sampler ddim)")
 
 
 def _cads(args, pipe):
@@ -115,8 +147,9 @@ def _cads(args, pipe):
     from .guidance import CADS
     if not pipe.is_text_conditional:
         raise CLIError("--cads noises the prompt; this checkpoint is unconditional")
+    tau1, tau2 = args.cads_window if args.cads_window is not None else (0.6, 0.9)
     try:
-        return CADS(noise_scale=args.cads, tau1=args.cads_window[0], tau2=args.cads_window[1])
+        return CADS(noise_scale=args.cads, tau1=tau1, tau2=tau2)
     except ValueError as e:
         raise CLIError(str(e)) from None
 
@@ -129,11 +162,43 @@ def cmd_export(args) -> None:
         raise CLIError(f"--out is a checkpoint stem: it writes STEM.safetensors and STEM.json; drop the {suffix!r} "
                        f"(got {args.out!r})")
     pipe = load(args.run)
+    if not hasattr(pipe, "save"):
+        raise CLIError(f"export turns a diffusion run into an inference checkpoint; {args.run} is a "
+                       f"{type(pipe).__name__} checkpoint (copy its .safetensors and .json files instead)")
+    stem = args.out.removesuffix(".safetensors").removesuffix(".json")  # as save_checkpoint names it
+    target = Path(stem + ".json")
+    if target.is_file() and "train_state" in target.read_text():
+        raise CLIError(f"{target} is a training checkpoint (it resumes a run); export to another --out")
     if args.card:
-        card = json.loads(Path(args.card).read_text())
+        try:
+            card = json.loads(Path(args.card).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise CLIError(f"--card {args.card}: expected a JSON file of model-card facts ({e})") from None
         pipe.meta["card"] = card
     stem = pipe.save(args.out)
     print(f"wrote {stem}.safetensors and {stem}.json (inference only: EMA weights and configs)")
+
+
+_FOLDER_OUT = {"train", "demo", "bench"}  # --out is a folder; export and train-clip take a checkpoint stem
+
+
+def check_out(args) -> None:
+    """Check --out before any work is done: not a folder where a file goes (or the reverse), and inside a
+    folder that exists or can be created and is writable."""
+    if getattr(args, "out", None) is None:
+        return
+    out = Path(args.out)
+    if args.command in _FOLDER_OUT and out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file; expected a folder")
+    if args.command in ("sample", "evaluate") and out.is_dir():
+        raise CLIError(f"--out {out} is a folder; expected a file name")
+    folder = out if args.command in _FOLDER_OUT else out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise CLIError(f"--out {out}: {folder} is a file, so no folder can be made there")
+    if not os.access(folder, os.W_OK):
+        raise CLIError(f"--out {out}: no permission to write in {folder}")
 
 
 def cmd_demo(args) -> None:
@@ -204,8 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     format_before = warnings.formatwarning  # one-line warnings while the command runs, restored after
     warnings.formatwarning = lambda message, category, *a, **k: f"diffusion-lite: warning: {message}\n"
     try:
+        check_out(args)
         args.func(args)
-    except (CLIError, CheckpointError, ValueError, FileNotFoundError, DatasetDownloadError) as e:
+    except (CLIError, CheckpointError, ValueError, OSError, DatasetDownloadError) as e:
         print(f"diffusion-lite {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -16,8 +16,9 @@ def cmd_train_clip(args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = get_device(args.device)
-    train = load_dataset(args.dataset, "train", subset=args.subset, balanced=args.subset is not None)
-    test = load_dataset(args.dataset, "test", subset=2000)
+    train = load_dataset(args.dataset, "train", subset=args.subset, balanced=args.subset is not None,
+                         download=args.download)
+    test = load_dataset(args.dataset, "test", subset=2000, download=args.download)
     model = CLIPModel.for_dataset(args.dataset, width=args.width)
     g = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
@@ -49,6 +50,7 @@ def add_parser(sub, common) -> None:
     p.add_argument("--width", type=_positive(), default=64, help="text token width D (the U-Net's context_dim)")
     p.add_argument("--subset", type=_positive(), default=None, help="train on K images (balanced)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--download", action="store_true", help="fetch the dataset with torchvision if not found (online)")
     p.add_argument("--out", required=True, help="checkpoint path (writes OUT.safetensors + OUT.json)")
     common(p)
     p.set_defaults(func=cmd_train_clip)

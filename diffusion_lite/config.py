@@ -76,13 +76,19 @@ class UNetConfig(_Serializable):
         for m in self.channel_mults:
             if (self.base_channels * m) % self.groups:
                 raise ValueError(f"channels {self.base_channels * m} not divisible by groups={self.groups}")
-        size = self.image_size
+        size, levels = self.image_size, [self.image_size]
         for _ in range(len(self.channel_mults) - 1):
             if size % 2:
                 raise ValueError(
                     f"image_size={self.image_size} cannot be halved {len(self.channel_mults) - 1} times; "
                     "use fewer channel_mults")
             size //= 2
+            levels.append(size)
+        for name in ("attn_resolutions", "cross_attn_resolutions"):
+            bad = [r for r in getattr(self, name) if r not in levels]
+            if bad:  # else the block is silently left out (a text model that ignores its text)
+                raise ValueError(f"{name}={tuple(getattr(self, name))}: this U-Net has no level at {bad} pixels; "
+                                 f"its levels are {levels}")
 
 
 @dataclass(frozen=True)

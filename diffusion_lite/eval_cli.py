@@ -34,7 +34,7 @@ def format_report(report: dict) -> str:
 def cmd_evaluate(args) -> None:
     from .attribute_eval import attribute_adherence_report
     from .checkpoints import load
-    from .cli import CLIError, _cads, _setup
+    from .cli import CLIError, _cads, _setup, check_guidance_args
     from .evaluation import evaluate_pipeline
     from .metrics import load_eval_classifier
 
@@ -47,9 +47,15 @@ def cmd_evaluate(args) -> None:
         raise CLIError(f"{args.checkpoint} is not a diffusion model checkpoint")
     if args.attributes and not pipe.is_text_conditional:
         raise CLIError("--attributes needs a text-conditional checkpoint")
+    if args.n < 2:
+        raise CLIError(f"--n must be >= 2 (FID and diversity need two samples or more), got {args.n}")
+    check_guidance_args(args, pipe)
+    if args.download:  # the reference images; a pip install has no data/ folder
+        from .data import load_dataset
+        load_dataset("mnist", args.reference.split("-")[1], download=True)
     classifier = load_eval_classifier(device)
-    kw = dict(guidance=args.guidance, steps=args.steps, sampler=args.sampler, seed=args.seed,
-              batch_size=args.batch_size, classifier=classifier, progress=not args.quiet,
+    kw = dict(guidance=3.0 if args.guidance is None else args.guidance, steps=args.steps, sampler=args.sampler,
+              seed=args.seed, batch_size=args.batch_size, classifier=classifier, progress=not args.quiet,
               guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
               cads=_cads(args, pipe))
     report = evaluate_pipeline(pipe, n=args.n, eta=args.eta, reference=args.reference, **kw)
@@ -79,6 +85,8 @@ def add_parser(subparsers, common) -> argparse.ArgumentParser:
     e.add_argument("--attributes", type=_positive(), default=None, metavar="N_PER_DIGIT",
                    help="also measure attribute adherence with N paired samples per digit and attribute")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.add_argument("--download", action="store_true",
+                   help="fetch the MNIST reference images with torchvision if they are not found (online)")
     e.add_argument("--out", required=True, help="report.json")
     common(e)
     e.set_defaults(func=cmd_evaluate)

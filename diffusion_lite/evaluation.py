@@ -123,6 +123,10 @@ def _check_pipe(pipe) -> None:
     if (c.in_channels, c.image_size, c.image_size) != IMAGE_SHAPE:
         raise ValueError(f"the evaluation classifier is for MNIST images {IMAGE_SHAPE}; this pipeline makes "
                          f"{(c.in_channels, c.image_size, c.image_size)}")
+    name = (getattr(pipe, "meta", None) or {}).get("dataset", {}).get("name")
+    if name not in (None, "mnist"):  # same shape, but digit prompts, an MNIST classifier and MNIST references
+        raise ValueError(f"this evaluation scores MNIST digits (an MNIST classifier, digit prompts, MNIST "
+                         f"references); the model was trained on {name!r}")
 
 
 def generate(pipe, n: int, prompts: Sequence[str] | None = None, *, guidance: float = 3.0, steps: int = 50,

@@ -119,9 +119,9 @@ def classifier_free_guidance(eps_fn: Callable[..., torch.Tensor], cond: tuple[to
     cads: noise the prompt tokens with condition-annealed sampling (module docstring); needs T, the
     schedule's number of timesteps; ``generator`` draws its noise (on the CPU unless it lives elsewhere).
     """
-    if not scale >= 0:  # also rejects NaN
-        raise ValueError(f"the guidance scale s must be >= 0 (0: unconditional, 1: conditional, > 1: guided), "
-                         f"got {scale}")
+    if not 0 <= scale < float("inf"):  # also rejects NaN
+        raise ValueError(f"the guidance scale s must be finite and >= 0 (0: unconditional, 1: conditional, "
+                         f"> 1: guided), got {scale}")
     if cads is not None and T is None:
         raise ValueError("CADS needs T, the number of timesteps of the schedule, to anneal over t / T")
     if interval is not None:

@@ -45,6 +45,8 @@ def test_train_sample_resume(tmp_path):
     run("sample", "--checkpoint", str(out), "--n", "4", "--steps", "2", "--sampler", "ddpm",
         "--out", str(tmp_path / "s.png"))
     assert (tmp_path / "s.png").stat().st_size > 100
+    p = run("export", "--run", str(out), "--out", str(out / "checkpoint"), check=False)  # would lose the run state
+    assert p.returncode == 2 and "is a training checkpoint" in p.stderr
     run("export", "--run", str(out), "--out", str(tmp_path / "exported"))
     run("sample", "--checkpoint", str(tmp_path / "exported.json"), "--n", "2", "--steps", "2",
         "--out", str(tmp_path / "e.npz"))
@@ -83,7 +85,20 @@ def test_init_from_fine_tunes_an_exported_model(tmp_path):
      "unknown device 'gpu'; expected cpu, cuda[:N] or mps"),
     (["bench", "--device", "cuda:1"], "CUDA_VISIBLE_DEVICES=1"),
     (["sample", "--checkpoint", "mnist-text2img", "--prompt", "a seven", "--guidance", "-1", "--n", "1",
-      "--steps", "1", "--out", "a.png"], "guidance scale s must be >= 0"),
+      "--steps", "1", "--out", "a.png"], "--guidance must be a finite number >= 0"),
+    (["sample", "--checkpoint", "mnist-text2img", "--prompt", "a seven", "--guidance", "inf", "--n", "1",
+      "--steps", "1", "--out", "a.png"], "--guidance must be a finite number >= 0"),
+    # options that would be silently ignored
+    (["sample", "--checkpoint", "mnist-uncond", "--guidance", "7", "--negative-prompt", "x", "--n", "1",
+      "--out", "a.png"], "unconditional: --guidance, --negative-prompt only apply to text-to-image models"),
+    (["sample", "--checkpoint", "mnist-text2img", "--prompt", "a seven", "--guidance-interval", "2000", "3000",
+      "--out", "a.png"], "outside this model's timesteps 0..999"),
+    (["sample", "--checkpoint", "mnist-text2img", "--prompt", "a seven", "--cads-window", "0.5", "0.8",
+      "--out", "a.png"], "--cads-window needs --cads"),
+    (["sample", "--checkpoint", "mnist-uncond", "--sampler", "ddpm", "--eta", "0.5", "--out", "a.png"],
+     "--eta is DDIM's noise setting"),
+    (["evaluate", "--checkpoint", "mnist-uncond", "--n", "1", "--out", "r.json"], "--n must be >= 2"),
+    (["export", "--run", "mnist-clip", "--out", "m"], "is a CLIPModel checkpoint"),
     (["sample", "--checkpoint", "mnist-uncond", "--eta", "5", "--n", "1", "--steps", "1", "--out", "a.png"],
      "eta must be in [0, 1]"),
 ])
@@ -96,6 +111,32 @@ def test_bad_arguments_are_one_line_errors(args, message, tmp_path):
     assert p.returncode == 2
     assert message in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_output_paths_and_prompt_files_are_checked_before_any_work(tmp_path):
+    def fails(*args, message):
+        p = subprocess.run([EXE, *args], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir.png").mkdir()
+    fails("sample", "--checkpoint", "mnist-uncond", "--out", "afile/x.png", message="afile is a file, so no folder")
+    fails("sample", "--checkpoint", "mnist-uncond", "--out", "adir.png", message="adir.png is a folder")
+    fails("evaluate", "--checkpoint", "mnist-uncond", "--n", "20", "--out", "afile/r.json", message="is a file")
+    fails("train", "--dataset", "mnist", "--steps", "1", "--out", "afile", message="afile is a file; expected a folder")
+    fails("sample", "--checkpoint", "mnist-text2img", "--prompts-file", ".", "--out", "a.png", message="is not a file")
+    (tmp_path / "latin1.txt").write_bytes(b"the digit \xff\n")
+    fails("sample", "--checkpoint", "mnist-text2img", "--prompts-file", "latin1.txt", "--out", "a.png",
+          message="latin1.txt is not UTF-8 text")
+    (tmp_path / "bad_card.json").write_text("{oops")
+    fails("export", "--run", "mnist-uncond", "--card", "bad_card.json", "--out", "m",
+          message="--card bad_card.json: expected a JSON file")
+    # a byte-order mark (Windows editors) is not read as an unknown word
+    (tmp_path / "bom.txt").write_text("\ufeffthe digit one\n", encoding="utf-8")
+    p = run("sample", "--checkpoint", "mnist-text2img", "--prompts-file", str(tmp_path / "bom.txt"), "--n", "1",
+            "--steps", "1", "--out", str(tmp_path / "b.npz"))
+    assert "unknown word" not in p.stderr
+    assert list(np.load(tmp_path / "b.npz")["prompts"]) == ["the digit one"]
 
 
 def test_missing_data_offline_is_a_clear_error(tmp_path):
@@ -150,7 +191,8 @@ def test_guidance_interval_outside_every_step_is_the_conditional_model(tmp_path)
     common = ["sample", "--checkpoint", "mnist-text2img", "--prompt", "a thick seven", "--n", "2", "--steps", "3",
               "--threads", "1"]
     run(*common, "--guidance", "1", "--out", str(tmp_path / "s1.npz"))
-    run(*common, "--guidance", "5", "--guidance-interval", "2000", "3000", "--out", str(tmp_path / "off.npz"))
+    # 3 DDIM steps visit t = 999, 500, 0: none lies in 600..900 (an interval beyond T - 1 is an error instead)
+    run(*common, "--guidance", "5", "--guidance-interval", "600", "900", "--out", str(tmp_path / "off.npz"))
     run(*common, "--guidance", "5", "--out", str(tmp_path / "s5.npz"))
     s1, off, s5 = (np.load(tmp_path / f)["images"] for f in ("s1.npz", "off.npz", "s5.npz"))
     assert np.array_equal(s1, off)  # guidance never applied: s = 1 everywhere

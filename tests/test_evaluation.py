@@ -115,6 +115,11 @@ def test_evaluation_rejects_non_mnist_pipelines(classifier):
                              Schedule.from_config(ScheduleConfig()))
     with pytest.raises(ValueError, match="MNIST"):
         ev.evaluate_pipeline(pipe, n=20, classifier=classifier)
+    # the same 1x28x28 shape, but not digits: scored as MNIST it would be a meaningless report
+    fashion = tiny_uncond_pipe()
+    fashion.meta["dataset"] = {"name": "fashion-mnist"}
+    with pytest.raises(ValueError, match="trained on 'fashion-mnist'"):
+        ev.evaluate_pipeline(fashion, n=20, classifier=classifier)
 
 
 def test_reference_too_small_for_a_floor(classifier):

@@ -136,8 +136,8 @@ def test_cfg_guidance_interval_guides_only_inside(gen):
     torch.testing.assert_close(full, guided)
     with pytest.raises(ValueError, match="t_lo <= t_hi"):
         classifier_free_guidance(_toy_text_eps, c, u, 3.0, interval=(500, 100))
-    for bad in (-1.0, float("nan")):
-        with pytest.raises(ValueError, match="guidance scale s must be >= 0"):
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="guidance scale s must be finite and >= 0"):
             classifier_free_guidance(_toy_text_eps, c, u, bad)
 
 

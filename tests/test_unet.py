@@ -62,6 +62,11 @@ def test_bad_inputs_are_clear_errors():
         UNetConfig(image_size=30, channel_mults=(1, 2, 2, 2))
     with pytest.raises(ValueError, match="need context_dim"):
         UNetConfig(cross_attn_resolutions=(7,))
+    # a resolution the U-Net does not have would silently drop the block (a text model that ignores text)
+    with pytest.raises(ValueError, match=r"no level at \[5\] pixels; its levels are \[28, 14, 7\]"):
+        UNetConfig(cross_attn_resolutions=(5,), context_dim=64)
+    with pytest.raises(ValueError, match="attn_resolutions"):
+        UNetConfig(in_channels=3, image_size=32)  # the MNIST default (7,) has no 32-pixel counterpart
 
 
 def test_timestep_embedding_distinguishes_steps():
