@@ -194,6 +194,8 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
         model.to(memory_format=torch.channels_last)
     train_model = torch.compile(model) if cfg.compile else model
     use_amp = cfg.amp and device.type == "cuda"
+    if cfg.amp and not use_amp:
+        warnings.warn(f"amp (bf16 autocast) is for CUDA GPUs; training in float32 on {device.type}", stacklevel=2)
     if use_amp and not torch.cuda.is_bf16_supported(including_emulation=False):
         warnings.warn(f"--amp uses bfloat16, which {torch.cuda.get_device_name(device)} only emulates (native from "
                       "Ampere on); training in float32 (without --amp) is likely faster here", stacklevel=2)

@@ -33,7 +33,10 @@ def _unet_config(model: str, C: int, H: int, context_dim: int | None, cross_attn
     overrides = dict(MODEL_PRESETS[model])
     if context_dim is not None:
         overrides.update(cross_attn_resolutions=tuple(cross_attn), attn_resolutions=(), context_dim=int(context_dim))
-    return cifar_unet_config() if C == 3 else UNetConfig(in_channels=C, image_size=H, **overrides)
+    if C == 3:  # CIFAR's preset; text adds cross-attention at the given levels (32, 16, 8 or 4 pixels)
+        text = ("cross_attn_resolutions", "attn_resolutions", "context_dim") if context_dim is not None else ()
+        return cifar_unet_config(**{k: overrides[k] for k in text})
+    return UNetConfig(in_channels=C, image_size=H, **overrides)
 
 
 def _check_vocabulary(text, name: str, dataset: str) -> None:
@@ -150,6 +153,13 @@ def cmd_train(args) -> None:
             raise CLIError(f"--text expects a CLIP checkpoint (kind 'clip'), got kind {text_meta['kind']!r}")
     if resume:
         _check_resume_text(out, saved, args, text_meta)
+    if not args.text:
+        given = [o for o, v in (("--cross-attn", args.cross_attn), ("--p-uncond", args.p_uncond)) if v is not None]
+        if given:
+            raise CLIError(f"{' and '.join(given)} only apply to text-to-image training: add --text CLIP (e.g. "
+                           "--text mnist-clip)")
+    args.cross_attn = [7, 14] if args.cross_attn is None else args.cross_attn
+    args.p_uncond = 0.1 if args.p_uncond is None else args.p_uncond
     if args.text:
         text = load(args.text, device)
         _check_vocabulary(text, args.text, args.dataset)
@@ -254,8 +264,10 @@ def add_parser(sub, common) -> None:
     t.add_argument("--init-from", default=None,
                    help="fine-tune: start from the U-Net weights of this checkpoint (name or path)")
     t.add_argument("--text", default=None, help="CLIP checkpoint (name or path): train a text-to-image model")
-    t.add_argument("--cross-attn", type=int, nargs="+", default=[7, 14], help="resolutions with cross-attention")
-    t.add_argument("--p-uncond", type=float, default=0.1, help="prompt dropout probability for CFG")
+    t.add_argument("--cross-attn", type=int, nargs="+", default=None,
+                   help="with --text: resolutions with cross-attention (default 7 14)")
+    t.add_argument("--p-uncond", type=float, default=None,
+                   help="with --text: prompt dropout probability for CFG (default 0.1)")
     t.add_argument("--schedule", choices=["linear", "cosine", "sigmoid"], default="cosine")
     t.add_argument("--prediction", choices=["eps", "v", "x0"], default="eps")
     t.add_argument("--loss-weighting", choices=["none", "min_snr"], default="none")

@@ -98,6 +98,8 @@ def test_init_from_fine_tunes_an_exported_model(tmp_path):
     (["sample", "--checkpoint", "mnist-uncond", "--sampler", "ddpm", "--eta", "0.5", "--out", "a.png"],
      "--eta is DDIM's noise setting"),
     (["evaluate", "--checkpoint", "mnist-uncond", "--n", "1", "--out", "r.json"], "--n must be >= 2"),
+    (["train", "--dataset", "mnist", "--p-uncond", "0.2", "--steps", "1", "--out", "x"],
+     "--p-uncond only apply to text-to-image training: add --text"),
     (["export", "--run", "mnist-clip", "--out", "m"], "is a CLIPModel checkpoint"),
     (["sample", "--checkpoint", "mnist-uncond", "--eta", "5", "--n", "1", "--steps", "1", "--out", "a.png"],
      "eta must be in [0, 1]"),

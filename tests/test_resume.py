@@ -38,11 +38,11 @@ def test_cli_resume_with_other_settings_is_an_error(tmp_path, capsys):
     assert "--prediction: saved 'v', requested 'eps'" in err and "--model: saved 'tiny', requested 'small'" in err
     assert "choose a new --out" in err and len(err.strip().splitlines()) == 1
     rc, _, err = train(capsys, "--steps", "3", "--model", "tiny", "--prediction", "v", "--out", str(run),
-                       "--lr", "1e-3", "--batch-size", "4", "--loss-weighting", "min_snr", "--p-uncond", "0.2",
+                       "--lr", "1e-3", "--batch-size", "4", "--loss-weighting", "min_snr",
                        "--ema-decay", "0.99", "--schedule", "linear", "--seed", "1", "--subset", "32")
     assert rc == 2
     for msg in ["--lr: saved 0.002, requested 0.001", "--batch-size: saved 8, requested 4",
-                "--loss-weighting: saved 'none', requested 'min_snr'", "--p-uncond: saved 0.1, requested 0.2",
+                "--loss-weighting: saved 'none', requested 'min_snr'",
                 "--ema-decay: saved 0.999, requested 0.99", "--schedule: saved 'cosine', requested 'linear'",
                 "--seed: saved 0, requested 1", "--subset: saved 64, requested 32"]:
         assert msg in err
@@ -147,3 +147,13 @@ def test_ema_decay_out_of_range_is_an_error(images, decay):
             progress=False)
     with pytest.raises(ValueError, match=r"EMA decay must be in \[0, 1\)"):
         EMA(UNet(TINY), decay)
+
+
+def test_cifar_text_model_gets_cross_attention_at_its_levels():
+    from diffusion_lite.train_cli import _unet_config
+
+    u = _unet_config("small", 3, 32, 16, [8, 16])
+    assert u.context_dim == 16 and u.cross_attn_resolutions == (8, 16) and u.attn_resolutions == ()
+    assert _unet_config("small", 3, 32, None, [7, 14]).context_dim is None  # unconditional: CIFAR's preset
+    with pytest.raises(ValueError, match=r"no level at \[7, 14\] pixels; its levels are \[32, 16, 8, 4\]"):
+        _unet_config("small", 3, 32, 16, [7, 14])

@@ -138,3 +138,10 @@ def test_fit_checks_the_pixel_range(mnist_small):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # data in [-1, 1]: silent
         fit(UNet(TINY), s, mnist_small[:16], cfg, progress=False)
+
+
+def test_amp_off_cuda_is_a_warning_not_silence(mnist_small):
+    s = Schedule.from_config(ScheduleConfig("cosine"))
+    cfg = TrainConfig(steps=1, batch_size=4, checkpoint_every=0, amp=True)
+    with pytest.warns(UserWarning, match="amp .* is for CUDA GPUs; training in float32 on cpu"):
+        fit(UNet(TINY), s, mnist_small[:16], cfg, progress=False)
