@@ -125,6 +125,8 @@ class TrainConfig(_Serializable):
             raise ValueError(f"loss_weighting must be 'none' or 'min_snr', got {self.loss_weighting!r}")
         if not 0.0 <= self.p_uncond <= 1.0:
             raise ValueError(f"p_uncond must be in [0, 1], got {self.p_uncond}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
 
 def mnist_unet_config(**changes) -> UNetConfig:

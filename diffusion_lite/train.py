@@ -156,8 +156,6 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     check_image_range(images)
     if cond_fn is not None and labels is None:
         raise ValueError("cond_fn needs labels (one per image)")
-    if not 0.0 <= cfg.ema_decay < 1.0:
-        raise ValueError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
     gen = torch.Generator().manual_seed(cfg.seed)  # CPU generator: batches, t, eps, prompt dropout
     torch.manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
