@@ -214,7 +214,7 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
 
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=progress_disabled(progress), dynamic_ncols=True)
-    start_step, t_start = step, time.perf_counter()
+    start_step, t_start, diverging = step, time.perf_counter(), False
     while step < cfg.steps:
         t0 = time.perf_counter()
         idx = torch.randint(0, images.shape[0], (cfg.batch_size,), generator=gen)
@@ -241,6 +241,12 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
         running = value if running is None else 0.98 * running + 0.02 * value
         if step % cfg.log_every == 0 or step == cfg.steps:
             history.append((step, round(running, 6)))
+            low = min(history, key=lambda h: h[1])
+            if not diverging and running > 10 * low[1]:  # finite but exploding: reported once, not stopped
+                diverging = True
+                warnings.warn(f"the loss rose to {running:.4g} at step {step}, more than 10x its {low[1]:.4g} at "
+                              f"step {low[0]}: training is diverging; lower the learning rate (now {cfg.lr:g})",
+                              stacklevel=2)
         bar.set_postfix(loss=f"{running:.4f}", refresh=False)
         bar.update(1)
         if callback is not None:

@@ -145,3 +145,17 @@ def test_amp_off_cuda_is_a_warning_not_silence(mnist_small):
     cfg = TrainConfig(steps=1, batch_size=4, checkpoint_every=0, amp=True)
     with pytest.warns(UserWarning, match="amp .* is for CUDA GPUs; training in float32 on cpu"):
         fit(UNet(TINY), s, mnist_small[:16], cfg, progress=False)
+
+
+def test_a_diverging_loss_is_reported(mnist_small):
+    """A learning rate far too high gives a finite but exploding loss: one warning, not silence."""
+    import warnings
+
+    s = Schedule.from_config(ScheduleConfig("cosine"))
+    torch.manual_seed(0)
+    cfg = TrainConfig(steps=40, batch_size=8, lr=1e12, warmup_steps=1, log_every=5, checkpoint_every=0)
+    with pytest.warns(UserWarning, match="training is diverging; lower the learning rate"):
+        fit(UNet(TINY), s, mnist_small[:64], cfg, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default learning rate: the loss falls, no warning
+        fit(UNet(TINY), s, mnist_small[:64], cfg.replace(lr=2e-3), progress=False)
