@@ -35,3 +35,23 @@ def test_readme_quick_start_and_ci_use_the_same_test_command():
 def test_no_exact_torch_pins():
     text = (ROOT / "pyproject.toml").read_text()
     assert not re.search(r'"torch(vision)?==', text)
+
+
+def test_constraints_pin_every_dependency_within_pyproject_ranges():
+    """constraints.txt (the versions CI last passed with) pins each direct dependency, inside pyproject's range."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt: {line!r} is not an exact pin (name==version)"
+            pins[canonicalize_name(name)] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] + [d for group in project["optional-dependencies"].values() for d in group]
+    for dep in map(Requirement, deps):
+        name = canonicalize_name(dep.name)
+        assert name in pins, f"constraints.txt has no pin for {dep.name} (pyproject.toml asks for {dep})"
+        assert dep.specifier.contains(pins[name]), f"constraints.txt pins {dep.name}=={pins[name]}, outside {dep}"
