@@ -6,7 +6,7 @@ The public API, by chapter of the course (notebooks/):
     from diffusion_lite import UNet, UNetConfig                            # 03 the U-Net
     from diffusion_lite import TrainConfig, fit, diffusion_loss            # 04 training
     from diffusion_lite import sample, sample_ddpm, sample_ddim            # 05 sampling
-    from diffusion_lite import classifier_free_guidance                    # 08 guidance
+    from diffusion_lite import classifier_free_guidance, CADS              # 08 guidance
     from diffusion_lite import load_pretrained, load, DiffusionPipeline    # shipped models
     from diffusion_lite import load_dataset, get_device, seed_everything
 """
@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 from .checkpoints import CheckpointError, list_pretrained, load, load_pretrained
 from .config import ScheduleConfig, TrainConfig, UNetConfig
 from .data import load_dataset
-from .guidance import classifier_free_guidance
+from .guidance import CADS, classifier_free_guidance
 from .pipeline import DiffusionPipeline
 from .sampling import sample, sample_ddim, sample_ddpm
 from .schedules import Schedule, q_sample
@@ -25,7 +25,7 @@ from .unet import UNet
 from .utils import get_device, seed_everything
 
 __all__ = [
-    "CheckpointError", "DiffusionPipeline", "Schedule", "ScheduleConfig", "TrainConfig", "UNet", "UNetConfig",
+    "CADS", "CheckpointError", "DiffusionPipeline", "Schedule", "ScheduleConfig", "TrainConfig", "UNet", "UNetConfig",
     "classifier_free_guidance", "diffusion_loss", "fit", "get_device", "list_pretrained", "load", "load_dataset",
     "load_pretrained", "sample", "sample_ddim", "sample_ddpm", "q_sample", "seed_everything", "__version__",
 ]

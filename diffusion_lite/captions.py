@@ -47,8 +47,9 @@ SYNONYMS = {"thin": ("thin", "slim"), "thick": ("thick", "bold", "heavy"), "smal
 _POST_NOUN = ("slanting left", "slanting right")  # phrases that follow the noun: "a seven slanting right"
 
 # THRESHOLDS[dataset][attribute] = (low, high), over the whole training set; CLASS_THRESHOLDS per class
-# for the attributes whose range depends on the class (a 1's bounding box is a third of a 0's). Computed
-# with compute_thresholds(ds.images) and compute_thresholds(ds.images, ds.labels), ds = load_dataset("mnist").
+# for the attributes whose range depends on the class (a typical 1's bounding box is about half the area of
+# a 0's). Computed with compute_thresholds(ds.images) and compute_thresholds(ds.images, ds.labels),
+# ds = load_dataset("mnist").
 THRESHOLDS = {"mnist": {"thickness": (2.2162, 3.0924), "slant": (-0.116, 0.3411), "size": (0.3061, 0.4592)}}
 CLASS_THRESHOLDS = {"mnist": {"size": [
     (0.3827, 0.4847), (0.1276, 0.3061), (0.3571, 0.4847), (0.3316, 0.4592), (0.3316, 0.4592),

@@ -138,10 +138,20 @@ def check_meta(meta: dict[str, Any], where: str = "checkpoint") -> None:
         raise CheckpointError(f"{where}: unknown checkpoint kind {kind!r}; expected one of {sorted(BUILDERS)}")
     missing = [k for k in REQUIRED_KEYS[kind] if meta.get(k) is None]
     if missing:
+        why = "the JSON is incomplete or was edited"
+        if kind == "diffusion" and "train_state" in meta:  # a run folder's checkpoint, written by train.fit
+            why = ("it was written by train.fit of an earlier version, which recorded them only when given in "
+                   "meta=, or the JSON was edited; add them to the JSON: \"unet\": UNetConfig(...).to_dict(), "
+                   "\"schedule\": ScheduleConfig(...).to_dict(), the configs the run was trained with")
         raise CheckpointError(f"{where} lacks {', '.join(map(repr, missing))}, which a {kind!r} checkpoint needs "
-                              "(the JSON is incomplete or was edited)")
+                              f"({why})")
     if kind == "diffusion" and meta.get("text") is not None:
         check_meta(meta["text"], f"{where} (its 'text' encoder)")
+    context_dim = meta["unet"].get("context_dim") if kind == "diffusion" and isinstance(meta["unet"], dict) else None
+    if context_dim is not None and meta.get("text") is None:
+        raise CheckpointError(f"{where}: its U-Net is text-conditional (cross-attention over {context_dim}-wide text "
+                              "tokens), but no text encoder is stored with it ('text' is missing), so it cannot "
+                              "turn prompts into tokens; save the pipeline with its text encoder (a CLIPModel)")
 
 
 def load_checkpoint(path_or_name: str | os.PathLike, device: str | torch.device = "cpu",

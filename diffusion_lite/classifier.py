@@ -173,6 +173,9 @@ def train_classifier(model: Classifier, dataset: Any, *, epochs: float = 3.0, ba
 @torch.no_grad()
 def accuracy(model: Classifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
     """Fraction of ``images`` (N, C, H, W) in [-1, 1] whose argmax prediction equals ``labels`` (N,)."""
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"expected one label per image, labels of shape ({images.shape[0]},), "
+                         f"got {tuple(labels.shape)}")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

@@ -89,7 +89,7 @@ def cmd_sample(args) -> None:
     if pipe.is_text_conditional and all_prompts is None:
         all_prompts = [""] * args.n  # the unconditional branch of a text model
     images = pipe.sample(all_prompts, n=None if all_prompts else args.n,
-                         guidance=3.0 if args.guidance is None else args.guidance,
+                         guidance=args.guidance,  # None: the pipeline's default (3) for text models
                          negative_prompt=args.negative_prompt, steps=args.steps, sampler=args.sampler,
                          eta=args.eta, generator=gen,
                          guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
@@ -130,9 +130,9 @@ def check_guidance_args(args, pipe) -> None:
         raise CLIError(f"--guidance must be a finite number >= 0 (0: unconditional, 1: conditional), "
                        f"got {args.guidance}")
     T = pipe.schedule.T
-    if args.guidance_interval is not None and args.guidance_interval[0] > T - 1:
-        raise CLIError(f"--guidance-interval {args.guidance_interval[0]} {args.guidance_interval[1]} lies outside "
-                       f"this model's timesteps 0..{T - 1}: guidance would never apply")
+    if args.guidance_interval is not None and not 0 <= args.guidance_interval[0] <= args.guidance_interval[1] <= T - 1:
+        raise CLIError(f"--guidance-interval {args.guidance_interval[0]} {args.guidance_interval[1]}: expected "
+                       f"0 <= T_LO <= T_HI <= {T - 1} (this model's timesteps)")
     if args.cads_window is not None and args.cads is None:
         raise CLIError("--cads-window needs --cads NOISE")
     if args.sampler == "ddpm" and args.eta != 0.0:

@@ -29,19 +29,17 @@ treats the caption of every other seven as a wrong answer for this seven. Two ca
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .checkpoints import load_state_strict, save_checkpoint
 from .config import _Serializable
+from .metrics import check_images
 from .tokenizer import EOS, Tokenizer
-from .utils import progress_disabled
 
 
 @dataclass(frozen=True)
@@ -173,13 +171,18 @@ class CLIPModel(nn.Module):
         return F.normalize(self.text(self._ids(texts))[1], dim=-1)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, C, S, S) in [-1, 1] -> unit-norm embeddings (B, E)."""
+        """(B, C, S, S) float in [-1, 1] (checked by metrics.check_images) -> unit-norm embeddings (B, E)."""
+        check_images(images)
+        return self._encode_image(images)
+
+    def _encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.image(images.to(self.device)), dim=-1)
 
     def forward(self, images: torch.Tensor, texts: list[str] | torch.Tensor) -> torch.Tensor:
-        """logits_per_image (B, B) = exp(t) * cos(image_i, text_j); logits_per_text is its transpose."""
+        """logits_per_image (B, B) = exp(t) * cos(image_i, text_j); logits_per_text is its transpose. (Images
+        are not checked here: train_clip checks its whole dataset once.)"""
         scale = self.logit_scale.clamp(max=math.log(100)).exp()
-        return scale * self.encode_image(images) @ self.encode_text(texts).T
+        return scale * self._encode_image(images) @ self.encode_text(texts).T
 
     @torch.no_grad()
     def text_tokens(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,14 +212,17 @@ def clip_loss(logits_per_image: torch.Tensor, positives: torch.Tensor | None = N
 @torch.no_grad()
 def zero_shot_classify(model: CLIPModel, images: torch.Tensor, class_prompts: list[str],
                        batch_size: int = 500) -> torch.Tensor:
-    """images (N, C, S, S) -> (N,) long: the index of the most similar class prompt."""
+    """images (N, C, S, S) in [-1, 1] -> (N,) long: the index of the most similar class prompt."""
+    check_images(images)
     text = model.encode_text(class_prompts)  # (K, E)
-    return torch.cat([(model.encode_image(x) @ text.T).argmax(1).cpu() for x in images.split(batch_size)])
+    return torch.cat([(model._encode_image(x) @ text.T).argmax(1).cpu() for x in images.split(batch_size)])
 
 
 def zero_shot_accuracy(model: CLIPModel, images: torch.Tensor, labels: torch.Tensor, class_prompts: list[str],
                        batch_size: int = 500) -> float:
-    """Fraction of images whose most similar prompt is class_prompts[label]."""
+    """Fraction of images (N, C, S, S) whose most similar prompt is class_prompts[label]; labels (N,)."""
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"expected one label per image, shape ({images.shape[0]},), got {tuple(labels.shape)}")
     return (zero_shot_classify(model, images, class_prompts, batch_size) == labels.cpu()).float().mean().item()
 
 
@@ -231,66 +237,14 @@ def retrieval_recall(model: CLIPModel, images: torch.Tensor, captions: list[str]
     relevant = torch.eye(len(captions), images.shape[0], dtype=torch.bool) if relevant is None else relevant.cpu()
     if relevant.shape != (len(captions), images.shape[0]):
         raise ValueError(f"relevant must be ({len(captions)}, {images.shape[0]}) bool")
-    img = torch.cat([model.encode_image(x) for x in images.split(batch_size)])  # (N, E)
+    if not ks or not 1 <= min(ks) <= max(ks) <= images.shape[0]:
+        raise ValueError(f"every k must be in [1, N = {images.shape[0]}] (the number of images), got ks={ks}")
+    check_images(images)
+    img = torch.cat([model._encode_image(x) for x in images.split(batch_size)])  # (N, E)
     txt = torch.cat([model.encode_text(captions[i: i + batch_size]) for i in range(0, len(captions), batch_size)])
     top = (txt @ img.T).topk(max(ks), dim=1).indices.cpu()  # (Q, kmax)
     hits = relevant.gather(1, top)  # (Q, kmax)
     return {k: hits[:, :k].any(1).float().mean().item() for k in ks}
-
-
-def train_clip(model: CLIPModel, dataset, *, steps: int = 1000, batch_size: int = 256, lr: float = 2e-3,
-               weight_decay: float = 0.05, warmup_steps: int = 50, captions: Callable | None = None,
-               dataset_name: str | None = None, positives: str = "diagonal", generator: torch.Generator | None = None,
-               device: str | torch.device | None = None, progress: bool = True) -> list[float]:
-    """Train contrastively in place; returns the loss of every step.
-
-    dataset: has ``.images`` (N, C, S, S) in [-1, 1] and ``.labels`` (N,) (e.g. data.load_dataset), or is
-    an (images, labels) tuple. captions(images, labels, generator) -> list[str]; default
-    captions.caption_fn(dataset_name) (default ``dataset.name``). AdamW with linear warmup and
-    cosine decay to 10% of lr; batches and captions are drawn with ``generator``. positives: "diagonal"
-    (CLIP) or "label" (every same-class pair is a match; see the module docstring). The model is moved to
-    ``device`` if given, else it trains where it is.
-    """
-    from .captions import caption_fn
-
-    images, labels = (dataset.images, dataset.labels) if hasattr(dataset, "images") else dataset
-    if positives not in ("diagonal", "label"):
-        raise ValueError(f"positives must be 'diagonal' or 'label', got {positives!r}")
-    if captions is None:
-        name = dataset_name or getattr(dataset, "name", None)
-        if name is None:
-            raise ValueError("give dataset_name (or a captions function) for a dataset without .name")
-        captions = caption_fn(name)
-    if device is not None:
-        model.to(device)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0}],
-                            lr=lr, betas=(0.9, 0.98))
-    lr_at = lambda s: min(1.0, (s + 1) / max(1, warmup_steps)) * (0.55 + 0.45 * math.cos(math.pi * s / steps))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    model.train()
-    history, order, pos = [], torch.randperm(len(images), generator=generator), 0
-    bar = tqdm(range(steps), desc="clip", disable=progress_disabled(progress))
-    for _ in bar:
-        if pos + batch_size > len(order):
-            order, pos = torch.randperm(len(images), generator=generator), 0
-        idx = order[pos: pos + batch_size]
-        pos += batch_size
-        x, y = images[idx], labels[idx]
-        ids = model.tokenizer.encode(captions(x, y, generator), on_unknown="error")[0].to(model.device)
-        same = (y[:, None] == y[None]).to(model.device) if positives == "label" else None  # (B, B) same class
-        loss = clip_loss(model(x.to(model.device), ids), same)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        history.append(loss.item())
-        if len(history) % 10 == 0:
-            bar.set_postfix(loss=f"{sum(history[-10:]) / 10:.3f}", scale=f"{model.logit_scale.exp().item():.1f}")
-    model.eval()
-    return history
 
 
 def save_clip(path: str | Path, model: CLIPModel, extra_meta: dict | None = None) -> Path:

@@ -9,7 +9,8 @@ def cmd_train_clip(args) -> None:
     import torch
 
     from .captions import class_prompts
-    from .clip import CLIPModel, save_clip, train_clip, zero_shot_accuracy
+    from .clip import CLIPModel, save_clip, zero_shot_accuracy
+    from .clip_train import train_clip
     from .data import load_dataset
     from .utils import get_device
 

@@ -25,6 +25,15 @@ def _from_dict(cls, d: dict[str, Any]):
     return cls(**kwargs)
 
 
+SCHEDULE_KINDS = ("linear", "cosine", "sigmoid")
+
+
+def _check_int(cfg, name: str, low: int) -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{type(cfg).__name__}.{name} must be an integer >= {low}, got {value!r}")
+
+
 class _Serializable:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,6 +55,14 @@ class ScheduleConfig(_Serializable):
     T: int = 1000
     beta_start: float = 1e-4  # linear / sigmoid only
     beta_end: float = 0.02  # linear / sigmoid only
+
+    def __post_init__(self):
+        if self.kind not in SCHEDULE_KINDS:
+            raise ValueError(f"unknown schedule kind {self.kind!r}; expected one of {list(SCHEDULE_KINDS)}")
+        _check_int(self, "T", 2)
+        if not 0.0 < self.beta_start < self.beta_end < 1.0:
+            raise ValueError(f"ScheduleConfig needs 0 < beta_start < beta_end < 1, got beta_start={self.beta_start}, "
+                             f"beta_end={self.beta_end}")
 
 
 @dataclass(frozen=True)
@@ -71,6 +88,18 @@ class UNetConfig(_Serializable):
     dropout: float = 0.0
 
     def __post_init__(self):
+        for name in ("channel_mults", "attn_resolutions", "cross_attn_resolutions"):  # a frozen config stays hashable
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("in_channels", "image_size", "base_channels", "num_res_blocks", "num_heads", "groups"):
+            _check_int(self, name, 1)
+        if not self.channel_mults or any(isinstance(m, bool) or not isinstance(m, int) or m < 1
+                                         for m in self.channel_mults):
+            raise ValueError(f"channel_mults must be a non-empty tuple of integers >= 1, got {self.channel_mults!r}")
+        if self.context_dim is not None:
+            _check_int(self, "context_dim", 1)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.cross_attn_resolutions and not self.context_dim:
             raise ValueError("cross_attn_resolutions need context_dim (the width of the text tokens)")
         for m in self.channel_mults:
@@ -127,6 +156,14 @@ class TrainConfig(_Serializable):
             raise ValueError(f"p_uncond must be in [0, 1], got {self.p_uncond}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        for name, low in (("steps", 1), ("batch_size", 1), ("warmup_steps", 0), ("checkpoint_every", 0),
+                          ("log_every", 1), ("seed", 0)):
+            _check_int(self, name, low)
+        if not 0.0 < self.lr < float("inf"):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if not (0.0 <= self.weight_decay < float("inf") and 0.0 <= self.grad_clip < float("inf")):
+            raise ValueError(f"weight_decay and grad_clip must be finite and >= 0 (grad_clip 0: no clipping), "
+                             f"got {self.weight_decay}, {self.grad_clip}")
 
 
 def mnist_unet_config(**changes) -> UNetConfig:

@@ -284,8 +284,10 @@ def load_dataset(name: str, split: str = "train", *, root: str | os.PathLike | N
     long (N,). ``subset=K`` keeps the first K images; with ``balanced=True`` the first K // num_classes of
     each class (N = (K // num_classes) * num_classes), in file order. ValueError for an unknown name/split
     or an impossible subset; DatasetNotFoundError (a FileNotFoundError) when no searched folder has the
-    files; DatasetChecksumError when a file differs from its SHA256SUMS entry. ``download=True`` fetches
-    missing files with torchvision into ``root`` or CACHE_DIR. Raw arrays are cached per process.
+    files, or when ``root`` is given but is not a folder (without ``download``; a ``root`` that exists is
+    searched first, then the default places); DatasetChecksumError when a file differs from its SHA256SUMS
+    entry. ``download=True`` fetches missing files with torchvision into ``root`` or CACHE_DIR. Raw arrays
+    are cached per process.
     """
     info = dataset_info(name)
     if split not in SPLITS:
@@ -293,6 +295,9 @@ def load_dataset(name: str, split: str = "train", *, root: str | os.PathLike | N
     if subset is not None and (isinstance(subset, bool) or not isinstance(subset, (int, np.integer))
                                or subset < 1):
         raise ValueError(f"subset must be a positive int or None, got {subset!r}")
+    if root is not None and not download and not Path(root).expanduser().is_dir():  # a typo would fall back
+        raise DatasetNotFoundError(f"root={str(root)!r} is not a folder (give the folder that holds "
+                                   f"{_LAYOUTS[name][0]}/, or root=None to search the default places)")
     try:
         folder, files = _locate(name, split, root)
     except DatasetNotFoundError:

@@ -116,12 +116,18 @@ def classifier_free_guidance(eps_fn: Callable[..., torch.Tensor], cond: tuple[to
     unconditional branch is evaluated (the other term has weight 0).
     interval: (t_lo, t_hi) timesteps (inclusive) where the scale applies; outside it, s = 1 (see the
     module docstring). None: everywhere.
-    cads: noise the prompt tokens with condition-annealed sampling (module docstring); needs T, the
-    schedule's number of timesteps; ``generator`` draws its noise (on the CPU unless it lives elsewhere).
+    cads: noise the prompt tokens with condition-annealed sampling (module docstring), a ``CADS`` or a
+    number, its noise_scale (``CADS(0.5)``, like the CLI's ``--cads 0.5``); needs T, the schedule's number
+    of timesteps, and anneals over t / (T - 1) (t = T - 1 is the noisiest step); ``generator`` draws its
+    noise (on the CPU unless it lives elsewhere).
     """
     if not 0 <= scale < float("inf"):  # also rejects NaN
         raise ValueError(f"the guidance scale s must be finite and >= 0 (0: unconditional, 1: conditional, "
                          f"> 1: guided), got {scale}")
+    if isinstance(cads, (int, float)) and not isinstance(cads, bool):
+        cads = CADS(float(cads))
+    if cads is not None and not isinstance(cads, CADS):
+        raise TypeError(f"cads must be a guidance.CADS or a number (its noise_scale), got {type(cads).__name__}")
     if cads is not None and T is None:
         raise ValueError("CADS needs T, the number of timesteps of the schedule, to anneal over t / T")
     if interval is not None:
@@ -155,7 +161,7 @@ def classifier_free_guidance(eps_fn: Callable[..., torch.Tensor], cond: tuple[to
                 return eps_fn(x_t, t, context=ctx_c, context_mask=mask_c)
         if scale == 1.0:
             return eps_fn(x_t, t, context=ctx_c, context_mask=mask_c)
-        if scale == 0.0:
+        if scale == 0.0 and (inside is None or bool(inside.all())):  # a mixed batch needs both branches
             return eps_fn(x_t, t, context=expand(u_ctx, B), context_mask=expand(u_mask, B))
         ctx = torch.cat([ctx_c, expand(u_ctx, B)])  # (2B, L, D)
         mask = torch.cat([mask_c, expand(u_mask, B)])  # (2B, L)

@@ -17,6 +17,7 @@ into known pieces), pads to 77 tokens with <|endoftext|>, and begins every seque
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -30,6 +31,22 @@ def _transformers():
     return transformers
 
 
+def _check_source(name_or_path, local_files_only: bool) -> None:
+    """A clear error for a path that is not a model folder, before transformers reads it as a hub name
+    (a name like "openai/clip-vit-base-patch32" is left to transformers, which looks in its cache)."""
+    path = Path(name_or_path).expanduser()
+    text = str(name_or_path)
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"{text!r} is a file; expected a folder saved with save_pretrained() "
+                             "(config.json, the weights and the tokenizer files)")
+        return
+    looks_like_path = (isinstance(name_or_path, os.PathLike) or path.is_absolute() or text.count("/") > 1
+                       or text.startswith(("./", "../", "~", ".\\")) or "\\" in text)
+    if looks_like_path:
+        raise ValueError(f"no such folder: {text!r} (expected a folder saved with save_pretrained())")
+
+
 class HFTextEncoder:
     """Frozen ``CLIPTextModel`` + ``CLIPTokenizer`` loaded with ``from_pretrained(name_or_path)``.
 
@@ -41,10 +58,15 @@ class HFTextEncoder:
     def __init__(self, name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu",
                  max_length: int | None = None, local_files_only: bool = True, truncate: bool = False):
         tf = _transformers()
+        _check_source(name_or_path, local_files_only)
         try:
             self.tokenizer = tf.CLIPTokenizer.from_pretrained(str(name_or_path), local_files_only=local_files_only)
             self.model = tf.CLIPTextModel.from_pretrained(str(name_or_path), local_files_only=local_files_only)
         except OSError as e:
+            if local_files_only and not Path(name_or_path).expanduser().exists():  # a hub name, not cached
+                raise ValueError(f"{str(name_or_path)!r} is neither a folder here nor a Hugging Face hub name in "
+                                 "the local cache; pass local_files_only=False to download it (online), or the "
+                                 "path to a folder saved with save_pretrained()") from e
             raise ValueError(f"cannot load a CLIP text encoder and tokenizer from {str(name_or_path)!r} "
                              f"(local_files_only={local_files_only}): {e}") from e
         self.model.eval().requires_grad_(False).to(device)

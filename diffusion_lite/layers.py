@@ -18,7 +18,8 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     """Sinusoidal embedding of integer steps (Vaswani et al. 2017, as in DDPM): (B,) -> (B, dim).
 
     Channel i < dim/2 holds cos(t * f_i), channel dim/2 + i holds sin(t * f_i), with frequencies
-    f_i = max_period^(-i / (dim/2)) spread geometrically from 1 down to 1/max_period.
+    f_i = max_period^(-i / (dim/2)), i = 0 .. dim/2 - 1, spread geometrically from 1 down to
+    max_period^(-(dim/2 - 1) / (dim/2)) (just above 1/max_period).
     """
     if dim % 2:
         raise ValueError(f"timestep embedding dim must be even, got {dim}")
@@ -86,7 +87,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
               return_probs: bool = False):
     """Scaled dot-product attention, softmax(q k^T / sqrt(d)) v (Vaswani et al. 2017, eq. 1).
 
-    q: (B, h, N, d), k and v: (B, h, L, d), mask: (B, L) bool, True = token takes part.
+    q: (B, h, N, d), k and v: (B, h, L, d), mask: (B, L) bool, True = token takes part; every row needs
+    at least one True (UNet.forward checks this; with none, the two paths differ: SDPA gives zeros,
+    ``return_probs`` NaN). A float mask would be an additive bias to SDPA, not a mask: pass bool.
     Returns (B, h, N, d), and the probabilities (B, h, N, L) if ``return_probs``.
     """
     attn_mask = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, L)
@@ -121,7 +124,7 @@ class SelfAttention2d(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """Queries from image tokens, keys and values from text tokens (Rombach et al. 2022, eq. 1).
+    """Queries from image tokens, keys and values from text tokens (Rombach et al. 2022, sec. 3.3).
 
     x: (B, N, C) image tokens, context: (B, L, D) text tokens, mask: (B, L) bool (True = real token).
     While ``self.capture`` is a list, a record {"layer", "resolution", "probs": (B, h, N, L)} is

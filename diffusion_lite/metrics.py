@@ -16,6 +16,8 @@ These numbers are comparable only with the same classifier and the same sample c
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
@@ -32,24 +34,31 @@ def load_eval_classifier(device: str | torch.device = "cpu") -> Classifier:
     return load_pretrained("mnist-classifier", device)
 
 
-def _check_images(images: torch.Tensor, tol: float = 1e-3) -> None:
+def check_images(images: torch.Tensor, name: str = "images", tol: float = 1e-3, stacklevel: int = 3) -> None:
+    """Images for the package's networks: a (N, C, H, W) float tensor, N >= 1, finite, in [-1, 1] (ValueError
+    otherwise); warns once when no pixel is below 0 (images in [0, 1]?). One pass and one sync per call."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"expected images as a (N, C, H, W) tensor, got {got}")
+        raise ValueError(f"expected {name} as a (N, C, H, W) tensor, got {got}")
     if not images.is_floating_point():
-        raise ValueError(f"expected float images in [-1, 1], got {images.dtype} (see utils.from_uint8)")
+        raise ValueError(f"expected float {name} in [-1, 1], got {images.dtype} (see utils.from_uint8)")
     if images.shape[0] == 0:
-        raise ValueError("expected at least one image, got an empty batch")
-    lo, hi = images.min().item(), images.max().item()
+        raise ValueError(f"expected at least one image in {name}, got an empty batch")
+    lo, hi = torch.stack([images.min(), images.max()]).tolist()  # NaN propagates to both
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name} contain NaN or inf (values in [{lo}, {hi}])")
     if lo < -1 - tol or hi > 1 + tol:
-        raise ValueError(f"expected images in [-1, 1], got values in [{lo:.3f}, {hi:.3f}]; clamp the "
+        raise ValueError(f"expected {name} in [-1, 1], got values in [{lo:.3f}, {hi:.3f}]; clamp the "
                          "samples yourself if that is intended")
+    if lo >= 0:
+        warnings.warn(f"no pixel of {name} is below 0 (values in [{lo:.3g}, {hi:.3g}]): are they in [0, 1]? "
+                      "The package expects [-1, 1] (x * 2 - 1)", stacklevel=stacklevel)
 
 
 @torch.no_grad()
 def _features_and_logits(classifier: Classifier, images: torch.Tensor, batch_size: int = 500):
     """One pass: features (N, F) float64 and logits (N, K) float32, both on the CPU."""
-    _check_images(images)
+    check_images(images)
     was_training = classifier.training
     classifier.eval()
     device = next(classifier.parameters()).device
@@ -150,7 +159,8 @@ def kid(feats_a: Features, feats_b: Features, subsets: int = 100, subset_size: i
         raise ValueError(f"expected features (Na, F) and (Nb, F), got {tuple(a.shape)} and {tuple(b.shape)}")
     if not 2 <= subset_size <= min(a.shape[0], b.shape[0]) or subsets < 1:
         raise ValueError(f"need subsets >= 1 and 2 <= subset_size <= min(Na, Nb) = "
-                         f"{min(a.shape[0], b.shape[0])}, got subsets={subsets}, subset_size={subset_size}")
+                         f"{min(a.shape[0], b.shape[0])}, got subsets={subsets}, subset_size={subset_size} "
+                         "(for small sets pass a smaller subset_size)")
     vals = []
     for _ in range(subsets):
         ia = torch.randperm(a.shape[0], generator=generator)[:subset_size]
@@ -225,8 +235,8 @@ def attribute_adherence(attribute_fn: Callable[[torch.Tensor], torch.Tensor], im
     pairs i with attr(high_i) > attr(low_i), ties 1/2. 0.5 = the word is ignored, 1.0 = always obeyed.
     Also returns the means and ``mean_shift`` = mean_high - mean_low (in the measure's units).
     """
-    _check_images(images_low)
-    _check_images(images_high)
+    check_images(images_low, "images_low")
+    check_images(images_high, "images_high")
     lo, hi = attribute_fn(images_low).cpu().double(), attribute_fn(images_high).cpu().double()
     if lo.shape != (images_low.shape[0],) or hi.shape != (images_high.shape[0],):
         raise ValueError("attribute_fn must return one value per image (N,), "
@@ -269,7 +279,7 @@ def evaluate_samples(classifier: Classifier, samples: torch.Tensor, labels: torc
     else:
         report["diversity"] = diversity(feats) if n >= 2 else None
     if reference is not None:
-        _check_images(reference)
+        check_images(reference, "reference")
         ref = extract_features(classifier, reference[:2 * n], batch_size)  # only the rows used
         ref_cmp = ref[:n] if ref.shape[0] >= 2 * n else ref
         report["n_reference"] = ref_cmp.shape[0]

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from .checkpoints import add_prefix, check_meta, load_state_strict, save_checkpoint, split_prefix
+from .checkpoints import CheckpointError, add_prefix, check_meta, load_state_strict, save_checkpoint, split_prefix
 from .config import ScheduleConfig, UNetConfig
 from .guidance import CADS, classifier_free_guidance
 from .sampling import ModelFn, eps_model_fn, sample
@@ -35,12 +35,39 @@ def _prompt_list(prompts: str | list[str], what: str = "prompts") -> list[str]:
     return prompts
 
 
+DEFAULT_GUIDANCE = 3.0
+
+
+def _check_unconditional(**given) -> None:
+    """On an unconditional model, text and guidance options would be silently ignored: an error instead."""
+    names = [k for k, v in given.items() if v is not None]
+    if names:
+        raise ValueError(f"this model is unconditional: {', '.join(names)} only apply to text-to-image models "
+                         "(give n, the number of images)")
+
+
+def _text_entry(text: Any) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, meta) storing a text encoder in a diffusion checkpoint, as clip.save_clip writes a CLIPModel."""
+    from .clip import CLIPModel
+
+    if not isinstance(text, CLIPModel):
+        raise ValueError(f"cannot save the pipeline's text encoder, a {type(text).__name__}: only a CLIPModel (or "
+                         "text_checkpoint=(tensors, meta) of a saved one) can be stored, and without it the "
+                         "checkpoint would refuse every prompt")
+    return text.state_dict(), {"kind": "clip", "config": text.cfg.to_dict(), "tokenizer": text.tokenizer.to_dict()}
+
+
 class DiffusionPipeline:
-    """unet: a UNet; schedule: its Schedule; prediction: "eps" | "v" | "x0";
-    text: an encoder with ``text_tokens(prompts) -> (context (B, L, D), mask (B, L))`` or None."""
+    """unet: a UNet; schedule: its Schedule; prediction: "eps" | "v" | "x0" (what the U-Net was trained to
+    predict); text: an encoder with ``text_tokens(prompts) -> (context (B, L, D), mask (B, L))`` or None.
+
+    The pipeline puts ``unet`` (the caller's module, not a copy) in eval mode, for sampling: dropout off.
+    """
 
     def __init__(self, unet: UNet, schedule: Schedule, *, prediction: str = "eps", text: Any = None,
                  meta: dict | None = None, text_checkpoint: tuple[dict, dict] | None = None):
+        if prediction not in ("eps", "v", "x0"):
+            raise ValueError(f"unknown prediction {prediction!r}; expected 'eps', 'v' or 'x0'")
         self.unet, self.schedule, self.prediction, self.text = unet.eval(), schedule, prediction, text
         self.meta = meta or {}
         self._text_checkpoint = text_checkpoint  # (tensors, meta) of the text encoder, for saving
@@ -63,27 +90,36 @@ class DiffusionPipeline:
     @torch.no_grad()
     def encode(self, prompts: str | list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompts (a list, or one string: B = 1) -> (context (B, L, D), mask (B, L)) on the U-Net's device."""
+        if self.text is None and self.is_text_conditional:
+            raise ValueError(f"this pipeline's U-Net is text-conditional (context_dim {self.unet.cfg.context_dim}) "
+                             "but it has no text encoder: pass text= (e.g. the CLIPModel it was trained with)")
         if self.text is None:
             raise ValueError("this model has no text encoder; it is unconditional (omit prompts)")
         ctx, mask = self.text.text_tokens(_prompt_list(prompts))
         return ctx.to(self.device), mask.to(self.device)
 
-    def model_fn(self, prompts: str | list[str] | None = None, *, guidance: float = 3.0,
+    def model_fn(self, prompts: str | list[str] | None = None, *, guidance: float | None = None,
                  negative_prompt: str | list[str] | None = None,
-                 guidance_interval: tuple[int, int] | None = None, cads: CADS | None = None,
+                 guidance_interval: tuple[int, int] | None = None, cads: CADS | float | None = None,
                  generator: torch.Generator | None = None) -> ModelFn:
         """``model_fn(x_t, t) -> eps_hat`` for the given prompts (one per image; a str is one prompt), with
-        guidance scale s.
+        guidance scale s (None: DEFAULT_GUIDANCE, 3).
 
         The unconditional branch uses the empty prompt "" or ``negative_prompt``. ``guidance_interval``
-        (t_lo, t_hi) limits guidance to those timesteps; ``cads`` noises the prompt tokens early in the
-        chain, drawing from ``generator`` (both: guidance.classifier_free_guidance).
+        (t_lo, t_hi), within [0, T - 1], limits guidance to those timesteps; ``cads`` (a CADS, or a number:
+        CADS(noise_scale)) noises the prompt tokens early in the chain, drawing from ``generator`` (both:
+        guidance.classifier_free_guidance). On an unconditional model all of these are errors.
         """
         base = lambda x_t, t, **cond: eps_model_fn(self.unet, self.schedule, self.prediction, **cond)(x_t, t)
         if not self.is_text_conditional:
-            if prompts is not None:
-                raise ValueError("this model is unconditional: it takes no prompts")
+            _check_unconditional(prompts=prompts, guidance=guidance, negative_prompt=negative_prompt,
+                                 guidance_interval=guidance_interval, cads=cads)
             return base
+        guidance = DEFAULT_GUIDANCE if guidance is None else guidance
+        T = self.schedule.T
+        if guidance_interval is not None and not 0 <= guidance_interval[0] <= guidance_interval[1] <= T - 1:
+            raise ValueError(f"guidance_interval must be (t_lo, t_hi) with 0 <= t_lo <= t_hi <= {T - 1} (this "
+                             f"model's timesteps), got {tuple(guidance_interval)}")
         prompts = [""] if prompts is None else _prompt_list(prompts)
         if negative_prompt is None:
             negative_prompt = ""
@@ -92,28 +128,31 @@ class DiffusionPipeline:
         if len(negs) != len(prompts):
             raise ValueError(f"got {len(negs)} negative prompts for {len(prompts)} prompts")
         return classifier_free_guidance(base, self.encode(prompts), self.encode(negs), guidance,
-                                        interval=guidance_interval, cads=cads, T=self.schedule.T,
+                                        interval=guidance_interval, cads=cads, T=T,
                                         generator=generator)
 
     @torch.no_grad()
-    def sample(self, prompts: str | list[str] | None = None, n: int | None = None, *, guidance: float = 3.0,
+    def sample(self, prompts: str | list[str] | None = None, n: int | None = None, *,
+               guidance: float | None = None,
                negative_prompt: str | list[str] | None = None, steps: int = 50, sampler: str = "ddim",
                eta: float = 0.0, generator: torch.Generator | None = None, callback: Callable | None = None,
                progress: bool = True, clip_x0: bool = True, x_T: torch.Tensor | None = None,
-               guidance_interval: tuple[int, int] | None = None, cads: CADS | None = None) -> torch.Tensor:
+               guidance_interval: tuple[int, int] | None = None, cads: CADS | float | None = None) -> torch.Tensor:
         """Generate images (B, C, H, W) in [-1, 1].
 
         prompts: a list (one image each), or one string repeated ``n`` times (default 1); None for
         unconditional models (then give ``n``), which refuse prompts. x_T (B, C, H, W), B the number of
         images, defaults to noise drawn on the CPU with ``generator`` (so results do not depend on the
-        device), moved to the model's device. guidance_interval and cads: see ``model_fn``.
+        device), moved to the model's device. guidance_interval and cads: see ``model_fn``. eta is DDIM's
+        noise setting (0: deterministic); with sampler="ddpm" it is an error. guidance: the scale s of
+        classifier-free guidance for text models (None: DEFAULT_GUIDANCE, 3); unconditional models refuse it.
         """
         if not self.is_text_conditional:
-            given = [k for k, v in (("prompts", prompts), ("negative_prompt", negative_prompt), ("cads", cads),
-                                    ("guidance_interval", guidance_interval)) if v is not None]
-            if given:
-                raise ValueError(f"this model is unconditional: {', '.join(given)} only apply to text-to-image "
-                                 "models (give n, the number of images)")
+            _check_unconditional(prompts=prompts, guidance=guidance, negative_prompt=negative_prompt,
+                                 guidance_interval=guidance_interval, cads=cads)
+        if sampler == "ddpm" and eta != 0.0:
+            raise ValueError("eta is DDIM's noise setting; the DDPM sampler always adds its full noise (drop eta or "
+                             "use sampler='ddim')")
         if n is not None and n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         if isinstance(prompts, str):
@@ -148,8 +187,12 @@ class DiffusionPipeline:
         meta = {"kind": "diffusion", "unet": self.unet.cfg.to_dict(), "schedule": self.schedule.config.to_dict(),
                 "prediction": self.prediction, "text": None,
                 **{k: v for k, v in self.meta.items() if k in ("dataset", "card", "train")}}
-        if self._text_checkpoint is not None:
-            t_tensors, t_meta = self._text_checkpoint
+        if self._text_checkpoint is None and self.is_text_conditional and self.text is None:
+            raise ValueError(f"cannot save: the U-Net is text-conditional (context_dim {self.unet.cfg.context_dim}) "
+                             "but the pipeline has no text encoder, so the checkpoint could not be prompted; "
+                             "pass text= (the CLIPModel it was trained with)")
+        if self._text_checkpoint is not None or self.text is not None:
+            t_tensors, t_meta = self._text_checkpoint or _text_entry(self.text)
             tensors.update(add_prefix(t_tensors, "text"))
             meta["text"] = t_meta
         return tensors, meta
@@ -158,6 +201,16 @@ class DiffusionPipeline:
         """Write an inference-only checkpoint (EMA weights, no optimizer state) to PATH.{safetensors,json}."""
         tensors, meta = self.state()
         return save_checkpoint(path, tensors, meta)
+
+
+def _prediction(meta: dict) -> str:
+    """The checkpoint's prediction: meta["prediction"], else what it was trained with (meta["train"], as
+    train.fit wrote it before recording it at the top level), else "eps" (a checkpoint with neither)."""
+    top, trained = meta.get("prediction"), (meta.get("train") or {}).get("prediction")
+    if top is not None and trained is not None and top != trained:
+        raise CheckpointError(f"the checkpoint's prediction is ambiguous: {top!r}, but it was trained with "
+                              f"{trained!r} (train.prediction); fix the JSON's 'prediction'")
+    return top or trained or "eps"
 
 
 def pipeline_from_checkpoint(tensors: dict[str, torch.Tensor], meta: dict, device="cpu") -> DiffusionPipeline:
@@ -175,7 +228,7 @@ def pipeline_from_checkpoint(tensors: dict[str, torch.Tensor], meta: dict, devic
         t_tensors = split_prefix(tensors, "text")
         text = getattr(importlib.import_module(module), fn)(t_tensors, meta["text"], device)
         text_ckpt = ({k: v.cpu() for k, v in t_tensors.items()}, meta["text"])
-    pipe = DiffusionPipeline(unet, schedule, prediction=meta.get("prediction", "eps"), text=text, meta=meta,
+    pipe = DiffusionPipeline(unet, schedule, prediction=_prediction(meta), text=text, meta=meta,
                              text_checkpoint=text_ckpt)
     return pipe.to(device)
 

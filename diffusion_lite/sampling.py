@@ -31,12 +31,25 @@ Callback = Callable[[dict], None]
 
 
 def timesteps(schedule: Schedule, steps: int) -> list[int]:
-    """``steps`` evenly spaced, decreasing time steps from T-1 down to 0 (the "trailing" spacing)."""
+    """``steps`` evenly spaced, decreasing time steps from T-1 down to 0, rounded: the "linspace" spacing of
+    Lin et al. 2024 (Table 2), not their "trailing" one (999, 899, ..., 99 for T = 1000, 10 steps)."""
     T = schedule.T
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be in [1, {T}], got {steps}")
     ts = torch.linspace(T - 1, 0, steps).round().long().tolist()
     return sorted(set(ts), reverse=True)
+
+
+def _uniform_step(t: torch.Tensor, t_prev: torch.Tensor) -> tuple[int, int]:
+    """The step functions move the whole batch from one t to one t_prev: check that, return both as ints."""
+    if t.dim() != 1 or t_prev.shape != t.shape or t.numel() == 0:
+        raise ValueError(f"t and t_prev must both be (B,) with B >= 1, got {tuple(t.shape)} and {tuple(t_prev.shape)}")
+    t_lo, t_hi, p_lo, p_hi = torch.stack([t.min().long(), t.max().long(), t_prev.min().long(),
+                                          t_prev.max().long()]).tolist()  # one device sync
+    if t_lo != t_hi or p_lo != p_hi:
+        raise ValueError(f"every sample must be at the same step: got t in [{t_lo}, {t_hi}] and t_prev in "
+                         f"[{p_lo}, {p_hi}]; call the step once per distinct (t, t_prev)")
+    return t_lo, p_lo
 
 
 def _x0_and_eps(schedule, x_t, t, eps_hat, clip_x0: bool):
@@ -54,33 +67,36 @@ def ddpm_step(schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor, t_prev: to
 
     With ``t_prev = t - 1`` this is DDPM's step; with larger jumps the posterior is taken between
     alpha_bar_t and alpha_bar_{t_prev} (as in "respaced" DDPM, Nichol & Dhariwal 2021).
-    ``t_prev = -1`` means the final step to x_0, where no noise is added. Returns (x_prev, x0_hat).
+    ``t_prev = -1`` means the final step to x_0, where no noise is added. t and t_prev (B,) must each hold
+    one value for the whole batch (ValueError otherwise). Returns (x_prev, x0_hat).
     """
+    t0, t_prev0 = _uniform_step(t, t_prev)
     x0_hat, eps_hat = _x0_and_eps(schedule, x_t, t, eps_hat, clip_x0)
-    if int(t_prev[0]) == int(t[0]) - 1:
+    if t_prev0 == t0 - 1:
         mean, var, _ = q_posterior_mean_variance(schedule, x0_hat, x_t, t)
     else:  # respaced: the posterior of the coarser chain whose steps are t_prev -> t
         ab_t = extract(schedule.alpha_bar, t, x_t)
-        ab_prev = extract(schedule.alpha_bar, t_prev.clamp(min=0), x_t) if int(t_prev[0]) >= 0 \
-            else torch.ones_like(ab_t)
+        ab_prev = extract(schedule.alpha_bar, t_prev.clamp(min=0), x_t) if t_prev0 >= 0 else torch.ones_like(ab_t)
         beta = 1 - ab_t / ab_prev
         var = beta * (1 - ab_prev) / (1 - ab_t)
         mean = (ab_prev.sqrt() * beta / (1 - ab_t)) * x0_hat + ((1 - beta).sqrt() * (1 - ab_prev) / (1 - ab_t)) * x_t
-    if int(t_prev[0]) < 0:
+    if t_prev0 < 0:
         return x0_hat, x0_hat
     return mean + var.sqrt() * noise, x0_hat
 
 
 def ddim_step(schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor, eps_hat: torch.Tensor,
               noise: torch.Tensor | None = None, eta: float = 0.0, clip_x0: bool = True):
-    """DDIM update (Song et al. 2021, eq. 12) from t to t_prev (``t_prev = -1``: to x_0). Returns (x_prev, x0_hat).
+    """DDIM update (Song et al. 2021, eq. 12) from t to t_prev (``t_prev = -1``: to x_0), each (B,) holding one
+    value for the whole batch. Returns (x_prev, x0_hat).
 
     x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - sigma^2) eps_hat + sigma noise,
     sigma = eta sqrt((1 - ab_prev) / (1 - ab_t)) sqrt(1 - ab_t / ab_prev)   (eq. 16).
     eta = 0 is deterministic; eta = 1 matches DDPM's posterior variance.
     """
+    _, t_prev0 = _uniform_step(t, t_prev)
     x0_hat, eps_hat = _x0_and_eps(schedule, x_t, t, eps_hat, clip_x0)
-    if int(t_prev[0]) < 0:
+    if t_prev0 < 0:
         return x0_hat, x0_hat
     ab_t = extract(schedule.alpha_bar, t, x_t)
     ab_prev = extract(schedule.alpha_bar, t_prev, x_t)
@@ -99,6 +115,11 @@ def _loop(step_fn, model_fn: ModelFn, schedule: Schedule, shape, x_T, steps, gen
         if shape is None:
             raise ValueError("give either shape=(B, C, H, W) or x_T")
         x_T = randn(shape, generator, device if device is not None else schedule.alpha_bar.device)
+    elif not isinstance(x_T, torch.Tensor) or not x_T.is_floating_point():
+        got = x_T.dtype if isinstance(x_T, torch.Tensor) else type(x_T).__name__
+        raise TypeError(f"x_T must be a floating-point tensor (the model's dtype, usually float32), got {got}")
+    elif shape is not None and tuple(shape) != tuple(x_T.shape):
+        raise ValueError(f"shape {tuple(shape)} and x_T of shape {tuple(x_T.shape)} disagree; give one of them")
     x = x_T
     B = x.shape[0]
     ts = timesteps(schedule, steps)
@@ -127,7 +148,7 @@ def sample_ddpm(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, 
     callback(dict(i, t, x_t, x0_hat)) is called after every step (x_t is the new, less noisy state).
     Returns x_0 of shape (B, C, H, W), roughly in [-1, 1].
     """
-    steps = steps or schedule.T
+    steps = schedule.T if steps is None else steps
     fn = lambda x, t, tp, e, n: ddpm_step(schedule, x, t, tp, e, n, clip_x0)
     return _loop(fn, model_fn, schedule, shape, x_T, steps, generator, callback, progress, device, "DDPM")
 

@@ -21,6 +21,7 @@ Time steps are 0-indexed: ``t = 0`` is the first noising step, ``t = T - 1`` the
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -97,7 +98,11 @@ class Schedule:
 
     @classmethod
     def from_config(cls, cfg: ScheduleConfig | None = None, **kwargs) -> Schedule:
-        """``Schedule.from_config(ScheduleConfig("linear", T=1000))`` or ``Schedule.from_config(kind="linear")``."""
+        """``Schedule.from_config(ScheduleConfig("linear", T=1000))`` or ``Schedule.from_config(kind="linear")``
+        (a config or keyword arguments, not both)."""
+        if cfg is not None and kwargs:
+            raise TypeError(f"give either a ScheduleConfig or keyword arguments, not both (got {sorted(kwargs)} "
+                            "besides the config); use cfg.replace(...) to change a config")
         cfg = cfg or ScheduleConfig(**kwargs)
         b = make_betas(cfg)  # float64 throughout, cast at the end
         a = 1.0 - b
@@ -130,7 +135,11 @@ def extract(a: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def _check_t(schedule: Schedule, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
+        if not isinstance(t, numbers.Integral):  # a float step is a bug, not a step to round
+            raise TypeError(f"t must be an integer tensor (B,) or an int, got {type(t).__name__} {t!r}")
         t = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"t must be an integer tensor (B,) or an int, got dtype {t.dtype}")
     if t.dim() != 1 or t.shape[0] != x.shape[0]:
         raise ValueError(f"t must have shape ({x.shape[0]},) to match x of shape {tuple(x.shape)}, "
                          f"got {tuple(t.shape)}")
@@ -148,12 +157,16 @@ def q_sample(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor | int, noise:
              generator: torch.Generator | None = None) -> torch.Tensor:
     """Closed form of the forward process, DDPM eq. (4): x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.
 
-    x0: (B, C, H, W) in [-1, 1]; t: (B,) long in [0, T) or an int; noise: like x0 or None (drawn).
+    x0: (B, C, H, W) float in [-1, 1]; t: (B,) integer in [0, T) or an int; noise: x0's shape, or None (drawn).
     Returns x_t, same shape as x0.
     """
+    if not x0.is_floating_point():
+        raise TypeError(f"x0 must be a float tensor in [-1, 1], got {x0.dtype} (convert with utils.from_uint8)")
     t = _check_t(schedule, x0, t)
     if noise is None:
         noise = randn(x0.shape, generator, x0.device, x0.dtype)
+    elif noise.shape != x0.shape:
+        raise ValueError(f"noise must have x0's shape {tuple(x0.shape)}, got {tuple(noise.shape)}")
     return extract(schedule.sqrt_alpha_bar, t, x0) * x0 + extract(schedule.sqrt_one_minus_alpha_bar, t, x0) * noise
 
 

@@ -16,14 +16,23 @@ import math
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
 
 from .checkpoints import add_prefix, load_checkpoint, load_state_strict, save_checkpoint, split_prefix
-from .config import ScheduleConfig, TrainConfig
+from .config import ScheduleConfig, TrainConfig, UNetConfig
 from .schedules import Schedule, extract, q_sample, v_target
+from .train_state import (  # noqa: F401  (resume_conflicts: public, used by the CLI)
+    RESERVED_META,
+    RESUME_MAY_CHANGE,
+    TRAIN_PREFIXES,
+    load_optimizer,
+    optimizer_tensors,
+    resume_conflicts,
+    run_meta,
+)
 from .utils import progress_disabled, randn
 
 # cond_fn(images, labels, generator) -> extra keyword arguments for the U-Net (e.g. context, context_mask)
@@ -93,33 +102,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-# TrainConfig fields a resumed run may change: steps (to extend a run) and settings that do not change the result
-RESUME_MAY_CHANGE = ("steps", "checkpoint_every", "log_every", "amp", "compile", "channels_last")
-
-
-def resume_conflicts(saved: dict, cfg: TrainConfig) -> list[tuple[str, Any, Any]]:
-    """(field, saved value, requested value) for each field of ``cfg`` that differs from a run's saved
-    ``meta["train"]``, except those in RESUME_MAY_CHANGE: resuming with them would silently switch the
-    objective (prediction, loss weighting) or the optimisation mid-run."""
-    return [(k, saved[k], v) for k, v in cfg.to_dict().items()
-            if k not in RESUME_MAY_CHANGE and k in saved and saved[k] != v]
-
-
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    sd = opt.state_dict()
-    tensors = {f"optim.{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v))
-               for i, st in sd["state"].items() for k, v in st.items()}
-    return tensors, {"param_groups": sd["param_groups"]}
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    state: dict[int, dict] = {}
-    for key, v in split_prefix(tensors, "optim").items():
-        i, k = key.split(".", 1)
-        state.setdefault(int(i), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
 def check_image_range(images: torch.Tensor) -> None:
     """Training images must be floats in [-1, 1] (DDPM sec. 3.3; utils.from_uint8). Out of range is an error;
     no pixel below 0 is a warning: most likely images in [0, 1], whose samples come out with a grey
@@ -145,10 +127,24 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     a checkpoint is written atomically every ``cfg.checkpoint_every`` steps and at the end, and an
     existing checkpoint there is resumed (same data order, noise and weights as an unbroken run); ``cfg``
     and ``schedule`` must then be the run's, except ``steps`` and RESUME_MAY_CHANGE (else ValueError).
-    ``meta`` (JSON) and ``extra_tensors`` (e.g. a frozen text encoder) are stored in each checkpoint.
+    Checkpoints record the U-Net config (``model.cfg``), schedule and prediction, so checkpoints.load rebuilds
+    the model, with ``meta`` (JSON: dataset, text encoder, ...; see ``run_meta``) and ``extra_tensors`` (e.g. a
+    frozen text encoder) merged in. On resume the checkpoint's meta and extra tensors are kept (a given extra
+    tensor that differs from the saved one is a ValueError).
+
+    The loop seeds its own generator and the global torch RNG (dropout) with ``cfg.seed``; the caller's global
+    RNG state (CPU, and CUDA if initialised) is restored on return. ``model`` is returned in eval mode (ready to
+    sample), as is the EMA copy; call ``model.train()`` before training it further by hand.
 
     Returns {"loss": [(step, loss)], "ema": EMA, "step": int, "seconds": float, "images_per_s": float}.
     """
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):  # torch.manual_seed below must not reset the caller's RNG
+        return _fit(model, schedule, images, cfg, labels=labels, cond_fn=cond_fn, run_dir=run_dir, meta=meta,
+                    extra_tensors=extra_tensors, progress=progress, callback=callback)
+
+
+def _fit(model, schedule, images, cfg, *, labels, cond_fn, run_dir, meta, extra_tensors, progress, callback):
     device = next(model.parameters()).device
     schedule = schedule.to(device)  # else extract() copies its constants to the GPU at every step
     if images.dim() != 4:
@@ -156,6 +152,7 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     check_image_range(images)
     if cond_fn is not None and labels is None:
         raise ValueError("cond_fn needs labels (one per image)")
+    extra_tensors, kept = dict(extra_tensors or {}), None
     gen = torch.Generator().manual_seed(cfg.seed)  # CPU generator: batches, t, eps, prompt dropout
     torch.manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -169,14 +166,21 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
         conflicts = resume_conflicts(saved.get("train") or {}, cfg)
         if saved.get("schedule") and ScheduleConfig.from_dict(saved["schedule"]) != schedule.config:
             conflicts.append(("schedule", saved["schedule"], schedule.config.to_dict()))
+        if saved.get("unet") and hasattr(model, "cfg") and UNetConfig.from_dict(saved["unet"]) != model.cfg:
+            conflicts.append(("unet", saved["unet"], model.cfg.to_dict()))
+        kept = {k: v for k, v in tensors.items() if not k.startswith(TRAIN_PREFIXES)}
+        conflicts += [(f"extra tensor {k}", "(saved)", "(other values)") for k, v in extra_tensors.items()
+                      if k in kept and not torch.equal(kept[k], v.to(kept[k].device))]
         if conflicts:
             raise ValueError(f"cannot resume {run_dir} with other settings than the run's: "
                              + "; ".join(f"{k}: saved {a!r}, requested {b!r}" for k, a, b in conflicts)
                              + f". Pass the run's settings (only {', '.join(RESUME_MAY_CHANGE)} may change), "
                              "or another run_dir to start afresh")
+        meta = {**{k: v for k, v in saved.items() if k not in RESERVED_META}, **run_meta(model, schedule, cfg, meta)}
         load_state_strict(model, split_prefix(tensors, "train_unet"), "resume (model)")
         load_state_strict(ema.model, split_prefix(tensors, "unet"), "resume (EMA)")
-        _load_optimizer(opt, tensors, saved["train_state"]["optimizer"])
+        load_optimizer(opt, tensors, saved["train_state"]["optimizer"])
+        extra_tensors = {**kept, **extra_tensors}
         gen.set_state(tensors["rng.generator"].cpu())
         torch.set_rng_state(tensors["rng.torch"].cpu())
         if device.type == "cuda" and "rng.cuda" in tensors:  # dropout masks on the GPU draw from it
@@ -188,6 +192,8 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
         if step >= cfg.steps:
             return {"loss": history, "ema": ema, "step": step, "seconds": seconds, "images_per_s": float("nan")}
 
+    if kept is None:  # a fresh run (a resumed one keeps the saved entries, above)
+        meta = run_meta(model, schedule, cfg, meta)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     train_model = torch.compile(model) if cfg.compile else model
@@ -201,16 +207,15 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     def save():
         if ckpt is None:
             return
-        opt_tensors, opt_meta = _optimizer_tensors(opt)
+        opt_tensors, opt_meta = optimizer_tensors(opt)
         tensors = {**add_prefix(ema.model.state_dict(), "unet"), **add_prefix(model.state_dict(), "train_unet"),
-                   **opt_tensors, **(extra_tensors or {}),
+                   **opt_tensors, **extra_tensors,
                    "rng.generator": gen.get_state(), "rng.torch": torch.get_rng_state()}
         if device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
         state = {"step": step, "seconds": seconds, "ema_updates": ema.num_updates, "loss_history": history,
                  "running_loss": running, "optimizer": opt_meta}
-        save_checkpoint(ckpt, tensors, {**(meta or {}), "kind": "diffusion", "train": cfg.to_dict(),
-                                        "train_state": state})
+        save_checkpoint(ckpt, tensors, {**meta, "train": cfg.to_dict(), "train_state": state})
 
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=progress_disabled(progress), dynamic_ncols=True)

@@ -14,6 +14,7 @@ For the default MNIST config (28x28, channel_mults (1, 2, 2)) the feature maps a
 from __future__ import annotations
 
 import contextlib
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -32,11 +33,31 @@ from .layers import (
 )
 
 
-class UNet(nn.Module):
-    """x_t: (B, C, H, W) float, t: (B,) long in [0, T) -> eps_hat (B, C, H, W).
+def _check_dtype(name: str, x: torch.Tensor, dtype: torch.dtype) -> None:
+    """Inputs must have the parameters' dtype (any float dtype under autocast, which casts itself)."""
+    if x.dtype != dtype and not (x.is_floating_point() and torch.is_autocast_enabled(x.device.type)):
+        raise TypeError(f"{name} must have the U-Net's parameter dtype {dtype}, got {x.dtype}"
+                        + (" (uint8 images? see utils.from_uint8)" if not x.is_floating_point() else ""))
 
-    context: (B, L, D) text tokens and context_mask: (B, L) bool (True = real token), needed exactly
-    when the config has ``context_dim``.
+
+def _check_mask(mask: torch.Tensor, context: torch.Tensor) -> None:
+    """context_mask must be (B, L) bool with a True in every row (one sync per forward call)."""
+    if mask.dtype != torch.bool:
+        raise TypeError(f"context_mask must be a bool tensor (True = real token), got dtype {mask.dtype}; a float "
+                        "mask would be added to the attention scores, not mask them: pass mask.bool() yourself")
+    if mask.shape != context.shape[:2]:
+        raise ValueError(f"context_mask must have shape {tuple(context.shape[:2])} (B, L) like context "
+                         f"{tuple(context.shape)}, got {tuple(mask.shape)}")
+    if mask.numel() and not bool(mask.any(1).all()):
+        raise ValueError("every row of context_mask needs at least one True (real) token; the empty prompt "
+                         "is <bos><eos>, as the tokenizers encode it")
+
+
+class UNet(nn.Module):
+    """x_t: (B, C, H, W) of the parameters' dtype, t: (B,) long in [0, T) or an int -> eps_hat (B, C, H, W).
+
+    context: (B, L, D) text tokens and context_mask: (B, L) bool (True = real token; each row needs at
+    least one, as the empty prompt <bos><eos> has), needed exactly when the config has ``context_dim``.
     """
 
     def __init__(self, cfg: UNetConfig):
@@ -109,6 +130,9 @@ class UNet(nn.Module):
         if x_t.dim() != 4 or x_t.shape[1:] != (cfg.in_channels, cfg.image_size, cfg.image_size):
             raise ValueError(f"x_t must have shape (B, {cfg.in_channels}, {cfg.image_size}, {cfg.image_size}), "
                              f"got {tuple(x_t.shape)}")
+        _check_dtype("x_t", x_t, self.conv_in.weight.dtype)
+        if isinstance(t, numbers.Integral):  # one step for the whole batch
+            t = torch.tensor(int(t), dtype=torch.long, device=x_t.device)
         if t.dim() == 0:
             t = t.expand(x_t.shape[0])
         if t.shape != (x_t.shape[0],):
@@ -122,8 +146,10 @@ class UNet(nn.Module):
             if context.dim() != 3 or context.shape[0] != x_t.shape[0] or context.shape[2] != cfg.context_dim:
                 raise ValueError(f"context must have shape ({x_t.shape[0]}, L, {cfg.context_dim}), "
                                  f"got {tuple(context.shape)}")
+            _check_dtype("context", context, self.conv_in.weight.dtype)
             if context_mask is None:
                 context_mask = torch.ones(context.shape[:2], dtype=torch.bool, device=context.device)
+            _check_mask(context_mask, context)
             m = context_mask.to(context.dtype)[..., None]  # (B, L, 1)
             pooled = (context * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, D)
             emb = emb + self.context_pool(pooled)

@@ -12,13 +12,20 @@ from .utils import to_uint8
 
 
 def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_value: int = 255) -> np.ndarray:
-    """Tile images (B, C, H, W) in [-1, 1] into one uint8 array (rows*H', cols*W', C) or (.., ..) if C == 1.
+    """Tile images (B, C, H, W) into one uint8 array (rows*H', cols*W', C) or (.., ..) if C == 1.
 
-    nrow: images per row (default: ceil(sqrt(B))).
+    Float images are read as [-1, 1] (clipped outside it); uint8 images as [0, 255], used unchanged.
+    Other dtypes are an error. nrow: images per row (default: ceil(sqrt(B))).
     """
     if images.dim() != 4:
         raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
-    x = to_uint8(images).permute(0, 2, 3, 1).numpy()  # (B, H, W, C)
+    if images.dtype == torch.uint8:
+        x = images.detach().cpu()
+    elif images.is_floating_point():
+        x = to_uint8(images)
+    else:
+        raise ValueError(f"images must be float in [-1, 1] or uint8 in [0, 255], got {images.dtype}")
+    x = x.permute(0, 2, 3, 1).numpy()  # (B, H, W, C)
     B, H, W, C = x.shape
     nrow = nrow or int(np.ceil(np.sqrt(B)))
     rows = int(np.ceil(B / nrow))

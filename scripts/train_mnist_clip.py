@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from diffusion_lite import captions as C
-from diffusion_lite.clip import CLIPModel, retrieval_recall, save_clip, train_clip, zero_shot_accuracy
+from diffusion_lite.clip import CLIPModel, retrieval_recall, save_clip, zero_shot_accuracy
+from diffusion_lite.clip_train import train_clip
 from diffusion_lite.data import load_dataset
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "diffusion_lite" / "pretrained" / "mnist-clip"

@@ -14,10 +14,10 @@ from diffusion_lite.clip import (
     clip_loss,
     retrieval_recall,
     save_clip,
-    train_clip,
     zero_shot_accuracy,
     zero_shot_classify,
 )
+from diffusion_lite.clip_train import train_clip
 from diffusion_lite.data import load_dataset
 from diffusion_lite.tokenizer import Tokenizer
 
@@ -100,9 +100,9 @@ def test_image_encoder_takes_cifar_shaped_images():
     tok = Tokenizer.for_dataset("cifar10")
     cfg = CLIPConfig(vocab_size=tok.vocab_size, image_channels=3, image_size=32, **TINY)
     model = CLIPModel(cfg, tok)
-    assert model.encode_image(torch.zeros(2, 3, 32, 32)).shape == (2, 32)
+    assert model.encode_image(-torch.ones(2, 3, 32, 32)).shape == (2, 32)
     with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\)"):
-        model.encode_image(torch.zeros(2, 1, 28, 28))
+        model.encode_image(-torch.ones(2, 1, 28, 28))
 
 
 def test_tokenizer_must_match_config():
@@ -196,5 +196,12 @@ def test_hf_text_encoder_on_a_tiny_local_model(tmp_path):
         enc.text_tokens(["a very long prompt about cats"])
     with pytest.raises(ValueError, match="list of strings"):
         enc.text_tokens("a cat")
-    with pytest.raises(ValueError, match="cannot load"):
+    with pytest.raises(ValueError, match="no such folder"):
         HFTextEncoder(tmp_path / "missing")
+    with pytest.raises(ValueError, match="is a file; expected a folder"):
+        HFTextEncoder(tmp_path / "config.json")
+    with pytest.raises(ValueError, match="neither a folder here nor a Hugging Face hub name in the local cache"):
+        HFTextEncoder("no-such-org/no-such-clip-model")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="cannot load"):
+        HFTextEncoder(tmp_path / "empty")

@@ -270,3 +270,11 @@ def test_a_failed_download_says_what_failed_and_what_to_do(isolated, monkeypatch
     assert data.ENV_VAR in str(e.value) and "Name or service not known" in str(e.value)
     code = cli.main(["train", "--dataset", "cifar10", "--download", "--steps", "1", "--out", str(isolated / "run")])
     assert code == 2 and "error: could not download cifar10" in capsys.readouterr().err
+
+
+def test_a_root_that_is_not_a_folder_is_an_error_not_a_fallback(tmp_path, no_env):
+    # MNIST is found in the default places (data/), but a mistyped root must not silently read them instead
+    with pytest.raises(DatasetNotFoundError, match="is not a folder"):
+        load_dataset("mnist", "test", root=tmp_path / "no-such-folder", subset=5)
+    (tmp_path / "exists").mkdir()
+    assert len(load_dataset("mnist", "test", root=tmp_path / "exists", subset=5)) == 5  # searched first, then the rest

@@ -162,7 +162,7 @@ def test_diversity_larger_for_varied_set_than_for_copies(clf, mnist_test):
 def test_attribute_adherence_direction():
     g = torch.Generator().manual_seed(0)
     low = torch.rand(20, 1, 28, 28, generator=g) - 1  # in [-1, 0]
-    high = torch.rand(20, 1, 28, 28, generator=g)  # in [0, 1]
+    high = torch.rand(20, 1, 28, 28, generator=g) * 1.5 - 0.5  # in [-0.5, 1], brighter on average
     brightness = lambda x: x.mean(dim=(1, 2, 3))
     r = metrics.attribute_adherence(brightness, low, high)
     assert r["adherence"] == 1.0 and r["mean_shift"] > 0

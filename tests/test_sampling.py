@@ -134,6 +134,10 @@ def test_cfg_guidance_interval_guides_only_inside(gen):
     torch.testing.assert_close(out[[0, 3]], cond[[0, 3]])  # outside: purely conditional (s = 1)
     full = classifier_free_guidance(_toy_text_eps, c, u, 3.0, interval=(0, 999))(x, t)
     torch.testing.assert_close(full, guided)
+    # s = 0 inside the interval is the unconditional model, and still s = 1 (conditional) outside it
+    out0 = classifier_free_guidance(_toy_text_eps, c, u, 0.0, interval=(100, 500))(x, t)
+    torch.testing.assert_close(out0[1:3], uncond[1:3])
+    torch.testing.assert_close(out0[[0, 3]], cond[[0, 3]])
     with pytest.raises(ValueError, match="t_lo <= t_hi"):
         classifier_free_guidance(_toy_text_eps, c, u, 3.0, interval=(500, 100))
     for bad in (-1.0, float("nan"), float("inf")):
@@ -192,3 +196,11 @@ def test_cfg_with_cads_changes_only_the_noisy_steps(gen):
     assert not torch.allclose(cads(x, early), plain(x, early))  # t/T >= tau2: a noised prompt
     with pytest.raises(ValueError, match="needs T"):
         classifier_free_guidance(_toy_text_eps, c, u, 3.0, cads=CADS())
+    # a number is CADS's noise_scale (the CLI's --cads 0.5); anything else is a clear TypeError
+    number = classifier_free_guidance(_toy_text_eps, c, u, 3.0, cads=0.5, T=1000,
+                                      generator=torch.Generator().manual_seed(0))
+    again = classifier_free_guidance(_toy_text_eps, c, u, 3.0, cads=CADS(0.5), T=1000,
+                                     generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(number(x, early), again(x, early))
+    with pytest.raises(TypeError, match="cads must be a guidance.CADS or a number"):
+        classifier_free_guidance(_toy_text_eps, c, u, 3.0, cads="0.5", T=1000)

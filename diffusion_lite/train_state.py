@@ -1,0 +1,71 @@
+"""What a training run stores besides the weights, and what it may change when resumed (train.fit).
+
+A run checkpoint holds the model, its EMA copy, the optimiser state and the RNG states (tensor prefixes
+TRAIN_PREFIXES), plus a JSON meta: the U-Net config, the schedule and the prediction (so that
+checkpoints.load rebuilds the model from the file alone), ``meta["train"]`` (the TrainConfig) and
+``meta["train_state"]`` (step, losses). Resuming compares the requested TrainConfig with the saved one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .checkpoints import split_prefix
+from .config import TrainConfig
+from .schedules import Schedule
+
+# TrainConfig fields a resumed run may change: steps (to extend a run) and settings that do not change the result
+RESUME_MAY_CHANGE = ("steps", "checkpoint_every", "log_every", "amp", "compile", "channels_last")
+
+
+def resume_conflicts(saved: dict, cfg: TrainConfig) -> list[tuple[str, Any, Any]]:
+    """(field, saved value, requested value) for each field of ``cfg`` that differs from a run's saved
+    ``meta["train"]``, except those in RESUME_MAY_CHANGE: resuming with them would silently switch the
+    objective (prediction, loss weighting) or the optimisation mid-run."""
+    return [(k, saved[k], v) for k, v in cfg.to_dict().items()
+            if k not in RESUME_MAY_CHANGE and k in saved and saved[k] != v]
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """The optimiser's state as flat tensors ``optim.<param index>.<name>`` and its param_groups (JSON)."""
+    sd = opt.state_dict()
+    tensors = {f"optim.{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v))
+               for i, st in sd["state"].items() for k, v in st.items()}
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Inverse of optimizer_tensors: restore ``opt`` from a checkpoint's tensors and meta."""
+    state: dict[int, dict] = {}
+    for key, v in split_prefix(tensors, "optim").items():
+        i, k = key.split(".", 1)
+        state.setdefault(int(i), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+# meta entries fit writes itself: a caller's meta may not set them
+RESERVED_META = ("train", "train_state", "format_version", "weights_sha256")
+# tensor key prefixes of fit's own state; other tensors of a run checkpoint are extra_tensors (e.g. "text.")
+TRAIN_PREFIXES = ("unet.", "train_unet.", "optim.", "rng.")
+
+
+def run_meta(model: torch.nn.Module, schedule: Schedule, cfg: TrainConfig, meta: dict | None = None) -> dict:
+    """The meta of a run's checkpoints besides its training state: ``meta`` with what fit knows on top (the
+    schedule, the prediction and, for a model with a ``cfg`` such as UNet, ``unet``), so that checkpoints.load
+    rebuilds the model. ``meta`` contradicting those, or setting what fit writes (RESERVED_META), is a ValueError."""
+    meta = dict(meta or {})
+    known = {"schedule": schedule.config, "prediction": cfg.prediction, "unet": getattr(model, "cfg", None)}
+    known = {k: v for k, v in known.items() if isinstance(v, str) or hasattr(v, "from_dict")}
+    bad = [k for k in (*RESERVED_META, "kind") if k in meta and (k != "kind" or meta[k] != "diffusion")]
+    if bad:
+        raise ValueError(f"meta may not set {', '.join(map(repr, bad))}: fit writes those entries itself")
+    plain = {k: v if isinstance(v, str) else v.to_dict() for k, v in known.items()}  # as stored in the JSON
+    for k, v in known.items():
+        given = meta.get(k)
+        if given is not None and (v.from_dict(given) if isinstance(given, dict) and k != "prediction" else given) != v:
+            what = {"unet": "the model's config (model.cfg)", "schedule": "the schedule's config"}.get(k, "cfg." + k)
+            raise ValueError(f"meta[{k!r}] = {given!r} contradicts {what}, {plain[k]!r}; fit records {k!r} "
+                             "itself: drop it from meta or pass the matching value")
+    return {**meta, **plain, "kind": "diffusion"}

@@ -1,0 +1,50 @@
+"""Configuration dataclasses reject values that would only fail (or silently misbehave) later."""
+
+import pytest
+
+from diffusion_lite.config import ScheduleConfig, TrainConfig, UNetConfig
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(kind="cosinus"), "unknown schedule kind 'cosinus'"),
+    (dict(T=0), "T must be an integer >= 2"),
+    (dict(T=100.0), "T must be an integer"),
+    (dict(kind="linear", beta_start=-1e-4), "0 < beta_start < beta_end < 1"),
+    (dict(kind="linear", beta_start=0.02, beta_end=1e-4), "0 < beta_start < beta_end < 1"),
+])
+def test_schedule_config_rejects_bad_values(bad, match):
+    with pytest.raises(ValueError, match=match):
+        ScheduleConfig(**bad)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(batch_size=0), "batch_size must be an integer >= 1"),
+    (dict(steps=0), "steps must be an integer >= 1"),
+    (dict(log_every=0), "log_every must be an integer >= 1"),
+    (dict(checkpoint_every=-1), "checkpoint_every must be an integer >= 0"),
+    (dict(lr=-1.0), "lr must be a finite number > 0"),
+    (dict(lr=float("nan")), "lr must be a finite number > 0"),
+    (dict(grad_clip=-1.0), "grad_clip must be finite and >= 0"),
+])
+def test_train_config_rejects_bad_values(bad, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**bad)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(dropout=2.0), r"dropout must be in \[0, 1\)"),
+    (dict(in_channels=0), "in_channels must be an integer >= 1"),
+    (dict(channel_mults=()), "channel_mults must be a non-empty tuple"),
+    (dict(channel_mults=(1, 0)), "channel_mults must be a non-empty tuple"),
+    (dict(context_dim=0), "context_dim must be an integer >= 1"),
+])
+def test_unet_config_rejects_bad_values(bad, match):
+    with pytest.raises(ValueError, match=match):
+        UNetConfig(**bad)
+
+
+def test_unet_config_given_lists_stays_hashable_and_equal_to_tuples():
+    cfg = UNetConfig(channel_mults=[1, 2, 2], attn_resolutions=[7])
+    assert hash(cfg) == hash(UNetConfig(channel_mults=(1, 2, 2), attn_resolutions=(7,)))
+    assert cfg == UNetConfig.from_dict(cfg.to_dict())
+    assert TrainConfig(grad_clip=0.0, checkpoint_every=0).grad_clip == 0.0  # 0 = off, still valid
