@@ -6,8 +6,9 @@
 
 Throughput: a DDIM loop over ``--throughput-steps`` steps on a batch, diffusion_lite (sampling.sample_ddim
 with the pipeline's model_fn; classifier-free guidance for text) against diffusers (DDIMScheduler with
-the cosine schedule, trailing spacing, x0 clipping, and the matched U-Net of models.py; for text the same
-guidance formula on a doubled batch). Random weights: speed does not depend on them.
+the cosine schedule, "trailing" spacing (999, 979, ..., 19, against our 999, 979, ..., 0: the same number
+of steps), x0 clipping, and the matched U-Net of models.py; for text the same guidance formula on a doubled
+batch). Random weights: speed does not depend on them.
 
 Quality (float32, also in GPU mode): evaluation.steps_sweep on the shipped models (FID/floor, KID,
 diversity, and for the text model conditional accuracy at guidance ``--guidance``), for every sampler
