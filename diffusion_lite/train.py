@@ -12,6 +12,7 @@ so stopping and resuming continues exactly as an uninterrupted run would.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 import warnings
@@ -117,6 +118,18 @@ def check_image_range(images: torch.Tensor) -> None:
                       "The models expect [-1, 1] (x * 2 - 1)", stacklevel=3)
 
 
+def _keeps_caller_rng(fn):
+    """Run ``fn`` inside torch.random.fork_rng: the global RNG state (CPU, and CUDA if initialised) that ``fn``
+    reseeds is the caller's again afterwards."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+        with torch.random.fork_rng(devices=devices):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+@_keeps_caller_rng
 def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: TrainConfig, *,
         labels: torch.Tensor | None = None, cond_fn: CondFn | None = None, run_dir: str | Path | None = None,
         meta: dict | None = None, extra_tensors: dict[str, torch.Tensor] | None = None,
@@ -138,13 +151,6 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
 
     Returns {"loss": [(step, loss)], "ema": EMA, "step": int, "seconds": float, "images_per_s": float}.
     """
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    with torch.random.fork_rng(devices=devices):  # torch.manual_seed below must not reset the caller's RNG
-        return _fit(model, schedule, images, cfg, labels=labels, cond_fn=cond_fn, run_dir=run_dir, meta=meta,
-                    extra_tensors=extra_tensors, progress=progress, callback=callback)
-
-
-def _fit(model, schedule, images, cfg, *, labels, cond_fn, run_dir, meta, extra_tensors, progress, callback):
     device = next(model.parameters()).device
     schedule = schedule.to(device)  # else extract() copies its constants to the GPU at every step
     if images.dim() != 4:
