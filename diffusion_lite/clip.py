@@ -258,3 +258,11 @@ def clip_from_checkpoint(tensors: dict[str, torch.Tensor], meta: dict, device: s
     model = CLIPModel(CLIPConfig.from_dict(meta["config"]), Tokenizer.from_dict(meta["tokenizer"]))
     load_state_strict(model, tensors, "CLIP model")
     return model.to(device).eval()
+
+
+def __getattr__(name: str):
+    """``train_clip`` moved to clip_train.py; ``from diffusion_lite.clip import train_clip`` keeps working."""
+    if name == "train_clip":
+        from .clip_train import train_clip
+        return train_clip
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,6 +11,7 @@ preset for 3x32x32 images.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -28,10 +29,13 @@ def _from_dict(cls, d: dict[str, Any]):
 SCHEDULE_KINDS = ("linear", "cosine", "sigmoid")
 
 
-def _check_int(cfg, name: str, low: int) -> None:
+def _check_int(cfg, name: str, low: int | None) -> None:
+    """Field ``name`` must be an integer (a numpy integer is stored as int, for JSON) and >= ``low``."""
     value = getattr(cfg, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{type(cfg).__name__}.{name} must be an integer >= {low}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (low is not None and value < low):
+        raise ValueError(f"{type(cfg).__name__}.{name} must be an integer" + (f" >= {low}" if low is not None else "")
+                         + f", got {value!r}")
+    object.__setattr__(cfg, name, int(value))
 
 
 class _Serializable:
@@ -60,7 +64,7 @@ class ScheduleConfig(_Serializable):
         if self.kind not in SCHEDULE_KINDS:
             raise ValueError(f"unknown schedule kind {self.kind!r}; expected one of {list(SCHEDULE_KINDS)}")
         _check_int(self, "T", 2)
-        if not 0.0 < self.beta_start < self.beta_end < 1.0:
+        if self.kind != "cosine" and not 0.0 < self.beta_start < self.beta_end < 1.0:  # cosine ignores them
             raise ValueError(f"ScheduleConfig needs 0 < beta_start < beta_end < 1, got beta_start={self.beta_start}, "
                              f"beta_end={self.beta_end}")
 
@@ -136,7 +140,7 @@ class TrainConfig(_Serializable):
     warmup_steps: int = 100
     ema_decay: float = 0.999
     ema_warmup: bool = True
-    grad_clip: float = 1.0
+    grad_clip: float | None = 1.0  # max gradient norm; 0 or None: no clipping
     prediction: str = "eps"
     loss_weighting: str = "none"
     p_uncond: float = 0.1
@@ -157,13 +161,14 @@ class TrainConfig(_Serializable):
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         for name, low in (("steps", 1), ("batch_size", 1), ("warmup_steps", 0), ("checkpoint_every", 0),
-                          ("log_every", 1), ("seed", 0)):
+                          ("log_every", 1), ("seed", None)):
             _check_int(self, name, low)
         if not 0.0 < self.lr < float("inf"):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
-        if not (0.0 <= self.weight_decay < float("inf") and 0.0 <= self.grad_clip < float("inf")):
-            raise ValueError(f"weight_decay and grad_clip must be finite and >= 0 (grad_clip 0: no clipping), "
-                             f"got {self.weight_decay}, {self.grad_clip}")
+        clip = 0.0 if self.grad_clip is None else self.grad_clip  # None or 0: no clipping
+        if not (0.0 <= self.weight_decay < float("inf") and 0.0 <= clip < float("inf")):
+            raise ValueError(f"weight_decay and grad_clip must be finite and >= 0 (grad_clip 0 or None: no "
+                             f"clipping), got {self.weight_decay}, {self.grad_clip}")
 
 
 def mnist_unet_config(**changes) -> UNetConfig:

@@ -29,6 +29,7 @@ not noised. ``CADS`` holds the four numbers; pass it as ``cads=`` to ``classifie
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Callable
 
@@ -124,18 +125,22 @@ def classifier_free_guidance(eps_fn: Callable[..., torch.Tensor], cond: tuple[to
     if not 0 <= scale < float("inf"):  # also rejects NaN
         raise ValueError(f"the guidance scale s must be finite and >= 0 (0: unconditional, 1: conditional, "
                          f"> 1: guided), got {scale}")
-    if isinstance(cads, (int, float)) and not isinstance(cads, bool):
+    if isinstance(cads, numbers.Real) and not isinstance(cads, bool):
         cads = CADS(float(cads))
     if cads is not None and not isinstance(cads, CADS):
         raise TypeError(f"cads must be a guidance.CADS or a number (its noise_scale), got {type(cads).__name__}")
     if cads is not None and T is None:
-        raise ValueError("CADS needs T, the number of timesteps of the schedule, to anneal over t / T")
+        raise ValueError("CADS needs T, the number of timesteps of the schedule, to anneal over t / (T - 1)")
     if interval is not None:
         t_lo, t_hi = (int(v) for v in interval)
         if not 0 <= t_lo <= t_hi:
             raise ValueError(f"interval must be (t_lo, t_hi) with 0 <= t_lo <= t_hi, got {tuple(interval)}")
     c_ctx, c_mask = cond
     u_ctx, u_mask = uncond
+    for name, m in (("cond", c_mask), ("uncond", u_mask)):  # once per call; UNet.forward checks only CPU masks
+        if m.dtype == torch.bool and m.numel() and not bool(m.any(-1).all()):
+            raise ValueError(f"every row of the {name} mask needs at least one True (real) token; the empty "
+                             "prompt is <bos><eos>, as the tokenizers encode it")
     L = max(c_ctx.shape[1], u_ctx.shape[1])
     c_ctx, c_mask = pad_context(c_ctx, c_mask, L)
     u_ctx, u_mask = pad_context(u_ctx, u_mask, L)

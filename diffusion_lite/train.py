@@ -139,7 +139,8 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     The model's device is used for the computation; ``images`` may stay on the CPU. With ``run_dir``
     a checkpoint is written atomically every ``cfg.checkpoint_every`` steps and at the end, and an
     existing checkpoint there is resumed (same data order, noise and weights as an unbroken run); ``cfg``
-    and ``schedule`` must then be the run's, except ``steps`` and RESUME_MAY_CHANGE (else ValueError).
+    and ``schedule`` must then be the run's, except ``steps`` and RESUME_MAY_CHANGE, and so must the U-Net
+    config (else ValueError).
     Checkpoints record the U-Net config (``model.cfg``), schedule and prediction, so checkpoints.load rebuilds
     the model, with ``meta`` (JSON: dataset, text encoder, ...; see ``run_meta``) and ``extra_tensors`` (e.g. a
     frozen text encoder) merged in. On resume the checkpoint's meta and extra tensors are kept (a given extra
@@ -195,7 +196,8 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
         step, seconds, ema.num_updates = st["step"], st["seconds"], st["ema_updates"]
         history = [tuple(h) for h in st["loss_history"]]
         running = st["running_loss"]
-        if step >= cfg.steps:
+        if step >= cfg.steps:  # already finished: nothing to train
+            model.eval()
             return {"loss": history, "ema": ema, "step": step, "seconds": seconds, "images_per_s": float("nan")}
 
     if kept is None:  # a fresh run (a resumed one keeps the saved entries, above)

@@ -37,18 +37,23 @@ def _check_dtype(name: str, x: torch.Tensor, dtype: torch.dtype) -> None:
     """Inputs must have the parameters' dtype (any float dtype under autocast, which casts itself)."""
     if x.dtype != dtype and not (x.is_floating_point() and torch.is_autocast_enabled(x.device.type)):
         raise TypeError(f"{name} must have the U-Net's parameter dtype {dtype}, got {x.dtype}"
-                        + (" (uint8 images? see utils.from_uint8)" if not x.is_floating_point() else ""))
+                        + (" (uint8 images? see utils.from_uint8)" if not x.is_floating_point() else "")
+                        + ("" if dtype == torch.float32 else "; the U-Net runs in float32 (lower precision: keep "
+                           "float32 weights and use autocast, TrainConfig.amp)"))
 
 
 def _check_mask(mask: torch.Tensor, context: torch.Tensor) -> None:
-    """context_mask must be (B, L) bool with a True in every row (one sync per forward call)."""
+    """context_mask must be (B, L) bool with a True in every row. The row check reads the values, so it runs
+    only for CPU tensors outside torch.compile: on a GPU it would make every step wait for the device (the
+    pipeline and guidance check their masks once per call instead)."""
     if mask.dtype != torch.bool:
         raise TypeError(f"context_mask must be a bool tensor (True = real token), got dtype {mask.dtype}; a float "
                         "mask would be added to the attention scores, not mask them: pass mask.bool() yourself")
     if mask.shape != context.shape[:2]:
         raise ValueError(f"context_mask must have shape {tuple(context.shape[:2])} (B, L) like context "
                          f"{tuple(context.shape)}, got {tuple(mask.shape)}")
-    if mask.numel() and not bool(mask.any(1).all()):
+    if mask.device.type == "cpu" and not torch.compiler.is_compiling() and mask.numel() \
+            and not bool(mask.any(1).all()):
         raise ValueError("every row of context_mask needs at least one True (real) token; the empty prompt "
                          "is <bos><eos>, as the tokenizers encode it")
 

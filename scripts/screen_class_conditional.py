@@ -83,7 +83,7 @@ def train(args) -> None:
         if time.time() > deadline:
             raise KeyboardInterrupt  # stop at the wall-time budget; the last checkpoint is kept
 
-    meta = {"screen": "class-conditional", "unet": unet_config().to_dict(), "train": cfg.to_dict()}
+    meta = {"screen": "class-conditional", "unet": unet_config().to_dict()}  # fit records the TrainConfig itself
     try:
         out = fit(unet, schedule, ds.images, cfg, labels=ds.labels, cond_fn=cond_fn, run_dir=args.run, meta=meta,
                   callback=callback)

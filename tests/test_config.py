@@ -48,3 +48,14 @@ def test_unet_config_given_lists_stays_hashable_and_equal_to_tuples():
     assert hash(cfg) == hash(UNetConfig(channel_mults=(1, 2, 2), attn_resolutions=(7,)))
     assert cfg == UNetConfig.from_dict(cfg.to_dict())
     assert TrainConfig(grad_clip=0.0, checkpoint_every=0).grad_clip == 0.0  # 0 = off, still valid
+
+
+def test_configs_accept_what_worked_before_validation():
+    import numpy as np
+
+    cfg = ScheduleConfig(T=np.int64(100))
+    assert cfg.T == 100 and type(cfg.T) is int  # stored as int: the JSON stays plain
+    assert UNetConfig(image_size=np.int64(28)).image_size == 28
+    assert TrainConfig(steps=np.int64(10), seed=-1).steps == 10
+    assert TrainConfig(grad_clip=None).grad_clip is None  # no clipping, as grad_clip=0
+    assert ScheduleConfig("cosine", beta_start=0.0).kind == "cosine"  # the cosine schedule ignores the betas

@@ -204,3 +204,10 @@ def test_cfg_with_cads_changes_only_the_noisy_steps(gen):
     torch.testing.assert_close(number(x, early), again(x, early))
     with pytest.raises(TypeError, match="cads must be a guidance.CADS or a number"):
         classifier_free_guidance(_toy_text_eps, c, u, 3.0, cads="0.5", T=1000)
+
+
+def test_cfg_refuses_a_prompt_mask_without_real_tokens(gen):
+    c = (torch.randn(2, 5, 8, generator=gen), torch.ones(2, 5, dtype=torch.bool))
+    u = (torch.randn(1, 2, 8, generator=gen), torch.zeros(1, 2, dtype=torch.bool))  # an all-padding prompt
+    with pytest.raises(ValueError, match="uncond mask needs at least one True"):
+        classifier_free_guidance(_toy_text_eps, c, u, 3.0)
