@@ -25,6 +25,7 @@ import torch
 
 from .checkpoints import load_pretrained
 from .classifier import Classifier, classifier_from_checkpoint  # noqa: F401  (checkpoints.BUILDERS)
+from .utils import caller_stacklevel
 
 Features = torch.Tensor | np.ndarray
 
@@ -34,9 +35,10 @@ def load_eval_classifier(device: str | torch.device = "cpu") -> Classifier:
     return load_pretrained("mnist-classifier", device)
 
 
-def check_images(images: torch.Tensor, name: str = "images", tol: float = 1e-3, stacklevel: int = 3) -> None:
+def check_images(images: torch.Tensor, name: str = "images", tol: float = 1e-3, stacklevel: int | None = None) -> None:
     """Images for the package's networks: a (N, C, H, W) float tensor, N >= 1, finite, in [-1, 1] (ValueError
-    otherwise); warns once when no pixel is below 0 (images in [0, 1]?). One pass and one sync per call."""
+    otherwise); warns once when no pixel is below 0 (images in [0, 1]?), at the user's line unless
+    ``stacklevel`` is given. One pass and one sync per call."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"expected {name} as a (N, C, H, W) tensor, got {got}")
@@ -52,7 +54,8 @@ def check_images(images: torch.Tensor, name: str = "images", tol: float = 1e-3, 
                          "samples yourself if that is intended")
     if lo >= 0:
         warnings.warn(f"no pixel of {name} is below 0 (values in [{lo:.3g}, {hi:.3g}]): are they in [0, 1]? "
-                      "The package expects [-1, 1] (x * 2 - 1)", stacklevel=stacklevel)
+                      "The package expects [-1, 1] (x * 2 - 1)",
+                      stacklevel=caller_stacklevel() if stacklevel is None else stacklevel)
 
 
 @torch.no_grad()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 
 import numpy as np
 import torch
@@ -74,3 +76,13 @@ def progress_disabled(progress: bool) -> bool:
     import os
 
     return (not progress) or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+
+
+def caller_stacklevel() -> int:
+    """stacklevel for warnings.warn in our caller that names the first frame outside diffusion_lite and torch
+    (the user's line, not a decorator of torch's or the package's internals)."""
+    inside = (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.abspath(torch.__file__)))
+    frame, level = sys._getframe(2), 2  # 1: our caller, which calls warnings.warn
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level

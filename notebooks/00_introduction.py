@@ -366,7 +366,13 @@ prompt_widget(pipe, prompt="a thick seven", seed=0, steps=10, guidance=3.0, clas
 # asserts check them against `diffusion_lite.utils`, and check that the round trip loses nothing.
 
 # %%
-# Exercise: convert images to [-1, 1] and back (solution below; try it yourself first)
+# Your turn: convert images to [-1, 1] and back. Write and run your attempt in this cell. The next cell
+# (collapsed in Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check
+# it against the package; copy the asserts below your code to check yours.
+
+
+# %% jupyter={"source_hidden": true}
+# Solution: convert images to [-1, 1] and back
 def my_from_uint8(b):
     return b.float() / 127.5 - 1.0
 

@@ -327,7 +327,13 @@ forward_process_widget(schedule, x_w, eps_w, t=250)
 # broadcasts over the pixels. The `assert` checks your function against the package with the same noise.
 
 # %%
-# Exercise: implement my_q_sample (solution below; try it yourself first)
+# Your turn: implement my_q_sample. Write and run your attempt in this cell. The next cell (collapsed in
+# Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check it against the
+# package; copy the asserts below your code to check yours.
+
+
+# %% jupyter={"source_hidden": true}
+# Solution: implement my_q_sample
 def my_q_sample(schedule, x0, t, noise):
     ab = schedule.alpha_bar[t].reshape(-1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1)
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise

@@ -295,7 +295,13 @@ schedule_widget(one_of_each[:4], eps[:4], T=1000, t_frac=0.4)
 # `torch.cumprod`, and check it against `Schedule.alpha_bar`.
 
 # %%
-# Exercise: alpha_bar from betas (solution below; try it yourself first)
+# Your turn: alpha_bar from betas. Write and run your attempt in this cell. The next cell (collapsed in
+# Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check it against the
+# package; copy the asserts below your code to check yours.
+
+
+# %% jupyter={"source_hidden": true}
+# Solution: alpha_bar from betas
 betas = cosine_betas(1000)  # float64, (1000,)
 my_alpha_bar = torch.cumprod(1 - betas, dim=0)
 torch.testing.assert_close(my_alpha_bar.float(), scheds["cosine"].alpha_bar)
@@ -309,7 +315,13 @@ print("my alpha_bar matches Schedule.alpha_bar")
 # first step where $\bar\alpha_t < 1/2$?
 
 # %%
-# Exercise: the SNR = 1 crossing (solution below; try it yourself first)
+# Your turn: the SNR = 1 crossing. Write and run your attempt in this cell. The next cell (collapsed in
+# Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check it against the
+# package; copy the asserts below your code to check yours.
+
+
+# %% jupyter={"source_hidden": true}
+# Solution: the SNR = 1 crossing
 for kind, sch in scheds.items():
     ab = torch.cumprod(1 - sch.betas.double(), dim=0)
     my_t = int(torch.nonzero(ab / (1 - ab) < 1)[0])

@@ -432,7 +432,13 @@ feature_maps_widget(unet_trained, pipe.schedule, digits10, noise10, t=250, index
 #    because the widths differ). All layers have biases.
 
 # %%
-# Exercise: the timestep embedding by hand (solution below; try it yourself first)
+# Your turn: the timestep embedding by hand. Write and run your attempt in this cell. The next cell (collapsed
+# in Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check it against
+# the package; copy the asserts below your code to check yours.
+
+
+# %% jupyter={"source_hidden": true}
+# Solution: the timestep embedding by hand
 t_ex = torch.tensor([0, 1, 250, 999])
 half = 32 // 2
 freqs = 10000.0 ** (-torch.arange(half, dtype=torch.float32) / half)  # f_k, (16,)
@@ -442,7 +448,13 @@ torch.testing.assert_close(my_emb, timestep_embedding(t_ex, 32), rtol=1e-4, atol
 print("timestep embedding matches layers.timestep_embedding")
 
 # %%
-# Exercise: predict the parameter count of ResBlock(32, 64, emb_dim=128) (solution below; try it yourself first)
+# Your turn: predict the parameter count of ResBlock(32, 64, emb_dim=128). Write and run your attempt in this
+# cell. The next cell (collapsed in Jupyter: click the bar on its left to expand it) holds a solution and the
+# asserts that check it against the package; copy the asserts below your code to check yours.
+
+
+# %% jupyter={"source_hidden": true}
+# Solution: predict the parameter count of ResBlock(32, 64, emb_dim=128)
 c_in, c_out, e = 32, 64, 128
 predicted = (2 * c_in  # norm1: scale and shift per input channel
              + c_in * c_out * 9 + c_out  # conv1

@@ -432,7 +432,13 @@ assert samples.shape == (36, 1, 28, 28) and samples.min() >= -1 and samples.max(
 # `schedule.sqrt_one_minus_alpha_bar`, call the network, and average the squared error.
 
 # %%
-# Exercise: L_simple for one batch by hand (solution below; try it yourself first)
+# Your turn: L_simple for one batch by hand. Write and run your attempt in this cell. The next cell (collapsed
+# in Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check it against
+# the package; copy the asserts below your code to check yours.
+
+
+# %% jupyter={"source_hidden": true}
+# Solution: L_simple for one batch by hand
 net = pipe.unet
 batch = x_test[:32]
 gen = torch.Generator().manual_seed(123)

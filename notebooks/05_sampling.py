@@ -262,7 +262,9 @@ plt.show()
 # small MNIST classifier shipped with the package (`diffusion_lite.metrics`; the evaluation chapter explains
 # it in detail). FID is biased upwards at small sample counts, so we also compute the **floor**: the FID
 # between two disjoint sets of *real* test digits of the same size, the best any generator could score. All
-# settings start from the same noises $x_T$.
+# settings start from the same noises $x_T$. The printout also shows KID (kernel inception distance), a
+# relative of FID without its small-sample bias: about 0 for two sets of real digits, so it can come out
+# slightly negative; chapter 09 explains both.
 
 # %%
 n = 1000 if FULL else 200
@@ -346,7 +348,13 @@ assert all(f > floor for f in fids.values())
 #    network out of the equation.)
 
 # %%
-# Exercise 1: one DDIM step by hand (solution below; try it yourself first)
+# Your turn 1: one DDIM step by hand. Write and run your attempt in this cell. The next cell (collapsed in
+# Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check it against the
+# package; copy the asserts below your code to check yours.
+
+
+# %% jupyter={"source_hidden": true}
+# Solution 1: one DDIM step by hand
 x0_real = test.images[:8].to(device)
 t_cur = torch.full((8,), 600, device=device)
 t_next = torch.full((8,), 400, device=device)
@@ -363,7 +371,13 @@ torch.testing.assert_close(x0_hat, ref_x0)
 print("one DDIM step matches sampling.ddim_step")
 
 # %%
-# Exercise 2: DDIM with an oracle retraces q and recovers x0 (solution below; try it yourself first)
+# Your turn 2: DDIM with an oracle retraces q and recovers x0. Write and run your attempt in this cell. The
+# next cell (collapsed in Jupyter: click the bar on its left to expand it) holds a solution and the asserts
+# that check it against the package; copy the asserts below your code to check yours.
+
+
+# %% jupyter={"source_hidden": true}
+# Solution 2: DDIM with an oracle retraces q and recovers x0
 eps_true = torch.randn(x0_real.shape, generator=g).to(device)
 T_last = torch.full((8,), schedule.T - 1, device=device)
 x_T_oracle = q_sample(schedule, x0_real, T_last, noise=eps_true)

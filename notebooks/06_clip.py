@@ -43,10 +43,10 @@ from diffusion_lite.clip import (
     CLIPModel,
     clip_loss,
     retrieval_recall,
-    train_clip,
     zero_shot_accuracy,
     zero_shot_classify,
 )
+from diffusion_lite.clip_train import train_clip
 from diffusion_lite.data import load_dataset
 from diffusion_lite.text_viz import (
     caption_grid_figure,
@@ -84,9 +84,9 @@ print(test)
 # - **size**: the area of the ink's bounding box as a fraction of the image.
 #
 # The lowest 20% of training digits get the low word ("thin", "slanting left", "small"), the top 20% the high
-# word ("thick", "slanting right", "large"). Size is bucketed within each digit's class (a 1's bounding box
-# is a third of a 0's, so a "small zero" and a "small one" have different sizes); thickness and slant use one
-# cut-off for all digits. Let's measure twelve test digits:
+# word ("thick", "slanting right", "large"). Size is bucketed within each digit's class (a typical 1's
+# bounding box is about half the area of a 0's, so a "small zero" and a "small one" have different sizes);
+# thickness and slant use one cut-off for all digits. Let's measure twelve test digits:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -169,9 +169,10 @@ except ValueError as e:
 #
 # - an **image encoder** $f$: a small CNN here (three stages of convolutions, global average pooling, a
 #   linear projection), $(B, 1, 28, 28) \to (B, E)$;
-# - a **text encoder** $g$: a small transformer (token + position embeddings, 3 blocks of causal
-#   self-attention and MLP). Causal attention lets token $i$ see only tokens $\le i$, so the output at
-#   `<eos>` is the only one that has read the whole prompt; it is projected to $(B, E)$.
+# - a **text encoder** $g$: a small transformer (token + position embeddings, blocks of causal
+#   self-attention and MLP: 2 in the model trained below, 3 in the shipped one). Causal attention lets
+#   token $i$ see only tokens $\le i$, so the output at `<eos>` is the only one that has read the whole
+#   prompt; it is projected to $(B, E)$.
 #
 # Both outputs are normalised to unit length, $u_i = f(x_i)/\lVert f(x_i)\rVert$ and
 # $v_j = g(y_j)/\lVert g(y_j)\rVert$, so $u_i^\top v_j = \cos(u_i, v_j) \in [-1, 1]$. The text encoder also
@@ -475,7 +476,13 @@ assert r_desc[10] > 2 * r_plain[10]
 # on random logits, and on the logits of the shipped model for a real batch.
 
 # %%
-# Exercise: implement the symmetric InfoNCE loss (solution below; try it yourself first)
+# Your turn: implement the symmetric InfoNCE loss. Write and run your attempt in this cell. The next cell
+# (collapsed in Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check
+# it against the package; copy the asserts below your code to check yours.
+
+
+# %% jupyter={"source_hidden": true}
+# Solution: implement the symmetric InfoNCE loss
 def my_clip_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
     """logits_per_image (B, B): tau * cos(image_i, text_j); the matching pairs are on the diagonal."""
     target = torch.arange(logits_per_image.shape[0], device=logits_per_image.device)

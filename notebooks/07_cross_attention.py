@@ -13,7 +13,7 @@
 # ## Learning goals
 #
 # - Write cross-attention as an equation: queries from image features, keys and values from text tokens
-#   (Rombach et al. 2022, eq. 1), and read its implementation in `diffusion_lite.layers`.
+#   (Rombach et al. 2022, sec. 3.3), and read its implementation in `diffusion_lite.layers`.
 # - Explain why padding tokens must be masked, and check that the mask works.
 # - Find the cross-attention layers in the U-Net and say at which resolutions they work.
 # - Record cross-attention maps while sampling, average them over heads and layers, and read them per
@@ -86,7 +86,7 @@ print("mask:", mask.int().tolist())
 #
 # Flatten a feature map of the U-Net, $(B, C, H, W)$, into $N = HW$ image tokens $\varphi(z_t) \in
 # \mathbb R^{N \times C}$; write $\tau(y) \in \mathbb R^{L \times D}$ for the text tokens. Cross-attention
-# (Rombach et al. 2022, eq. 1) is the attention of [chapter 03](03_unet.ipynb) with its inputs split:
+# (Rombach et al. 2022, sec. 3.3) is the attention of [chapter 03](03_unet.ipynb) with its inputs split:
 #
 # $$\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{Q K^\top}{\sqrt d}\right) V,\qquad
 # Q = \varphi(z_t)\, W_Q,\quad K = \tau(y)\, W_K,\quad V = \tau(y)\, W_V .$$
@@ -367,7 +367,13 @@ plt.show()
 # `attention(..., return_probs=True)`.
 
 # %%
-# Exercise: cross-attention probabilities by hand (solution below; try it yourself first)
+# Your turn: cross-attention probabilities by hand. Write and run your attempt in this cell. The next cell
+# (collapsed in Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check
+# it against the package; copy the asserts below your code to check yours.
+
+
+# %% jupyter={"source_hidden": true}
+# Solution: cross-attention probabilities by hand
 layer = next(m for m in pipe.unet.modules() if isinstance(m, CrossAttention))
 ctx, ctx_mask = pipe.encode(["a thick seven slanting right", ""])  # (2, L, D), (2, L)
 C_img = layer.q.in_features  # image channels C
@@ -397,7 +403,7 @@ print("matches layers.attention; shape", tuple(my_probs.shape))
 # ## Summary
 #
 # - Cross-attention lets every pixel of a feature map read the prompt: queries from the image, keys and
-#   values from the text tokens, $\mathrm{softmax}(QK^\top/\sqrt d)\,V$ (Rombach et al. 2022, eq. 1). Its
+#   values from the text tokens, $\mathrm{softmax}(QK^\top/\sqrt d)\,V$ (Rombach et al. 2022, sec. 3.3). Its
 #   attention matrix has one probability distribution over the tokens per pixel and head.
 # - Padding is masked with $-\infty$ before the softmax, so padded positions get zero attention and cannot
 #   influence the output, whatever they contain; the empty prompt is `<bos> <eos>`.
@@ -414,7 +420,7 @@ print("matches layers.attention; shape", tuple(my_probs.shape))
 # ## References
 #
 # - Rombach, Blattmann, Lorenz, Esser & Ommer 2022, "High-Resolution Image Synthesis with Latent Diffusion
-#   Models" (CVPR): cross-attention conditioning, eq. 1; the transformer block in the U-Net.
+#   Models" (CVPR): cross-attention conditioning, sec. 3.3; the transformer block in the U-Net.
 # - Vaswani, Shazeer, Parmar, Uszkoreit, Jones, Gomez, Kaiser & Polosukhin 2017, "Attention Is All You Need"
 #   (NeurIPS): scaled dot-product and multi-head attention.
 # - Hertz, Mokady, Tenenbaum, Aberman, Pritch & Cohen-Or 2022, "Prompt-to-Prompt Image Editing with Cross

@@ -44,7 +44,7 @@ from diffusion_lite.guidance_viz import (
 )
 from diffusion_lite.pipeline import text_cond_fn
 from diffusion_lite.schedules import predict_x0_from_eps, q_sample
-from diffusion_lite.utils import get_device, seed_everything
+from diffusion_lite.utils import get_device, randn, seed_everything
 from diffusion_lite.viz import show_grid
 
 FULL = os.environ.get("DIFFUSION_LITE_FULL") == "1"  # bigger sweeps (for a GPU)
@@ -145,33 +145,46 @@ print(inspect.getsource(classifier_free_guidance))
 # Guidance therefore costs twice the network evaluations of the conditional model at every step (except at
 # $s = 0$ and $s = 1$, where one branch has weight 0 and is skipped).
 #
-# **What guidance does to one denoising step.** Take a noisy image of a *three* at $t = 600$ and ask the
-# model for "the digit eight". Its predicted clean image $\hat x_0$ (chapter 04's
-# $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\hat\epsilon)/\sqrt{\bar\alpha_t}$) at increasing $s$:
+# **What guidance does to one denoising step.** Take noisy images of a *three*, once at $t = 600$ and once at
+# $t = 800$ (the same noise $\epsilon$, more of it), and ask the model for "the digit eight". Its predicted
+# clean image $\hat x_0$ (chapter 04's $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\hat\epsilon)/\sqrt{\bar\alpha_t}$)
+# at increasing $s$, and what the evaluation classifier (chapter 09) reads in it:
 
 # %%
 threes = test.images[test.labels == 3][:4].to(device)  # (4, 1, 28, 28)
-t = torch.full((4,), 600, device=device)
-x_t = q_sample(pipe.schedule, threes, t, generator=g)
-columns = [x_t]
-with torch.no_grad():
-    for s in (0.0, 1.0, 3.0, 8.0):
-        eps_hat = pipe.model_fn(["the digit eight"] * 4, guidance=s)(x_t, t)
-        columns.append(predict_x0_from_eps(pipe.schedule, x_t, t, eps_hat).clamp(-1, 1))
-table = torch.stack(columns, dim=1).flatten(0, 1)  # (4 * 5, 1, 28, 28), one row per example
-show_grid(table, nrow=5, figsize=(5, 4.4),
-          title='"the digit eight" from a noisy three, t = 600\n'
-                "x_t  |  x0_hat at s = 0  |  s = 1  |  s = 3  |  s = 8")
+noise = randn(threes.shape, g, device)  # one draw of eps, used at both noise levels
+fig, axes = plt.subplots(1, 2, figsize=(9.5, 4.8))
+eights = {}  # (t, s) -> how many of the 4 predictions the classifier reads as an eight
+for ax, t_value in zip(axes, (600, 800)):
+    t = torch.full((4,), t_value, device=device)
+    x_t = q_sample(pipe.schedule, threes, t, noise=noise)
+    columns = [x_t]
+    with torch.no_grad():
+        for s in (0.0, 1.0, 3.0, 8.0):
+            eps_hat = pipe.model_fn(["the digit eight"] * 4, guidance=s)(x_t, t)
+            x0_hat = predict_x0_from_eps(pipe.schedule, x_t, t, eps_hat).clamp(-1, 1)
+            eights[t_value, s] = int((classifier(x0_hat).argmax(1) == 8).sum())
+            columns.append(x0_hat)
+    table = torch.stack(columns, dim=1).flatten(0, 1)  # (4 * 5, 1, 28, 28), one row per example
+    show_grid(table, nrow=5, ax=ax, title=f"t = {t_value}\nx_t  |  x0_hat at s = 0  |  s = 1  |  s = 3  |  s = 8")
+fig.suptitle('"the digit eight" asked of a noisy three')
 plt.show()
+for t_value in (600, 800):
+    print(f"t = {t_value}: read as an eight at s = 0, 1, 3, 8:",
+          ", ".join(f"{eights[t_value, s]}/4" for s in (0.0, 1.0, 3.0, 8.0)))
 
 # %% [markdown]
-# At $s = 0$ the prompt is ignored and the model predicts what it sees in the noise: mostly the three (the
-# noise of the first example already looks like an eight). At $s = 1$ the prompt pulls towards an eight, but
-# the three still shows. At $s = 3$ and $s = 8$ the difference $\epsilon_c - \epsilon_u$ ("what
-# makes this an eight rather than whatever it already is") is amplified, and the prediction closes the
-# loops of an eight, with heavier, higher-contrast strokes. Large $s$ overshoots: pixel values beyond
-# $[-1, 1]$ get clipped (the samplers clip $\hat x_0$ at every step, Imagen's "static thresholding",
-# Saharia et al. 2022).
+# At $t = 600$ (left) the three is still plain in $x_t$, and every $\hat x_0$ keeps it: the prompt can only
+# scribble on a digit the image already decides, and at large $s$ it draws stray strokes. (The first
+# example's noise happens to look like an eight at every $s$.) At $t = 800$ (right) the noise hides most of
+# the digit. With the prompt ignored ($s = 0$) the model still guesses a three or a one; the conditional
+# model ($s = 1$) already draws faint eights (the classifier reads all four as eights); and with the
+# difference $\epsilon_c - \epsilon_u$ ("what makes this an eight rather than whatever it already is")
+# amplified at $s = 3$, the loops of the eight get heavier, higher-contrast strokes. Large $s$ overshoots: at $s = 8$
+# pixel values beyond $[-1, 1]$ are clipped into blobs (the samplers clip $\hat x_0$ at every step, Imagen's
+# "static thresholding", Saharia et al. 2022). So guidance decides *what* a sample becomes while the noise is
+# high; once the digit shows, it can only distort it. Going-further exercise (2) below turns this into a
+# sampler setting: guidance only in an interval of $t$.
 #
 # ## 3. Sweeping the guidance scale
 #
@@ -328,7 +341,13 @@ assert metrics.conditional_accuracy(classifier, neg_images['"a seven", negative 
 # $\epsilon_\theta$; `pipe.encode(prompts)` gives the `(context, mask)` pair for cross-attention.)
 
 # %%
-# Exercise: combine eps_c and eps_u yourself (solution below; try it yourself first)
+# Your turn: combine eps_c and eps_u yourself. Write and run your attempt in this cell. The next cell
+# (collapsed in Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check
+# it against the package; copy the asserts below your code to check yours.
+
+
+# %% jupyter={"source_hidden": true}
+# Solution: combine eps_c and eps_u yourself
 assert pipe.prediction == "eps"
 s = 4.0
 x_t = torch.randn(6, 1, 28, 28, generator=g).to(device)

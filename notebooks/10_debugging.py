@@ -294,7 +294,13 @@ with torch.no_grad():
 
 
 # %%
-# Exercise: diagnose the mystery curve (solution below; try it yourself first)
+# Your turn: diagnose the mystery curve. Write and run your attempt in this cell. The next cell (collapsed in
+# Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check it against the
+# package; copy the asserts below your code to check yours.
+
+
+# %% jupyter={"source_hidden": true}
+# Solution: diagnose the mystery curve
 def diagnose(curve):
     """Name of the variant in `curves` whose loss curve is closest in log space."""
     def distance(name):
@@ -331,6 +337,7 @@ for name in curves:  # and each curve of this chapter finds itself, but one
 # * Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models".
 # * Lin, Liu, Li & Yang 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed" (schedules whose
 #   last step is not pure noise, and samplers that do not start at $t = T$: gaps between training and
-#   sampling in widely used code; `sampling.timesteps` uses their "trailing" spacing).
+#   sampling in widely used code; `sampling.timesteps` uses what their table 2 calls "linspace" spacing,
+#   which, like their recommended "trailing", starts at $t = T - 1$).
 # * Karpathy 2019, "A Recipe for Training Neural Networks" (blog post: become one with the data; compare with
 #   a known-good baseline).

@@ -42,6 +42,8 @@ def _execute(py: Path):
 def run(py: Path) -> float:
     os.environ["TQDM_DISABLE"] = "1"
     os.environ.pop("DIFFUSION_LITE_FULL", None)
+    # MPLBACKEND=agg (as the test commands set it) would reach the kernels and store every figure as nothing
+    os.environ.pop("MPLBACKEND", None)
     t0 = time.perf_counter()
     try:
         nb = _execute(py)

@@ -189,3 +189,13 @@ def test_make_grid_shows_uint8_images_as_they_are():
     np.testing.assert_array_equal(make_grid(as_bytes), make_grid(images))
     with pytest.raises(ValueError, match="uint8"):
         make_grid(as_bytes.long())
+
+
+def test_range_warning_points_at_the_callers_line():
+    """The [0, 1] warning names the user's line, not torch's no_grad wrapper or the package's internals."""
+    from diffusion_lite import metrics
+
+    clf = metrics.load_eval_classifier()
+    with pytest.warns(UserWarning, match="no pixel of images is below 0") as record:
+        metrics.conditional_accuracy(clf, torch.rand(4, 1, 28, 28), torch.zeros(4, dtype=torch.long))
+    assert record[0].filename == __file__

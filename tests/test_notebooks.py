@@ -38,3 +38,6 @@ def test_chapter_structure(path):
     assert all(c is not None for c in counts) and counts == sorted(counts), "outputs must come from a full run"
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    figures = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert figures, "the stored outputs hold no figure (executed with MPLBACKEND=agg?)"
