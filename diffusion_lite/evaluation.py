@@ -44,6 +44,9 @@ IMAGE_SHAPE = (1, 28, 28)  # the evaluation classifier's input: MNIST
 
 def eval_prompts(labels: torch.Tensor) -> list[str]:
     """One prompt per label (N,) long in [0, 10): the k-th occurrence of a digit uses EVAL_TEMPLATES[k % 8]."""
+    bad = [y for y in labels.tolist() if not 0 <= y < NUM_CLASSES]
+    if bad:
+        raise ValueError(f"labels must be digits in [0, {NUM_CLASSES}), got {sorted(set(bad))[:5]}")
     table = [captions.class_prompts("mnist", t) for t in EVAL_TEMPLATES]  # (templates, 10)
     seen = [0] * NUM_CLASSES
     out = []
@@ -208,6 +211,8 @@ def _run(pipe, classifier: Classifier, ref: Reference, labels: torch.Tensor | No
 
 def _setup(pipe, classifier, reference, n, seed):
     _check_pipe(pipe)
+    if not pipe.is_text_conditional and not (isinstance(n, int) and n >= 2):
+        raise ValueError(f"evaluation needs n >= 2 samples (FID and diversity compare pairs), got n={n!r}")
     classifier = classifier if classifier is not None else metrics.load_eval_classifier()
     labels = balanced_labels(n) if pipe.is_text_conditional else None
     return classifier, labels, prepare_reference(classifier, reference, n, labels, seed)

@@ -9,6 +9,7 @@ classifier-free guidance) and hands it to a sampler from sampling.py; it holds n
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import Any, Callable
 
@@ -153,8 +154,8 @@ class DiffusionPipeline:
         if sampler == "ddpm" and eta != 0.0:
             raise ValueError("eta is DDIM's noise setting; the DDPM sampler always adds its full noise (drop eta or "
                              "use sampler='ddim')")
-        if n is not None and n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+        if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
+            raise ValueError(f"n must be an integer >= 1, got {n!r}")
         if isinstance(prompts, str):
             prompts = [prompts] * (n or 1)
         elif prompts is not None:

@@ -18,6 +18,7 @@ sigma_t        ``sigma``       DDIM noise level, eq. (16); eta=1 gives DDPM's po
 
 from __future__ import annotations
 
+import numbers
 from typing import Callable
 
 import torch
@@ -34,8 +35,8 @@ def timesteps(schedule: Schedule, steps: int) -> list[int]:
     """``steps`` evenly spaced, decreasing time steps from T-1 down to 0, rounded: the "linspace" spacing of
     Lin et al. 2024 (Table 2), not their "trailing" one (999, 899, ..., 99 for T = 1000, 10 steps)."""
     T = schedule.T
-    if not 1 <= steps <= T:
-        raise ValueError(f"steps must be in [1, {T}], got {steps}")
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= T:
+        raise ValueError(f"steps must be an integer in [1, {T}], got {steps!r}")
     ts = torch.linspace(T - 1, 0, steps).round().long().tolist()
     return sorted(set(ts), reverse=True)
 

@@ -127,12 +127,14 @@ def test_unconditional_model_refuses_prompts():
             pipe.sample(**kw, steps=2, progress=False)
 
 
-@pytest.mark.parametrize("n", [0, -1])
-def test_n_below_one_is_refused(uncond, text2img, n):
-    with pytest.raises(ValueError, match=f"n must be >= 1, got {n}"):
+@pytest.mark.parametrize("n", [0, -1, 2.0])
+def test_n_below_one_or_not_an_integer_is_refused(uncond, text2img, n):
+    with pytest.raises(ValueError, match=f"n must be an integer >= 1, got {n}"):
         text2img.sample("seven", n=n, steps=2, progress=False)
-    with pytest.raises(ValueError, match=f"n must be >= 1, got {n}"):
+    with pytest.raises(ValueError, match=f"n must be an integer >= 1, got {n}"):
         uncond.sample(n=n, steps=2, progress=False)
+    with pytest.raises(ValueError, match=r"steps must be an integer in \[1, \d+\], got 5.5"):
+        uncond.sample(n=1, steps=5.5, progress=False)
 
 
 def test_encode_takes_one_string_as_one_prompt(text2img):

@@ -66,6 +66,8 @@ def test_eval_prompts_name_each_digit_in_every_template():
     assert all("seven" in p or "7" in p for p in sevens)
     tok = Tokenizer.for_dataset("mnist")
     assert not [w for p in prompts for w in tok.unknown_words(p)]  # the text encoder knows every word
+    with pytest.raises(ValueError, match=r"labels must be digits in \[0, 10\), got \[10\]"):
+        ev.eval_prompts(torch.tensor([3, 10]))
 
 
 @pytest.mark.parametrize("n", [0, 15, 25])
@@ -108,6 +110,8 @@ def test_evaluate_unconditional_pipeline_has_no_accuracy(classifier):
     assert r["settings"]["model"] == "unconditional" and "guidance" not in r["settings"]
     assert r["accuracy"] is None and r["accuracy_per_class"] is None
     assert r["n"] == 25 and r["fid"] > 0 and r["kid_subset_size"] == 25
+    with pytest.raises(ValueError, match="evaluation needs n >= 2"):
+        ev.evaluate_pipeline(tiny_uncond_pipe(), n=1, steps=2, classifier=classifier)
 
 
 def test_evaluation_rejects_non_mnist_pipelines(classifier):

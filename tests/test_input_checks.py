@@ -107,7 +107,7 @@ def test_schedule_from_config_refuses_a_config_and_conflicting_keywords():
 def test_samplers_refuse_zero_steps_conflicting_shape_and_integer_noise(schedule):
     zero = lambda x, t: torch.zeros_like(x)
     calls = []
-    with pytest.raises(ValueError, match="steps must be in"):
+    with pytest.raises(ValueError, match="steps must be an integer in"):
         sample_ddpm(zero, schedule, shape=(1, 1, 4, 4), steps=0, progress=False,
                     callback=lambda d: calls.append(d))
     assert calls == []

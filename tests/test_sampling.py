@@ -86,7 +86,7 @@ def test_sampler_errors(gen):
     s = Schedule.from_config(ScheduleConfig("linear", T=100))
     with pytest.raises(ValueError, match="unknown sampler"):
         sample(lambda x, t: x, s, sampler="euler", shape=(1, 1, 2, 2))
-    with pytest.raises(ValueError, match=r"steps must be in \[1, 100\]"):
+    with pytest.raises(ValueError, match=r"steps must be an integer in \[1, 100\]"):
         sample_ddim(lambda x, t: x, s, shape=(1, 1, 2, 2), steps=1000)
     with pytest.raises(ValueError, match="model_fn returned shape"):
         sample_ddim(lambda x, t: x[:, :, :1], s, shape=(1, 1, 2, 2), steps=2, progress=False)
