@@ -34,7 +34,7 @@ from .train_state import (  # noqa: F401  (resume_conflicts: public, used by the
     resume_conflicts,
     run_meta,
 )
-from .utils import progress_disabled, randn
+from .utils import caller_stacklevel, progress_disabled, randn
 
 # cond_fn(images, labels, generator) -> extra keyword arguments for the U-Net (e.g. context, context_mask)
 CondFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], dict]
@@ -110,12 +110,14 @@ def check_image_range(images: torch.Tensor) -> None:
     if not images.is_floating_point():
         raise ValueError(f"images must be floats in [-1, 1], got {images.dtype} (convert with utils.from_uint8)")
     lo, hi = float(images.min()), float(images.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN would pass every comparison below
+        raise ValueError(f"images contain NaN or inf (values in [{lo}, {hi}])")
     if lo < -1.001 or hi > 1.001:
         raise ValueError(f"images must be in [-1, 1], got values in [{lo:.3g}, {hi:.3g}]"
                          + (" (uint8 range: use utils.from_uint8)" if hi > 2 else ""))
     if lo >= 0:
         warnings.warn(f"no training pixel is below 0 (values in [{lo:.3g}, {hi:.3g}]): are the images in [0, 1]? "
-                      "The models expect [-1, 1] (x * 2 - 1)", stacklevel=3)
+                      "The models expect [-1, 1] (x * 2 - 1)", stacklevel=caller_stacklevel())
 
 
 def _keeps_caller_rng(fn):

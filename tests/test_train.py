@@ -128,8 +128,13 @@ def test_fit_checks_the_pixel_range(mnist_small):
     first loss is 1 whatever the range, so nothing else would notice (chapter 10)."""
     s = Schedule.from_config(ScheduleConfig("cosine"))
     cfg = TrainConfig(steps=1, batch_size=4, log_every=1, checkpoint_every=0)
-    with pytest.warns(UserWarning, match=r"are the images in \[0, 1\]"):
+    with pytest.warns(UserWarning, match=r"are the images in \[0, 1\]") as record:
         fit(UNet(TINY), s, (mnist_small[:16] + 1) / 2, cfg, progress=False)
+    assert record[0].filename == __file__  # the warning names the caller's line, not fit's internals
+    nan_images = mnist_small[:16].clone()
+    nan_images[3, 0, 5, 5] = float("nan")
+    with pytest.raises(ValueError, match="images contain NaN or inf"):  # not "loss became nan ... lower the lr"
+        fit(UNet(TINY), s, nan_images, cfg, progress=False)
     with pytest.raises(ValueError, match=r"got values in \[0, 255\] \(uint8 range: use utils.from_uint8\)"):
         fit(UNet(TINY), s, (mnist_small[:16] + 1) * 127.5, cfg, progress=False)
     with pytest.raises(ValueError, match="must be floats"):
