@@ -35,6 +35,7 @@ from typing import Callable
 
 import torch
 
+from .layers import check_mask_rows
 from .sampling import ModelFn
 from .utils import randn
 
@@ -138,9 +139,8 @@ def classifier_free_guidance(eps_fn: Callable[..., torch.Tensor], cond: tuple[to
     c_ctx, c_mask = cond
     u_ctx, u_mask = uncond
     for name, m in (("cond", c_mask), ("uncond", u_mask)):  # once per call; UNet.forward checks only CPU masks
-        if m.dtype == torch.bool and m.numel() and not bool(m.any(-1).all()):
-            raise ValueError(f"every row of the {name} mask needs at least one True (real) token; the empty "
-                             "prompt is <bos><eos>, as the tokenizers encode it")
+        if m.dtype == torch.bool:
+            check_mask_rows(m, f"the {name} mask")
     L = max(c_ctx.shape[1], u_ctx.shape[1])
     c_ctx, c_mask = pad_context(c_ctx, c_mask, L)
     u_ctx, u_mask = pad_context(u_ctx, u_mask, L)

@@ -83,6 +83,14 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
+def check_mask_rows(mask: torch.Tensor, name: str) -> None:
+    """Every row of a bool key mask (B, L) needs a True: with none, attention has nothing to attend to (the empty
+    prompt is <bos><eos>, two real tokens). Reads the values: one device sync."""
+    if mask.numel() and not bool(mask.any(-1).all()):
+        raise ValueError(f"every row of {name} needs at least one True (real) token; the empty prompt "
+                         "is <bos><eos>, as the tokenizers encode it")
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
               return_probs: bool = False):
     """Scaled dot-product attention, softmax(q k^T / sqrt(d)) v (Vaswani et al. 2017, eq. 1).

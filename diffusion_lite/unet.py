@@ -28,6 +28,7 @@ from .layers import (
     SelfAttention2d,
     SpatialTransformer,
     Upsample,
+    check_mask_rows,
     timestep_embedding,
     zero_module,
 )
@@ -52,10 +53,8 @@ def _check_mask(mask: torch.Tensor, context: torch.Tensor) -> None:
     if mask.shape != context.shape[:2]:
         raise ValueError(f"context_mask must have shape {tuple(context.shape[:2])} (B, L) like context "
                          f"{tuple(context.shape)}, got {tuple(mask.shape)}")
-    if mask.device.type == "cpu" and not torch.compiler.is_compiling() and mask.numel() \
-            and not bool(mask.any(1).all()):
-        raise ValueError("every row of context_mask needs at least one True (real) token; the empty prompt "
-                         "is <bos><eos>, as the tokenizers encode it")
+    if mask.device.type == "cpu" and not torch.compiler.is_compiling():
+        check_mask_rows(mask, "context_mask")
 
 
 class UNet(nn.Module):
