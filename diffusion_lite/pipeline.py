@@ -69,6 +69,10 @@ class DiffusionPipeline:
                  meta: dict | None = None, text_checkpoint: tuple[dict, dict] | None = None):
         if prediction not in ("eps", "v", "x0"):
             raise ValueError(f"unknown prediction {prediction!r}; expected 'eps', 'v' or 'x0'")
+        width, D = getattr(text, "context_dim", None), unet.cfg.context_dim
+        if text is not None and D is not None and isinstance(width, int) and width != D:
+            raise ValueError(f"the text encoder returns {width}-wide token embeddings but the U-Net's cross-attention "
+                             f"expects context_dim {D}: use the text encoder the U-Net was trained with")
         self.unet, self.schedule, self.prediction, self.text = unet.eval(), schedule, prediction, text
         self.meta = meta or {}
         self._text_checkpoint = text_checkpoint  # (tensors, meta) of the text encoder, for saving

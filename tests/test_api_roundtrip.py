@@ -170,3 +170,9 @@ def test_text_pipeline_checks_the_interval_and_takes_a_number_for_cads(text_pipe
     g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
     assert torch.equal(text_pipe.sample("a seven", n=2, cads=0.5, generator=g1, **S),
                        text_pipe.sample("a seven", n=2, cads=CADS(0.5), generator=g2, **S))
+
+
+def test_text_encoder_of_the_wrong_width_is_refused_when_the_pipeline_is_built(schedule):
+    wide = CLIPModel.for_dataset("mnist", width=32, layers=1, heads=2, embed_dim=16, cnn_channels=(8, 8, 8))
+    with pytest.raises(ValueError, match="32-wide token embeddings .* context_dim 16"):
+        DiffusionPipeline(UNet(TINY_TEXT), schedule, text=wide)
