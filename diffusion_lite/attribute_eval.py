@@ -49,7 +49,7 @@ def attribute_adherence_report(pipe, *, n_per_digit: int = 10, digits: Sequence[
     if unknown or n_per_digit < 1 or not digits:
         raise ValueError(f"expected attributes from {list(ATTRIBUTE_PAIRS)}, n_per_digit >= 1 and some digits; got "
                          f"{list(attributes)}, {n_per_digit}, {list(digits)}")
-    classifier = classifier if classifier is not None else metrics.load_eval_classifier()
+    classifier = classifier if classifier is not None else metrics.load_eval_classifier(pipe.device)
     t0 = time.perf_counter()
     labels = torch.tensor([d for d in digits for _ in range(n_per_digit)])
     n = labels.numel()

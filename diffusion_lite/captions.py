@@ -34,6 +34,7 @@ from collections.abc import Sequence
 import torch
 
 from .tokenizer import split_words
+from .utils import generator_device
 
 ATTRIBUTES = ("thickness", "slant", "size")
 QUANTILES = (0.2, 0.8)
@@ -209,13 +210,13 @@ def attribute_words(images: torch.Tensor, labels: torch.Tensor | None = None,
                     dataset: str = "mnist") -> list[dict[str, str]]:
     """Per image {"thickness": "thin"|"regular"|"thick", "slant": "slanting left"|"upright"|"slanting right",
     "size": "small"|"medium"|"large"}; (N, C, H, W) in [-1, 1], optional labels (N,) long."""
-    buckets = attribute_buckets(images, labels, dataset)
-    return [{a: WORDS[a][int(buckets[a][i])] for a in ATTRIBUTES} for i in range(images.shape[0])]
+    buckets = {a: b.tolist() for a, b in attribute_buckets(images, labels, dataset).items()}  # one read per attribute
+    return [{a: WORDS[a][buckets[a][i]] for a in ATTRIBUTES} for i in range(images.shape[0])]
 
 
 # ----------------------------------------------------------------------------------------- captions
 def _pick(seq: Sequence, generator: torch.Generator | None):
-    return seq[int(torch.randint(len(seq), (1,), generator=generator))]
+    return seq[int(torch.randint(len(seq), (1,), generator=generator, device=generator_device(generator)))]
 
 
 _IN_CAPTIONS = ("size", "thickness", "slant")  # adjective order: "a small thick upright seven"
@@ -257,7 +258,8 @@ def make_captions(images: torch.Tensor, labels: torch.Tensor, dataset: str = "mn
         return []
     if int(labels.min()) < 0 or int(labels.max()) >= len(nouns):
         raise ValueError(f"labels must be in [0, {len(nouns)}) for {dataset!r}")
-    with_attr = (torch.rand(len(labels), generator=generator) < p_attribute).tolist()
+    gd = generator_device(generator)  # draws happen on the generator's device (a CUDA generator works too)
+    with_attr = (torch.rand(len(labels), generator=generator, device=gd) < p_attribute).tolist()
     words = attribute_words(images, labels, dataset) if any(with_attr) else None
     captions = []
     for i, label in enumerate(labels.tolist()):
@@ -268,8 +270,8 @@ def make_captions(images: torch.Tensor, labels: torch.Tensor, dataset: str = "mn
             # draw among the spoken words only, so that every image gets an attribute-free caption with the
             # same probability 1 - p_attribute (slant always has a spoken word: "upright")
             spoken = [a for a in _IN_CAPTIONS if words[i][a] not in _SILENT]
-            k = int(torch.randint(1, len(spoken) + 1, (1,), generator=generator))
-            keep = torch.randperm(len(spoken), generator=generator)[:k].tolist()
+            k = int(torch.randint(1, len(spoken) + 1, (1,), generator=generator, device=gd))
+            keep = torch.randperm(len(spoken), generator=generator, device=gd)[:k].tolist()
             chosen = [words[i][a] for j, a in enumerate(spoken) if j in keep]
             determiner = determiner or "a"
         captions.append(_caption(_pick(nouns[label], generator), chosen, template, determiner, generator))

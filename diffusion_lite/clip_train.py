@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .clip import CLIPModel, clip_loss
 from .metrics import check_images
-from .utils import progress_disabled
+from .utils import generator_device, progress_disabled
 
 
 def train_clip(model: CLIPModel, dataset, *, steps: int = 1000, batch_size: int = 256, lr: float = 2e-3,
@@ -58,11 +58,12 @@ def train_clip(model: CLIPModel, dataset, *, steps: int = 1000, batch_size: int 
     lr_at = lambda s: min(1.0, (s + 1) / max(1, warmup_steps)) * (0.55 + 0.45 * math.cos(math.pi * s / steps))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     model.train()
-    history, order, pos = [], torch.randperm(len(images), generator=generator), 0
+    perm = lambda: torch.randperm(len(images), generator=generator, device=generator_device(generator)).cpu()
+    history, order, pos = [], perm(), 0
     bar = tqdm(range(steps), desc="clip", disable=progress_disabled(progress))
     for _ in bar:
         if pos + batch_size > len(order):
-            order, pos = torch.randperm(len(images), generator=generator), 0
+            order, pos = perm(), 0
         idx = order[pos: pos + batch_size]
         pos += batch_size
         x, y = images[idx], labels[idx]

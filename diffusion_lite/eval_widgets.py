@@ -156,7 +156,7 @@ def distortion_sweep(classifier, images: torch.Tensor, labels: torch.Tensor, ref
             c_k.append(logits.argmax(1) == labels)
             e_k.append(x[:n_examples].cpu())
         feats[kind], correct[kind], examples[kind] = torch.stack(f_k), torch.stack(c_k), torch.stack(e_k)
-    return DistortionSweep(kinds, feats, correct, examples, torch.as_tensor(ref_feats, dtype=torch.float64).cpu())
+    return DistortionSweep(kinds, feats, correct, examples, torch.as_tensor(ref_feats).cpu().double())
 
 
 def distortion_figure(sweep: DistortionSweep, kind: str | None = None, level: int = 2, n: int | None = None,

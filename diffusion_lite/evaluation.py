@@ -213,7 +213,7 @@ def _setup(pipe, classifier, reference, n, seed):
     _check_pipe(pipe)
     if not pipe.is_text_conditional and not (isinstance(n, int) and n >= 2):
         raise ValueError(f"evaluation needs n >= 2 samples (FID and diversity compare pairs), got n={n!r}")
-    classifier = classifier if classifier is not None else metrics.load_eval_classifier()
+    classifier = classifier if classifier is not None else metrics.load_eval_classifier(pipe.device)
     labels = balanced_labels(n) if pipe.is_text_conditional else None
     return classifier, labels, prepare_reference(classifier, reference, n, labels, seed)
 
@@ -287,7 +287,7 @@ def steps_sweep(pipe, steps: Sequence[int] = (10, 20, 50, 100, 1000), samplers: 
     (with guidance != 0, 1 a text model evaluates the network twice per step). One dict per point.
     """
     n_for_steps = dict(n_for_steps or {})
-    classifier = classifier if classifier is not None else metrics.load_eval_classifier()
+    classifier = classifier if classifier is not None else metrics.load_eval_classifier(pipe.device)
     refs: dict[int, tuple] = {}
     rows = []
     for k in steps:

@@ -25,7 +25,7 @@ import torch
 
 from .checkpoints import load_pretrained
 from .classifier import Classifier, classifier_from_checkpoint  # noqa: F401  (checkpoints.BUILDERS)
-from .utils import caller_stacklevel
+from .utils import caller_stacklevel, generator_device
 
 Features = torch.Tensor | np.ndarray
 
@@ -166,8 +166,8 @@ def kid(feats_a: Features, feats_b: Features, subsets: int = 100, subset_size: i
                          "(for small sets pass a smaller subset_size)")
     vals = []
     for _ in range(subsets):
-        ia = torch.randperm(a.shape[0], generator=generator)[:subset_size]
-        ib = torch.randperm(b.shape[0], generator=generator)[:subset_size]
+        ia = torch.randperm(a.shape[0], generator=generator, device=generator_device(generator))[:subset_size].cpu()
+        ib = torch.randperm(b.shape[0], generator=generator, device=generator_device(generator))[:subset_size].cpu()
         vals.append(_poly_mmd2_unbiased(a[ia], b[ib]))
     v = torch.tensor(vals, dtype=torch.float64)
     return float(v.mean()), float(v.std()) if subsets > 1 else 0.0

@@ -21,7 +21,7 @@ from .guidance import CADS, classifier_free_guidance
 from .sampling import ModelFn, eps_model_fn, sample
 from .schedules import Schedule
 from .unet import UNet
-from .utils import randn
+from .utils import generator_device, randn
 
 
 def _prompt_list(prompts: str | list[str], what: str = "prompts") -> list[str]:
@@ -82,6 +82,10 @@ class DiffusionPipeline:
         return next(self.unet.parameters()).device
 
     @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    @property
     def is_text_conditional(self) -> bool:
         return self.unet.cfg.context_dim is not None
 
@@ -101,7 +105,7 @@ class DiffusionPipeline:
         if self.text is None:
             raise ValueError("this model has no text encoder; it is unconditional (omit prompts)")
         ctx, mask = self.text.text_tokens(_prompt_list(prompts))
-        return ctx.to(self.device), mask.to(self.device)
+        return ctx.to(self.device, self.dtype), mask.to(self.device)  # the U-Net's dtype (the encoder's may differ)
 
     def model_fn(self, prompts: str | list[str] | None = None, *, guidance: float | None = None,
                  negative_prompt: str | list[str] | None = None,
@@ -172,10 +176,12 @@ class DiffusionPipeline:
         c = self.unet.cfg
         shape = (B, c.in_channels, c.image_size, c.image_size)
         if x_T is None:
-            x_T = randn(shape, generator)  # on the generator's device
+            x_T = randn(shape, generator).to(self.dtype)  # drawn on the generator's device, in float32
         elif tuple(x_T.shape) != shape:
             raise ValueError(f"x_T must have shape {shape} ({B} image(s) of {c.in_channels}x{c.image_size}x"
                              f"{c.image_size}: one per prompt, or n), got {tuple(x_T.shape)}")
+        elif x_T.dtype != self.dtype and not torch.is_autocast_enabled(self.device.type):
+            raise TypeError(f"x_T must have the U-Net's dtype {self.dtype}, got {x_T.dtype}")
         fn = self.model_fn(prompts, guidance=guidance, negative_prompt=negative_prompt,
                            guidance_interval=guidance_interval, cads=cads, generator=generator) \
             if self.is_text_conditional else self.model_fn()
@@ -188,7 +194,8 @@ class DiffusionPipeline:
     # -------------------------------------------------------------------------------- saving
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
         """(tensors, meta) describing this pipeline: U-Net weights, configs, and the text encoder."""
-        tensors = add_prefix(self.unet.state_dict(), "unet")
+        unet = getattr(self.unet, "_orig_mod", self.unet)  # after pipe.unet = torch.compile(pipe.unet)
+        tensors = add_prefix(unet.state_dict(), "unet")
         meta = {"kind": "diffusion", "unet": self.unet.cfg.to_dict(), "schedule": self.schedule.config.to_dict(),
                 "prediction": self.prediction, "text": None,
                 **{k: v for k, v in self.meta.items() if k in ("dataset", "card", "train")}}
@@ -247,7 +254,7 @@ def text_cond_fn(text: Any, caption_fn: Callable, p_uncond: float) -> Callable:
 
     def cond_fn(x0: torch.Tensor, labels: torch.Tensor, gen: torch.Generator) -> dict:
         captions = caption_fn(x0, labels, gen)
-        drop = (torch.rand(len(captions), generator=gen) < p_uncond).tolist()
+        drop = (torch.rand(len(captions), generator=gen, device=generator_device(gen)) < p_uncond).tolist()
         captions = ["" if d else c for c, d in zip(captions, drop)]
         with torch.no_grad():
             ctx, mask = text.text_tokens(captions)

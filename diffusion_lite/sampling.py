@@ -121,7 +121,9 @@ def _loop(step_fn, model_fn: ModelFn, schedule: Schedule, shape, x_T, steps, gen
         raise TypeError(f"x_T must be a floating-point tensor (the model's dtype, usually float32), got {got}")
     elif shape is not None and tuple(shape) != tuple(x_T.shape):
         raise ValueError(f"shape {tuple(shape)} and x_T of shape {tuple(x_T.shape)} disagree; give one of them")
-    x = x_T
+    # the update runs in at least float32: in bfloat16, alpha_bar near t = 0 rounds to 1 and the posterior's
+    # (1 - ab_prev) / (1 - ab_t) is 0/0; the model still sees x_T's dtype
+    x = x_T.float() if x_T.dtype in (torch.float16, torch.bfloat16) else x_T
     B = x.shape[0]
     ts = timesteps(schedule, steps)
     pairs = list(zip(ts, ts[1:] + [-1]))
@@ -129,14 +131,14 @@ def _loop(step_fn, model_fn: ModelFn, schedule: Schedule, shape, x_T, steps, gen
         t = torch.full((B,), t_cur, dtype=torch.long, device=x.device)
         t_prev = torch.full((B,), t_next, dtype=torch.long, device=x.device)
         with torch.no_grad():
-            eps_hat = model_fn(x, t)
+            eps_hat = model_fn(x.to(x_T.dtype), t)
         if eps_hat.shape != x.shape:
             raise ValueError(f"model_fn returned shape {tuple(eps_hat.shape)}, expected {tuple(x.shape)}")
         noise = randn(x.shape, generator, x.device, x.dtype) if t_next >= 0 else None
         x, x0_hat = step_fn(x, t, t_prev, eps_hat.to(x.dtype), noise)
         if callback is not None:
             callback({"i": i, "t": t_cur, "x_t": x, "x0_hat": x0_hat})
-    return x
+    return x.to(x_T.dtype)
 
 
 def sample_ddpm(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, steps: int | None = None,

@@ -143,8 +143,9 @@ def _check_t(schedule: Schedule, x: torch.Tensor, t: torch.Tensor) -> torch.Tens
     if t.dim() != 1 or t.shape[0] != x.shape[0]:
         raise ValueError(f"t must have shape ({x.shape[0]},) to match x of shape {tuple(x.shape)}, "
                          f"got {tuple(t.shape)}")
-    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= schedule.T):
-        raise ValueError(f"t must be in [0, {schedule.T}), got values in [{int(t.min())}, {int(t.max())}]")
+    lo, hi = torch.stack([t.min(), t.max()]).tolist() if t.numel() else (0, 0)  # one read (a sync on a GPU)
+    if lo < 0 or hi >= schedule.T:
+        raise ValueError(f"t must be in [0, {schedule.T}), got values in [{lo}, {hi}]")
     return t
 
 

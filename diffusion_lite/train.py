@@ -89,8 +89,8 @@ class EMA:
     def update(self, model: torch.nn.Module) -> None:
         self.num_updates += 1
         d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates)) if self.warmup else self.decay
-        for p_ema, p in zip(self.model.parameters(), model.parameters()):
-            p_ema.lerp_(p.detach(), 1 - d)
+        # p_ema <- p_ema + (1 - d) (p - p_ema) for every parameter, in one call (one kernel launch per step on a GPU)
+        torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in model.parameters()], 1 - d)
         for b_ema, b in zip(self.model.buffers(), model.buffers()):
             b_ema.copy_(b)
 
@@ -120,14 +120,24 @@ def check_image_range(images: torch.Tensor) -> None:
                       "The models expect [-1, 1] (x * 2 - 1)", stacklevel=caller_stacklevel())
 
 
+def _bf16_native(device: torch.device) -> bool:
+    with torch.cuda.device(device):  # is_bf16_supported asks the current GPU
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def _keeps_caller_rng(fn):
-    """Run ``fn`` inside torch.random.fork_rng: the global RNG state (CPU, and CUDA if initialised) that ``fn``
-    reseeds is the caller's again afterwards."""
+    """Run ``fn`` inside torch.random.fork_rng: the global RNG state (CPU, CUDA if initialised, and MPS) that
+    ``fn`` reseeds is the caller's again afterwards."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-        with torch.random.fork_rng(devices=devices):
-            return fn(*args, **kwargs)
+        mps_state = torch.mps.get_rng_state() if torch.backends.mps.is_available() else None
+        try:
+            with torch.random.fork_rng(devices=devices):
+                return fn(*args, **kwargs)
+        finally:
+            if mps_state is not None:  # fork_rng covers the CPU and CUDA generators only
+                torch.mps.set_rng_state(mps_state)
     return wrapper
 
 
@@ -171,7 +181,8 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     ckpt = Path(run_dir) / "checkpoint" if run_dir is not None else None
 
     if ckpt is not None and ckpt.with_suffix(".json").exists():
-        tensors, saved = load_checkpoint(ckpt, device)
+        tensors, saved = load_checkpoint(ckpt, "cpu")  # load_state_dict copies to the model's device; AdamW's
+        # step counts must stay on the CPU (on a GPU, AdamW reads them back with .item() every step)
         conflicts = resume_conflicts(saved.get("train") or {}, cfg)
         if saved.get("schedule") and ScheduleConfig.from_dict(saved["schedule"]) != schedule.config:
             conflicts.append(("schedule", saved["schedule"], schedule.config.to_dict()))
@@ -194,6 +205,8 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
         torch.set_rng_state(tensors["rng.torch"].cpu())
         if device.type == "cuda" and "rng.cuda" in tensors:  # dropout masks on the GPU draw from it
             torch.cuda.set_rng_state(tensors["rng.cuda"].cpu(), device)
+        if device.type == "mps" and "rng.mps" in tensors:
+            torch.mps.set_rng_state(tensors["rng.mps"].cpu())
         st = saved["train_state"]
         step, seconds, ema.num_updates = st["step"], st["seconds"], st["ema_updates"]
         history = [tuple(h) for h in st["loss_history"]]
@@ -210,7 +223,7 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     use_amp = cfg.amp and device.type == "cuda"
     if cfg.amp and not use_amp:
         warnings.warn(f"amp (bf16 autocast) is for CUDA GPUs; training in float32 on {device.type}", stacklevel=2)
-    if use_amp and not torch.cuda.is_bf16_supported(including_emulation=False):
+    if use_amp and not _bf16_native(device):
         warnings.warn(f"--amp uses bfloat16, which {torch.cuda.get_device_name(device)} only emulates (native from "
                       "Ampere on); training in float32 (without --amp) is likely faster here", stacklevel=2)
 
@@ -223,6 +236,8 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
                    "rng.generator": gen.get_state(), "rng.torch": torch.get_rng_state()}
         if device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+        if device.type == "mps":
+            tensors["rng.mps"] = torch.mps.get_rng_state()
         state = {"step": step, "seconds": seconds, "ema_updates": ema.num_updates, "loss_history": history,
                  "running_loss": running, "optimizer": opt_meta}
         save_checkpoint(ckpt, tensors, {**meta, "train": cfg.to_dict(), "train_state": state})

@@ -39,8 +39,8 @@ def _check_dtype(name: str, x: torch.Tensor, dtype: torch.dtype) -> None:
     if x.dtype != dtype and not (x.is_floating_point() and torch.is_autocast_enabled(x.device.type)):
         raise TypeError(f"{name} must have the U-Net's parameter dtype {dtype}, got {x.dtype}"
                         + (" (uint8 images? see utils.from_uint8)" if not x.is_floating_point() else "")
-                        + ("" if dtype == torch.float32 else "; the U-Net runs in float32 (lower precision: keep "
-                           "float32 weights and use autocast, TrainConfig.amp)"))
+                        + ("" if dtype == torch.float32 else "; or keep float32 weights and use autocast "
+                           "(TrainConfig.amp)"))
 
 
 def _check_mask(mask: torch.Tensor, context: torch.Tensor) -> None:
@@ -141,11 +141,12 @@ class UNet(nn.Module):
             t = t.expand(x_t.shape[0])
         if t.shape != (x_t.shape[0],):
             raise ValueError(f"t must have shape ({x_t.shape[0]},), got {tuple(t.shape)}")
+        t = t.to(x_t.device)  # e.g. torch.tensor([500]) on the CPU with x_t on a GPU
         if (context is None) != (cfg.context_dim is None):
             raise ValueError("this U-Net was built " + ("with" if cfg.context_dim else "without")
                              + " text conditioning; pass context (B, L, D) exactly when cfg.context_dim is set")
 
-        emb = self.time_mlp(timestep_embedding(t, cfg.base_channels))  # (B, 4C)
+        emb = self.time_mlp(timestep_embedding(t, cfg.base_channels).to(self.conv_in.weight.dtype))  # (B, 4C)
         if context is not None:
             if context.dim() != 3 or context.shape[0] != x_t.shape[0] or context.shape[2] != cfg.context_dim:
                 raise ValueError(f"context must have shape ({x_t.shape[0]}, L, {cfg.context_dim}), "

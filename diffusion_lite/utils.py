@@ -37,6 +37,11 @@ def get_device(preferred: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def generator_device(generator: torch.Generator | None) -> torch.device:
+    """Where a draw with ``generator`` must happen (torch raises otherwise): its device, or the CPU for None."""
+    return generator.device if generator is not None else torch.device("cpu")
+
+
 def randn(shape, generator: torch.Generator | None = None, device: torch.device | str | None = None,
           dtype: torch.dtype | None = None) -> torch.Tensor:
     """N(0, I) of ``shape``, drawn on the generator's device and moved to ``device`` (default: cpu).

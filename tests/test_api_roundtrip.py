@@ -176,3 +176,31 @@ def test_text_encoder_of_the_wrong_width_is_refused_when_the_pipeline_is_built(s
     wide = CLIPModel.for_dataset("mnist", width=32, layers=1, heads=2, embed_dim=16, cnn_channels=(8, 8, 8))
     with pytest.raises(ValueError, match="32-wide token embeddings .* context_dim 16"):
         DiffusionPipeline(UNet(TINY_TEXT), schedule, text=wide)
+
+
+def test_bfloat16_sampling_gives_finite_images_close_to_float32(schedule):
+    """In bfloat16, alpha_bar near t = 0 rounds to 1 and the posterior ratio is 0/0: the sampler keeps its
+    state in float32 (cosine schedule, where this happened), whether the weights or only x_T are bf16."""
+    cosine = Schedule.from_config(ScheduleConfig("cosine", T=1000))
+    torch.manual_seed(0)
+    pipe = DiffusionPipeline(UNet(TINY), cosine)
+    x_T = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    ref = pipe.sample(n=2, x_T=x_T, steps=50, progress=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = pipe.sample(n=2, x_T=x_T.bfloat16(), steps=50, progress=False)
+    pipe.unet.to(torch.bfloat16)
+    low = pipe.sample(n=2, generator=torch.Generator().manual_seed(0), steps=50, progress=False)
+    for out in (mixed, low):
+        assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+        assert (out.float() - ref).abs().mean() < 0.05
+    with pytest.raises(TypeError, match="x_T must have the U-Net's dtype torch.bfloat16, got torch.float64"):
+        pipe.sample(n=2, x_T=x_T.double(), steps=2, progress=False)
+
+
+def test_a_compiled_unet_saves_a_loadable_checkpoint(tmp_path, schedule):
+    pipe = DiffusionPipeline(UNet(TINY), schedule)
+    want = pipe.sample(n=2, generator=torch.Generator().manual_seed(0), **S)
+    pipe.unet = torch.compile(pipe.unet)  # not run: only its state_dict's "_orig_mod." keys matter here
+    pipe.save(tmp_path / "c")
+    got = load(tmp_path / "c").sample(n=2, generator=torch.Generator().manual_seed(0), **S)
+    assert torch.equal(got, want)
