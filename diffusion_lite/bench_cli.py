@@ -44,6 +44,11 @@ def cmd_bench(args) -> None:
     if args.device and args.device.startswith("cuda:") and args.device != "cuda:0":
         raise CLIError(f"bench runs on the default GPU (cuda:0), got --device {args.device}; choose the GPU with "
                        f"CUDA_VISIBLE_DEVICES={args.device.split(':', 1)[1]} diffusion-lite bench --device cuda")
+    from .checkpoints import resolve
+
+    for given in (args.uncond, args.text):  # a typo is an error now, not a benchmark skipped later
+        if given is not None:
+            resolve(given)
     suite = _import_suite()
     results = suite.run_suite(args.only, quick=args.quick, out=args.out, threads=args.threads, gpu=gpu,
                               uncond=args.uncond, text=args.text, minutes=args.minutes)
@@ -65,7 +70,9 @@ def add_parser(subparsers, common) -> argparse.ArgumentParser:
     b.add_argument("--gpu", action="store_true", help="GPU mode (same as --device cuda)")
     b.add_argument("--uncond", default=None, help="unconditional checkpoint (default mnist-uncond)")
     b.add_argument("--text", default=None, help="text-to-image checkpoint (default mnist-text2img)")
-    b.add_argument("--minutes", type=float, default=None, help="time-to-quality training budget per side")
+    from .cli import _positive
+
+    b.add_argument("--minutes", type=_positive(float), default=None, help="time-to-quality training budget per side")
     common(b)
     b.set_defaults(func=cmd_bench)
     return b

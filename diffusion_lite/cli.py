@@ -69,12 +69,12 @@ def cmd_sample(args) -> None:
     import torch
 
     from .checkpoints import load
-    from .utils import to_uint8
+    from .utils import randn, to_uint8
     from .viz import save_grid
 
     device = _setup(args)
     out = Path(args.out)
-    if out.suffix not in (".png", ".npz"):
+    if out.suffix.lower() not in (".png", ".npz"):
         raise CLIError(f"--out must end in .png (image grid) or .npz (uint8 array), got {out.name!r}")
     pipe = load(args.checkpoint, device)
     if not hasattr(pipe, "sample"):
@@ -88,20 +88,44 @@ def cmd_sample(args) -> None:
     t0 = time.perf_counter()
     if pipe.is_text_conditional and all_prompts is None:
         all_prompts = [""] * args.n  # the unconditional branch of a text model
-    images = pipe.sample(all_prompts, n=None if all_prompts else args.n,
-                         guidance=args.guidance,  # None: the pipeline's default (3) for text models
-                         negative_prompt=args.negative_prompt, steps=args.steps, sampler=args.sampler,
-                         eta=args.eta, generator=gen,
-                         guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
-                         cads=_cads(args, pipe))
+        print("no --prompt: sampling this text model's unconditional branch (the empty prompt)", file=sys.stderr)
+    B, c = len(all_prompts) if all_prompts else args.n, pipe.unet.cfg
+    x_T = randn((B, c.in_channels, c.image_size, c.image_size), gen).to(pipe.dtype)  # all at once, as pipe.sample
+    kw = dict(guidance=args.guidance,  # None: the pipeline's default (3) for text models
+              negative_prompt=args.negative_prompt, steps=args.steps, sampler=args.sampler, eta=args.eta,
+              generator=gen, guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
+              cads=_cads(args, pipe))
+    chunks = []
+    for s in range(0, B, args.batch_size):  # memory grows with the batch: at most --batch-size images at once
+        e = min(B, s + args.batch_size)
+        chunks.append(pipe.sample(all_prompts[s:e], x_T=x_T[s:e], **kw) if all_prompts
+                      else pipe.sample(n=e - s, x_T=x_T[s:e], **kw))
+    images = torch.cat(chunks)
     dt = time.perf_counter() - t0
-    if out.suffix == ".png":
-        save_grid(images, out, nrow=args.n if prompts and args.n <= 16 else None)
+    if out.suffix.lower() == ".png":
+        grid, nrow = _prompt_rows(images, len(prompts or []), args.n)
+        save_grid(grid, out, nrow=nrow)
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         extra = {"prompts": np.array(all_prompts)} if all_prompts else {}
         np.savez_compressed(out, images=to_uint8(images).numpy(), **extra)
     print(f"wrote {len(images)} samples to {out} ({args.sampler}, {args.steps} steps, {dt:.1f} s)")
+
+
+def _prompt_rows(images, n_prompts: int, n: int) -> tuple["torch.Tensor", int | None]:  # noqa: F821
+    """(images, nrow) for `sample`'s grid: one row per prompt for n <= 16; above that each prompt's n images
+    fill rows of 16, the last padded with blank (white) tiles, so that every prompt starts a new row."""
+    import torch
+
+    from .utils import to_uint8
+
+    if n_prompts == 0 or n <= 16:
+        return images, (n if n_prompts else None)
+    if n_prompts == 1 or n % 16 == 0:
+        return images, 16 if n_prompts > 1 else None
+    x = to_uint8(images)  # (P * n, C, H, W)
+    blank = torch.full((16 - n % 16, *x.shape[1:]), 255, dtype=torch.uint8)
+    return torch.cat([t for group in x.split(n) for t in (group, blank)]), 16
 
 
 def add_guidance_args(p: argparse.ArgumentParser) -> None:
@@ -133,6 +157,12 @@ def check_guidance_args(args, pipe) -> None:
     if args.guidance_interval is not None and not 0 <= args.guidance_interval[0] <= args.guidance_interval[1] <= T - 1:
         raise CLIError(f"--guidance-interval {args.guidance_interval[0]} {args.guidance_interval[1]}: expected "
                        f"0 <= T_LO <= T_HI <= {T - 1} (this model's timesteps)")
+    if args.guidance == 1 and getattr(args, "negative_prompt", None) is not None:
+        raise CLIError("--negative-prompt replaces the unconditional branch, which guidance 1 does not use "
+                       "(s = 1 is the conditional model alone); use a scale other than 1")
+    if args.guidance == 0 and args.cads is not None:
+        raise CLIError("--cads noises the prompt, which guidance 0 does not use (s = 0 is the unconditional "
+                       "model alone); drop --cads or use a scale above 0")
     if args.cads_window is not None and args.cads is None:
         raise CLIError("--cads-window needs --cads NOISE")
     if args.sampler == "ddpm" and args.eta != 0.0:
@@ -154,18 +184,27 @@ def _cads(args, pipe):
         raise CLIError(str(e)) from None
 
 
+def check_stem(out: str) -> str:
+    """--out of a command that writes OUT.safetensors and OUT.json: the stem (a given .safetensors or .json
+    suffix dropped); a folder, or an image or pickle suffix, is a CLIError."""
+    suffix = Path(out).suffix
+    if suffix.lower() in (".png", ".jpg", ".npz", ".npy", ".pt", ".pth", ".ckpt", ".bin", ".pkl"):
+        raise CLIError(f"--out is a checkpoint stem: it writes STEM.safetensors and STEM.json; drop the {suffix!r} "
+                       f"(got {out!r})")
+    if out.endswith(("/", os.sep)) or Path(out).is_dir():
+        raise CLIError(f"--out {out} is a folder; expected a checkpoint stem (e.g. {Path(out) / 'clip'})")
+    return out.removesuffix(".safetensors").removesuffix(".json")
+
+
 def cmd_export(args) -> None:
     from .checkpoints import load
 
-    suffix = Path(args.out).suffix
-    if suffix.lower() in (".png", ".jpg", ".npz", ".npy", ".pt", ".pth", ".ckpt", ".bin", ".pkl"):
-        raise CLIError(f"--out is a checkpoint stem: it writes STEM.safetensors and STEM.json; drop the {suffix!r} "
-                       f"(got {args.out!r})")
+    check_stem(args.out)
     pipe = load(args.run)
     if not hasattr(pipe, "save"):
         raise CLIError(f"export turns a diffusion run into an inference checkpoint; {args.run} is a "
                        f"{type(pipe).__name__} checkpoint (copy its .safetensors and .json files instead)")
-    stem = args.out.removesuffix(".safetensors").removesuffix(".json")  # as save_checkpoint names it
+    stem = check_stem(args.out)  # as save_checkpoint names it
     target = Path(stem + ".json")
     if target.is_file() and "train_state" in target.read_text():
         raise CLIError(f"{target} is a training checkpoint (it resumes a run); export to another --out")
@@ -227,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
     s.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 deterministic, 1 like DDPM)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--batch-size", type=_positive(), default=256,
+                   help="images per batch (memory grows with it; DDIM with eta 0 gives the same images for any value)")
     s.add_argument("--prompt", action="append", help="text prompt (repeat for several)")
     s.add_argument("--prompts-file", default=None, help="file with one prompt per line")
     add_guidance_args(s)
@@ -251,7 +292,22 @@ def build_parser() -> argparse.ArgumentParser:
     clip_cli.add_parser(sub, common)
     eval_cli.add_parser(sub, common)
     bench_cli.add_parser(sub, common)
+    for sp in sub.choices.values():  # --help shows the defaults
+        sp.formatter_class = _DefaultsHelp
+        for a in sp._actions:
+            if a.help is None and not any(a.default is v for v in (None, False, argparse.SUPPRESS)):
+                a.help = "(default: %(default)s)"
     return p
+
+
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default, unless it is None/False or the help text already names it."""
+
+    def _get_help_string(self, action):
+        help = action.help or ""
+        if action.default is None or action.default is False or "default" in help:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,8 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CLIError, CheckpointError, ValueError, OSError, DatasetDownloadError) as e:
         print(f"diffusion-lite {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; a resumable checkpoint is kept in the run folder if one was written", file=sys.stderr)
+    except KeyboardInterrupt as e:  # train: "training interrupted at step N; the run is saved in OUT ..."
+        print(f"diffusion-lite {args.command}: {e or 'interrupted'}"
+              + (" (rerun the same command)" if args.command == "train" and str(e) else ""), file=sys.stderr)
         return 130
     finally:
         warnings.formatwarning = format_before

@@ -149,8 +149,13 @@ class CLIPModel(nn.Module):
 
     @classmethod
     def for_dataset(cls, dataset: str, **config) -> CLIPModel:
-        """A fresh model whose tokenizer holds every caption word of ``dataset``."""
+        """A fresh model whose tokenizer holds every caption word of ``dataset`` and whose image encoder takes
+        its images (e.g. 3x32x32 for cifar10)."""
+        from .data import dataset_info
+
+        info = dataset_info(dataset)
         tok = Tokenizer.for_dataset(dataset, max_length=config.get("max_len", 16))
+        config = {"image_channels": info.channels, "image_size": info.image_size, **config}
         return cls(CLIPConfig(vocab_size=tok.vocab_size, **config), tok)
 
     @property

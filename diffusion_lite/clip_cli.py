@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 
 def cmd_train_clip(args) -> None:
     import torch
 
     from .captions import class_prompts
+    from .checkpoints import list_pretrained
+    from .cli import CLIError, check_stem
     from .clip import CLIPModel, save_clip, zero_shot_accuracy
     from .clip_train import train_clip
     from .data import load_dataset
     from .utils import get_device
 
+    stem = check_stem(args.out)
+    if stem in list_pretrained():
+        raise CLIError(f"--out {args.out} is the name of a shipped model: a local checkpoint of that name would be "
+                       f"loaded instead of it by every later --text {stem}; choose another name")
+    existing = [f"{stem}{s}" for s in (".safetensors", ".json") if Path(stem + s).exists()]
+    if existing:
+        raise CLIError(f"{' and '.join(existing)} already exist: choose another --out, or delete them first (a "
+                       "text-to-image run trained on that encoder would no longer resume)")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = get_device(args.device)
     train = load_dataset(args.dataset, "train", subset=args.subset, balanced=args.subset is not None,
                          download=args.download)
     test = load_dataset(args.dataset, "test", subset=2000, download=args.download)
+    torch.manual_seed(args.seed)  # the initial weights too: the same command gives the same model
     model = CLIPModel.for_dataset(args.dataset, width=args.width)
     g = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
@@ -33,7 +45,7 @@ def cmd_train_clip(args) -> None:
             "card": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
                      "minutes": round(minutes, 2), "final_loss": round(sum(history[-20:]) / min(20, len(history)), 4),
                      "zero_shot_accuracy_test2000": round(acc, 4)}}
-    stem = save_clip(args.out, model, meta)
+    stem = save_clip(stem, model, meta)
     print(f"zero-shot accuracy on 2,000 {args.dataset} test images: {acc:.2%} ({minutes:.1f} min of training)")
     print(f"wrote {stem}.safetensors and {stem}.json; train a text-to-image model on it with:")
     print(f"  diffusion-lite train --dataset {args.dataset} --text {stem} --cross-attn 7 --steps 4000 "
@@ -44,7 +56,7 @@ def add_parser(sub, common) -> None:
     from .cli import _positive
 
     p = sub.add_parser("train-clip", help="train a CLIP-style text/image encoder pair contrastively")
-    p.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist")
+    p.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist or cifar10")
     p.add_argument("--steps", type=_positive(), default=1500)
     p.add_argument("--batch-size", type=_positive(), default=256)
     p.add_argument("--lr", type=_positive(float), default=2e-3)

@@ -12,7 +12,6 @@ so stopping and resuming continues exactly as an uninterrupted run would.
 from __future__ import annotations
 
 import copy
-import functools
 import math
 import time
 import warnings
@@ -29,6 +28,9 @@ from .train_state import (  # noqa: F401  (resume_conflicts: public, used by the
     RESERVED_META,
     RESUME_MAY_CHANGE,
     TRAIN_PREFIXES,
+    StopOnInterrupt,
+    bf16_native,
+    keeps_caller_state,
     load_optimizer,
     optimizer_tensors,
     resume_conflicts,
@@ -120,28 +122,7 @@ def check_image_range(images: torch.Tensor) -> None:
                       "The models expect [-1, 1] (x * 2 - 1)", stacklevel=caller_stacklevel())
 
 
-def _bf16_native(device: torch.device) -> bool:
-    with torch.cuda.device(device):  # is_bf16_supported asks the current GPU
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-
-
-def _keeps_caller_rng(fn):
-    """Run ``fn`` inside torch.random.fork_rng: the global RNG state (CPU, CUDA if initialised, and MPS) that
-    ``fn`` reseeds is the caller's again afterwards."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-        mps_state = torch.mps.get_rng_state() if torch.backends.mps.is_available() else None
-        try:
-            with torch.random.fork_rng(devices=devices):
-                return fn(*args, **kwargs)
-        finally:
-            if mps_state is not None:  # fork_rng covers the CPU and CUDA generators only
-                torch.mps.set_rng_state(mps_state)
-    return wrapper
-
-
-@_keeps_caller_rng
+@keeps_caller_state
 def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: TrainConfig, *,
         labels: torch.Tensor | None = None, cond_fn: CondFn | None = None, run_dir: str | Path | None = None,
         meta: dict | None = None, extra_tensors: dict[str, torch.Tensor] | None = None,
@@ -223,7 +204,7 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     use_amp = cfg.amp and device.type == "cuda"
     if cfg.amp and not use_amp:
         warnings.warn(f"amp (bf16 autocast) is for CUDA GPUs; training in float32 on {device.type}", stacklevel=2)
-    if use_amp and not _bf16_native(device):
+    if use_amp and not bf16_native(device):
         warnings.warn(f"--amp uses bfloat16, which {torch.cuda.get_device_name(device)} only emulates (native from "
                       "Ampere on); training in float32 (without --amp) is likely faster here", stacklevel=2)
 
@@ -245,6 +226,7 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=progress_disabled(progress), dynamic_ncols=True)
     start_step, t_start, diverging = step, time.perf_counter(), False
+    stop = StopOnInterrupt()  # Ctrl-C now ends the loop between two steps
     while step < cfg.steps:
         t0 = time.perf_counter()
         idx = torch.randint(0, images.shape[0], (cfg.batch_size,), generator=gen)
@@ -283,6 +265,12 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
             callback({"step": step, "loss": value, "model": model, "ema": ema})
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
             save()
+        if stop.requested and step < cfg.steps:  # Ctrl-C: save the run as it is, then stop
+            save()
+            bar.close()
+            raise KeyboardInterrupt(f"training interrupted at step {step}" + (
+                f"; the run is saved in {run_dir} and resumes from there" if ckpt else ""))
+    stop.restore()
     bar.close()
     save()
     model.eval()

@@ -119,7 +119,7 @@ def _resume_conflicts(saved: dict, args, ucfg, scfg, tcfg) -> list[str]:
         diffs.append(("--init-from", saved.get("init_from"), args.init_from))
     elif not args.init_from:  # with --init-from, the architecture and schedule come from that checkpoint
         run_u = UNetConfig.from_dict(saved["unet"])
-        if run_u.cross_attn_resolutions != ucfg.cross_attn_resolutions:
+        if sorted(run_u.cross_attn_resolutions) != sorted(ucfg.cross_attn_resolutions):  # a set: order is free
             diffs.append(("--cross-attn", list(run_u.cross_attn_resolutions), list(ucfg.cross_attn_resolutions)))
         other = [f for f in run_u.to_dict() if f not in ("cross_attn_resolutions", "context_dim")]
         if any(getattr(run_u, f) != getattr(ucfg, f) for f in other):
@@ -132,6 +132,8 @@ def _resume_conflicts(saved: dict, args, ucfg, scfg, tcfg) -> list[str]:
 
 def cmd_train(args) -> None:
     """Build (or resume, or fine-tune --init-from) a U-Net and run train.fit; see the module docstring."""
+    import torch
+
     from .captions import class_prompts
     from .cli import CLIError, _setup
     from .config import ScheduleConfig, TrainConfig, UNetConfig
@@ -144,7 +146,11 @@ def cmd_train(args) -> None:
     device = _setup(args)
     out = Path(args.out)
     resume = (out / "checkpoint.json").exists()
-    saved = json.loads((out / "checkpoint.json").read_text()) if resume else None
+    try:
+        saved = json.loads((out / "checkpoint.json").read_text()) if resume else None
+    except json.JSONDecodeError as e:
+        raise CLIError(f"{out / 'checkpoint.json'} is not valid JSON ({e}), so the run cannot be resumed; restore "
+                       "it from a copy, or choose a new --out to start afresh") from None
     text_tensors, text_meta, text = None, None, None
     if args.text:
         from .checkpoints import load, load_checkpoint
@@ -159,12 +165,18 @@ def cmd_train(args) -> None:
             raise CLIError(f"{' and '.join(given)} only apply to text-to-image training: add --text CLIP (e.g. "
                            "--text mnist-clip)")
     args.cross_attn = [7, 14] if args.cross_attn is None else args.cross_attn
+    if len(set(args.cross_attn)) != len(args.cross_attn):
+        raise CLIError(f"--cross-attn lists a resolution twice ({' '.join(map(str, args.cross_attn))}); give each once")
     args.p_uncond = 0.1 if args.p_uncond is None else args.p_uncond
     if args.text:
         text = load(args.text, device)
         _check_vocabulary(text, args.text, args.dataset)
     ds = load_dataset(args.dataset, "train", subset=args.subset, balanced=args.balanced, download=args.download)
     C, H = ds.images.shape[1], ds.images.shape[2]
+    if C == 3 and args.model is not None:
+        raise CLIError(f"--model {args.model}: the presets are MNIST-sized; {args.dataset} uses its own U-Net "
+                       "(config.cifar_unet_config, 9.5M parameters, meant for a GPU): drop --model")
+    args.model = args.model or "small"
     ucfg = _unet_config(args.model, C, H, text.context_dim if text is not None else None, args.cross_attn)
     scfg = ScheduleConfig(kind=args.schedule)
     init_tensors = None
@@ -177,6 +189,10 @@ def cmd_train(args) -> None:
             raise CLIError("--init-from: the checkpoint and this run must both be text-conditional or both not "
                            f"(checkpoint text encoder: {'yes' if init_meta.get('text') else 'none'}, --text "
                            f"{args.text or 'not given'})")
+        D = UNetConfig.from_dict(init_meta["unet"]).context_dim
+        if text is not None and D != text.context_dim:
+            raise CLIError(f"--init-from {args.init_from}: its cross-attention takes {D}-wide token embeddings, "
+                           f"but --text {args.text} gives {text.context_dim}-wide ones")
         init_sha = (init_meta.get("text") or {}).get("weights_sha256")
         if text_meta is not None and init_sha and init_sha != text_meta.get("weights_sha256"):
             print(f"warning: --init-from {args.init_from} was trained with another text encoder than --text "
@@ -210,6 +226,7 @@ def cmd_train(args) -> None:
                   "--steps to train on, or another --out to start afresh")
             return
         print(f"resuming {out} from step {done}")
+    torch.manual_seed(args.seed)  # the initial weights too: the same command gives the same run
     unet = UNet(ucfg).to(device)
     if init_tensors is not None:
         from .checkpoints import load_state_strict
@@ -229,8 +246,12 @@ def cmd_train(args) -> None:
     extra = {f"text.{k}": v for k, v in text_tensors.items()} if text_tensors else None
     print(f"training a {unet.num_parameters() / 1e6:.2f}M-parameter U-Net on {len(ds)} {args.dataset} images "
           f"for {tcfg.steps} steps on {device}; checkpoints in {out}/")
-    res = fit(unet, schedule, ds.images, tcfg, labels=ds.labels, cond_fn=cond_fn, run_dir=out, meta=meta,
-              extra_tensors=extra)
+    try:
+        res = fit(unet, schedule, ds.images, tcfg, labels=ds.labels, cond_fn=cond_fn, run_dir=out, meta=meta,
+                  extra_tensors=extra)
+    except FloatingPointError as e:  # a resume keeps the run's settings, so a lower --lr needs a new run
+        raise CLIError(f"{e}, with a new --out (or after deleting {out}: a run resumes with its own "
+                       "settings)") from None
     last = res["loss"][-1][1] if res["loss"] else float("nan")
     print(f"done: step {res['step']}, loss {last:.4f}, {res['seconds'] / 60:.1f} min of training, "
           f"{res['images_per_s']:.0f} images/s")
@@ -260,7 +281,8 @@ def add_parser(sub, common) -> None:
     t.add_argument("--download", action="store_true", help="allow torchvision to download the data (online)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="run folder for checkpoints")
-    t.add_argument("--model", choices=sorted(MODEL_PRESETS), default="small", help="U-Net size preset")
+    t.add_argument("--model", choices=sorted(MODEL_PRESETS), default=None,
+                   help="U-Net size preset for MNIST-sized data (default small; CIFAR-10 has its own U-Net)")
     t.add_argument("--init-from", default=None,
                    help="fine-tune: start from the U-Net weights of this checkpoint (name or path)")
     t.add_argument("--text", default=None, help="CLIP checkpoint (name or path): train a text-to-image model")

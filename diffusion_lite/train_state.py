@@ -8,6 +8,9 @@ checkpoints.load rebuilds the model from the file alone), ``meta["train"]`` (the
 
 from __future__ import annotations
 
+import functools
+import signal
+import threading
 from typing import Any
 
 import torch
@@ -69,3 +72,49 @@ def run_meta(model: torch.nn.Module, schedule: Schedule, cfg: TrainConfig, meta:
             raise ValueError(f"meta[{k!r}] = {given!r} contradicts {what}, {plain[k]!r}; fit records {k!r} "
                              "itself: drop it from meta or pass the matching value")
     return {**meta, **plain, "kind": "diffusion"}
+
+
+class StopOnInterrupt:
+    """Ctrl-C (SIGINT) during training sets ``requested`` instead of raising mid-step, so that fit stops at the
+    next step boundary with a consistent model and checkpoint; a second Ctrl-C raises KeyboardInterrupt at
+    once. Installed only in the main thread (the only one where Python runs signal handlers); ``restore()``
+    puts the previous handler back (fit's decorator also does, however fit ends)."""
+
+    def __init__(self):
+        self.requested, self._previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+def bf16_native(device: torch.device) -> bool:
+    with torch.cuda.device(device):  # is_bf16_supported asks the current GPU
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def keeps_caller_state(fn):
+    """Run ``fn`` inside torch.random.fork_rng: the global RNG state (CPU, CUDA if initialised, and MPS) that
+    ``fn`` reseeds is the caller's again afterwards, and so is the Ctrl-C handler (see StopOnInterrupt)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+        mps_state = torch.mps.get_rng_state() if torch.backends.mps.is_available() else None
+        sigint = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+        try:
+            with torch.random.fork_rng(devices=devices):
+                return fn(*args, **kwargs)
+        finally:
+            if mps_state is not None:  # fork_rng covers the CPU and CUDA generators only
+                torch.mps.set_rng_state(mps_state)
+            if sigint is not None:
+                signal.signal(signal.SIGINT, sigint)
+    return wrapper

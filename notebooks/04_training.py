@@ -162,7 +162,7 @@ assert abs(loss0 - 1.0) < 0.1
 # learning rate (linear warm-up, then cosine decay), compute the loss, back-propagate, clip the gradient norm,
 # take an AdamW step (Loshchilov & Hutter 2019), and update the EMA copy of the weights (section 6). All
 # randomness comes from one seeded generator whose state is checkpointed, so a run can be stopped and resumed
-# exactly.
+# exactly; Ctrl-C (or Jupyter's interrupt button) stops it between two steps, after saving the run.
 
 # %%
 src = inspect.getsource(fit)

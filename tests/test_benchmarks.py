@@ -197,8 +197,13 @@ def test_suite_and_bench_command_wiring(tmp_path):
     bench_cli.add_parser(sub, lambda sp: (sp.add_argument("--device"), sp.add_argument("--threads", type=int)))
     args = p.parse_args(["bench", "--quick", "--only", "guidance_sweep", "--text", str(tmp_path / "none"),
                          "--out", str(tmp_path)])
+    from diffusion_lite.checkpoints import CheckpointError
     from diffusion_lite.cli import CLIError
 
+    with pytest.raises(CheckpointError, match="no checkpoint at"):  # a typo: before any benchmark runs
+        args.func(args)
+    args = p.parse_args(["bench", "--quick", "--only", "guidance_sweep", "--text", "mnist-uncond",
+                         "--out", str(tmp_path)])
     with pytest.raises(CLIError, match="guidance_sweep"):  # a benchmark that cannot run is reported
         args.func(args)
 

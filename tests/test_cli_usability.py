@@ -1,0 +1,174 @@
+"""What a user of the command line runs into (from a CLI audit): Ctrl-C keeps the run, --seed reproduces it,
+mistakes are one-line errors before any work, options that would do nothing are refused, long sampling runs
+in batches, and the grid keeps one row per prompt."""
+
+import json
+import os
+import pickle
+import signal
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from diffusion_lite.cli import main
+from diffusion_lite.clip import CLIPModel, save_clip
+from diffusion_lite.config import ScheduleConfig, TrainConfig, UNetConfig
+from diffusion_lite.data import DATASETS, load_dataset
+from diffusion_lite.schedules import Schedule
+from diffusion_lite.train import fit
+from diffusion_lite.unet import UNet
+
+SMALL = ["--dataset", "mnist", "--batch-size", "8", "--subset", "64", "--threads", "1", "--model", "tiny"]
+
+
+def cli(capsys, *args):
+    """Run `diffusion-lite ARGS` in this process: (exit code, stdout, stderr)."""
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def error(capsys, *args) -> str:
+    rc, _, err = cli(capsys, *args)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
+def test_ctrl_c_stops_training_between_steps_with_the_run_saved(tmp_path):
+    images = load_dataset("mnist", "train", subset=32, balanced=True).images
+    schedule = Schedule.from_config(ScheduleConfig("linear", T=100))
+    cfg = TrainConfig(steps=6, batch_size=4, checkpoint_every=100, log_every=1)
+    tiny = UNetConfig(base_channels=8, channel_mults=(1, 2), attn_resolutions=(), groups=4)
+
+    torch.manual_seed(0)
+    whole = fit(UNet(tiny), schedule, images, cfg, run_dir=tmp_path / "whole", progress=False)["ema"].model
+
+    def ctrl_c_at_3(info):
+        if info["step"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # as the terminal sends it: fit finishes the step, saves, stops
+
+    handler = signal.getsignal(signal.SIGINT)
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt, match="interrupted at step 3; the run is saved in"):
+        fit(UNet(tiny), schedule, images, cfg, run_dir=tmp_path / "cut", progress=False, callback=ctrl_c_at_3)
+    assert signal.getsignal(signal.SIGINT) is handler  # the caller's Ctrl-C handler is back
+    saved = json.loads((tmp_path / "cut" / "checkpoint.json").read_text())
+    assert saved["train_state"]["step"] == 3
+    resumed = fit(UNet(tiny), schedule, images, cfg, run_dir=tmp_path / "cut", progress=False)["ema"].model
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)  # as if never interrupted
+
+
+def test_seed_reproduces_a_training_run_and_a_clip_model(tmp_path, capsys):
+    for name in ("a", "b"):
+        assert cli(capsys, "train", *SMALL, "--steps", "1", "--seed", "5", "--out", str(tmp_path / name))[0] == 0
+        assert cli(capsys, "train-clip", "--steps", "1", "--batch-size", "16", "--subset", "40", "--width", "16",
+                   "--seed", "5", "--threads", "1", "--out", str(tmp_path / f"clip_{name}"))[0] == 0
+    for a, b in [("a/checkpoint", "b/checkpoint"), ("clip_a", "clip_b")]:
+        wa, wb = load_file(str(tmp_path / f"{a}.safetensors")), load_file(str(tmp_path / f"{b}.safetensors"))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_diverging_run_is_a_one_line_error_that_says_how_to_restart(tmp_path, capsys):
+    err = error(capsys, "train", *SMALL, "--steps", "30", "--lr", "50", "--out", str(tmp_path / "r"))
+    assert "lower the learning rate (now 50.0), with a new --out" in err
+
+
+def test_train_clip_keeps_existing_checkpoints_and_shipped_names(tmp_path, capsys):
+    (tmp_path / "c.json").write_text("{}")
+    assert "c.json already exist" in error(capsys, "train-clip", "--steps", "1", "--out", str(tmp_path / "c"))
+    assert "name of a shipped model" in error(capsys, "train-clip", "--steps", "1", "--out", "mnist-clip")
+    assert "drop the '.png'" in error(capsys, "train-clip", "--steps", "1", "--out", str(tmp_path / "c.png"))
+    assert "is a folder" in error(capsys, "train-clip", "--steps", "1", "--out", str(tmp_path) + "/")
+
+
+def test_clip_for_cifar10_takes_its_colour_images():
+    model = CLIPModel.for_dataset("cifar10", width=16, layers=1, heads=2, embed_dim=16, cnn_channels=(8, 8, 8))
+    assert (model.cfg.image_channels, model.cfg.image_size) == (3, 32)
+    assert model.encode_image(-torch.ones(2, 3, 32, 32)).shape == (2, 16)
+
+
+def test_train_mistakes_are_caught_before_training(tmp_path, capsys, monkeypatch):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "checkpoint.json").write_text('{"unet": {"a": 1,}}')
+    assert "checkpoint.json is not valid JSON" in error(capsys, "train", *SMALL, "--steps", "2", "--out", str(run))
+    err = error(capsys, "train", *SMALL, "--steps", "1", "--text", "mnist-clip", "--cross-attn", "7", "7",
+                "--out", str(tmp_path / "d"))
+    assert "--cross-attn lists a resolution twice" in err
+    torch.manual_seed(0)
+    save_clip(tmp_path / "clip32", CLIPModel.for_dataset("mnist", width=32, layers=1, heads=2, embed_dim=16))
+    err = error(capsys, "train", *SMALL, "--steps", "1", "--text", str(tmp_path / "clip32"), "--init-from",
+                "mnist-text2img", "--out", str(tmp_path / "w"))
+    assert "its cross-attention takes 64-wide token embeddings, but --text" in err and "gives 32-wide" in err
+    # cifar10 has its own U-Net: a --model preset would be ignored (fake CIFAR-10 files, as torchvision writes them)
+    folder = tmp_path / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = {"data": rng.integers(0, 256, (2, 3072), dtype=np.uint8), "labels": [0, 1]}
+        (folder / name).write_bytes(pickle.dumps(data))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list(DATASETS["cifar10"].classes)}))
+    monkeypatch.setenv("DIFFUSION_LITE_DATA", str(tmp_path / "data"))
+    err = error(capsys, "train", "--dataset", "cifar10", "--model", "tiny", "--steps", "1", "--out",
+                str(tmp_path / "c"))
+    assert "the presets are MNIST-sized; cifar10 uses its own U-Net" in err
+
+
+def test_cross_attention_levels_are_a_set_on_resume(tmp_path, capsys):
+    run = str(tmp_path / "t")
+    text = ["--text", "mnist-clip", "--batch-size", "4"]
+    assert cli(capsys, "train", *SMALL, *text, "--steps", "1", "--cross-attn", "14", "7", "--out", run)[0] == 0
+    rc, out, err = cli(capsys, "train", *SMALL, *text, "--steps", "2", "--out", run)  # default: 7 14
+    assert rc == 0 and "resuming" in out, err
+
+
+def test_sampling_in_batches_gives_the_same_images(tmp_path, capsys):
+    common = ["sample", "--checkpoint", "mnist-text2img", "--prompt", "the digit one", "--prompt", "a thin two",
+              "--n", "3", "--steps", "2", "--threads", "1"]
+    for b in ("2", "256"):
+        assert cli(capsys, *common, "--batch-size", b, "--out", str(tmp_path / f"b{b}.npz"))[0] == 0
+    one, many = np.load(tmp_path / "b2.npz"), np.load(tmp_path / "b256.npz")
+    assert one["images"].shape == (6, 1, 28, 28)
+    assert np.array_equal(one["images"], many["images"]) and list(one["prompts"]) == list(many["prompts"])
+
+
+def test_grid_keeps_one_row_per_prompt_above_16_images(tmp_path, capsys):
+    out = tmp_path / "g.PNG"  # the extension in any case
+    rc, _, err = cli(capsys, "sample", "--checkpoint", "mnist-text2img", "--prompt", "7", "--prompt", "a thin two",
+                     "--n", "17", "--steps", "1", "--threads", "1", "--out", str(out))
+    assert rc == 0, err
+    w, h = Image.open(out).size
+    assert (w, h) == (2 * (16 * 30 + 2), 2 * (4 * 30 + 2))  # 16 per row; each prompt 2 rows (17 = 16 + 1)
+
+
+def test_options_that_would_do_nothing_are_refused(capsys):
+    base = ["sample", "--checkpoint", "mnist-text2img", "--prompt", "7", "--n", "1", "--steps", "1", "--out", "x.png"]
+    assert "which guidance 1 does not use" in error(capsys, *base, "--guidance", "1", "--negative-prompt", "thick")
+    assert "which guidance 0 does not use" in error(capsys, *base, "--guidance", "0", "--cads", "0.5")
+
+
+def test_text_model_without_prompt_says_what_it_samples(tmp_path, capsys):
+    rc, _, err = cli(capsys, "sample", "--checkpoint", "mnist-text2img", "--n", "1", "--steps", "1",
+                     "--out", str(tmp_path / "u.npz"))
+    assert rc == 0 and "no --prompt: sampling this text model's unconditional branch" in err
+
+
+def test_bench_checks_its_checkpoints_and_budget_first(capsys):
+    assert "no checkpoint at 'nothere'" in error(capsys, "bench", "--quick", "--uncond", "nothere")
+    with pytest.raises(SystemExit) as e:  # argparse: exit 2 with usage
+        main(["bench", "--minutes", "-1"])
+    assert e.value.code == 2 and "expected a positive number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, default", [("sample", "(default: 50)"), ("train", "(default: 128)"),
+                                              ("train-clip", "(default: 1500)"), ("sample", "(default: ddim)")])
+def test_help_shows_defaults(capsys, command, default):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert default in " ".join(capsys.readouterr().out.split())
