@@ -339,5 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m diffusion_lite.cli: run the package's module (the subcommands import it, and a
+    from diffusion_lite.cli import main as package_main  # second copy's CLIError would escape as a traceback)
+
+    sys.exit(package_main())

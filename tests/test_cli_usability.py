@@ -172,3 +172,15 @@ def test_help_shows_defaults(capsys, command, default):
     with pytest.raises(SystemExit):
         main([command, "--help"])
     assert default in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("module", ["diffusion_lite", "diffusion_lite.cli"])
+def test_python_dash_m_gives_the_same_one_line_errors_as_the_command(module):
+    """`python -m diffusion_lite.cli` once ran a second copy of the module, whose CLIError the subcommands did not
+    raise: their errors escaped as tracebacks."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", module, "bench", "--quick", "--device", "mps"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "bench runs on cpu or cuda" in r.stderr and "Traceback" not in r.stderr
