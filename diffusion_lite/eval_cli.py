@@ -34,9 +34,10 @@ def format_report(report: dict) -> str:
 def cmd_evaluate(args) -> None:
     from .attribute_eval import attribute_adherence_report
     from .checkpoints import load
-    from .cli import CLIError, _cads, _setup, check_guidance_args
+    from .cli import CLIError, _setup
     from .evaluation import evaluate_pipeline
     from .metrics import load_eval_classifier
+    from .sample_cli import _cads, check_guidance_args
 
     device = _setup(args)
     out = Path(args.out)
@@ -70,7 +71,8 @@ def cmd_evaluate(args) -> None:
 
 def add_parser(subparsers, common) -> argparse.ArgumentParser:
     """Register ``evaluate`` on cli.py's subparsers; ``common(sp)`` adds --device/--threads."""
-    from .cli import _positive, add_guidance_args
+    from .cli import _positive
+    from .sample_cli import add_guidance_args
     e = subparsers.add_parser("evaluate", help="FID/KID (with the real-vs-real floor), accuracy, diversity of a model")
     e.add_argument("--checkpoint", required=True, help="checkpoint path, run folder, or pretrained name")
     e.add_argument("--n", type=_positive(), required=True,

@@ -1,0 +1,172 @@
+"""``diffusion-lite sample``: images from a checkpoint or a pretrained name, one grid row per prompt; and the
+guidance options that ``evaluate`` shares (registered by cli.build_parser)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .cli import CLIError, _setup
+
+
+def _read_prompts(args) -> list[str] | None:
+    prompts = list(args.prompt or [])
+    if args.prompts_file:
+        p = Path(args.prompts_file)
+        if not p.exists():
+            raise CLIError(f"prompts file {p} does not exist")
+        if not p.is_file():
+            raise CLIError(f"prompts file {p} is not a file (expected a text file, one prompt per line)")
+        try:
+            text = p.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark (Windows editors) is not a word
+        except UnicodeDecodeError as e:
+            raise CLIError(f"prompts file {p} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        from_file = [line.strip() for line in text.splitlines() if line.strip()]
+        if not from_file:
+            raise CLIError(f"prompts file {p} has no prompts (expected one prompt per line)")
+        prompts += from_file
+    return prompts or None
+
+
+def cmd_sample(args) -> None:
+    import numpy as np
+    import torch
+
+    from .checkpoints import load
+    from .utils import randn, to_uint8
+    from .viz import save_grid
+
+    device = _setup(args)
+    out = Path(args.out)
+    if out.suffix.lower() not in (".png", ".npz"):
+        raise CLIError(f"--out must end in .png (image grid) or .npz (uint8 array), got {out.name!r}")
+    pipe = load(args.checkpoint, device)
+    if not hasattr(pipe, "sample"):
+        raise CLIError(f"{args.checkpoint} is not a diffusion model checkpoint")
+    prompts = _read_prompts(args)
+    if prompts and not pipe.is_text_conditional:
+        raise CLIError("this checkpoint is unconditional: it takes no --prompt")
+    check_guidance_args(args, pipe)
+    gen = torch.Generator().manual_seed(args.seed)
+    all_prompts = [p for p in prompts for _ in range(args.n)] if prompts else None
+    t0 = time.perf_counter()
+    if pipe.is_text_conditional and all_prompts is None:
+        all_prompts = [""] * args.n  # the unconditional branch of a text model
+        print("no --prompt: sampling this text model's unconditional branch (the empty prompt)", file=sys.stderr)
+    B, c = len(all_prompts) if all_prompts else args.n, pipe.unet.cfg
+    x_T = randn((B, c.in_channels, c.image_size, c.image_size), gen).to(pipe.dtype)  # all at once, as pipe.sample
+    kw = dict(guidance=args.guidance,  # None: the pipeline's default (3) for text models
+              negative_prompt=args.negative_prompt, steps=args.steps, sampler=args.sampler, eta=args.eta,
+              generator=gen, guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
+              cads=_cads(args, pipe))
+    chunks = []
+    for s in range(0, B, args.batch_size):  # memory grows with the batch: at most --batch-size images at once
+        e = min(B, s + args.batch_size)
+        chunks.append(pipe.sample(all_prompts[s:e], x_T=x_T[s:e], **kw) if all_prompts
+                      else pipe.sample(n=e - s, x_T=x_T[s:e], **kw))
+    images = torch.cat(chunks)
+    dt = time.perf_counter() - t0
+    if out.suffix.lower() == ".png":
+        grid, nrow = _prompt_rows(images, len(prompts or []), args.n)
+        save_grid(grid, out, nrow=nrow)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        extra = {"prompts": np.array(all_prompts)} if all_prompts else {}
+        np.savez_compressed(out, images=to_uint8(images).numpy(), **extra)
+    print(f"wrote {len(images)} samples to {out} ({args.sampler}, {args.steps} steps, {dt:.1f} s)")
+
+
+def _prompt_rows(images, n_prompts: int, n: int) -> tuple["torch.Tensor", int | None]:  # noqa: F821
+    """(images, nrow) for `sample`'s grid: one row per prompt for n <= 16; above that each prompt's n images
+    fill rows of 16, the last padded with blank (white) tiles, so that every prompt starts a new row."""
+    import torch
+
+    from .utils import to_uint8
+
+    if n_prompts == 0 or n <= 16:
+        return images, (n if n_prompts else None)
+    if n_prompts == 1 or n % 16 == 0:
+        return images, 16 if n_prompts > 1 else None
+    x = to_uint8(images)  # (P * n, C, H, W)
+    blank = torch.full((16 - n % 16, *x.shape[1:]), 255, dtype=torch.uint8)
+    return torch.cat([t for group in x.split(n) for t in (group, blank)]), 16
+
+
+def add_guidance_args(p: argparse.ArgumentParser) -> None:
+    """--guidance, --guidance-interval, --cads, --cads-window (sample and evaluate)."""
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale s (text models; default 3)")
+    p.add_argument("--guidance-interval", type=int, nargs=2, default=None, metavar=("T_LO", "T_HI"),
+                   help="apply the guidance scale only for timesteps T_LO <= t <= T_HI (s = 1 elsewhere)")
+    p.add_argument("--cads", type=float, default=None, metavar="NOISE",
+                   help="condition-annealed sampling: noise the prompt tokens early in the chain with this "
+                        "scale (Sadat et al. 2024; 0.5 is a good start for mnist-text2img)")
+    p.add_argument("--cads-window", type=float, nargs=2, default=None, metavar=("TAU1", "TAU2"),
+                   help="with --cads: full prompt for t/T <= TAU1, pure noise for t/T >= TAU2 (default 0.6 0.9)")
+
+
+def check_guidance_args(args, pipe) -> None:
+    """Options that would be silently ignored are errors: guidance options on an unconditional model, an
+    interval outside the schedule's timesteps, --cads-window without --cads, --eta with the DDPM sampler."""
+    import math
+
+    given = [f"--{name.replace('_', '-')}" for name in ("guidance", "guidance_interval", "negative_prompt", "cads")
+             if getattr(args, name, None) is not None]
+    if given and not pipe.is_text_conditional:
+        raise CLIError(f"this checkpoint is unconditional: {', '.join(given)} only apply to text-to-image models")
+    if args.guidance is not None and not (math.isfinite(args.guidance) and args.guidance >= 0):
+        raise CLIError(f"--guidance must be a finite number >= 0 (0: unconditional, 1: conditional), "
+                       f"got {args.guidance}")
+    T = pipe.schedule.T
+    if args.guidance_interval is not None and not 0 <= args.guidance_interval[0] <= args.guidance_interval[1] <= T - 1:
+        raise CLIError(f"--guidance-interval {args.guidance_interval[0]} {args.guidance_interval[1]}: expected "
+                       f"0 <= T_LO <= T_HI <= {T - 1} (this model's timesteps)")
+    if args.guidance == 1 and getattr(args, "negative_prompt", None) is not None:
+        raise CLIError("--negative-prompt replaces the unconditional branch, which guidance 1 does not use "
+                       "(s = 1 is the conditional model alone); use a scale other than 1")
+    if args.guidance == 0 and args.cads is not None:
+        raise CLIError("--cads noises the prompt, which guidance 0 does not use (s = 0 is the unconditional "
+                       "model alone); drop --cads or use a scale above 0")
+    if args.cads_window is not None and args.cads is None:
+        raise CLIError("--cads-window needs --cads NOISE")
+    if args.sampler == "ddpm" and args.eta != 0.0:
+        raise CLIError("--eta is DDIM's noise setting; the DDPM sampler always adds its full noise (drop --eta or "
+                       "use --sampler ddim)")
+
+
+def _cads(args, pipe):
+    """The CADS settings of --cads/--cads-window, or None."""
+    if args.cads is None:
+        return None
+    from .guidance import CADS
+    if not pipe.is_text_conditional:
+        raise CLIError("--cads noises the prompt; this checkpoint is unconditional")
+    tau1, tau2 = args.cads_window if args.cads_window is not None else (0.6, 0.9)
+    try:
+        return CADS(noise_scale=args.cads, tau1=tau1, tau2=tau2)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+
+
+def add_parser(sub, common) -> None:
+    from .cli import _positive
+
+    s = sub.add_parser("sample", help="generate images from a checkpoint or a pretrained model name")
+    s.add_argument("--checkpoint", required=True, help="checkpoint path, run folder, or pretrained name")
+    s.add_argument("--n", type=_positive(), default=16, help="images (per prompt, with --prompt)")
+    s.add_argument("--steps", type=_positive(), default=50)
+    s.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
+    s.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 deterministic, 1 like DDPM)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--batch-size", type=_positive(), default=256,
+                   help="images per batch (memory grows with it; DDIM with eta 0 gives the same images for any value)")
+    s.add_argument("--prompt", action="append", help="text prompt (repeat for several)")
+    s.add_argument("--prompts-file", default=None, help="file with one prompt per line")
+    add_guidance_args(s)
+    s.add_argument("--negative-prompt", default=None)
+    s.add_argument("--out", required=True, help="FILE.png (grid) or FILE.npz (uint8 images)")
+    common(s)
+    s.set_defaults(func=cmd_sample)
+
