@@ -92,14 +92,20 @@ def train(args) -> None:
         print("wall-time budget reached")
 
 
-def evaluate(args) -> None:
+def load_pipeline(run: str) -> tuple[DiffusionPipeline, dict]:
+    """The trained screen model (EMA weights) as a pipeline whose prompts are the evaluation prompts; its meta."""
     from diffusion_lite.checkpoints import load_checkpoint, split_prefix
 
-    torch.set_num_threads(args.threads)
-    tensors, meta = load_checkpoint(f"{args.run}/checkpoint", "cpu")
+    tensors, meta = load_checkpoint(f"{run}/checkpoint", "cpu")
     unet = UNet(unet_config())
     unet.load_state_dict(split_prefix(tensors, "unet"))  # the EMA weights
-    pipe = DiffusionPipeline(unet, Schedule.from_config(ScheduleConfig()), text=LabelText())
+    return DiffusionPipeline(unet, Schedule.from_config(ScheduleConfig()), text=LabelText()), meta
+
+
+def evaluate(args) -> None:
+    torch.set_num_threads(args.threads)
+    pipe, meta = load_pipeline(args.run)
+    unet = pipe.unet
     kw = {"guidance_interval": tuple(args.guidance_interval)} if args.guidance_interval else {}
     r = evaluate_pipeline(pipe, n=args.n, guidance=args.guidance, steps=args.steps, **kw)
     st = meta["train_state"]

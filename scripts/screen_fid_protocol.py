@@ -15,8 +15,12 @@ prompts and x_T, DDIM 50) under five readings:
   D  reference all 10,000 test images; floor: n training images
   E  reference n training images; floor: n other training images (evaluate --reference mnist-train)
 
+and, for reading A, in four layers of the classifier: the pooled last convolution, the penultimate layer (the
+package's FID space), the logits and the softmax probabilities.
+
 n = 1,000 and 100 per digit, as the issue asks. Samples are kept in --cache (a .pt file, not
-committed) so that re-scoring needs no sampling. Not a package feature.
+committed) so that re-scoring needs no sampling. With --classcond-run RUN it scores the class-conditional
+screen model (scripts/screen_class_conditional.py) instead of the shipped text model. Not a package feature.
 """
 
 from __future__ import annotations
@@ -48,6 +52,25 @@ def balanced_draw(labels: torch.Tensor, per_class: int, g: torch.Generator, excl
     return torch.cat(idx)
 
 
+def locate(draw_feats: torch.Tensor, all_feats: torch.Tensor) -> torch.Tensor:
+    """Indices of a drawn subset in the whole set, found by its features (the same images and classifier)."""
+    d = torch.cdist(draw_feats, all_feats)
+    idx = d.argmin(1)
+    if float(d.min(1).values.max()) > 1e-3 or idx.unique().numel() != idx.numel():
+        raise RuntimeError("could not locate the reference draw in mnist-test")
+    return idx
+
+
+@torch.no_grad()
+def feature_spaces(classifier, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Four layers of the evaluation classifier (eval mode): (N, 128), (N, 128), (N, 10), (N, 10) float64."""
+    h = classifier.body(images).mean(dim=(2, 3))  # global average pool of the last conv block
+    f = classifier.proj(h)  # metrics.extract_features: the package's FID space
+    logits = classifier.head(f)
+    return {k: v.double() for k, v in
+            {"pooled_conv": h, "penultimate": f, "logits": logits, "softmax": logits.softmax(1)}.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=1000)
@@ -55,13 +78,21 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    p.add_argument("--cache", default="runs/fid_protocol_samples.pt")
+    p.add_argument("--classcond-run", help="score the class-conditional screen model trained in this run folder "
+                   "(scripts/screen_class_conditional.py) instead of the shipped mnist-text2img")
+    p.add_argument("--cache", help="samples file (default runs/fid_protocol_samples.pt, or in the run folder)")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    pipe = load_pretrained("mnist-text2img")
+    if args.classcond_run:
+        from screen_class_conditional import load_pipeline  # scripts/ is on sys.path when this file is run
+
+        pipe = load_pipeline(args.classcond_run)[0]
+        cache = Path(args.cache or Path(args.classcond_run) / "fid_protocol_samples.pt")
+    else:
+        pipe = load_pretrained("mnist-text2img")
+        cache = Path(args.cache or "runs/fid_protocol_samples.pt")
     classifier, labels, ref = _setup(pipe, None, "mnist-test", args.n, args.seed)  # reading A, as evaluate does
-    cache = Path(args.cache)
     samples = torch.load(cache) if cache.exists() else {}  # {setting: (n, 1, 28, 28) in [-1, 1]}
     for name in args.settings:
         if name not in samples:
@@ -81,11 +112,7 @@ def main() -> None:
     e_idx = balanced_draw(train.labels, 2 * per, g).view(NUM_CLASSES, 2 * per)  # two disjoint halves per digit
     train_e_ref = feats(train.images[e_idx[:, :per].flatten()])
     train_e_floor = feats(train.images[e_idx[:, per:].flatten()])
-    # reading C: the floor draw of A is located in the test set by its features (exact: the same images and classifier)
-    d = torch.cdist(ref.floor_feats, test_all)
-    floor_idx = d.argmin(1)
-    assert float(d.min(1).values.max()) < 1e-3 and floor_idx.unique().numel() == floor_idx.numel(), \
-        "could not locate the floor draw in mnist-test"
+    ref_idx, floor_idx = locate(ref.feats, test_all), locate(ref.floor_feats, test_all)  # reading A's draws
     rest = torch.ones(test_all.shape[0], dtype=torch.bool)
     rest[floor_idx] = False
     readings = {  # name: (reference features, floor features)
@@ -101,6 +128,19 @@ def main() -> None:
         report["readings"][r] = row
         print(r, f"floor {floor:.3f}", {k: round(v["fid_ratio"], 2) for k, v in row.items() if isinstance(v, dict)},
               flush=True)
+    # reading A in other layers of the classifier: which space could give the issue's "1.3x" for a prototype?
+    classifier.eval()
+    sa, sb = feature_spaces(classifier, test.images[ref_idx]), feature_spaces(classifier, test.images[floor_idx])
+    ss = {name: feature_spaces(classifier, samples[name]) for name in args.settings}
+    report["accuracy"] = {name: float((ss[name]["logits"].argmax(1) == labels).double().mean()) for name in ss}
+    print("accuracy", report["accuracy"], flush=True)
+    report["feature_spaces_reading_A"] = {}
+    for space in sa:
+        floor = metrics.fid(sb[space], sa[space])
+        row = {"dim": sa[space].shape[1], "floor": floor,
+               **{name: metrics.fid(ss[name][space], sa[space]) / floor for name in args.settings}}
+        report["feature_spaces_reading_A"][space] = row
+        print(space, {k: round(v, 4 if k == "floor" else 2) for k, v in row.items()}, flush=True)
     report["date_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
     Path(args.out).write_text(json.dumps(report, indent=1))
 
