@@ -149,6 +149,7 @@ print(inspect.getsource(diffusion_loss))
 # %%
 tiny_cfg = (UNetConfig() if FULL
             else UNetConfig(base_channels=8, channel_mults=(1, 2), attn_resolutions=(), groups=4))
+model_name = "default U-Net" if FULL else "tiny U-Net"  # for the figures' labels
 torch.manual_seed(0)
 model = UNet(tiny_cfg).to(device)
 loss0 = diffusion_loss(model, schedule, x_test, generator=torch.Generator().manual_seed(1)).item()
@@ -201,7 +202,8 @@ print(f"{result['step']} steps of batch {train_cfg.batch_size} in {time.perf_cou
       f"({result['images_per_s']:.0f} images/s)")
 
 # %%
-ax = plot_loss_curve(result["loss"], title="tiny U-Net on 2,000 MNIST digits: training loss (smoothed)")
+ax = plot_loss_curve(result["loss"],
+                     title=f"{model_name} on {len(train_set):,} MNIST digits: training loss (smoothed)")
 ax.axhline(1.0, color="gray", ls="--", lw=1, label="untrained (predicts 0)")
 ax.legend()
 plt.show()
@@ -227,8 +229,9 @@ pipe = load_pretrained("mnist-uncond", device)
 assert pipe.schedule.config == schedule.config  # the same cosine schedule, T = 1000
 ts = [0, 5, 20, 50, 100, 200, 350, 500, 650, 800, 950, 999]
 x_eval = x_test[:128]
-curves = {"tiny U-Net (this chapter)": loss_per_timestep(model, schedule, x_eval, ts,
-                                                          generator=torch.Generator().manual_seed(2)),
+this_run = f"{model_name} (this chapter)"
+curves = {this_run: loss_per_timestep(model, schedule, x_eval, ts,
+                                      generator=torch.Generator().manual_seed(2)),
           "mnist-uncond (pretrained)": loss_per_timestep(pipe.unet, pipe.schedule, x_eval, ts,
                                                           generator=torch.Generator().manual_seed(2))}
 snr = schedule.snr.cpu()[ts]
@@ -250,7 +253,7 @@ plt.show()
 print("t     :", "  ".join(f"{t:>6}" for t in ts))
 for name, losses in curves.items():
     print(f"{name[:6]}:", "  ".join(f"{v:6.3f}" for v in losses))
-assert all(a > b for a, b in zip(curves["tiny U-Net (this chapter)"][:3], curves["tiny U-Net (this chapter)"][-3:]))
+assert all(a > b for a, b in zip(curves[this_run][:3], curves[this_run][-3:]))
 
 # %% [markdown]
 # Two different answers to "which steps are hard":
@@ -370,7 +373,7 @@ samples = {name: sample_ddim(eps_model_fn(net.eval(), schedule), schedule, x_T=x
            for name, net in (("raw weights", model), ("EMA weights", result["ema"].model))}
 fig, axes = plt.subplots(1, 2, figsize=(8, 4.2))
 for ax, (name, imgs) in zip(axes, samples.items()):
-    show_grid(imgs, nrow=4, ax=ax, title=f"tiny U-Net, {name}")
+    show_grid(imgs, nrow=4, ax=ax, title=f"{model_name}, {name}")
 plt.show()
 
 # %% [markdown]
