@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -46,9 +47,15 @@ def cmd_bench(args) -> None:
                        f"CUDA_VISIBLE_DEVICES={args.device.split(':', 1)[1]} diffusion-lite bench --device cuda")
     from .checkpoints import resolve
 
-    for given in (args.uncond, args.text):  # a typo is an error now, not a benchmark skipped later
-        if given is not None:
-            resolve(given)
+    for option, given, text in (("--uncond", args.uncond, False), ("--text", args.text, True)):
+        if given is None:
+            continue
+        meta = json.loads(Path(f"{resolve(given)}.json").read_text())  # a typo is an error now, not later
+        if meta.get("kind") != "diffusion" or (meta.get("text") is not None) != text:
+            kind = ("a text-to-image" if meta.get("text") is not None else "an unconditional") \
+                if meta.get("kind") == "diffusion" else f"a {meta.get('kind')!r}"
+            raise CLIError(f"{option} {given} is {kind} checkpoint; {option} expects "
+                           f"{'a text-to-image' if text else 'an unconditional'} diffusion model")
     suite = _import_suite()
     results = suite.run_suite(args.only, quick=args.quick, out=args.out, threads=args.threads, gpu=gpu,
                               uncond=args.uncond, text=args.text, minutes=args.minutes)

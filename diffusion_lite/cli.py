@@ -34,6 +34,17 @@ def _positive(kind=int):
     return parse
 
 
+def _seed(s: str) -> int:
+    """--seed: an integer in [0, 2**63), the range every generator the package seeds accepts."""
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+    if not 0 <= v < 2**63:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**63 - 1, got {s}")
+    return v
+
+
 def _setup(args) -> "torch.device":  # noqa: F821
     import torch
 
@@ -56,10 +67,22 @@ def check_stem(out: str) -> str:
     return out.removesuffix(".safetensors").removesuffix(".json")
 
 
+def check_not_shipped(out: str) -> None:
+    """--out must not be the bare name of a shipped model: checkpoints.resolve prefers local files and run
+    folders, so every later use of that name in this folder would load the new files instead of the shipped ones."""
+    from .checkpoints import list_pretrained
+
+    name = os.path.normpath(str(out).removesuffix(".safetensors").removesuffix(".json"))
+    if name in list_pretrained():
+        raise CLIError(f"--out {out} is the name of a shipped model: the new files would be loaded instead of it by "
+                       f"every later use of {name!r} in this folder; choose another name (e.g. my-{name})")
+
+
 def cmd_export(args) -> None:
     from .checkpoints import load
 
     check_stem(args.out)
+    check_not_shipped(args.out)
     pipe = load(args.run)
     if not hasattr(pipe, "save"):
         raise CLIError(f"export turns a diffusion run into an inference checkpoint; {args.run} is a "
@@ -121,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample_cli.add_parser(sub, common)
 
     e = sub.add_parser("export", help="write an inference-only checkpoint from a run folder")
-    e.add_argument("--run", required=True)
+    e.add_argument("--run", required=True, help="run folder of `diffusion-lite train` (or a checkpoint)")
     e.add_argument("--out", required=True, help="checkpoint stem: writes OUT.safetensors and OUT.json")
     e.add_argument("--card", default=None, help="JSON file with model-card facts to store")
     e.set_defaults(func=cmd_export)
@@ -175,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"diffusion-lite {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # train: "training interrupted at step N; the run is saved in OUT ..."
-        print(f"diffusion-lite {args.command}: {e or 'interrupted'}"
+        print(f"diffusion-lite {args.command}: {str(e) or 'interrupted'}"
               + (" (rerun the same command)" if args.command == "train" and str(e) else ""), file=sys.stderr)
         return 130
     finally:

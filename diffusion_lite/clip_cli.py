@@ -10,17 +10,14 @@ def cmd_train_clip(args) -> None:
     import torch
 
     from .captions import class_prompts
-    from .checkpoints import list_pretrained
-    from .cli import CLIError, check_stem
+    from .cli import CLIError, check_not_shipped, check_stem
     from .clip import CLIPModel, save_clip, zero_shot_accuracy
     from .clip_train import train_clip
     from .data import load_dataset
     from .utils import get_device
 
     stem = check_stem(args.out)
-    if stem in list_pretrained():
-        raise CLIError(f"--out {args.out} is the name of a shipped model: a local checkpoint of that name would be "
-                       f"loaded instead of it by every later --text {stem}; choose another name")
+    check_not_shipped(args.out)
     existing = [f"{stem}{s}" for s in (".safetensors", ".json") if Path(stem + s).exists()]
     if existing:
         raise CLIError(f"{' and '.join(existing)} already exist: choose another --out, or delete them first (a "
@@ -53,7 +50,7 @@ def cmd_train_clip(args) -> None:
 
 
 def add_parser(sub, common) -> None:
-    from .cli import _positive
+    from .cli import _positive, _seed
 
     p = sub.add_parser("train-clip", help="train a CLIP-style text/image encoder pair contrastively")
     p.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist or cifar10")
@@ -62,7 +59,7 @@ def add_parser(sub, common) -> None:
     p.add_argument("--lr", type=_positive(float), default=2e-3)
     p.add_argument("--width", type=_positive(), default=64, help="text token width D (the U-Net's context_dim)")
     p.add_argument("--subset", type=_positive(), default=None, help="train on K images (balanced)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--download", action="store_true", help="fetch the dataset with torchvision if not found (online)")
     p.add_argument("--out", required=True, help="checkpoint path (writes OUT.safetensors + OUT.json)")
     common(p)

@@ -41,7 +41,7 @@ def cmd_evaluate(args) -> None:
 
     device = _setup(args)
     out = Path(args.out)
-    if out.suffix != ".json":
+    if out.suffix.lower() != ".json":
         raise CLIError(f"--out must end in .json, got {out.name!r}")
     pipe = load(args.checkpoint, device)
     if not hasattr(pipe, "sample"):
@@ -71,7 +71,7 @@ def cmd_evaluate(args) -> None:
 
 def add_parser(subparsers, common) -> argparse.ArgumentParser:
     """Register ``evaluate`` on cli.py's subparsers; ``common(sp)`` adds --device/--threads."""
-    from .cli import _positive
+    from .cli import _positive, _seed
     from .sample_cli import add_guidance_args
     e = subparsers.add_parser("evaluate", help="FID/KID (with the real-vs-real floor), accuracy, diversity of a model")
     e.add_argument("--checkpoint", required=True, help="checkpoint path, run folder, or pretrained name")
@@ -81,7 +81,7 @@ def add_parser(subparsers, common) -> argparse.ArgumentParser:
     e.add_argument("--steps", type=_positive(), default=50)
     e.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
     e.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 deterministic)")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=_seed, default=0)
     e.add_argument("--batch-size", type=_positive(), default=250)
     e.add_argument("--reference", choices=["mnist-test", "mnist-train"], default="mnist-test")
     e.add_argument("--attributes", type=_positive(), default=None, metavar="N_PER_DIGIT",

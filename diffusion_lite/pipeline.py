@@ -43,7 +43,8 @@ def _check_unconditional(**given) -> None:
     """On an unconditional model, text and guidance options would be silently ignored: an error instead."""
     names = [k for k, v in given.items() if v is not None]
     if names:
-        raise ValueError(f"this model is unconditional: {', '.join(names)} only apply to text-to-image models "
+        verb = "applies" if len(names) == 1 else "apply"
+        raise ValueError(f"this model is unconditional: {', '.join(names)} only {verb} to text-to-image models "
                          "(give n, the number of images)")
 
 

@@ -47,14 +47,24 @@ def cmd_sample(args) -> None:
         raise CLIError(f"{args.checkpoint} is not a diffusion model checkpoint")
     prompts = _read_prompts(args)
     if prompts and not pipe.is_text_conditional:
-        raise CLIError("this checkpoint is unconditional: it takes no --prompt")
+        raise CLIError("this checkpoint is unconditional: it takes no --prompt or --prompts-file")
     check_guidance_args(args, pipe)
+    if pipe.is_text_conditional and not prompts and args.negative_prompt is None:
+        given = [f"--{n.replace('_', '-')}" for n in ("guidance", "guidance_interval", "cads")
+                 if getattr(args, n) is not None]
+        if given:  # with the empty prompt both guidance branches are the same model call: nothing to steer
+            verb = "steers" if len(given) == 1 else "steer"
+            raise CLIError(f"{', '.join(given)} {verb} samples towards a prompt, and none was given (the empty "
+                           "prompt is both branches of guidance, so it would change nothing): add --prompt, or "
+                           "--negative-prompt to steer away from one")
     gen = torch.Generator().manual_seed(args.seed)
     all_prompts = [p for p in prompts for _ in range(args.n)] if prompts else None
     t0 = time.perf_counter()
     if pipe.is_text_conditional and all_prompts is None:
-        all_prompts = [""] * args.n  # the unconditional branch of a text model
-        print("no --prompt: sampling this text model's unconditional branch (the empty prompt)", file=sys.stderr)
+        all_prompts = [""] * args.n  # the empty prompt: the unconditional branch of a text model
+        print("no --prompt: sampling with the empty prompt, " + (
+            f"guided away from the negative prompt {args.negative_prompt!r}" if args.negative_prompt is not None
+            else "this text model's unconditional branch"), file=sys.stderr)
     B, c = len(all_prompts) if all_prompts else args.n, pipe.unet.cfg
     x_T = randn((B, c.in_channels, c.image_size, c.image_size), gen).to(pipe.dtype)  # all at once, as pipe.sample
     kw = dict(guidance=args.guidance,  # None: the pipeline's default (3) for text models
@@ -74,7 +84,8 @@ def cmd_sample(args) -> None:
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         extra = {"prompts": np.array(all_prompts)} if all_prompts else {}
-        np.savez_compressed(out, images=to_uint8(images).numpy(), **extra)
+        with open(out, "wb") as f:  # a file object: numpy would append ".npz" to a name ending in ".NPZ"
+            np.savez_compressed(f, images=to_uint8(images).numpy(), **extra)
     print(f"wrote {len(images)} samples to {out} ({args.sampler}, {args.steps} steps, {dt:.1f} s)")
 
 
@@ -115,7 +126,8 @@ def check_guidance_args(args, pipe) -> None:
     given = [f"--{name.replace('_', '-')}" for name in ("guidance", "guidance_interval", "negative_prompt", "cads")
              if getattr(args, name, None) is not None]
     if given and not pipe.is_text_conditional:
-        raise CLIError(f"this checkpoint is unconditional: {', '.join(given)} only apply to text-to-image models")
+        raise CLIError(f"this checkpoint is unconditional: {', '.join(given)} only "
+                       f"{'applies' if len(given) == 1 else 'apply'} to text-to-image models")
     if args.guidance is not None and not (math.isfinite(args.guidance) and args.guidance >= 0):
         raise CLIError(f"--guidance must be a finite number >= 0 (0: unconditional, 1: conditional), "
                        f"got {args.guidance}")
@@ -151,7 +163,7 @@ def _cads(args, pipe):
 
 
 def add_parser(sub, common) -> None:
-    from .cli import _positive
+    from .cli import _positive, _seed
 
     s = sub.add_parser("sample", help="generate images from a checkpoint or a pretrained model name")
     s.add_argument("--checkpoint", required=True, help="checkpoint path, run folder, or pretrained name")
@@ -159,13 +171,15 @@ def add_parser(sub, common) -> None:
     s.add_argument("--steps", type=_positive(), default=50)
     s.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
     s.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 deterministic, 1 like DDPM)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--batch-size", type=_positive(), default=256,
-                   help="images per batch (memory grows with it; DDIM with eta 0 gives the same images for any value)")
+                   help="images per batch (memory grows with it; DDIM with eta 0 and no --cads gives the same "
+                        "images for any value)")
     s.add_argument("--prompt", action="append", help="text prompt (repeat for several)")
     s.add_argument("--prompts-file", default=None, help="file with one prompt per line")
     add_guidance_args(s)
-    s.add_argument("--negative-prompt", default=None)
+    s.add_argument("--negative-prompt", default=None,
+                   help="text models: guidance steers away from this prompt instead of the empty one")
     s.add_argument("--out", required=True, help="FILE.png (grid) or FILE.npz (uint8 images)")
     common(s)
     s.set_defaults(func=cmd_sample)

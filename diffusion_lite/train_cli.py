@@ -135,7 +135,7 @@ def cmd_train(args) -> None:
     import torch
 
     from .captions import class_prompts
-    from .cli import CLIError, _setup
+    from .cli import CLIError, _setup, check_not_shipped
     from .config import ScheduleConfig, TrainConfig, UNetConfig
     from .data import load_dataset
     from .pipeline import text_cond_fn
@@ -143,6 +143,9 @@ def cmd_train(args) -> None:
     from .train import fit
     from .unet import UNet
 
+    check_not_shipped(args.out)
+    if args.balanced and args.subset is None:
+        raise CLIError("--balanced needs --subset K (it keeps K / 10 images of each class)")
     device = _setup(args)
     out = Path(args.out)
     resume = (out / "checkpoint.json").exists()
@@ -162,8 +165,15 @@ def cmd_train(args) -> None:
     if not args.text:
         given = [o for o, v in (("--cross-attn", args.cross_attn), ("--p-uncond", args.p_uncond)) if v is not None]
         if given:
-            raise CLIError(f"{' and '.join(given)} only apply to text-to-image training: add --text CLIP (e.g. "
+            verb = "applies" if len(given) == 1 else "apply"
+            raise CLIError(f"{' and '.join(given)} only {verb} to text-to-image training: add --text CLIP (e.g. "
                            "--text mnist-clip)")
+    if args.init_from and not resume:  # fine-tuning keeps the checkpoint's architecture, schedule and target
+        given = [o for o, v in (("--model", args.model), ("--cross-attn", args.cross_attn),
+                                ("--schedule", args.schedule)) if v is not None]
+        if given:
+            raise CLIError(f"{', '.join(given)} cannot be combined with --init-from: fine-tuning keeps the U-Net "
+                           f"and schedule of {args.init_from}; drop {' and '.join(given)}, or train from scratch")
     args.cross_attn = [7, 14] if args.cross_attn is None else args.cross_attn
     if len(set(args.cross_attn)) != len(args.cross_attn):
         raise CLIError(f"--cross-attn lists a resolution twice ({' '.join(map(str, args.cross_attn))}); give each once")
@@ -178,7 +188,10 @@ def cmd_train(args) -> None:
                        "(config.cifar_unet_config, 9.5M parameters, meant for a GPU): drop --model")
     args.model = args.model or "small"
     ucfg = _unet_config(args.model, C, H, text.context_dim if text is not None else None, args.cross_attn)
-    scfg = ScheduleConfig(kind=args.schedule)
+    scfg = ScheduleConfig(kind=args.schedule or "cosine")
+    prediction = args.prediction or "eps"
+    if resume and saved.get("init_from") and args.prediction is None:  # a fine-tune's target is its checkpoint's
+        prediction = (saved.get("train") or {}).get("prediction", prediction)
     init_tensors = None
     if args.init_from and not resume:  # fine-tune: the architecture and schedule come from that checkpoint
         from .checkpoints import load_checkpoint, split_prefix
@@ -201,16 +214,21 @@ def cmd_train(args) -> None:
                   file=sys.stderr)
         ucfg = UNetConfig.from_dict(init_meta["unet"])
         scfg = ScheduleConfig.from_dict(init_meta["schedule"])
+        init_prediction = init_meta.get("prediction", "eps")
+        if args.prediction is not None and args.prediction != init_prediction:
+            raise CLIError(f"--prediction {args.prediction}: {args.init_from} was trained to predict "
+                           f"{init_prediction}, and its weights mean that; drop --prediction to fine-tune it")
+        prediction = init_prediction
         if (ucfg.in_channels, ucfg.image_size) != (C, H):
             raise CLIError(f"--init-from: the checkpoint's U-Net takes {ucfg.in_channels}x{ucfg.image_size}px "
                            f"images, but {args.dataset} has {C}x{H}px")
         init_tensors = split_prefix(init_tensors, "unet")
-        print(f"initialising the U-Net from {args.init_from} (its architecture and schedule; --model is ignored)")
+        print(f"initialising the U-Net from {args.init_from} (its architecture, schedule and {prediction} target)")
     # settings the command line has no option for keep the run's values on resume
     kept = {k: v for k, v in (saved or {}).get("train", {}).items() if k in ("weight_decay", "warmup_steps",
                                                                              "ema_warmup", "grad_clip", "log_every")}
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                       prediction=args.prediction, loss_weighting=args.loss_weighting, p_uncond=args.p_uncond,
+                       prediction=prediction, loss_weighting=args.loss_weighting, p_uncond=args.p_uncond,
                        checkpoint_every=args.checkpoint_every, amp=args.amp, compile=args.compile,
                        channels_last=args.channels_last, ema_decay=args.ema_decay, **kept)
     if resume:
@@ -270,7 +288,7 @@ def _ema_decay(s: str) -> float:
 
 
 def add_parser(sub, common) -> None:
-    from .cli import _positive
+    from .cli import _positive, _seed
 
     t = sub.add_parser("train", help="train a diffusion model (resumes if --out holds a checkpoint)")
     t.add_argument("--dataset", required=True, help="mnist, fashion-mnist or cifar10")
@@ -279,10 +297,11 @@ def add_parser(sub, common) -> None:
     t.add_argument("--subset", type=_positive(), default=None, help="use only K training images")
     t.add_argument("--balanced", action="store_true", help="with --subset: the same number per class")
     t.add_argument("--download", action="store_true", help="allow torchvision to download the data (online)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=_seed, default=0)
     t.add_argument("--out", required=True, help="run folder for checkpoints")
     t.add_argument("--model", choices=sorted(MODEL_PRESETS), default=None,
-                   help="U-Net size preset for MNIST-sized data (default small; CIFAR-10 has its own U-Net)")
+                   help="U-Net size preset for MNIST-sized data (default small; CIFAR-10 has its own U-Net; "
+                        "with --init-from, the checkpoint's)")
     t.add_argument("--init-from", default=None,
                    help="fine-tune: start from the U-Net weights of this checkpoint (name or path)")
     t.add_argument("--text", default=None, help="CLIP checkpoint (name or path): train a text-to-image model")
@@ -290,14 +309,17 @@ def add_parser(sub, common) -> None:
                    help="with --text: resolutions with cross-attention (default 7 14)")
     t.add_argument("--p-uncond", type=float, default=None,
                    help="with --text: prompt dropout probability for CFG (default 0.1)")
-    t.add_argument("--schedule", choices=["linear", "cosine", "sigmoid"], default="cosine")
-    t.add_argument("--prediction", choices=["eps", "v", "x0"], default="eps")
+    t.add_argument("--schedule", choices=["linear", "cosine", "sigmoid"], default=None,
+                   help="noise schedule (default cosine; with --init-from, the checkpoint's)")
+    t.add_argument("--prediction", choices=["eps", "v", "x0"], default=None,
+                   help="what the U-Net predicts (default eps; with --init-from, the checkpoint's)")
     t.add_argument("--loss-weighting", choices=["none", "min_snr"], default="none")
     t.add_argument("--lr", type=_positive(float), default=2e-3)
     t.add_argument("--ema-decay", type=_ema_decay, default=0.999, help="EMA of the weights, in [0, 1)")
     t.add_argument("--checkpoint-every", type=_positive(), default=500)
     t.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     t.add_argument("--compile", action="store_true", help="torch.compile the U-Net")
-    t.add_argument("--channels-last", action="store_true")
+    t.add_argument("--channels-last", action="store_true",
+                   help="channels-last memory format (faster convolutions on recent GPUs)")
     common(t)
     t.set_defaults(func=cmd_train)

@@ -152,9 +152,9 @@ def text_pipe(schedule):
 
 @pytest.mark.parametrize("call, match", [
     (lambda p: p.sample(n=1, sampler="ddpm", eta=0.5, **S), r"eta is DDIM's noise setting"),
-    (lambda p: p.sample(n=1, guidance=5.0, **S), r"unconditional: guidance only apply"),
+    (lambda p: p.sample(n=1, guidance=5.0, **S), r"unconditional: guidance only applies"),
     (lambda p: p.model_fn(negative_prompt="x", guidance=7.0), r"unconditional: guidance, negative_prompt"),
-    (lambda p: p.sample(n=1, guidance=3.0, **S), r"unconditional: guidance only apply"),  # the default value too
+    (lambda p: p.sample(n=1, guidance=3.0, **S), r"unconditional: guidance only applies"),  # the default value too
     (lambda p: p.model_fn(guidance_interval=(0, 10)), r"unconditional: guidance_interval"),
 ])
 def test_unconditional_pipeline_refuses_arguments_it_would_ignore(uncond, call, match):

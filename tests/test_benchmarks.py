@@ -2,6 +2,7 @@
 
 import json
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -180,7 +181,7 @@ def test_gpu_style_options_run_on_cpu(tmp_path):
     assert r["kinds"]["uncond"]["diffusion_lite"]["images_per_s"]["median"] > 0
 
 
-def test_suite_and_bench_command_wiring(tmp_path):
+def test_suite_and_bench_command_wiring(tmp_path, monkeypatch):
     from diffusion_lite import bench_cli
 
     assert bench_cli.ORDER == suite.ORDER
@@ -204,7 +205,14 @@ def test_suite_and_bench_command_wiring(tmp_path):
         args.func(args)
     args = p.parse_args(["bench", "--quick", "--only", "guidance_sweep", "--text", "mnist-uncond",
                          "--out", str(tmp_path)])
-    with pytest.raises(CLIError, match="guidance_sweep"):  # a benchmark that cannot run is reported
+    with pytest.raises(CLIError, match="--text mnist-uncond is an unconditional checkpoint"):  # also before
+        args.func(args)
+    # a benchmark that cannot run is reported with its error, after the others have run
+    args = p.parse_args(["bench", "--quick", "--only", "guidance_sweep", "--out", str(tmp_path)])
+    results = {"throughput": {}, "guidance_sweep": {"error": "boom"}}
+    fake_suite = types.SimpleNamespace(run_suite=lambda *a, **k: results)
+    monkeypatch.setattr(bench_cli, "_import_suite", lambda: fake_suite)
+    with pytest.raises(CLIError, match="benchmark[(]s[)] guidance_sweep could not run: boom"):
         args.func(args)
 
 

@@ -60,10 +60,15 @@ def test_init_from_fine_tunes_an_exported_model(tmp_path):
         "--out", str(src), "--threads", "1")
     run("export", "--run", str(src), "--out", str(tmp_path / "tiny"))
     ft = tmp_path / "ft"
-    # --model base is ignored: the architecture comes from the checkpoint; a negligible lr keeps the weights
-    p = run("train", "--dataset", "mnist", "--steps", "1", "--batch-size", "8", "--subset", "100", "--model", "base",
+    # the architecture, schedule and prediction target come from the checkpoint: asking for others is an error
+    for option in (["--model", "base"], ["--schedule", "linear"], ["--cross-attn", "7"], ["--prediction", "v"]):
+        p = run("train", "--dataset", "mnist", "--steps", "1", "--subset", "100", *option,
+                "--init-from", str(tmp_path / "tiny"), "--out", str(ft), check=False)
+        assert p.returncode == 2 and option[0] in p.stderr and not ft.exists(), p.stderr
+    # a negligible lr keeps the weights
+    p = run("train", "--dataset", "mnist", "--steps", "1", "--batch-size", "8", "--subset", "100",
             "--init-from", str(tmp_path / "tiny"), "--lr", "1e-12", "--out", str(ft), "--threads", "1")
-    assert "initialising the U-Net from" in p.stdout
+    assert "initialising the U-Net from" in p.stdout and "eps target" in p.stdout
     before = load_file(str(tmp_path / "tiny.safetensors"))
     after = load_file(str(ft / "checkpoint.safetensors"))
     unet_keys = [k for k in before if k.startswith("unet.")]
@@ -101,8 +106,17 @@ def test_init_from_fine_tunes_an_exported_model(tmp_path):
      "--eta is DDIM's noise setting"),
     (["evaluate", "--checkpoint", "mnist-uncond", "--n", "1", "--out", "r.json"], "--n must be >= 2"),
     (["train", "--dataset", "mnist", "--p-uncond", "0.2", "--steps", "1", "--out", "x"],
-     "--p-uncond only apply to text-to-image training: add --text"),
+     "--p-uncond only applies to text-to-image training: add --text"),
     (["export", "--run", "mnist-clip", "--out", "m"], "is a CLIPModel checkpoint"),
+    # a new model under a shipped name would be loaded instead of the shipped one
+    (["export", "--run", "mnist-uncond", "--out", "mnist-text2img"], "is the name of a shipped model"),
+    (["train", "--dataset", "mnist", "--steps", "1", "--out", "./mnist-uncond"], "is the name of a shipped model"),
+    (["train", "--dataset", "mnist", "--steps", "1", "--balanced", "--out", "x"], "--balanced needs --subset K"),
+    (["sample", "--checkpoint", "mnist-uncond", "--seed", str(2**64), "--out", "a.png"],
+     "expected an integer from 0 to 2**63 - 1"),
+    # guidance steers towards a prompt: without one (and without a negative prompt) it would change nothing
+    (["sample", "--checkpoint", "mnist-text2img", "--guidance", "5", "--n", "1", "--out", "a.png"],
+     "--guidance steers samples towards a prompt, and none was given"),
     (["sample", "--checkpoint", "mnist-uncond", "--eta", "5", "--n", "1", "--steps", "1", "--out", "a.png"],
      "eta must be in [0, 1]"),
 ])

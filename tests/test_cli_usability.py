@@ -103,7 +103,7 @@ def test_train_mistakes_are_caught_before_training(tmp_path, capsys, monkeypatch
     assert "--cross-attn lists a resolution twice" in err
     torch.manual_seed(0)
     save_clip(tmp_path / "clip32", CLIPModel.for_dataset("mnist", width=32, layers=1, heads=2, embed_dim=16))
-    err = error(capsys, "train", *SMALL, "--steps", "1", "--text", str(tmp_path / "clip32"), "--init-from",
+    err = error(capsys, "train", *SMALL[:-2], "--steps", "1", "--text", str(tmp_path / "clip32"), "--init-from",
                 "mnist-text2img", "--out", str(tmp_path / "w"))
     assert "its cross-attention takes 64-wide token embeddings, but --text" in err and "gives 32-wide" in err
     # cifar10 has its own U-Net: a --model preset would be ignored (fake CIFAR-10 files, as torchvision writes them)
@@ -156,11 +156,17 @@ def test_options_that_would_do_nothing_are_refused(capsys):
 def test_text_model_without_prompt_says_what_it_samples(tmp_path, capsys):
     rc, _, err = cli(capsys, "sample", "--checkpoint", "mnist-text2img", "--n", "1", "--steps", "1",
                      "--out", str(tmp_path / "u.npz"))
-    assert rc == 0 and "no --prompt: sampling this text model's unconditional branch" in err
+    assert rc == 0 and "no --prompt: sampling with the empty prompt, this text model's unconditional branch" in err
+    rc, _, err = cli(capsys, "sample", "--checkpoint", "mnist-text2img", "--n", "1", "--steps", "1",
+                     "--negative-prompt", "a seven", "--out", str(tmp_path / "u.npz"))
+    assert rc == 0 and "guided away from the negative prompt 'a seven'" in err
 
 
 def test_bench_checks_its_checkpoints_and_budget_first(capsys):
     assert "no checkpoint at 'nothere'" in error(capsys, "bench", "--quick", "--uncond", "nothere")
+    err = error(capsys, "bench", "--quick", "--uncond", "mnist-text2img")
+    assert "--uncond mnist-text2img is a text-to-image checkpoint; --uncond expects an unconditional" in err
+    assert "--text mnist-clip is a 'clip' checkpoint" in error(capsys, "bench", "--quick", "--text", "mnist-clip")
     with pytest.raises(SystemExit) as e:  # argparse: exit 2 with usage
         main(["bench", "--minutes", "-1"])
     assert e.value.code == 2 and "expected a positive number" in capsys.readouterr().err
@@ -184,3 +190,20 @@ def test_python_dash_m_gives_the_same_one_line_errors_as_the_command(module):
     r = subprocess.run([sys.executable, "-m", module, "bench", "--quick", "--device", "mps"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "bench runs on cpu or cuda" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_npz_output_keeps_the_name_given(tmp_path, capsys):
+    rc, out, err = cli(capsys, "sample", "--checkpoint", "mnist-uncond", "--n", "2", "--steps", "1",
+                       "--out", str(tmp_path / "x.NPZ"))
+    assert rc == 0, err
+    assert [p.name for p in tmp_path.iterdir()] == ["x.NPZ"] and f"to {tmp_path / 'x.NPZ'}" in out
+    assert np.load(tmp_path / "x.NPZ")["images"].shape == (2, 1, 28, 28)
+
+
+def test_ctrl_c_outside_training_says_interrupted(capsys, monkeypatch):
+    def interrupt(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("diffusion_lite.sample_cli.cmd_sample", interrupt)
+    rc, _, err = cli(capsys, "sample", "--checkpoint", "mnist-uncond", "--out", "never.png")
+    assert rc == 130 and err.strip() == "diffusion-lite sample: interrupted"
