@@ -5,11 +5,12 @@
     preds = zero_shot_classify(clip, images, class_prompts("mnist"))
 
 Radford et al. 2021 (CLIP): a text encoder and an image encoder map a batch of B (image, caption) pairs
-to unit vectors; the B x B cosine similarities, times a learned temperature exp(t), are logits, and a
-symmetric cross-entropy asks each image to pick its caption among the B and each caption its image
-(Fig. 3). The text encoder is a causal pre-LN transformer; its output at <eos> (which has seen the
-whole prompt) is projected to the joint space, while its per-token outputs (B, L, D) are the context that
-the diffusion U-Net cross-attends to, as Stable Diffusion uses CLIP's last hidden states.
+to unit vectors; the B x B cosine similarities divided by a learned temperature tau (that is, times the
+learned logit scale exp(t) = 1 / tau) are logits, and a symmetric cross-entropy asks each image to pick
+its caption among the B and each caption its image (Fig. 3). The text encoder is a causal pre-LN
+transformer; its output at <eos> (which has seen the whole prompt) is projected to the joint space, while
+its per-token outputs (B, L, D) are the context that the diffusion U-Net cross-attends to, as Stable
+Diffusion uses CLIP's last hidden states.
 
 The model owns its tokenizer (``model.tokenizer``): the vocabulary and the embedding table must match,
 so they travel together (and are saved together, kind "clip" in checkpoints.py).
@@ -145,7 +146,7 @@ class CLIPModel(nn.Module):
                              f"not match the config (vocab_size {cfg.vocab_size}, max_len {cfg.max_len})")
         self.cfg, self.tokenizer = cfg, tokenizer
         self.text, self.image = TextEncoder(cfg), ImageEncoder(cfg)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # t, temperature exp(t) <= 100
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # t = log(1 / tau); exp(t) <= 100
 
     @classmethod
     def for_dataset(cls, dataset: str, **config) -> CLIPModel:

@@ -12,7 +12,8 @@ The protocol (stated in every report's ``settings``):
 - FID and KID in the evaluation classifier's 128-d features (metrics.py) against n real images of the
   reference split, drawn at random (for text models: the same number per digit as the samples); the
   floor is FID/KID between a second, disjoint real draw of the same size and that reference, so
-  ``fid_ratio = fid / fid_floor`` is ~1 for a perfect generator at this n and comparable across n.
+  ``fid_ratio = fid / fid_floor`` is ~1 for a perfect generator at any n. For an imperfect one it grows
+  with n (the floor shrinks like 1/n, the model's own distance to the data does not): compare at equal n.
 - diversity: mean pairwise feature distance within a prompted digit (text) or over all samples
   (unconditional); ``diversity_real`` is the same statistic on the reference draw (ratio < 1: less
   varied than the data, 0: one image per prompt).
@@ -282,8 +283,9 @@ def steps_sweep(pipe, steps: Sequence[int] = (10, 20, 50, 100, 1000), samplers: 
                 progress: bool = False) -> list[dict[str, Any]]:
     """Quality and sampling throughput versus the number of sampler steps, for each sampler.
 
-    ``n_for_steps`` overrides n for some step counts (e.g. {1000: 200}); FID at different n is compared
-    through fid_ratio (each point has its own floor at its own n). images_per_s is n / sampling seconds
+    ``n_for_steps`` overrides n for some step counts (e.g. {1000: 200}); each point has its own floor at its
+    own n, but neither FID nor fid_ratio is comparable across n (the ratio of an imperfect model grows with
+    n). images_per_s is n / sampling seconds
     (with guidance != 0, 1 a text model evaluates the network twice per step). One dict per point.
     """
     n_for_steps = dict(n_for_steps or {})

@@ -137,7 +137,7 @@ def _loop(step_fn, model_fn: ModelFn, schedule: Schedule, shape, x_T, steps, gen
         noise = randn(x.shape, generator, x.device, x.dtype) if t_next >= 0 else None
         x, x0_hat = step_fn(x, t, t_prev, eps_hat.to(x.dtype), noise)
         if callback is not None:
-            callback({"i": i, "t": t_cur, "x_t": x, "x0_hat": x0_hat})
+            callback({"i": i, "t": t_cur, "t_next": t_next, "x_t": x, "x0_hat": x0_hat})
     return x.to(x_T.dtype)
 
 
@@ -148,7 +148,8 @@ def sample_ddpm(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, 
 
     shape: (B, C, H, W) to draw x_T ~ N(0, I) with ``generator`` (on its device), moved to ``device``
     (default: the schedule's device, e.g. after ``schedule.to('cuda')``); or pass x_T.
-    callback(dict(i, t, x_t, x0_hat)) is called after every step (x_t is the new, less noisy state).
+    callback(dict(i, t, t_next, x_t, x0_hat)) is called after every step: x0_hat is the prediction made at t, x_t
+    the new, less noisy state at t_next (-1 after the last step, where x_t is the sample).
     Returns x_0 of shape (B, C, H, W), roughly in [-1, 1].
     """
     steps = schedule.T if steps is None else steps

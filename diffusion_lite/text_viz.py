@@ -97,12 +97,14 @@ def caption_grid_figure(images: torch.Tensor, captions: list[str], ncols: int = 
     if images.dim() != 4 or len(captions) != images.shape[0]:
         raise ValueError(f"expected images (B, C, H, W) and B captions, got {tuple(images.shape)} and {len(captions)}")
     rows = math.ceil(len(captions) / ncols)
-    fig = _figure((2.2 * ncols, 2.6 * rows))
-    for i, (img, cap) in enumerate(zip(images, captions)):
+    wrapped = ["\n".join(textwrap.wrap(f'"{cap}"', width)) for cap in captions]
+    lines = max(w.count("\n") + 1 for w in wrapped)  # room for the longest caption under every row
+    fig = _figure((2.2 * ncols, (2.3 + 0.22 * lines) * rows))
+    for i, (img, cap) in enumerate(zip(images, wrapped)):
         ax = fig.add_subplot(rows, ncols, i + 1)
         ax.imshow(_gray(img), cmap="gray", vmin=0, vmax=255)
         ax.set_xticks([]), ax.set_yticks([])
-        ax.set_xlabel("\n".join(textwrap.wrap(f'"{cap}"', width)), fontsize=9)
+        ax.set_xlabel(cap, fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -138,31 +140,31 @@ def similarity_matrix_figure(similarity: torch.Tensor, images: torch.Tensor, cap
     return fig
 
 
-def softmax_temperature_figure(similarity: torch.Tensor, labels: list[str], temperatures=(1.0, 10.0, 100.0)):
-    """softmax(tau * s) over one row of similarities s (K,), one panel per temperature tau (the CLIP
-    logit scale exp(t)): small tau -> nearly uniform, large tau -> nearly one-hot."""
+def softmax_temperature_figure(similarity: torch.Tensor, labels: list[str], temperatures=(1.0, 0.1, 0.01)):
+    """softmax(s / tau) over one row of similarities s (K,), one panel per temperature tau (CLIP learns the
+    logit scale 1 / tau = exp(t)): large tau -> nearly uniform, small tau -> nearly one-hot."""
     s = similarity.detach().cpu().float().reshape(-1)
     if len(labels) != len(s):
         raise ValueError(f"{len(s)} similarities but {len(labels)} labels")
     fig = _figure((2.6 * len(temperatures) + 2.6, 0.32 * len(s) + 1.2))
     for k, tau in enumerate(temperatures):
         ax = fig.add_subplot(1, len(temperatures), k + 1)
-        p = (tau * s).softmax(0).numpy()
+        p = (s / tau).softmax(0).numpy()
         ax.barh(range(len(s)), p, color=["C3" if i == p.argmax() else "C0" for i in range(len(s))])
         ax.set_yticks(range(len(s)), labels if k == 0 else [], fontsize=8)
         ax.invert_yaxis()
         ax.set_xlim(0, 1)
         ax.set_xlabel("softmax probability")
-        ax.set_title(f"tau = {tau:g}: max p = {p.max():.2f}", fontsize=10)
+        ax.set_title(f"tau = {tau:.2g} (1/tau = {1 / tau:.3g}): max p = {p.max():.2f}", fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def temperature_widget(similarity: torch.Tensor, labels: list[str], tau: float = 24.0):
+def temperature_widget(similarity: torch.Tensor, labels: list[str], tau: float = 1 / 24):
     """``interactive`` with a log-scale temperature slider for :func:`softmax_temperature_figure`."""
     from ipywidgets import FloatLogSlider, interactive
 
-    slider = FloatLogSlider(value=tau, base=10, min=-1, max=2.5, step=0.05, description="tau",
+    slider = FloatLogSlider(value=tau, base=10, min=-2.5, max=1, step=0.05, description="tau",
                             continuous_update=False)
     return interactive(lambda tau: softmax_temperature_figure(similarity, labels, (tau,)), tau=slider)
 

@@ -184,8 +184,10 @@ def plot_loss_curve(histories, ax=None, title: str | None = "Training loss", log
 class TrajectoryRecorder:
     """A sampler callback that keeps every step: ``sample_ddim(..., callback=rec)`` then ``rec.records``.
 
-    Each record is {"i": step index, "t": time step, "x_t": (B, C, H, W), "x0_hat": (B, C, H, W)}, copied
-    to the CPU; ``max_images`` keeps only the first images of the batch (to save memory).
+    Each record is {"i": step index, "t": the step's time step, "t_next": the time step it moves to (-1 after
+    the last step), "x_t": the state after the step (at t_next; the sample after the last step) (B, C, H, W),
+    "x0_hat": the prediction made at t (B, C, H, W)}, copied to the CPU; ``max_images`` keeps only the first
+    images of the batch (to save memory).
     """
 
     def __init__(self, max_images: int | None = None):
@@ -194,7 +196,7 @@ class TrajectoryRecorder:
 
     def __call__(self, info: dict) -> None:
         n = self.max_images
-        self.records.append({"i": info["i"], "t": info["t"],
+        self.records.append({"i": info["i"], "t": info["t"], "t_next": info.get("t_next"),
                              "x_t": info["x_t"][:n].detach().cpu().clone(),
                              "x0_hat": info["x0_hat"][:n].detach().cpu().clone()})
 
@@ -223,7 +225,9 @@ def trajectory_frame(record: dict, n_images: int = 4, nrow: int | None = None, g
 def show_trajectory(records: list[dict], num_frames: int = 8, n_images: int = 4, nrow: int | None = None,
                     figsize=None, title: str | None = None):
     """A static figure of a sampling run: row 1 the noisy states x_t, row 2 the predicted clean images x0_hat,
-    at ``num_frames`` steps spread evenly over the run (time flows left to right). Returns the Figure."""
+    at ``num_frames`` steps spread evenly over the run (time flows left to right). A column titled
+    "t = 999 -> 989" is the step from t = 999: x0_hat predicted at 999, and the state it moved to, at 989
+    ("end": the finished sample). Returns the Figure."""
     import matplotlib.pyplot as plt
 
     if not records:
@@ -234,7 +238,9 @@ def show_trajectory(records: list[dict], num_frames: int = 8, n_images: int = 4,
         rec = records[k]
         for row, key in enumerate(("x_t", "x0_hat")):
             show_grid(rec[key][:n_images], nrow, ax=axes[row, col])
-        axes[0, col].set_title(f"t = {rec['t']}", fontsize=9)
+        t_next = rec.get("t_next")
+        arrow = "" if t_next is None else f" \u2192 {t_next if t_next >= 0 else 'end'}"
+        axes[0, col].set_title(f"t = {rec['t']}{arrow}", fontsize=9)
     axes[0, 0].text(-0.15, 0.5, "$x_t$", transform=axes[0, 0].transAxes, ha="right", va="center", fontsize=11)
     axes[1, 0].text(-0.15, 0.5, r"$\hat{x}_0$", transform=axes[1, 0].transAxes, ha="right", va="center",
                     fontsize=11)

@@ -137,7 +137,8 @@ def reverse_jump_figure(schedule: Schedule, x_t: float = 0.5, t: int | None = No
     """One panel per s: the exact q(x_s | x_t) of :func:`reverse_density_1d` (data at -1 and +1) next to the
     Gaussian with the same mean and variance, the best a single Gaussian reverse step could do.
 
-    t defaults to T - 1 (pure noise); s_values default to jumps of 1, T/20, T/2 and all the way to s = 0.
+    t defaults to T - 1 (pure noise); s_values default to one step back (t - 1), back to where alpha_bar is
+    0.25 and where it is 0.75, and all the way to s = 0.
     """
     T = schedule.T
     t = T - 1 if t is None else _check_t(schedule, t)

@@ -68,7 +68,9 @@ print(test)
 # The chain is **Markov**: $x_t$ depends only on $x_{t-1}$, not on the earlier history.
 #
 # **Why shrink by $\sqrt{1-\beta_t}$?** If we only added noise, the variance would grow by $\beta_t$ at every
-# step and the pixel values would wander off to huge numbers. With the shrink, if $x_{t-1}$ has variance 1
+# step (to about 11 after 1,000 steps of the usual schedule, whose $\beta_t$ add up to about 10), and the image
+# would never fade: $x_0$ would still be in $x_T$ at full strength, under the noise, so where the chain ends
+# would depend on the image we started from. With the shrink, if $x_{t-1}$ has variance 1
 # then $\operatorname{Var}(x_t) = (1-\beta_t)\cdot 1 + \beta_t = 1$: the total variance is *preserved*, and the
 # chain heads towards a fixed, known distribution, the standard Gaussian $\mathcal N(0, I)$. That is where
 # generation will start.

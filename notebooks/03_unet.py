@@ -97,9 +97,11 @@ fig.suptitle("conv_in of the trained U-Net: one digit -> feature maps (red > 0 >
 plt.show()
 
 # %% [markdown]
-# Most channels respond with opposite signs on the two sides of a stroke (red on one side, blue on the other),
-# each for a different direction: they detect edges. The flat background of each map is what the channel
-# outputs for a uniformly black patch (pixel value $-1$): its bias minus the sum of its nine weights.
+# Several channels respond with opposite signs on the two sides of a stroke (red on one side, blue on the
+# other), each for a different direction: they detect edges. The flat background of each map is what the channel
+# outputs for a uniformly black patch (pixel value $-1$): its bias minus the sum of its nine weights. The thin
+# frame around some maps comes from the zero padding: at the border part of the $3 \times 3$ window sees zeros
+# instead of the background's $-1$, so those pixels get a different value, even on an empty image.
 
 # %% [markdown]
 # ## 2. Normalisation: GroupNorm

@@ -333,11 +333,16 @@ assert pred[50]["mse_x0"].mean() < pred[750]["mse_x0"].mean()  # clean image: ha
 # (Song & Ermon 2020; Ho et al. 2020):
 # $$\theta_\text{EMA} \leftarrow d\,\theta_\text{EMA} + (1 - d)\,\theta \qquad\text{after every step.}$$
 # The decay $d$ sets the length of the memory: roughly the last $1/(1-d)$ steps count (1,000 steps for the usual
-# $d = 0.999$; for this short run we use $d = 0.99$, i.e. about 100 steps). A warm-up uses a smaller decay for the
-# first updates, so the average does not stay stuck near the random initialisation.
+# $d = 0.999$; for this short run we ask for $d = 0.99$, about 100 steps). A warm-up uses a smaller decay for the
+# first updates, so the average does not stay stuck near the random initialisation: after $n$ updates the decay
+# is $d_n = \min(d, (1 + n)/(10 + n))$, which reaches $0.99$ only after 890 updates. In a run as short as this
+# one the warm-up is the whole story, as the cell below prints: the memory grows from a few steps to a few dozen.
 
 # %%
 print(inspect.getsource(EMA))
+for n in (25, 100, train_cfg.steps):
+    d_n = min(train_cfg.ema_decay, (1 + n) / (10 + n))
+    print(f"after {n:4d} updates: d_n = {d_n:.3f}, memory about 1 / (1 - d_n) = {1 / (1 - d_n):.0f} steps")
 
 # %% [markdown]
 # The callback recorded the held-out loss of both weight sets during training, always on the same images with
@@ -346,7 +351,7 @@ print(inspect.getsource(EMA))
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.5))
 ax.plot(held_out["step"], held_out["raw"], marker="o", label="raw weights")
-ax.plot(held_out["step"], held_out["ema"], marker="s", label=f"EMA weights (d = {train_cfg.ema_decay})")
+ax.plot(held_out["step"], held_out["ema"], marker="s", label=f"EMA weights (d = {train_cfg.ema_decay}, with warm-up)")
 ax.set(xlabel="training step", ylabel="held-out loss (same t, eps)", yscale="log",
        title="held-out loss of the raw and the EMA weights")
 ax.set_yticks([0.07, 0.1, 0.15, 0.2, 0.3, 0.4], ["0.07", "0.1", "0.15", "0.2", "0.3", "0.4"])
@@ -359,7 +364,7 @@ print(f"held-out loss after {held_out['step'][-1]} steps: raw {raw_final:.4f}, E
 assert ema_final < 1.2 * raw_final
 
 # %% [markdown]
-# At the first measurement the EMA is behind: it still remembers the worse weights of a few dozen steps ago.
+# At the first measurement the EMA is behind: it still remembers the worse weights of the steps before.
 # Once the loss flattens, the average catches up. In this short run the two then coincide, because the
 # learning rate decays (cosine schedule, to 10% at the end), which damps the jitter as well. The average pays
 # off in long runs, where the jitter is the limiting factor, and in the *samples*: sampling chains 25 to 1,000
@@ -419,8 +424,9 @@ assert samples.shape == (36, 1, 28, 28) and samples.min() >= -1 and samples.max(
 # * The first loss should be close to 1: the untrained U-Net's output layer starts at zero, so it predicts
 #   $\hat\epsilon = 0$ and the loss is $\mathbb E[\epsilon^2] = 1$. Much larger: the target is not the noise. (It
 #   is 1 whatever the pixel range, so it does not catch images in $[0, 1]$; `fit` checks the range itself.)
-# * The loss at $t$ near $T$ should be small (left plot of section 5); if not, the network does not receive
-#   $t$, or $\bar\alpha_{T-1}$ is not close to 0.
+# * The loss at $t$ near $T$ should be small (left plot of section 5); if not, the network receives a wrong
+#   $t$ (for example $t / T$ or a reversed $t$; chapter 10 shows the symptoms), or $\bar\alpha_{T-1}$ is not
+#   close to 0.
 # * Sample with the **same schedule** the model was trained with (the checkpoint stores it), and with the EMA
 #   weights once training is long enough for the average to have caught up.
 # * Check the sampler separately, with an "oracle" that knows the true noise: chapter 05's exercise.

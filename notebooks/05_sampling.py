@@ -89,7 +89,9 @@ print("10 steps:", timesteps(schedule, 10))
 #
 # We run DDPM with 100 steps on 8 starting noises and record every step with `viz.TrajectoryRecorder` (a
 # callback that the sampler calls after each step with the new state $x_t$ and the prediction $\hat x_0$).
-# Top row: the state $x_t$; bottom row: the network's current guess $\hat x_0$ of where it is heading.
+# Top row: the state $x_t$; bottom row: the network's current guess $\hat x_0$ of where it is heading. Each
+# column is one step: a column titled "t = 999 → 989" shows the guess $\hat x_0$ made at $t = 999$ and the state
+# the step moved to, $x_{989}$ ("end": the finished sample).
 
 # %%
 recorder = TrajectoryRecorder(max_images=4)

@@ -193,10 +193,11 @@ print("image:", tuple(x12[:4].shape), "->", tuple(mini.image(x12[:4].to(device))
 # %% [markdown]
 # ## 4. The contrastive loss (symmetric InfoNCE)
 #
-# Take a batch of $B$ pairs $(x_i, y_i)$. Compute all $B \times B$ similarities and scale them by a
-# temperature $\tau = e^{t}$, where $t$ is a learned scalar:
+# Take a batch of $B$ pairs $(x_i, y_i)$. Compute all $B \times B$ similarities and divide them by a
+# temperature $\tau$, learned through the scalar $t = \log(1/\tau)$ (so the *logit scale* $e^{t} = 1/\tau$
+# multiplies the cosines):
 #
-# $$\ell_{ij} = \tau \, u_i^\top v_j .$$
+# $$\ell_{ij} = u_i^\top v_j / \tau = e^{t}\, u_i^\top v_j .$$
 #
 # Row $i$ of this matrix scores every caption for image $i$; the right answer is caption $i$. Reading the
 # row as the logits of a $B$-way classification gives a cross-entropy; reading column $j$ the same way asks
@@ -228,9 +229,9 @@ print(f"confident and wrong: {clip_loss(10 * torch.eye(B).roll(1, dims=1)):.4f}"
 # **Why a learnable temperature?** Cosines live in $[-1, 1]$. Fed to a softmax directly, even a perfect
 # model (cosine 1 with its own caption, 0 with the others) could only put $e^1/(e^1 + B - 1)$ on the right
 # answer, 1% for $B = 256$: the loss could never get small, and its gradient would keep pushing everything.
-# Multiplying by $\tau$ lets the model decide how peaked its softmax should be. CLIP starts at
-# $\tau = 1/0.07 \approx 14$, learns $t = \log\tau$ (so $\tau$ stays positive), and clips $\tau$ at 100.
-# We come back to what $\tau$ does in section 6.
+# Dividing by a small $\tau$ lets the model decide how peaked its softmax should be. CLIP starts at
+# $\tau = 0.07$ (a logit scale $1/\tau \approx 14$), learns $t = \log(1/\tau)$ (so $\tau$ stays positive),
+# and caps the logit scale at 100, i.e. $\tau \ge 0.01$. We come back to what $\tau$ does in section 6.
 #
 # ## 5. A live training run
 #
@@ -245,7 +246,8 @@ steps, batch_size = (1500, 256) if FULL else (150, 128)
 history = train_clip(mini, train, steps=steps, batch_size=batch_size, generator=g)
 final = sum(history[-10:]) / 10
 print(f"loss: first {history[0]:.2f}, last 10 steps {final:.2f}; chance log B = {math.log(batch_size):.2f}")
-print(f"learned temperature tau = {mini.logit_scale.exp().item():.1f}")
+print(f"learned logit scale 1/tau = {mini.logit_scale.exp().item():.1f} (temperature tau = "
+      f"{1 / mini.logit_scale.exp().item():.3f})")
 assert final < 0.75 * math.log(batch_size), "the mini CLIP should clearly beat chance"
 
 # %%
@@ -284,7 +286,8 @@ assert mini_acc > 0.5
 # %%
 clip = load_pretrained("mnist-clip", device)
 print(clip.cfg)
-print(f"{count(clip):,} parameters; learned temperature tau = {clip.logit_scale.exp().item():.1f}")
+print(f"{count(clip):,} parameters; learned logit scale 1/tau = {clip.logit_scale.exp().item():.1f} "
+      f"(temperature tau = {1 / clip.logit_scale.exp().item():.3f})")
 
 # %% [markdown]
 # **A similarity matrix.** Eight test digits, one of each of eight classes, each with a caption that
@@ -323,21 +326,21 @@ print(f"rows whose own caption wins: {(sim7.argmax(1).cpu() == torch.arange(len(
 # the signal the attribute words add, and the reason the loss in section 5 cannot reach zero.
 #
 # **What the temperature does.** During training each row is turned into probabilities with
-# $\mathrm{softmax}(\tau \cdot s)$. Take the first row of the sevens' matrix and try three temperatures:
+# $\mathrm{softmax}(s / \tau)$. Take the first row of the sevens' matrix and try three temperatures:
 
 # %%
 labels7 = [f"{j}: {c}" for j, c in enumerate(caps7)]
-tau = clip.logit_scale.exp().item()
-fig = softmax_temperature_figure(sim7[0], labels7, temperatures=(1.0, round(tau), 100.0))
+tau = 1 / clip.logit_scale.exp().item()  # the learned temperature
+fig = softmax_temperature_figure(sim7[0], labels7, temperatures=(1.0, tau, 0.01))
 plt.show()
 
 # %% [markdown]
 # At $\tau = 1$ the softmax is nearly uniform: cosines differ by a few tenths, and $e^{0.1}$ is barely more
-# than $e^0$. At the learned $\tau \approx 24$ the probability goes to the few captions that fit this seven.
-# At $\tau = 100$ everything goes to the top one or two, and captions that fit nearly as well get nothing;
-# in training, the cross-entropy would then punish every near miss hard. The learned value balances the
-# two: peaked enough to tell the ten digits apart with confidence, soft enough to share probability among
-# captions that all fit.
+# than $e^0$. At the learned $\tau \approx 1/24 \approx 0.04$ the probability goes to the few captions that
+# fit this seven. At $\tau = 0.01$ (CLIP's lower limit) everything goes to the top one or two, and captions
+# that fit nearly as well get nothing; in training, the cross-entropy would then punish every near miss hard.
+# The learned value balances the two: peaked enough to tell the ten digits apart with confidence, soft enough
+# to share probability among captions that all fit.
 # Move the slider (it needs a running kernel):
 
 # %%
@@ -464,8 +467,9 @@ assert r_desc[10] > 2 * r_plain[10]
 
 # %% [markdown]
 # With the class alone, about 200 test images fit each caption equally, so finding the right one is
-# luck (recall@10 near $10/200 = 5\%$). Each attribute word cuts the candidates by a factor of about 3 to 5,
-# and the recall rises several-fold. A descriptive prompt is better because it carries more of the image's
+# luck (recall@10 near $10/200 = 5\%$). A word like "thick" or "small", true of about one digit in five or
+# six, cuts the candidates about five-fold ("upright", true of most, far less), and the recall rises
+# several-fold. A descriptive prompt is better because it carries more of the image's
 # information, in words the encoder has learned. The same holds for generation: "a thick seven slanting
 # right" constrains the picture more than "seven", provided the model was trained on such words.
 #
@@ -484,7 +488,7 @@ assert r_desc[10] > 2 * r_plain[10]
 # %% jupyter={"source_hidden": true}
 # Solution: implement the symmetric InfoNCE loss
 def my_clip_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
-    """logits_per_image (B, B): tau * cos(image_i, text_j); the matching pairs are on the diagonal."""
+    """logits_per_image (B, B): cos(image_i, text_j) / tau; the matching pairs are on the diagonal."""
     target = torch.arange(logits_per_image.shape[0], device=logits_per_image.device)
     image_to_text = torch.nn.functional.cross_entropy(logits_per_image, target)  # each row picks its caption
     text_to_image = torch.nn.functional.cross_entropy(logits_per_image.T, target)  # each column picks its image
@@ -494,7 +498,7 @@ def my_clip_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
 random_logits = torch.randn(16, 16, generator=g) * 5
 torch.testing.assert_close(my_clip_loss(random_logits), clip_loss(random_logits))
 with torch.no_grad():
-    real_logits = clip(x8, caps8)  # (8, 8) = tau * cosine similarities
+    real_logits = clip(x8, caps8)  # (8, 8) = cosine similarities / tau
 torch.testing.assert_close(my_clip_loss(real_logits), clip_loss(real_logits))
 print(f"loss of the shipped model on the 8-digit batch: {my_clip_loss(real_logits):.3f} (matches clip_loss)")
 
@@ -509,8 +513,8 @@ print(f"loss of the shipped model on the 8-digit batch: {my_clip_loss(real_logit
 # - CLIP trains an image encoder and a text encoder so that matching (image, caption) pairs have similar
 #   unit-length embeddings; the symmetric InfoNCE loss is a $B$-way classification in each direction, with
 #   the rest of the batch as negatives and chance level $\log B$.
-# - The learned temperature $\tau$ scales the cosines before the softmax: too low and no prediction can be
-#   confident, too high and every near miss is punished; the model picks $\tau \approx 24$.
+# - The cosines are divided by a learned temperature $\tau$ before the softmax: too high and no prediction
+#   can be confident, too low and every near miss is punished; the model picks $\tau \approx 1/24$.
 # - Our captions come from labels plus attributes measured on the pixels; a word-level tokenizer turns them
 #   into ids and maps unknown words to `<unk>`, which carries no meaning.
 # - A trained CLIP classifies zero-shot with one prompt per class (about 99% on MNIST); images and prompts
@@ -531,5 +535,7 @@ print(f"loss of the shipped model on the 8-digit batch: {my_clip_loss(real_logit
 # - Liang, Zhang, Kwon, Yeung & Zou 2022, "Mind the Gap: Understanding the Modality Gap in Multi-modal
 #   Contrastive Representation Learning" (NeurIPS).
 # - Rombach, Blattmann, Lorenz, Esser & Ommer 2022, "High-Resolution Image Synthesis with Latent Diffusion
-#   Models" (CVPR): a frozen CLIP text encoder conditions Stable Diffusion.
+#   Models" (CVPR): latent diffusion. Its public release as Stable Diffusion v1 (CompVis/stable-diffusion,
+#   2022; model card) conditions on the frozen text encoder of OpenAI's CLIP ViT-L/14; the paper's own
+#   text-to-image model trained its text transformer jointly.
 # - LeCun, Bottou, Bengio & Haffner 1998, "Gradient-Based Learning Applied to Document Recognition": MNIST.

@@ -201,8 +201,8 @@ print(f"cross-attention parameters: {xattn_params:,} of {pipe.unet.num_parameter
 # coarsest level, $7 \times 7$: in the last block of the down path, in the middle, and in the first two
 # blocks of the up path. At $7 \times 7$ each pixel of the feature map sees a large part of the digit, which
 # is where "seven" or "slanting right" is decided; the finer levels draw strokes that follow. Stable
-# Diffusion puts cross-attention at three of its four levels, $64 \to 32 \to 16$ latent pixels, at much
-# higher cost.
+# Diffusion (v1) puts cross-attention at three of its four levels, $64 \to 32 \to 16$ latent pixels, and in
+# its $8 \times 8$ middle block, at much higher cost.
 #
 # The text reaches the U-Net by a second route as well: the masked mean of the token vectors is projected
 # and added to the timestep embedding, which every residual block receives (a pooled text embedding, as in
@@ -345,7 +345,7 @@ for k, (p, fr) in enumerate(zip(pair, pair_frames)):
     axes[2 * k + 1].set_title(f'attention to "{word}"', fontsize=9)
 for ax in axes:
     ax.set_axis_off()
-fig.suptitle(f"step {mid} of {len(pair_frames[0])} (t = {pair_frames[0][mid]['t']}), same x_T", fontsize=10)
+fig.suptitle(f"step {mid + 1} of {len(pair_frames[0])} (t = {pair_frames[0][mid]['t']}), same x_T", fontsize=10)
 plt.show()
 
 # %% [markdown]
@@ -364,7 +364,8 @@ plt.show()
 # U-Net, some image tokens `x` (here random, shaped like its $7 \times 7$ feature map) and the context of two
 # prompts of different lengths. Build $q$ and $k$ with the layer's own projections, split the heads, and
 # compute $\mathrm{softmax}(q k^\top / \sqrt d)$ with the padded tokens masked out. Check your result against
-# `attention(..., return_probs=True)`.
+# the probabilities the layer itself computes, which it records while `layer.capture` is a list (the
+# mechanism behind `capture_attention()`).
 
 # %%
 # Your turn: cross-attention probabilities by hand. Write and run your attempt in this cell. The next cell
@@ -389,10 +390,13 @@ with torch.no_grad():
     scores = scores.masked_fill(~ctx_mask[:, None, None, :], float("-inf"))  # padded tokens: -inf
     my_probs = scores.softmax(dim=-1)  # (B, h, N, L), each row sums to 1
 
-    _, ref_probs = attention(q, k, v, ctx_mask, return_probs=True)
+    layer.capture = []  # the layer appends {"probs": (B, h, N, L), ...} on every call while this is a list
+    layer(x, ctx, ctx_mask)
+    ref_probs = layer.capture[0]["probs"]
+    layer.capture = None
 torch.testing.assert_close(my_probs, ref_probs)
 assert (my_probs[1, :, :, 2:] == 0).all(), 'the empty prompt "" has two real tokens: <bos> and <eos>'
-print("matches layers.attention; shape", tuple(my_probs.shape))
+print("matches the layer's own attention probabilities; shape", tuple(my_probs.shape))
 
 # %% [markdown]
 # *Going further:* (1) Compute the output `my_probs @ v`, merge the heads back to $(B, N, C)$ and apply

@@ -177,7 +177,8 @@ for t_value in (600, 800):
 # At $t = 600$ (left) the three is still plain in $x_t$, and every $\hat x_0$ keeps it: the prompt can only
 # scribble on a digit the image already decides, and at large $s$ it draws stray strokes. (The first
 # example's noise happens to look like an eight at every $s$.) At $t = 800$ (right) the noise hides most of
-# the digit. With the prompt ignored ($s = 0$) the model still guesses a three or a one; the conditional
+# the digit. With the prompt ignored ($s = 0$) the model guesses blurry digits of its own (a six, a three and
+# a one; the first example's noise again suggests an eight); the conditional
 # model ($s = 1$) already draws faint eights (the classifier reads all four as eights); and with the
 # difference $\epsilon_c - \epsilon_u$ ("what makes this an eight rather than whatever it already is")
 # amplified at $s = 3$, the loops of the eight get heavier, higher-contrast strokes. Large $s$ overshoots: at $s = 8$
@@ -222,9 +223,15 @@ plt.show()
 # %%
 labels = torch.arange(len(prompts)).repeat_interleave(N_PER_PROMPT)  # prompt-major, like grid.at_scale
 reference = evaluation.prepare_reference(classifier, "mnist-test", len(labels), labels, seed=0)
+# At s = 0 the grid holds only N_PER_PROMPT distinct images, shared by every prompt (the prompt is ignored);
+# scored as they are, each would count ten times in FID. So s = 0 is scored on as many distinct samples as
+# the other scales, from starting noise of their own.
+x_T0 = torch.randn((len(labels), 1, 28, 28), generator=torch.Generator().manual_seed(1))
+uncond = pipe.sample([""] * len(labels), guidance=0.0, steps=STEPS, x_T=x_T0, progress=False).cpu().clamp(-1, 1)
 rows = []
 for s in SCALES:
-    report = evaluation.score_samples(classifier, grid.at_scale(s), reference, labels, seed=0)
+    samples = uncond if s == 0.0 else grid.at_scale(s)
+    report = evaluation.score_samples(classifier, samples, reference, labels, seed=0)
     rows.append({"guidance": s, **report})
 print(f"n = {len(labels)} samples per scale ({N_PER_PROMPT} per digit)")
 print("   s   accuracy   diversity (real: {:.2f})   FID / floor".format(rows[0]["diversity_real"]))

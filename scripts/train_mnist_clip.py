@@ -110,8 +110,8 @@ the text-to-image models.
 - Size: {n_params:,} parameters, {size_mb:.2f} MB. Text: {cfg['layers']} causal pre-LN layers, width
   {cfg['width']}, {cfg['heads']} heads, vocabulary {cfg['vocab_size']} words (word-level), max {cfg['max_len']} tokens.
   Image: CNN channels {tuple(cfg['cnn_channels'])}. Joint space E = {cfg['embed_dim']}.
-- Final loss {meta['train']['final_loss']:.3f} (mean of the last 50 steps); temperature
-  exp(t) = {meta['train']['logit_scale']:.1f}
+- Final loss {meta['train']['final_loss']:.3f} (mean of the last 50 steps); learned logit scale
+  exp(t) = 1 / temperature = {meta['train']['logit_scale']:.1f} (temperature {1 / meta['train']['logit_scale']:.3f})
 
 ## Zero-shot accuracy on the 10,000 MNIST test digits
 

@@ -78,7 +78,8 @@ def test_timesteps_and_callback(gen):
     sample(lambda x, t: torch.zeros_like(x), s, sampler="ddpm", shape=(2, 1, 4, 4), steps=5, generator=gen,
            callback=seen.append, progress=False)
     assert [d["i"] for d in seen] == list(range(5))
-    assert all(set(d) == {"i", "t", "x_t", "x0_hat"} for d in seen)
+    assert all(set(d) == {"i", "t", "t_next", "x_t", "x0_hat"} for d in seen)
+    assert [d["t_next"] for d in seen[:-1]] == [d["t"] for d in seen[1:]] and seen[-1]["t_next"] == -1
     assert seen[-1]["x0_hat"].shape == (2, 1, 4, 4)
 
 

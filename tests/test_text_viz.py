@@ -93,13 +93,13 @@ def _bar_heights(ax):
     return [b.get_width() for b in ax.patches]
 
 
-def test_softmax_temperature_sharpens_with_tau():
+def test_softmax_sharpens_as_the_temperature_falls():
     s = torch.tensor([0.5, 0.4, 0.1, -0.2])
-    fig = softmax_temperature_figure(s, list("abcd"), temperatures=(1.0, 10.0, 100.0))
+    fig = softmax_temperature_figure(s, list("abcd"), temperatures=(1.0, 0.1, 0.01))
     heights = [_bar_heights(ax) for ax in fig.axes]
-    for h, tau in zip(heights, (1.0, 10.0, 100.0)):
+    for h, tau in zip(heights, (1.0, 0.1, 0.01)):
         assert sum(h) == pytest.approx(1.0, abs=1e-6)
-        assert h == pytest.approx((tau * s).softmax(0).tolist(), abs=1e-6)
+        assert h == pytest.approx((s / tau).softmax(0).tolist(), abs=1e-6)
     assert max(heights[0]) < max(heights[1]) < max(heights[2])
     with pytest.raises(ValueError, match="labels"):
         softmax_temperature_figure(s, ["a"])
@@ -109,9 +109,9 @@ def test_temperature_widget_redraws_with_the_new_tau():
     s = torch.tensor([0.5, 0.4, 0.1])
     w = temperature_widget(s, list("abc"), tau=1.0)
     before = max(_bar_heights(w.result.axes[0]))
-    w.children[0].value = 100.0
+    w.children[0].value = 0.01
     after = max(_bar_heights(w.result.axes[0]))
-    assert after > before and after == pytest.approx(float((100 * s).softmax(0).max()), rel=1e-4)
+    assert after > before and after == pytest.approx(float((s / 0.01).softmax(0).max()), rel=1e-4)
 
 
 def test_pca_2d_recovers_a_plane_and_shares_axes(gen):

@@ -119,7 +119,11 @@ def test_trajectory_frame_and_static_figure():
     np.testing.assert_array_equal(f[:, : grid.shape[1]], grid)
     fig = show_trajectory(rec.records, num_frames=4, n_images=3)
     assert len(fig.axes) == 8
-    assert [ax.get_title() for ax in fig.axes[:4]] == [f"t = {rec.records[k]['t']}" for k in select_frames(6, 4)]
+    # a column is one step: x0_hat predicted at t, and the state x_t it moved to (the sample after the last step)
+    titles = [ax.get_title() for ax in fig.axes[:4]]
+    steps = [(rec.records[k]["t"], rec.records[k]["t_next"]) for k in select_frames(6, 4)]
+    assert titles[:-1] == [f"t = {t} \u2192 {t_next}" for t, t_next in steps[:-1]]
+    assert titles[-1] == "t = 0 \u2192 end" and steps[-1] == (0, -1)
     with pytest.raises(ValueError, match="no records"):
         show_trajectory([])
 
