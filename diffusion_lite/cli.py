@@ -72,8 +72,9 @@ def check_not_shipped(out: str) -> None:
     folders, so every later use of that name in this folder would load the new files instead of the shipped ones."""
     from .checkpoints import list_pretrained
 
-    name = os.path.normpath(str(out).removesuffix(".safetensors").removesuffix(".json"))
-    if name in list_pretrained():
+    path = Path(str(out).removesuffix(".safetensors").removesuffix(".json")).resolve()
+    name = path.name
+    if path.parent == Path.cwd().resolve() and name in list_pretrained():
         raise CLIError(f"--out {out} is the name of a shipped model: the new files would be loaded instead of it by "
                        f"every later use of {name!r} in this folder; choose another name (e.g. my-{name})")
 

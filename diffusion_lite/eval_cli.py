@@ -76,7 +76,7 @@ def add_parser(subparsers, common) -> argparse.ArgumentParser:
     e = subparsers.add_parser("evaluate", help="FID/KID (with the real-vs-real floor), accuracy, diversity of a model")
     e.add_argument("--checkpoint", required=True, help="checkpoint path, run folder, or pretrained name")
     e.add_argument("--n", type=_positive(), required=True,
-                   help="samples (text models: a multiple of 10, n/10 per digit)")
+                   help="samples (text models: a multiple of 10, at least 20; n/10 per digit)")
     add_guidance_args(e)
     e.add_argument("--steps", type=_positive(), default=50)
     e.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")

@@ -50,9 +50,9 @@ def cmd_sample(args) -> None:
         raise CLIError("this checkpoint is unconditional: it takes no --prompt or --prompts-file")
     check_guidance_args(args, pipe)
     if pipe.is_text_conditional and not prompts and args.negative_prompt is None:
-        given = [f"--{n.replace('_', '-')}" for n in ("guidance", "guidance_interval", "cads")
-                 if getattr(args, n) is not None]
-        if given:  # with the empty prompt both guidance branches are the same model call: nothing to steer
+        given = [f"--{n.replace('_', '-')}" for n in ("guidance", "guidance_interval") if getattr(args, n) is not None]
+        if given and args.cads is None:  # the empty prompt is both branches of guidance: nothing to steer (CADS
+            # noises the conditional branch's <bos>/<eos> tokens, so with it the branches do differ)
             verb = "steers" if len(given) == 1 else "steer"
             raise CLIError(f"{', '.join(given)} {verb} samples towards a prompt, and none was given (the empty "
                            "prompt is both branches of guidance, so it would change nothing): add --prompt, or "

@@ -162,18 +162,18 @@ def cmd_train(args) -> None:
             raise CLIError(f"--text expects a CLIP checkpoint (kind 'clip'), got kind {text_meta['kind']!r}")
     if resume:
         _check_resume_text(out, saved, args, text_meta)
+    if args.init_from:  # fine-tuning (and its resume) keeps the checkpoint's architecture, schedule and target
+        given = [o for o, v in (("--model", args.model), ("--cross-attn", args.cross_attn),
+                                ("--schedule", args.schedule)) if v is not None]
+        if given:
+            raise CLIError(f"{', '.join(given)} cannot be combined with --init-from: fine-tuning keeps the U-Net "
+                           f"and schedule of {args.init_from}; drop {' and '.join(given)}, or train from scratch")
     if not args.text:
         given = [o for o, v in (("--cross-attn", args.cross_attn), ("--p-uncond", args.p_uncond)) if v is not None]
         if given:
             verb = "applies" if len(given) == 1 else "apply"
             raise CLIError(f"{' and '.join(given)} only {verb} to text-to-image training: add --text CLIP (e.g. "
                            "--text mnist-clip)")
-    if args.init_from and not resume:  # fine-tuning keeps the checkpoint's architecture, schedule and target
-        given = [o for o, v in (("--model", args.model), ("--cross-attn", args.cross_attn),
-                                ("--schedule", args.schedule)) if v is not None]
-        if given:
-            raise CLIError(f"{', '.join(given)} cannot be combined with --init-from: fine-tuning keeps the U-Net "
-                           f"and schedule of {args.init_from}; drop {' and '.join(given)}, or train from scratch")
     args.cross_attn = [7, 14] if args.cross_attn is None else args.cross_attn
     if len(set(args.cross_attn)) != len(args.cross_attn):
         raise CLIError(f"--cross-attn lists a resolution twice ({' '.join(map(str, args.cross_attn))}); give each once")

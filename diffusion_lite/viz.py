@@ -222,6 +222,12 @@ def trajectory_frame(record: dict, n_images: int = 4, nrow: int | None = None, g
     return np.concatenate([a, sep, b], axis=1)
 
 
+def _arrow(rec: dict) -> str:
+    """" -> 989" for a record of the step to t_next = 989 (" -> end" after the last step; "" if not recorded)."""
+    t_next = rec.get("t_next")
+    return "" if t_next is None else f" \u2192 {t_next if t_next >= 0 else 'end'}"
+
+
 def show_trajectory(records: list[dict], num_frames: int = 8, n_images: int = 4, nrow: int | None = None,
                     figsize=None, title: str | None = None):
     """A static figure of a sampling run: row 1 the noisy states x_t, row 2 the predicted clean images x0_hat,
@@ -238,9 +244,7 @@ def show_trajectory(records: list[dict], num_frames: int = 8, n_images: int = 4,
         rec = records[k]
         for row, key in enumerate(("x_t", "x0_hat")):
             show_grid(rec[key][:n_images], nrow, ax=axes[row, col])
-        t_next = rec.get("t_next")
-        arrow = "" if t_next is None else f" \u2192 {t_next if t_next >= 0 else 'end'}"
-        axes[0, col].set_title(f"t = {rec['t']}{arrow}", fontsize=9)
+        axes[0, col].set_title(f"t = {rec['t']}{_arrow(rec)}", fontsize=9)
     axes[0, 0].text(-0.15, 0.5, "$x_t$", transform=axes[0, 0].transAxes, ha="right", va="center", fontsize=11)
     axes[1, 0].text(-0.15, 0.5, r"$\hat{x}_0$", transform=axes[1, 0].transAxes, ha="right", va="center",
                     fontsize=11)
@@ -296,6 +300,6 @@ def animate_trajectory(records: list[dict], num_frames: int = 16, n_images: int 
     """Animation of a sampling run, each frame "x_t | predicted x_0" (see :func:`trajectory_frame`)."""
     idx = select_frames(len(records), num_frames)
     frames = [trajectory_frame(records[k], n_images, nrow) for k in idx]
-    titles = [f"step {records[k]['i'] + 1}/{len(records)}, t = {records[k]['t']}: x_t | predicted x_0"
-              for k in idx]
+    titles = [f"step {records[k]['i'] + 1}/{len(records)}, t = {records[k]['t']}{_arrow(records[k])}: "
+              "x_t after the step | x_0 predicted at t" for k in idx]
     return animation_html(frames, titles, interval=interval, scale=scale)

@@ -336,7 +336,8 @@ assert pred[50]["mse_x0"].mean() < pred[750]["mse_x0"].mean()  # clean image: ha
 # $d = 0.999$; for this short run we ask for $d = 0.99$, about 100 steps). A warm-up uses a smaller decay for the
 # first updates, so the average does not stay stuck near the random initialisation: after $n$ updates the decay
 # is $d_n = \min(d, (1 + n)/(10 + n))$, which reaches $0.99$ only after 890 updates. In a run as short as this
-# one the warm-up is the whole story, as the cell below prints: the memory grows from a few steps to a few dozen.
+# one the warm-up is the whole story, as the cell below prints: in the default mode the memory grows from a few
+# steps to a few dozen.
 
 # %%
 print(inspect.getsource(EMA))

@@ -61,10 +61,13 @@ def test_init_from_fine_tunes_an_exported_model(tmp_path):
     run("export", "--run", str(src), "--out", str(tmp_path / "tiny"))
     ft = tmp_path / "ft"
     # the architecture, schedule and prediction target come from the checkpoint: asking for others is an error
-    for option in (["--model", "base"], ["--schedule", "linear"], ["--cross-attn", "7"], ["--prediction", "v"]):
+    for option, message in ((["--model", "base"], "--model cannot be combined with --init-from"),
+                            (["--schedule", "linear"], "--schedule cannot be combined with --init-from"),
+                            (["--cross-attn", "7"], "--cross-attn cannot be combined with --init-from"),
+                            (["--prediction", "v"], "was trained to predict eps")):
         p = run("train", "--dataset", "mnist", "--steps", "1", "--subset", "100", *option,
                 "--init-from", str(tmp_path / "tiny"), "--out", str(ft), check=False)
-        assert p.returncode == 2 and option[0] in p.stderr and not ft.exists(), p.stderr
+        assert p.returncode == 2 and message in p.stderr and not ft.exists(), p.stderr
     # a negligible lr keeps the weights
     p = run("train", "--dataset", "mnist", "--steps", "1", "--batch-size", "8", "--subset", "100",
             "--init-from", str(tmp_path / "tiny"), "--lr", "1e-12", "--out", str(ft), "--threads", "1")

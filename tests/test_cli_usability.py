@@ -160,6 +160,21 @@ def test_text_model_without_prompt_says_what_it_samples(tmp_path, capsys):
     rc, _, err = cli(capsys, "sample", "--checkpoint", "mnist-text2img", "--n", "1", "--steps", "1",
                      "--negative-prompt", "a seven", "--out", str(tmp_path / "u.npz"))
     assert rc == 0 and "guided away from the negative prompt 'a seven'" in err
+    # CADS noises the empty prompt's tokens in the conditional branch, so guidance does act with it
+    rc, _, err = cli(capsys, "sample", "--checkpoint", "mnist-text2img", "--n", "1", "--steps", "1", "--guidance", "3",
+                     "--cads", "0.5", "--out", str(tmp_path / "u.npz"))
+    assert rc == 0, err
+
+
+def test_out_may_not_shadow_a_shipped_model_in_this_folder(tmp_path, monkeypatch):
+    from diffusion_lite.cli import CLIError, check_not_shipped
+
+    monkeypatch.chdir(tmp_path)
+    for out in ("mnist-uncond", "./mnist-uncond/", str(tmp_path / "mnist-text2img.json"), "mnist-clip.safetensors"):
+        with pytest.raises(CLIError, match="is the name of a shipped model"):
+            check_not_shipped(out)
+    for out in ("runs/mnist-uncond", "my-mnist-uncond", str(tmp_path / "sub" / "mnist-clip")):
+        check_not_shipped(out)  # elsewhere, or another name: loaded only by its path
 
 
 def test_bench_checks_its_checkpoints_and_budget_first(capsys):

@@ -62,8 +62,10 @@ def test_cli_resume_of_a_fine_tune_needs_its_init_from(tmp_path, capsys):
     assert train(capsys, *src)[0] == 0
     ft = ["--init-from", str(tmp_path / "src" / "checkpoint"), "--out", str(run)]
     assert train(capsys, "--steps", "1", *ft)[0] == 0
-    rc, out, err = train(capsys, "--steps", "2", *ft)  # --model is ignored with --init-from, as when it started
+    rc, out, err = train(capsys, "--steps", "2", *ft)  # the same command with more --steps resumes
     assert rc == 0 and "resuming" in out, err
+    rc, out, err = train(capsys, "--steps", "3", "--model", "base", *ft)  # refused on resume too, not ignored
+    assert rc == 2 and "--model cannot be combined with --init-from" in err and "resuming" not in out
     rc, _, err = train(capsys, "--steps", "3", "--model", "tiny", "--out", str(run))
     assert rc == 2 and "--init-from: saved" in err and "requested not given" in err
 
