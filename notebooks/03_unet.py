@@ -108,7 +108,8 @@ plt.show()
 #
 # Deep networks train better when the activations entering each layer are normalised. Batch normalisation
 # averages over the *batch*, which is a poor fit here: a training batch mixes images at $t = 5$ and $t = 950$,
-# whose statistics have nothing in common, and at sampling time the batch might be a single image.
+# whose statistics have nothing in common, and at sampling time, when every image of the batch is at the same
+# $t$, the running averages it then uses were pooled over all $t$ and fit none of them.
 # **GroupNorm** (Wu & He 2018) instead normalises each image on its own, over groups of channels: the $C$
 # channels are split into $G$ groups (our U-Net uses $G = 8$) and every group of every image gets mean 0 and
 # variance 1, followed by a learned per-channel scale and shift. So an image's output does not depend on the
