@@ -4,8 +4,9 @@
     diffusion-lite bench --threads 2             # the full CPU suite, results in benchmarks/results/
     diffusion-lite bench --device cuda           # GPU mode (bf16 autocast, channels_last, torch.compile)
 
-The benchmarks live next to the package in a source checkout (they need diffusers: ``pip install
-diffusion-lite[bench]``); each can also be run alone with ``python -m benchmarks.NAME``.
+The benchmarks live next to the package in a source checkout (they need diffusers: ``pip install -e
+".[bench]"`` in the checkout, which ``make install`` does); each can also be run alone with
+``python -m benchmarks.NAME``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def _import_suite():
     try:
         import diffusers  # noqa: F401
     except ImportError:
-        raise CLIError("the benchmarks compare against diffusers: pip install 'diffusion-lite[bench]'") from None
+        raise CLIError("the benchmarks compare against diffusers: pip install -e '.[bench]' in the source "
+                       "checkout") from None
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
     return importlib.import_module("benchmarks.suite")
@@ -81,5 +83,8 @@ def add_parser(subparsers, common) -> argparse.ArgumentParser:
 
     b.add_argument("--minutes", type=_positive(float), default=None, help="time-to-quality training budget per side")
     common(b)
+    for a in b._actions:  # bench runs on the CPU or the default GPU only (cmd_bench explains other choices)
+        if a.dest == "device":
+            a.help = "cpu or cuda (GPU mode; the default GPU, choose it with CUDA_VISIBLE_DEVICES)"
     b.set_defaults(func=cmd_bench)
     return b

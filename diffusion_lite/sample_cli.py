@@ -1,4 +1,5 @@
-"""``diffusion-lite sample``: images from a checkpoint or a pretrained name, one grid row per prompt; and the
+"""``diffusion-lite sample``: images from a checkpoint or a pretrained name, each prompt starting a new grid row
+(one row per prompt for --n <= 16, rows of 16 above); and the
 guidance options that ``evaluate`` shares (registered by cli.build_parser)."""
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ def add_parser(sub, common) -> None:
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--batch-size", type=_positive(), default=256,
                    help="images per batch (memory grows with it; DDIM with eta 0 and no --cads gives the same "
-                        "images for any value)")
+                        "images for any value, up to float rounding)")
     s.add_argument("--prompt", action="append", help="text prompt (repeat for several)")
     s.add_argument("--prompts-file", default=None, help="file with one prompt per line")
     add_guidance_args(s)

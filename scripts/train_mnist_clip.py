@@ -167,7 +167,7 @@ def main(argv=None) -> None:
                       if args.device == "cpu" else args.device, "final_loss": sum(history[-50:]) / len(history[-50:]),
                       "logit_scale": model.logit_scale.exp().item()}}
     stem = save_clip(args.out, model, meta)
-    size_mb = stem.with_suffix(".safetensors").stat().st_size / 2**20
+    size_mb = stem.with_suffix(".safetensors").stat().st_size / 1e6
     stem.with_suffix(".md").write_text(card(args, meta, metrics, n_params, size_mb))
     print(json.dumps(metrics, indent=2))
     print(f"saved {stem}.{{safetensors,json,md}} ({size_mb:.2f} MB) in {wall / 60:.1f} min")
