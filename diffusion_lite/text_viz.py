@@ -155,7 +155,7 @@ def softmax_temperature_figure(similarity: torch.Tensor, labels: list[str], temp
         ax.invert_yaxis()
         ax.set_xlim(0, 1)
         ax.set_xlabel("softmax probability")
-        ax.set_title(f"tau = {tau:.2g} (1/tau = {1 / tau:.3g}): max p = {p.max():.2f}", fontsize=10)
+        ax.set_title(f"tau = {tau:.2g} (1/tau = {1 / tau:.3g})\nmax p = {p.max():.2f}", fontsize=10)
     fig.tight_layout()
     return fig
 
