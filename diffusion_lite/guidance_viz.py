@@ -222,7 +222,7 @@ def tradeoff_figure(rows: Sequence[dict[str, Any]], title: str | None = None):
     ax_d.set_ylabel("mean pairwise feature distance", color="C1")
     ax_d.set_ylim(0, None)
     lines = ax_s.get_lines()[:1] + ax_d.get_lines()
-    ax_s.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="lower right")
+    ax_s.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="center right")
     ax_s.set_title("Both against the guidance scale")
     ax_s.grid(alpha=0.3)
     _plot_tradeoff(ax_t, rows)

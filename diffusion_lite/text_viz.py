@@ -63,7 +63,7 @@ def prompt_samples_figure(pipe, prompt: str = "a thick seven", seed: int = 0, n:
     fig = _figure((1.05 * n + 0.3, 1.75 if reads else 1.5))
     axes = np.atleast_1d(fig.subplots(1, n))
     for i, ax in enumerate(axes):
-        ax.imshow(_gray(images[i]), cmap="gray", vmin=0, vmax=255)
+        ax.imshow(_gray(images[i]), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         ax.set_xticks([]), ax.set_yticks([])
         if reads:
             ax.set_xlabel(f"reads as {reads[i]}", fontsize=8)
@@ -102,7 +102,7 @@ def caption_grid_figure(images: torch.Tensor, captions: list[str], ncols: int = 
     fig = _figure((2.2 * ncols, (2.3 + 0.22 * lines) * rows))
     for i, (img, cap) in enumerate(zip(images, wrapped)):
         ax = fig.add_subplot(rows, ncols, i + 1)
-        ax.imshow(_gray(img), cmap="gray", vmin=0, vmax=255)
+        ax.imshow(_gray(img), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         ax.set_xticks([]), ax.set_yticks([])
         ax.set_xlabel(cap, fontsize=9)
     fig.tight_layout()
@@ -197,9 +197,14 @@ def embedding_space_figure(image_emb: torch.Tensor, image_labels: torch.Tensor, 
     for c in sorted(set(image_labels.tolist()) | set(text_labels)):
         k = image_labels.cpu() == c
         ax.scatter(pi[k, 0], pi[k, 1], s=6, alpha=0.5, color=cmap(c % 10), label=f"images of {c}")
-    for (x, y), c, name in zip(pt.tolist(), text_labels, text_names):
+    centre = pt.mean(0)
+    for (x, y), c in zip(pt.tolist(), text_labels):
         ax.scatter([x], [y], marker="*", s=220, color=cmap(c % 10), edgecolor="black", zorder=3)
-        ax.annotate(name, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8, zorder=2.5,
+    for (x, y), name in zip(pt.tolist(), text_names):  # labels on top, pushed outwards from the stars' centre
+        d = torch.tensor([x, y]) - centre
+        dx, dy = (10 * d / d.norm().clamp_min(1e-8)).tolist()
+        ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8, zorder=4,
+                    ha="left" if dx >= 0 else "right", va="bottom" if dy >= 0 else "top",
                     path_effects=[patheffects.withStroke(linewidth=2.5, foreground="white")])  # readable on dots
     ax.set_xlabel(f"PC 1 ({100 * ratio[0]:.0f}% of variance)")
     ax.set_ylabel(f"PC 2 ({100 * ratio[1]:.0f}% of variance)")

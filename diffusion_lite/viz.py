@@ -51,8 +51,10 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, s
     return path
 
 
-def show_grid(images: torch.Tensor, nrow: int | None = None, title: str | None = None, ax=None, figsize=None):
-    """Show a grid of images (B, C, H, W) in [-1, 1] with matplotlib; returns the Axes."""
+def show_grid(images: torch.Tensor, nrow: int | None = None, title: str | None = None, ax=None, figsize=None,
+              labels: list[str] | None = None, fontsize: float = 8):
+    """Show a grid of images (B, C, H, W) in [-1, 1] with matplotlib; returns the Axes. ``labels``: a short
+    text above each of the first len(labels) images (e.g. column names over the first row)."""
     import matplotlib.pyplot as plt
 
     grid = make_grid(images, nrow)
@@ -61,8 +63,13 @@ def show_grid(images: torch.Tensor, nrow: int | None = None, title: str | None =
     # nearest neighbour: crisp pixels, and PNGs of noisy images that are ~5x smaller than with smoothing
     ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
     ax.set_axis_off()
+    H, W, pad, ncol = images.shape[2], images.shape[3], 2, nrow or int(np.ceil(np.sqrt(images.shape[0])))
+    for i, label in enumerate(labels or []):  # make_grid's layout: tiles of W + 2 px, starting at 2 px
+        r, c = divmod(i, ncol)
+        ax.text(pad + c * (W + pad) + W / 2, r * (H + pad) + pad - 1, label, ha="center", va="bottom",
+                fontsize=fontsize)
     if title:
-        ax.set_title(title)
+        ax.set_title(title, pad=12 if labels else 6)
     return ax
 
 

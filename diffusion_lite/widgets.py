@@ -162,7 +162,7 @@ def reverse_jump_figure(schedule: Schedule, x_t: float = 0.5, t: int | None = No
                yticks=[])
         ax.set_ylim(0, 1.15 * max(p.max(), gauss.max()))
     axes[0].set_ylabel("density")
-    axes[0].legend(fontsize=8, loc="upper left")
+    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))  # beside the panels, over no curve
     fig.suptitle(f"Undoing noise from x_t = {x_t} at t = {t} ({schedule.config.kind}, T = {T}); "
                  "clean values are -1 or +1", y=1.02)
     fig.tight_layout()

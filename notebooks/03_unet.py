@@ -349,7 +349,8 @@ names = [r["name"] for r in trace]
 colors = {"ResBlock": "C0", "SelfAttention2d": "C1", "Downsample": "C2", "Upsample": "C2"}
 ax.bar(range(len(trace)), [r["params"] for r in trace], color=[colors.get(r["type"], "C7") for r in trace])
 ax.set_xticks(range(len(trace)), names, rotation=60, ha="right", fontsize=8)
-ax.set(ylabel="parameters", title="parameters per block (blue: ResBlock, orange: attention, green: down/up)")
+ax.set(ylabel="parameters (log scale)", yscale="log",
+       title="parameters per block (blue: ResBlock, orange: attention, green: down/up, grey: other)")
 fig.tight_layout()
 plt.show()
 

@@ -143,9 +143,10 @@ trajectory_widget(recorder.records, step=30, n_images=4)
 # steady pace: every step removes a slice of the remaining noise, and after 30 steps it has covered only a
 # quarter of its way (1.38 to 1.04; pixels span $[-1, 1]$). The prediction $\hat x_0$ (orange) covers most of
 # its way in the first ten steps (1.22 to 0.45) and is within 0.27 after 30. A small distance can still hide a
-# change of mind, though: at step 30 the lower-left guess is a 9, and only later does it settle as a 7 (the two
-# differ by a few pixels). Things to try with the slider: find the step where you can first name each digit in
-# the $\hat x_0$ panel, and the step where you can first name it in $x_t$.
+# change of mind, though: at step 30 the lower-left guess is a 7 that still carries the faint loop of a 9, and
+# only later does it settle as a clean 7 (the two differ by a few pixels). Things to try with the slider: find
+# the step where you can first name each digit in the $\hat x_0$ panel, and the step where you can first name it
+# in $x_t$.
 
 # %% [markdown]
 # ## 3. Clipping the predicted $x_0$

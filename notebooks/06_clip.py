@@ -391,8 +391,8 @@ assert acc > 0.95
 
 # %%
 wrong = torch.nonzero(pred != test.labels)[:, 0][:10]
-show_grid(test.images[wrong], nrow=10, figsize=(10, 1.6),
-          title="misclassified: " + "  ".join(f"{int(test.labels[i])}->{int(pred[i])}" for i in wrong))
+show_grid(test.images[wrong], nrow=10, figsize=(10, 1.8), title="misclassified (true -> predicted)",
+          labels=[f"{int(test.labels[i])} -> {int(pred[i])}" for i in wrong], fontsize=9)
 plt.show()
 
 # %% [markdown]

@@ -270,7 +270,7 @@ ax.invert_xaxis()
 ax.set_xlabel("timestep t (sampling runs from left to right)")
 ax.set_ylabel("share of attention")
 ax.set_title(f'Cross-attention per token while sampling "{prompt}"')
-ax.legend()
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), title="token")
 plt.show()
 print("share at the first and last step:", {t: f"{mass[0, j]:.2f} -> {mass[-1, j]:.2f}" for j, t in enumerate(tokens)})
 

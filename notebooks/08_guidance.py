@@ -166,7 +166,8 @@ for ax, t_value in zip(axes, (600, 800)):
             eights[t_value, s] = int((classifier(x0_hat).argmax(1) == 8).sum())
             columns.append(x0_hat)
     table = torch.stack(columns, dim=1).flatten(0, 1)  # (4 * 5, 1, 28, 28), one row per example
-    show_grid(table, nrow=5, ax=ax, title=f"t = {t_value}\nx_t  |  x0_hat at s = 0  |  s = 1  |  s = 3  |  s = 8")
+    show_grid(table, nrow=5, ax=ax, title=f"t = {t_value}: x_t, then x0_hat at each s",
+              labels=["x_t", "s = 0", "s = 1", "s = 3", "s = 8"], fontsize=9)
 fig.suptitle('"the digit eight" asked of a noisy three')
 plt.show()
 for t_value in (600, 800):
