@@ -23,6 +23,7 @@ from diffusion_lite.viz import (
     plot_loss_curve,
     select_frames,
     shape_trace,
+    show_grid,
     show_trajectory,
     trajectory_frame,
 )
@@ -141,3 +142,12 @@ def test_animation_html_is_a_javascript_player():
         animation_html(frames, ["only one"])
     with pytest.raises(ValueError, match="same shape"):
         animation_html([np.zeros((8, 8), np.uint8), np.zeros((9, 8), np.uint8)])
+
+
+def test_show_grid_labels_sit_over_their_tiles():
+    x = torch.zeros(6, 1, 28, 28)
+    ax = show_grid(x, nrow=3, labels=["a", "b", "c"])
+    assert [t.get_text() for t in ax.texts] == ["a", "b", "c"]
+    # make_grid: 2 px padding before each 28 px tile, so tile c's centre is at 2 + c * 30 + 14
+    assert [t.get_position()[0] for t in ax.texts] == [16, 46, 76]
+    assert all(t.get_position()[1] < 2 for t in ax.texts)  # above the first row (image y grows downwards)
