@@ -165,6 +165,7 @@ def distortion_figure(sweep: DistortionSweep, kind: str | None = None, level: in
     from n samples per set (thick line; the other sample counts in ``n_options`` thin and grey), the level
     shown circled, the real-vs-real floor at n (level 0) dashed, and classifier accuracy on the right axis."""
     import matplotlib.pyplot as plt
+    from matplotlib.patheffects import withStroke
     from matplotlib.ticker import LogLocator
 
     kind = sweep.kinds[0] if kind is None else kind
@@ -185,7 +186,7 @@ def distortion_figure(sweep: DistortionSweep, kind: str | None = None, level: in
             other = [r["fid"] for r in sweep.scores(kind, m)]
             ax.plot(values, other, "-", color="0.7", lw=1)
             ax.annotate(f"n={m}", (values[0], other[0]), textcoords="offset points", xytext=(4, 3), fontsize=7,
-                        color="0.45")
+                        color="0.45", path_effects=[withStroke(linewidth=2.5, foreground="white")])  # over its line
     fids = [r["fid"] for r in rows]
     (fid_line,) = ax.plot(values, fids, "-o", color="C0", lw=2, label=f"FID, n = {n}")
     floor_line = ax.axhline(fids[0], color="C0", ls="--", lw=1, label=f"real-vs-real floor at n = {n}")

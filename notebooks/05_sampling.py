@@ -301,9 +301,10 @@ fig.tight_layout()
 plt.show()
 
 fig, ax = plt.subplots(figsize=(7, 3.8))
-for sampler, marker, label in (("ddim", "o", "DDIM (eta = 0)"), ("ddpm", "s", "DDPM (stochastic)")):
+for sampler, style, label in (("ddim", dict(marker="o"), "DDIM (eta = 0)"),
+                              ("ddpm", dict(marker="s", ms=9, mfc="none"), "DDPM (stochastic)")):  # hollow: both show
     pts = sorted((steps, r["fid"]) for (s, steps), r in results.items() if s == sampler)
-    ax.plot(*zip(*pts), marker=marker, label=label)
+    ax.plot(*zip(*pts), **style, label=label)
 ax.axhline(floor, color="gray", ls="--", label=f"real vs real floor (n = {n})")
 ax.set(xscale="log", yscale="log", xlabel="sampling steps = network evaluations", ylabel="FID (classifier features)",
        title=f"speed vs quality, mnist-uncond, n = {n} samples per point")
