@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from pathlib import Path
 
@@ -47,12 +46,12 @@ def cmd_bench(args) -> None:
     if args.device and args.device.startswith("cuda:") and args.device != "cuda:0":
         raise CLIError(f"bench runs on the default GPU (cuda:0), got --device {args.device}; choose the GPU with "
                        f"CUDA_VISIBLE_DEVICES={args.device.split(':', 1)[1]} diffusion-lite bench --device cuda")
-    from .checkpoints import resolve
+    from .checkpoints import load_checkpoint
 
     for option, given, text in (("--uncond", args.uncond, False), ("--text", args.text, True)):
         if given is None:
             continue
-        meta = json.loads(Path(f"{resolve(given)}.json").read_text())  # a typo is an error now, not later
+        meta = load_checkpoint(given)[1]  # a typo or a corrupt file is an error now, not a benchmark skipped later
         if meta.get("kind") != "diffusion" or (meta.get("text") is not None) != text:
             kind = ("a text-to-image" if meta.get("text") is not None else "an unconditional") \
                 if meta.get("kind") == "diffusion" else f"a {meta.get('kind')!r}"

@@ -10,8 +10,16 @@ import torch
 
 from .utils import to_uint8
 
+GRID_PADDING = 2  # px of white between and around the tiles of make_grid
 
-def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_value: int = 255) -> np.ndarray:
+
+def _grid_cols(B: int, nrow: int | None) -> int:
+    """Images per grid row: ``nrow``, or ceil(sqrt(B)) by default."""
+    return nrow or int(np.ceil(np.sqrt(B)))
+
+
+def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = GRID_PADDING,
+              pad_value: int = 255) -> np.ndarray:
     """Tile images (B, C, H, W) into one uint8 array (rows*H', cols*W', C) or (.., ..) if C == 1.
 
     Float images are read as [-1, 1] (clipped outside it); uint8 images as [0, 255], used unchanged.
@@ -27,7 +35,7 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, p
         raise ValueError(f"images must be float in [-1, 1] or uint8 in [0, 255], got {images.dtype}")
     x = x.permute(0, 2, 3, 1).numpy()  # (B, H, W, C)
     B, H, W, C = x.shape
-    nrow = nrow or int(np.ceil(np.sqrt(B)))
+    nrow = _grid_cols(B, nrow)
     rows = int(np.ceil(B / nrow))
     grid = np.full((rows * (H + padding) + padding, nrow * (W + padding) + padding, C), pad_value, np.uint8)
     for i in range(B):
@@ -63,8 +71,9 @@ def show_grid(images: torch.Tensor, nrow: int | None = None, title: str | None =
     # nearest neighbour: crisp pixels, and PNGs of noisy images that are ~5x smaller than with smoothing
     ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
     ax.set_axis_off()
-    H, W, pad, ncol = images.shape[2], images.shape[3], 2, nrow or int(np.ceil(np.sqrt(images.shape[0])))
-    for i, label in enumerate(labels or []):  # make_grid's layout: tiles of W + 2 px, starting at 2 px
+    H, W, ncol = images.shape[2], images.shape[3], _grid_cols(images.shape[0], nrow)
+    pad = GRID_PADDING  # make_grid's layout: tiles of W + pad px, the first starting at pad px
+    for i, label in enumerate(labels or []):
         r, c = divmod(i, ncol)
         ax.text(pad + c * (W + pad) + W / 2, r * (H + pad) + pad - 1, label, ha="center", va="bottom",
                 fontsize=fontsize)
