@@ -179,12 +179,13 @@ def _plot_tradeoff(ax, rows: list[dict[str, Any]], mark: float | None = None) ->
             groups[-1].append(k)
         else:
             groups.append([k])
+    pad = 7 if mark is None else 12  # points; the circle drawn around the marked point has a ~8 pt radius
     for j, grp in enumerate(groups):
         a, d = float(np.mean([acc[k] for k in grp])), float(np.mean([div[k] for k in grp]))
         edge = a > max(acc) - 0.15 * span_a
         left = edge or j % 2 == 1
         ax.annotate("s=" + ", ".join(f"{rows[k]['guidance']:g}" for k in grp), (a, d), textcoords="offset points",
-                    xytext=(-7 if left else 7, 0 if edge else 4 if j % 4 < 2 else -10),
+                    xytext=(-pad if left else pad, 0 if edge else 4 if j % 4 < 2 else -10),
                     ha="right" if left else "left", va="center" if edge else "baseline", fontsize=8)
     real = [r.get("diversity_real") for r in rows if r.get("diversity_real") is not None]
     if real:
