@@ -16,7 +16,9 @@ import importlib
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from .utils import source_checkout
+
+REPO_ROOT = source_checkout()  # None in a wheel install: the benchmarks are not part of the package
 ORDER = ("train_throughput", "sampling_quality", "guidance_sweep", "guidance_interval", "cfg_oracle",
          "time_to_quality")
 
@@ -24,9 +26,10 @@ ORDER = ("train_throughput", "sampling_quality", "guidance_sweep", "guidance_int
 def _import_suite():
     from .cli import CLIError
 
-    if not (REPO_ROOT / "benchmarks" / "suite.py").exists():
-        raise CLIError(f"the benchmarks are not installed with the package; run from a source checkout "
-                       f"(looked for {REPO_ROOT / 'benchmarks'})")
+    if REPO_ROOT is None or not (REPO_ROOT / "benchmarks" / "suite.py").exists():
+        where = "this is a wheel install" if REPO_ROOT is None else f"no {REPO_ROOT / 'benchmarks' / 'suite.py'}"
+        raise CLIError(f"the benchmarks are not installed with the package ({where}); run bench from a git "
+                       "checkout of the diffusion-lite source repository, installed with `pip install -e '.[bench]'`")
     try:
         import diffusers  # noqa: F401
     except ImportError:
@@ -69,7 +72,7 @@ def cmd_bench(args) -> None:
 def add_parser(subparsers, common) -> argparse.ArgumentParser:
     """Register ``bench`` on cli.py's subparsers; ``common(sp)`` adds --device/--threads."""
     b = subparsers.add_parser("bench", help="benchmarks against diffusers: throughput, quality vs steps, guidance, "
-                              "exact-denoiser oracle, time to quality, hardware efficiency")
+                              "exact-denoiser oracle, time to quality, hardware efficiency (source checkout only)")
     b.add_argument("--quick", action="store_true", help="tiny configuration (seconds; checks that all runs)")
     b.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results/, "
                    "with --quick benchmarks/results/quick/)")

@@ -3,7 +3,8 @@
     ds = load_dataset("mnist", subset=1000, balanced=True)  # 100 per digit, images (1000, 1, 28, 28)
     x, y = ds[0]                                            # (1, 28, 28) float32 in [-1, 1], () long
 
-Files are looked for, in order, in: the ``root`` argument, ``$DIFFUSION_LITE_DATA``, the repository's data/,
+Files are looked for, in order, in: the ``root`` argument, ``$DIFFUSION_LITE_DATA``, the repository's data/ (in a source
+checkout; a wheel has none),
 ``~/.cache/diffusion_lite``, and (Fashion-MNIST only) ``/usr/share/datasets`` (Debian package
 ``dataset-fashion-mnist``), each in our layout ``<dir>/<name>/`` or torchvision's (``<dir>/MNIST/raw/``,
 ``<dir>/FashionMNIST/raw/``, ``<dir>/cifar-10-batches-py/``). Nothing is downloaded unless ``download=True``.
@@ -25,8 +26,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .utils import source_checkout
+
 ENV_VAR = "DIFFUSION_LITE_DATA"
-REPO_DATA_DIR = Path(__file__).resolve().parent.parent / "data"  # exists in a git checkout / editable install
+_SOURCE = source_checkout()
+REPO_DATA_DIR = _SOURCE / "data" if _SOURCE else None  # the repository's data/; None in a wheel install
 CACHE_DIR = Path.home() / ".cache" / "diffusion_lite"  # where download=True saves when no root is given
 DEBIAN_DIR = Path("/usr/share/datasets")  # `apt-get install dataset-fashion-mnist` -> fashion-mnist/*.gz
 SPLITS = ("train", "test")
@@ -121,7 +125,8 @@ def search_dirs(name: str, root: str | os.PathLike | None = None) -> list[Path]:
     """Directories searched for ``name``, in order: root, $DIFFUSION_LITE_DATA, repo data/, cache, Debian."""
     dataset_info(name)
     dirs = [Path(d).expanduser() for d in (root, os.environ.get(ENV_VAR)) if d]  # "" counts as unset
-    dirs += [REPO_DATA_DIR, CACHE_DIR] + ([DEBIAN_DIR] if name == "fashion-mnist" else [])
+    dirs += [d for d in (REPO_DATA_DIR, CACHE_DIR) if d is not None]
+    dirs += [DEBIAN_DIR] if name == "fashion-mnist" else []
     return list(dict.fromkeys(dirs))  # drop duplicates, keep order
 
 
@@ -146,15 +151,25 @@ def _locate(name: str, split: str, root) -> tuple[Path, list[Path]]:
     raise DatasetNotFoundError(_not_found_message(name, split, tried))
 
 
+def _expected_files(name: str) -> str:
+    """The files of both splits, for messages that tell a user what to copy where."""
+    if name == "cifar10":
+        return "CIFAR-10's python version (data_batch_1 ... data_batch_5, test_batch)"
+    return ("the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+            "t10k-labels-idx1-ubyte; plain or .gz)")
+
+
 def _not_found_message(name: str, split: str, tried: list[str]) -> str:
     how = [f"  - online: load_dataset({name!r}, download=True) or the CLI's --download "
            f"(torchvision saves it under {CACHE_DIR}, or under `root` if given)"]
     if name == "mnist":
-        how.append("  - MNIST ships in the repository's data/mnist/: use a git checkout / `pip install -e .`")
+        how.append("  - MNIST ships in the diffusion-lite source repository's data/mnist/, not in a wheel: work in a "
+                   "git checkout (`pip install -e .` there)")
     if name == "fashion-mnist":
         how.append("  - Debian/Ubuntu, offline-friendly: sudo apt-get install dataset-fashion-mnist "
                    f"(installs {DEBIAN_DIR / 'fashion-mnist'}/)")
-    how.append(f"  - or copy the files to <dir>/{_LAYOUTS[name][0]}/ and set {ENV_VAR}=<dir> (or root=<dir>)")
+    how.append(f"  - or copy {_expected_files(name)} to <dir>/{_LAYOUTS[name][0]}/ and set {ENV_VAR}=<dir> "
+               "(or root=<dir>)")
     return (f"{name} ({split} split) not found. Looked in:\n" + "\n".join(f"  {t}" for t in tried)
             + "\nTo get it:\n" + "\n".join(how))
 
@@ -273,7 +288,7 @@ def _download(name: str, root) -> None:
     except (OSError, RuntimeError) as e:  # urllib's URLError is an OSError; torchvision raises RuntimeError
         raise DatasetDownloadError(
             f"could not download {name} with torchvision into {target} ({type(e).__name__}: {e}). Without network, "
-            f"copy the files to <dir>/{_LAYOUTS[name][0]}/ and set {ENV_VAR}=<dir> (see data/README.md)") from e
+            f"copy {_expected_files(name)} to <dir>/{_LAYOUTS[name][0]}/ and set {ENV_VAR}=<dir>") from e
 
 
 def load_dataset(name: str, split: str = "train", *, root: str | os.PathLike | None = None,

@@ -18,7 +18,7 @@ DEMO_PROMPTS = [
 def run_demo(out: Path, device: str | None = None, seed: int = 0) -> list[Path]:
     """Sample from the shipped models (or, without them, train a tiny model for ~40 s); returns the PNGs."""
     from .checkpoints import list_pretrained, load_pretrained
-    from .utils import get_device
+    from .utils import get_device, source_checkout
     from .viz import save_grid
 
     dev = get_device(device)
@@ -49,10 +49,21 @@ def run_demo(out: Path, device: str | None = None, seed: int = 0) -> list[Path]:
     bindir = Path(sys.executable).parent
     if shutil.which("diffusion-lite") is None and (bindir / "activate").exists():  # run as .venv/bin/... (make demo)
         print(f"\nThe commands below are in {bindir}/: first run  source {bindir / 'activate'}")
-    print("\nNext: read the course, chapter by chapter:  jupyter lab notebooks/")
-    print("      or sample yourself:  diffusion-lite sample --checkpoint mnist-text2img "
-          "--prompt \"a thick seven\" --n 16 --out seven.png")
+    print(next_steps(source_checkout()))
     return written
+
+
+def next_steps(root: Path | None) -> str:
+    """What to do after the demo: open the course (``root``: the source checkout, None for a wheel install)."""
+    if root is not None and (root / "notebooks").is_dir():
+        nb = root / "notebooks"
+        shown = nb.relative_to(Path.cwd()) if nb.is_relative_to(Path.cwd()) else nb  # "notebooks" from the root
+        first = f"Next: read the course, chapter by chapter:  jupyter lab {shown}/"
+    else:  # a wheel install: the notebooks live in the source repository only
+        first = ("Next: the course's notebooks are in the diffusion-lite source repository (notebooks/), not in a "
+                 "pip install: clone it and run `make demo` there")
+    return (f"\n{first}\n      or sample yourself:  diffusion-lite sample --checkpoint mnist-text2img "
+            "--prompt \"a thick seven\" --n 16 --out seven.png")
 
 
 def _tiny_live_demo(out: Path, dev: torch.device, seed: int) -> Path:

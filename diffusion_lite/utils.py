@@ -1,10 +1,11 @@
-"""Small helpers: device choice, seeding, image conversion."""
+"""Small helpers: device choice, seeding, image conversion, the source checkout."""
 
 from __future__ import annotations
 
 import os
 import random
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -91,3 +92,18 @@ def caller_stacklevel() -> int:
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(inside):
         frame, level = frame.f_back, level + 1
     return level
+
+
+def source_checkout(package_dir: str | os.PathLike | None = None) -> Path | None:
+    """The root of the diffusion-lite source tree this package runs from, or None for a wheel install.
+
+    A git checkout or an editable install (``pip install -e .``) has data/, notebooks/ and benchmarks/ next to
+    the package; a wheel install puts the package in site-packages, whose other folders belong to others.
+    ``package_dir``: the diffusion_lite folder to ask about (default: this one).
+    """
+    root = Path(package_dir or Path(__file__).parent).resolve().parent
+    try:
+        is_ours = 'name = "diffusion-lite"' in (root / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return root if is_ours else None

@@ -187,6 +187,22 @@ def test_bench_checks_its_checkpoints_and_budget_first(capsys):
     assert e.value.code == 2 and "expected a positive number" in capsys.readouterr().err
 
 
+def test_bench_in_a_wheel_install_says_where_the_benchmarks_are(capsys, monkeypatch):
+    from diffusion_lite import bench_cli
+
+    monkeypatch.setattr(bench_cli, "REPO_ROOT", None)  # what source_checkout() gives in a wheel install
+    err = error(capsys, "bench", "--quick")
+    assert "this is a wheel install" in err and "git checkout" in err
+
+
+def test_version(capsys):
+    from diffusion_lite import __version__
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"diffusion-lite {__version__}"
+
+
 @pytest.mark.parametrize("command, default", [("sample", "(default: 50)"), ("train", "(default: 128)"),
                                               ("train-clip", "(default: 1500)"), ("sample", "(default: ddim)")])
 def test_help_shows_defaults(capsys, command, default):

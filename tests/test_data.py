@@ -126,6 +126,18 @@ def test_missing_data_error_lists_every_place(isolated, monkeypatch):
     with pytest.raises(DatasetNotFoundError) as e:
         load_dataset("mnist", "test", root=isolated / "root")
     assert "apt-get" not in str(e.value) and "data/mnist" in str(e.value)
+    assert "t10k-labels-idx1-ubyte" in str(e.value)  # the files to copy are named even where no folder exists
+    with pytest.raises(DatasetNotFoundError, match="data_batch_1 ... data_batch_5, test_batch"):
+        load_dataset("cifar10", root=isolated / "root")
+
+
+def test_a_wheel_install_has_no_repository_data_folder(isolated, monkeypatch):
+    """In a wheel install REPO_DATA_DIR is None (site-packages/data belongs to others) and is not searched."""
+    monkeypatch.setattr(data, "REPO_DATA_DIR", None)
+    assert search_dirs("mnist") == [data.CACHE_DIR]
+    assert search_dirs("fashion-mnist") == [data.CACHE_DIR, data.DEBIAN_DIR]
+    with pytest.raises(DatasetNotFoundError, match="not in a wheel"):
+        load_dataset("mnist")
 
 
 def test_env_var_and_torchvision_layout_with_plain_idx(isolated, monkeypatch):

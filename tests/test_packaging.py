@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,3 +56,50 @@ def test_constraints_pin_every_dependency_within_pyproject_ranges():
         name = canonicalize_name(dep.name)
         assert name in pins, f"constraints.txt has no pin for {dep.name} (pyproject.toml asks for {dep})"
         assert dep.specifier.contains(pins[name]), f"constraints.txt pins {dep.name}=={pins[name]}, outside {dep}"
+
+
+def test_wheel_carries_the_models_and_license_and_no_checkout_only_files(tmp_path):
+    """A wheel (what `pip install diffusion-lite` gets) holds the package, the four shipped models with their cards
+    and the license; data/, notebooks/, tests/ and benchmarks/ stay in the repository, and the installed package
+    knows it is not a source checkout (so it never reads site-packages/data or site-packages/benchmarks)."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    from diffusion_lite.utils import source_checkout
+
+    pytest.importorskip("setuptools", minversion="77")  # the build backend pyproject.toml asks for
+    src = tmp_path / "src"  # build from a copy, so the checkout gets no build/ or egg-info
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "diffusion_lite", src / "diffusion_lite", ignore=shutil.ignore_patterns("__pycache__"))
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                        "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    (wheel,) = (tmp_path / "dist").glob("diffusion_lite-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+        z.extractall(tmp_path / "site")
+    for model in ("mnist-uncond", "mnist-text2img", "mnist-clip", "mnist-classifier"):
+        for ext in ("safetensors", "json", "md"):
+            assert f"diffusion_lite/pretrained/{model}.{ext}" in names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert "License-Expression: MIT" in meta
+    assert not [n for n in names if n.split("/")[0] in ("data", "notebooks", "tests", "benchmarks", "scripts")]
+    assert source_checkout(tmp_path / "site" / "diffusion_lite") is None
+    assert source_checkout(src / "diffusion_lite") == src.resolve()
+    assert source_checkout() == ROOT  # the tests run from a checkout
+
+
+def test_demo_points_to_the_notebooks_only_where_they_are(tmp_path, monkeypatch):
+    from diffusion_lite.demo import next_steps
+
+    monkeypatch.chdir(ROOT)
+    assert "jupyter lab notebooks/" in next_steps(ROOT)  # `make demo` runs in the checkout's root
+    monkeypatch.chdir(tmp_path)
+    assert f"jupyter lab {ROOT / 'notebooks'}/" in next_steps(ROOT)
+    wheel = next_steps(None)
+    assert "jupyter lab" not in wheel and "source repository" in wheel and "diffusion-lite sample" in wheel
