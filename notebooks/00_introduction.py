@@ -53,14 +53,16 @@ plt.rcParams["image.interpolation"] = "nearest"  # draw pixels as crisp squares
 #
 # A generative model is a machine that turns random numbers into images. The older idea (GANs, Goodfellow et
 # al. 2014) is a network that maps a random vector to an image in one shot. **Diffusion models** (Sohl-Dickstein
-# et al. 2015; Ho, Jain & Abbeel 2020) take a detour that turns out to work much better:
+# et al. 2015; Ho, Jain & Abbeel 2020) take a detour that turns out to work much better (Dhariwal & Nichol 2021,
+# "Diffusion Models Beat GANs on Image Synthesis"):
 #
 # 1. **Destroy.** Take a real image and add Gaussian noise to it, a little at a time, until nothing is left
 #    but noise. This *forward process* is a fixed recipe; nothing is learned.
 # 2. **Learn to undo.** Train a network to look at a noisy image and predict the noise in it, for every
 #    noise level. That is an ordinary supervised regression problem: we made the noise, so we know the answer.
 # 3. **Generate.** Start from an image of *pure* Gaussian noise and apply the network over and over: each
-#    time, predict the noise, remove a bit of it, and repeat. After a few dozen steps a clean image is left,
+#    time, predict the noise, remove a bit of it, and repeat. After a few dozen steps (the sampler of chapter 05
+#    skips most of the 1,000 noise levels) a clean image is left,
 #    and it is a new one: it came from random noise, not from the training set.
 #
 # Here is the forward process applied to one digit (you will build it in chapters 01 and 02). Generation
@@ -92,8 +94,8 @@ plt.show()
 # %% [markdown]
 # **Why is this easier than drawing in one go?** Removing a *little* noise is a well-posed problem: given a
 # slightly noisy 7, there is essentially one clean 7 it could have come from. Going from pure noise to a
-# digit in one jump is not: every digit is equally plausible, and a network trained to guess would output
-# the blurry average of all of them. Chapter 01 makes this precise.
+# digit in one jump is not: every digit is equally plausible, and a network trained with squared error to guess would
+# output the blurry average of all of them. Chapter 01 makes this precise.
 #
 # **Where does the text come in?** The network that predicts the noise also reads the prompt. At each step
 # it is asked "what noise would you remove if this were *a thick seven*?", so the image that emerges from the
@@ -413,7 +415,7 @@ print("my conversions match diffusion_lite.utils")
 # - Rombach, Blattmann, Lorenz, Esser & Ommer 2022, "High-Resolution Image Synthesis with Latent Diffusion
 #   Models" (CVPR): Stable Diffusion.
 # - Radford et al. 2021, "Learning Transferable Visual Models From Natural Language Supervision" (ICML): CLIP.
-# - Ho & Salimans 2022, "Classifier-Free Diffusion Guidance" (NeurIPS workshop).
+# - Ho & Salimans 2022, "Classifier-Free Diffusion Guidance" (NeurIPS 2021 workshop; arXiv 2207.12598).
 # - Betker et al. 2023, "Improving Image Generation with Better Captions" (OpenAI technical report): DALL-E 3.
 # - Esser et al. 2024, "Scaling Rectified Flow Transformers for High-Resolution Image Synthesis" (ICML):
 #   Stable Diffusion 3, the architecture family of FLUX.1 (Black Forest Labs 2024, model release).

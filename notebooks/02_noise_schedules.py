@@ -97,9 +97,10 @@ plt.show()
 # %% [markdown]
 # Read the middle panel first. The linear schedule's $\bar\alpha_t$ is below 0.05 from $t \approx 540$ on:
 # almost half of its steps see (nearly) pure noise. The cosine curve comes down steadily over the whole
-# range. The sigmoid keeps most of the image ($\bar\alpha_t \approx 0.9$) for the first quarter and then
-# destroys it in a short window in the middle. The betas (left, log scale) show the price of the cosine's
-# shape: tiny steps at the start and one huge step at the very end, where $\beta$ is clipped at 0.999.
+# range. The sigmoid is like the linear schedule, but delayed: it keeps most of the image ($\bar\alpha_t \approx 0.9$)
+# for the first quarter, then destroys it over about as many steps as the linear one does. The betas (left, log scale)
+# show the price of the cosine's shape: tiny steps at the start and one huge step at the very end, where $\beta$ is
+# clipped at 0.999.
 #
 # ## 2. One number per step: the signal-to-noise ratio
 #
@@ -111,8 +112,10 @@ plt.show()
 # So, up to a rescaling that any network can undo, *a noisy image is the clean image plus noise of standard
 # deviation $1/\sqrt{\mathrm{SNR}}$*, and the schedule matters only through how $\mathrm{SNR}(t)$ moves with
 # $t$ (Kingma, Salimans, Poole & Ho 2021). At $\mathrm{SNR} = 1$ (that is $\bar\alpha_t = \tfrac12$) signal and
-# noise have equal variance. The right panel above shows $\log_{10}\mathrm{SNR}$: every schedule starts high
-# (about $10^4$) and ends low, and they differ in how they spend the steps in between. The numbers:
+# noise enter with equal weights $\sqrt{\bar\alpha_t} = \sqrt{1 - \bar\alpha_t}$ (equal variance only if $x_0$ had
+# unit variance; MNIST's pixels have a standard deviation of about 0.62). The right panel above shows
+# $\log_{10}\mathrm{SNR}$: every schedule starts high (about $10^4$) and ends low, and they differ in how they spend the
+# steps in between. The numbers:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -148,9 +151,10 @@ plt.show()
 # ## 4. How long does the image survive? Ask a classifier
 #
 # "Still visible" is subjective. A sharper question: **at which $t$ can you still tell which digit it
-# was?** We answer it with the course's evaluation classifier (a small CNN with 99.6% accuracy on clean MNIST
-# test digits, introduced in [chapter 09](09_evaluation.ipynb)), fed $x_t$ for 500 test digits (50 per class;
-# 2,000 in full mode) at 20 time steps, under the linear and the cosine schedule. Chance level is 10%.
+# was?** We answer it with the course's evaluation classifier (a small CNN with 99.6% accuracy on the 10,000 clean MNIST
+# test digits, a little less on the subset below, introduced in [chapter 09](09_evaluation.ipynb)), fed $x_t$ for 500
+# test digits (50 per class; 2,000 in full mode) at 20 time steps, under the linear and the cosine schedule. Chance
+# level is 10%.
 
 # %%
 classifier = load_eval_classifier(device)
@@ -198,10 +202,10 @@ plt.show()
 # therefore nothing more than a choice of *which SNRs to visit, and how many steps to spend at each*.
 #
 # **A caveat: this classifier is a pessimist.** It was trained on clean digits, and noise throws it off long
-# before the digit is unreadable to us: at $t = 150$ of the linear schedule (SNR $\approx 3.7$) the digits
-# in section 3 are perfectly legible, yet the accuracy is far lower. Give it a fair chance with the simplest
-# possible denoiser, undoing the shrink (divide by $\sqrt{\bar\alpha_t}$, section 2) and averaging each pixel
-# with its 3×3 neighbourhood:
+# before the digit is unreadable to us: at $t = 150$ of the linear schedule (SNR $\approx 3.7$, between the
+# $t = 100$ and $t = 200$ columns of section 3) the digits are still legible, yet the accuracy is far lower. Give it a
+# fair chance with the simplest possible denoiser, undoing the shrink (divide by $\sqrt{\bar\alpha_t}$, section 2) and
+# averaging each pixel with its 3×3 neighbourhood:
 
 # %%
 def fair(x_t, alpha_bar):
@@ -263,8 +267,8 @@ print(f"alpha_bar at the last step, T = 50: unscaled betas {torch.prod(1 - unsca
 # With the unscaled betas 60% of the signal variance would be left at the end, and a sampler starting from
 # pure noise would start from a distribution the model never saw.
 #
-# What $T$ does change is the **size of each step**: with $T = 10$ each step removes about a tenth of the
-# signal instead of a thousandth. Chapter 01 showed why that hurts: the reverse of a big step is not
+# What $T$ does change is the **size of each step**: with $T = 10$ the cosine schedule's $\bar\alpha$ drops by
+# about 0.1 per step on average, instead of 0.001. Chapter 01 showed why that hurts: the reverse of a big step is not
 # Gaussian. DDPM therefore trains with $T = 1000$, and faster samplers skip steps only at sampling time with a
 # model trained on fine steps ([chapter 05](05_sampling.ipynb)). Later work even takes $T \to \infty$, with $t$
 # continuous (Kingma et al. 2021; Song et al. 2021); then the schedule is simply a function

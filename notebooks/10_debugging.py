@@ -116,7 +116,9 @@ assert curves[name][1] > 5 * curves["working model"][1]  # small t: the backgrou
 # at $t = 950$. The network sees a grey background (0) where it learned black (-1) and takes the difference
 # for noise. That offset of 1 enters $x_t$ scaled by $\sqrt{\bar\alpha_t}$; in units of the noise,
 # $\sqrt{1 - \bar\alpha_t}$, it is $\sqrt{\mathrm{SNR}(t)}$: huge at small $t$ (more than the network can
-# explain away), negligible near $T$, where the noise dominates. **A loss too high almost everywhere but
+# explain away), negligible near $T$, where the noise dominates. The ratio is not largest at $t = 0$ because the
+# error saturates (the network's $\hat\varepsilon$ has about unit scale, whatever the offset) while the working
+# model's own loss is highest there (0.2). **A loss too high almost everywhere but
 # close to the working curve near $T$ points to the data**: here a range at evaluation that differs from the
 # range in training.
 #
@@ -161,8 +163,10 @@ print("alpha_bar, linear:", " ".join(f"{v:6.3f}" for v in ab_lin))
 assert scores[name] > 2 * scores["working model"]
 
 # %% [markdown]
-# The loss is close at both ends of the chain, where the two schedules agree, and off in the middle (up to 7
-# times at $t = 350$-$500$), where their $\bar\alpha_t$ differ most (at $t = 350$: 0.28 instead of 0.72). Some
+# The loss is close at both ends of the chain and off in the middle (up to 7
+# times at $t = 350$-$500$), where their $\bar\alpha_t$ differ most (at $t = 350$: 0.28 instead of 0.72). Near $t = 0$
+# both keep $\bar\alpha_t \approx 1$; near $T$ their SNRs differ by a factor of 50 or more, but $x_t$ is almost pure
+# noise under either, so $\hat\varepsilon \approx x_t$ is right whatever the network believes. Some
 # samples are still digits, many are malformed: FID / floor 9.5 against 3.2. A mismatch this mild does not
 # look broken, it looks like an under-trained model. **Check the schedule before training longer.**
 #
@@ -190,7 +194,8 @@ assert curves["reversed t"][0] > 5 * curves["working model"][0] and scores["reve
 
 # %% [markdown]
 # Two different signatures. With $t / T$ the loss is right at $t = 0$ (that is where the network believes it
-# is) and grows with $t$ to about 0.8 and stays near it: the network removes only a faint noise at every step,
+# is) and grows with $t$ to about 0.8 and stays near it: the network predicts $\varepsilon$ as if $x_t$ were a nearly
+# clean image, so $\hat\varepsilon$ is wrong about what is digit and what is noise,
 # and the samples stay noise. With
 # the reversed index the loss is right only in the middle ($t \approx 500$, where $t$ and $T - 1 - t$ meet) and
 # wrong at both ends. Both end far above the working curve near $T$, where the data bugs end close to it.
@@ -201,7 +206,10 @@ assert curves["reversed t"][0] > 5 * curves["working model"][0] and scores["reve
 #
 # Some bugs do not touch the network, and the loss cannot see them. The classic one: no clipping of the
 # predicted $\hat x_0$. The first step, at $t = 999$, divides by $\sqrt{\bar\alpha_t} \approx 5 \cdot 10^{-5}$, and
-# the unclipped guess explodes (chapter 05, section 3).
+# the unclipped guess explodes (chapter 05, section 3). How much depends on the schedule: the damage grows
+# like $1/\sqrt{\bar\alpha_T}$, which is $2 \cdot 10^4$ for this cosine schedule with $\beta$ clipped at 0.999 but
+# only about 15 for Stable Diffusion's schedule, whose latent samplers run unclipped. Clipping is a pixel-space
+# tool for data with a known range.
 
 # %%
 name = "no x0 clipping"
@@ -263,7 +271,7 @@ symptoms_widget(ts, curves, samples, scores)
 # | loss close at both ends, off in the middle | another schedule when sampling | `schedule.config` == checkpoint's |
 # | loss right only at $t = 0$ or $T/2$, far off near $T$ | time step scaled or reversed | print the `t` it receives |
 # | loss healthy, samples ruined | sampler | oracle (arithmetic); size of $x_t$ per step |
-# | samples with a grey background | images in $[0, 1]$ at training | `fit`'s warning; the first row |
+# | samples with a grey background | images in $[0, 1]$ at training | `fit`'s warning; the $[0, 1]$ row above |
 # | samples malformed but digit-like | under-trained, or a mild mismatch | more steps; the schedule row |
 #
 # Three more that this chapter does not stage: sampling with the EMA weights before the average has caught up
