@@ -187,7 +187,7 @@ axes[1].set(xlabel=r"$\log_{10}\,\mathrm{SNR}(t)$", title="the same points again
 axes[1].invert_xaxis()  # noisier to the right, as on the left
 for ax in axes:
     ax.axhline(0.1, color="gray", ls=":", lw=1, label="chance")
-    ax.set(ylabel="accuracy (500 test digits)", ylim=(0, 1.02))
+    ax.set(ylabel=f"accuracy ({len(labels)} test digits)", ylim=(0, 1.02))
     ax.legend()
 plt.show()
 
@@ -338,11 +338,11 @@ for kind, sch in scheds.items():
 #
 # - A noise schedule fixes $\beta_t$, hence $\bar\alpha_t$ and $\mathrm{SNR}(t) = \bar\alpha_t/(1-\bar\alpha_t)$.
 #   Linear (DDPM) adds noise fast and spends many steps on pure noise; cosine (Nichol & Dhariwal) lowers
-#   $\bar\alpha$ evenly; sigmoid keeps the image for long and destroys it in a short middle window.
+#   $\bar\alpha$ evenly; sigmoid is a delayed linear: it keeps the image for the first quarter.
 # - $x_t/\sqrt{\bar\alpha_t} = x_0 + \varepsilon/\sqrt{\mathrm{SNR}(t)}$: noisy images depend on the schedule only
 #   through the SNR, so classifier accuracy against $\log\mathrm{SNR}$ is the same curve for every schedule.
 # - Measured with the evaluation classifier, digits stay recognisable about twice as long under the cosine
-#   schedule as under the linear one; against $\log\mathrm{SNR}$ the two accuracy curves coincide. A classifier
+#   schedule as under the linear one. A classifier
 #   trained on clean digits underestimates what is left: a trivial denoiser recovers much more.
 # - $T$ sets the step size, not the shape: the package scales the linear betas by $1000/T$ so $\bar\alpha$ as
 #   a function of $t/T$ barely depends on $T$. Small $T$ means big, hard-to-reverse steps.

@@ -249,7 +249,8 @@ assert max(sizes["clipped"]) < 1.5 and sizes["unclipped"][0] > 10
 # %% [markdown]
 # ## 6. All the symptoms side by side
 #
-# Each row: the loss at each $t$ against the working model's (grey), and 16 samples with their FID / floor.
+# Each row: the loss at each $t$ against the working model's (grey), and 16 samples with their FID / floor. In the
+# "no x0 clipping" row the red curve covers the grey one: the two losses are the same, the bug is in the sampler.
 
 # %%
 fig = symptoms_figure(ts, curves, samples, scores)
