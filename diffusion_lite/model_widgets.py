@@ -224,7 +224,7 @@ def feature_maps_widget(unet: torch.nn.Module, schedule: Schedule, digits: torch
 
 def trajectory_distances(records: list[dict], n_images: int | None = None) -> dict[str, np.ndarray]:
     """Root-mean-square distance of x_t and of x0_hat to the final sample, after each step of a run recorded
-    by ``viz.TrajectoryRecorder``. Returns {"x_t": (S,), "x0_hat": (S,)} for S steps."""
+    by ``trajectory_viz.TrajectoryRecorder``. Returns {"x_t": (S,), "x0_hat": (S,)} for S steps."""
     if not records:
         raise ValueError("no records: pass TrajectoryRecorder().records after a sampling run")
     final = records[-1]["x_t"][:n_images]

@@ -212,9 +212,9 @@ for t in [0, 99, 249, 499, 999]:
 #
 # ## 4. Checking the closed form by simulation
 #
-# The derivation says that the chain (999 little Gaussian steps) and the closed form (one Gaussian) produce
-# the **same distribution** of $x_t$. Not the same images: they use different random numbers. Let's test that
-# claim numerically, in two ways.
+# The derivation says that the chain (1,000 little Gaussian steps, up to code index 999) and the closed form
+# (one Gaussian) produce the **same distribution** of $x_t$. Not the same images: they use different random
+# numbers. Let's test that claim numerically, in two ways.
 #
 # **Per pixel, for one fixed digit.** Take 300 copies of the same digit and push each through the chain
 # with its own noise. For every pixel, the 300 values of $x_t$ should have mean $\sqrt{\bar\alpha_t}\,x_0$
@@ -331,7 +331,9 @@ forward_process_widget(schedule, x_w, eps_w, t=250)
 # %%
 # Your turn: implement my_q_sample. Write and run your attempt in this cell. The next cell (collapsed in
 # Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check it against the
-# package; copy the asserts below your code to check yours.
+# package; copy the asserts below your code to check yours. Test it on this batch:
+t_batch = torch.randint(0, schedule.T, (16,), generator=g)  # a different t for each image
+x_batch, noise = test.images[:16], torch.randn(16, 1, 28, 28, generator=g)
 
 
 # %% jupyter={"source_hidden": true}
@@ -341,8 +343,6 @@ def my_q_sample(schedule, x0, t, noise):
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
 
-t_batch = torch.randint(0, schedule.T, (16,), generator=g)  # a different t for each image
-x_batch, noise = test.images[:16], torch.randn(16, 1, 28, 28, generator=g)
 torch.testing.assert_close(my_q_sample(schedule, x_batch, t_batch, noise), q_sample(schedule, x_batch, t_batch, noise))
 print("my_q_sample matches diffusion_lite.schedules.q_sample")
 
@@ -354,8 +354,9 @@ print("my_q_sample matches diffusion_lite.schedules.q_sample")
 # ## Summary
 #
 # - The forward process adds Gaussian noise in $T$ small steps:
-#   $x_t = \sqrt{1-\beta_t}\,x_{t-1} + \sqrt{\beta_t}\,\varepsilon_t$. The shrink factor keeps the variance at
-#   one, so the chain ends at the standard Gaussian, where generation will start.
+#   $x_t = \sqrt{1-\beta_t}\,x_{t-1} + \sqrt{\beta_t}\,\varepsilon_t$. The shrink factor makes the variance tend
+#   to one (and keeps it there once reached), so the chain ends at the standard Gaussian, where generation
+#   will start.
 # - Small steps matter because the reverse of a small step is (nearly) a single Gaussian, easy to learn; the
 #   reverse of a big jump is multi-modal, and a squared-error guess of it is a blurry average.
 # - Sums of independent Gaussians are Gaussian, so the chain has a closed form:

@@ -76,7 +76,8 @@ print("output:", tuple(conv(x0).shape))
 print("parameters:", sum(p.numel() for p in conv.parameters()), "= 1*32*3*3 weights + 32 biases")
 
 # %% [markdown]
-# A trained network's first layer is a bank of little edge detectors. Here are 8 of the 16 feature maps that
+# A trained network's first layer is a bank of little edge detectors. The shipped model is narrower than this
+# default (16 channels at 28×28; section 8). Here are 8 of its 16 feature maps that
 # the `conv_in` layer of the shipped pretrained model `mnist-uncond` (trained with chapter 04's recipe; its
 # model card gives the commands) computes for one
 # digit (each map on its own colour scale, white = 0):
@@ -185,6 +186,7 @@ plt.show()
 # h \leftarrow \mathrm{GN}(h)\,(1 + \gamma) + \beta,$$
 # $$y = \mathrm{skip}(x) + \mathrm{conv}_2(\mathrm{dropout}(\mathrm{SiLU}(h))).$$
 #
+# (FiLM's own names for scale and shift: this $\beta$ has nothing to do with the noise schedule's $\beta_t$.)
 # The middle line is **FiLM** (feature-wise linear modulation, Perez et al. 2018): the time embedding does not
 # get concatenated to the image, it *scales and shifts every channel*. A channel that detects fine strokes can
 # be turned up when little noise is left and turned down when the image is mostly noise. `skip` is the
@@ -207,7 +209,8 @@ print("a freshly initialised ResBlock(32 -> 32) returns its input unchanged")
 
 # %% [markdown]
 # Second, FiLM in a *trained* network. We listen in on the `Linear` layer that produces $(\gamma, \beta)$ in
-# the first residual block of `mnist-uncond`, with a forward hook, while the network looks at one digit
+# the first residual block of `mnist-uncond`, with a forward hook (a function PyTorch calls with a layer's
+# input and output right after its `forward`; section 8 uses them again), while the network looks at one digit
 # noised to different steps $t$. Each line is one channel's gain $1 + \gamma$ as a function of $t$:
 
 # %%
@@ -393,7 +396,8 @@ print("untrained U-Net: eps_hat == 0 everywhere, shape", tuple(eps_hat.shape))
 # negative, on one colour scale per row (its maximum $|h|$ is in the row label). This model is narrower than
 # the default: 16, 32 and 64 channels at 28, 14 and 7 pixels.
 #
-# Here is a 7 at $t = 250$ ($\bar\alpha_t \approx 0.85$, a clearly visible digit under moderate noise); with a
+# Here is a 7 at $t = 250$ of the model's cosine schedule ($\bar\alpha_t \approx 0.85$, a clearly visible digit
+# under moderate noise; under chapter 01's linear schedule it would be 0.52); with a
 # running kernel, the widget after it lets you pick the digit and $t$.
 
 # %%

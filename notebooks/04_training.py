@@ -116,6 +116,9 @@ plt.show()
 # $$
 # The dropped weight is large at small $t$, so $L_\text{simple}$ spends less effort on the almost-clean steps
 # (whose errors are invisible in a sample) and more on the noisy ones, where the digit's shape is decided.
+# (That is for DDPM's linear schedule. With the cosine schedule this chapter trains with, the weight also
+# spikes over the last few steps, where $\beta_t$ is clipped at 0.999 and $\alpha_t \to 0$; $L_\text{simple}$
+# down-weights those too.)
 #
 # ### 2b. Regression to the average noise, and the score
 #
@@ -163,7 +166,9 @@ assert abs(loss0 - 1.0) < 0.1
 # learning rate (linear warm-up, then cosine decay), compute the loss, back-propagate, clip the gradient norm,
 # take an AdamW step (Loshchilov & Hutter 2019), and update the EMA copy of the weights (section 6). All
 # randomness comes from one seeded generator whose state is checkpointed, so a run can be stopped and resumed
-# exactly; Ctrl-C (or Jupyter's interrupt button) stops it between two steps, after saving the run.
+# exactly: given a `run_dir` (the command line always passes one), Ctrl-C (or Jupyter's interrupt button)
+# stops it between two steps after saving the run. This chapter passes none, so an interrupt here just stops
+# training; re-run the cell before going on.
 
 # %%
 src = inspect.getsource(fit)
@@ -269,9 +274,9 @@ assert all(a > b for a, b in zip(curves[this_run][:3], curves[this_run][-3:]))
 #   a wild $\hat x_0$; we left that point out of the right plot. Chapter 05 shows why samplers therefore clip
 #   $\hat x_0$ to the valid pixel range.)
 #
-# The pretrained model is better at every $t$, by a factor of 1.4 to 3 at most steps and by much more at the
-# last, easiest ones: it has 16× more parameters and took about 24× more training steps (7,100 against 300) of twice the
-# batch, drawn from 30× more distinct images. Re-weightings of the loss (e.g. "min-SNR",
+# The pretrained model is better at every $t$, by a factor of 1.5 to 3.6 over $t = 0$-$800$ and by much more
+# at the last, easiest ones: it has 16× more parameters and took about 24× more training steps (7,100 against
+# 300) of twice the batch, drawn from 30× more distinct images. Re-weightings of the loss (e.g. "min-SNR",
 # Hang et al. 2023, available as `TrainConfig(loss_weighting="min_snr")`) move the training effort between
 # these ranges.
 #
@@ -444,13 +449,13 @@ assert samples.shape == (36, 1, 28, 28) and samples.min() >= -1 and samples.max(
 # %%
 # Your turn: L_simple for one batch by hand. Write and run your attempt in this cell. The next cell (collapsed
 # in Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check it against
-# the package; copy the asserts below your code to check yours.
+# the package; copy the asserts below your code to check yours. Use this network and batch:
+net = pipe.unet  # the shipped model of section 7
+batch = x_test[:32]  # (32, 1, 28, 28), in [-1, 1]
 
 
 # %% jupyter={"source_hidden": true}
 # Solution: L_simple for one batch by hand
-net = pipe.unet
-batch = x_test[:32]
 gen = torch.Generator().manual_seed(123)
 t_ex = torch.randint(0, schedule.T, (batch.shape[0],), generator=gen).to(device)  # (B,)
 eps_ex = torch.randn(batch.shape, generator=gen).to(device)  # (B, 1, 28, 28)

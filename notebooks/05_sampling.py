@@ -31,20 +31,16 @@ from diffusion_lite.metrics import evaluate_samples, load_eval_classifier
 from diffusion_lite.model_widgets import trajectory_distances, trajectory_step_figure, trajectory_widget
 from diffusion_lite.sampling import ddim_step, ddpm_step, sample_ddim, sample_ddpm, timesteps
 from diffusion_lite.schedules import predict_eps_from_x0, q_sample
+from diffusion_lite.trajectory_viz import TrajectoryRecorder, animate_trajectory, show_trajectory
 from diffusion_lite.utils import get_device, seed_everything
-from diffusion_lite.viz import (
-    TrajectoryRecorder,
-    animate_trajectory,
-    show_grid,
-    show_trajectory,
-)
+from diffusion_lite.viz import show_grid
 
 FULL = os.environ.get("DIFFUSION_LITE_FULL") == "1"
 torch.set_num_threads(1)  # small models: one thread is nearly as fast, and robust on a busy machine
 g = seed_everything(0)
 device = get_device()
 
-pipe = load_pretrained("mnist-uncond", device)  # the unconditional model trained in chapter 04
+pipe = load_pretrained("mnist-uncond", device)  # shipped: chapter 04's recipe, trained with the CLI (model card)
 schedule, model_fn = pipe.schedule, pipe.model_fn()  # model_fn(x_t, t) -> eps_hat
 print(f"device {device}; U-Net with {pipe.unet.num_parameters():,} parameters; schedule {schedule.config}")
 
@@ -87,7 +83,7 @@ print("10 steps:", timesteps(schedule, 10))
 # %% [markdown]
 # ## 2. Watching a sample being made
 #
-# We run DDPM with 100 steps on 8 starting noises and record every step with `viz.TrajectoryRecorder` (a
+# We run DDPM with 100 steps on 8 starting noises and record every step with `trajectory_viz.TrajectoryRecorder` (a
 # callback that the sampler calls after each step with the new state $x_t$ and the prediction $\hat x_0$).
 # Top row: the state $x_t$; bottom row: the network's current guess $\hat x_0$ of where it is heading. Each
 # column is one step: a column titled "t = 999 → 989" shows the guess $\hat x_0$ made at $t = 999$ and the state
@@ -354,15 +350,15 @@ assert all(f > floor for f in fids.values())
 # %%
 # Your turn 1: one DDIM step by hand. Write and run your attempt in this cell. The next cell (collapsed in
 # Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check it against the
-# package; copy the asserts below your code to check yours.
+# package; copy the asserts below your code to check yours. The batch (used by exercise 2 too):
+x0_real = test.images[:8].to(device)  # (8, 1, 28, 28): real digits
+t_cur = torch.full((8,), 600, device=device)
+t_next = torch.full((8,), 400, device=device)
+x_t = q_sample(schedule, x0_real, t_cur, generator=g)  # the batch x_t at t = 600
 
 
 # %% jupyter={"source_hidden": true}
 # Solution 1: one DDIM step by hand
-x0_real = test.images[:8].to(device)
-t_cur = torch.full((8,), 600, device=device)
-t_next = torch.full((8,), 400, device=device)
-x_t = q_sample(schedule, x0_real, t_cur, generator=g)
 with torch.no_grad():
     eps_hat = model_fn(x_t, t_cur)
 ab_t, ab_s = schedule.alpha_bar[600], schedule.alpha_bar[400]
@@ -377,12 +373,12 @@ print("one DDIM step matches sampling.ddim_step")
 # %%
 # Your turn 2: DDIM with an oracle retraces q and recovers x0. Write and run your attempt in this cell. The
 # next cell (collapsed in Jupyter: click the bar on its left to expand it) holds a solution and the asserts
-# that check it against the package; copy the asserts below your code to check yours.
+# that check it against the package; copy the asserts below your code to check yours. The true noise:
+eps_true = torch.randn(x0_real.shape, generator=g).to(device)  # makes x_T from x0_real
 
 
 # %% jupyter={"source_hidden": true}
 # Solution 2: DDIM with an oracle retraces q and recovers x0
-eps_true = torch.randn(x0_real.shape, generator=g).to(device)
 T_last = torch.full((8,), schedule.T - 1, device=device)
 x_T_oracle = q_sample(schedule, x0_real, T_last, noise=eps_true)
 oracle = lambda x_t, t: predict_eps_from_x0(schedule, x_t, t, x0_real)  # knows x0, hence the true noise

@@ -84,12 +84,16 @@ print("mask:", mask.int().tolist())
 #
 # ## 2. Cross-attention: the image asks, the text answers
 #
-# Flatten a feature map of the U-Net, $(B, C, H, W)$, into $N = HW$ image tokens $\varphi(z_t) \in
-# \mathbb R^{N \times C}$; write $\tau(y) \in \mathbb R^{L \times D}$ for the text tokens. Cross-attention
-# (Rombach et al. 2022, sec. 3.3) is the attention of [chapter 03](03_unet.ipynb) with its inputs split:
+# Flatten a feature map of the U-Net (computed from $x_t$), $(B, C, H, W)$, into $N = HW$ image tokens
+# $X \in \mathbb R^{N \times C}$; write $E = g(y) \in \mathbb R^{L \times D}$ for the text tokens, the
+# per-token outputs of chapter 06's text encoder $g$ for the prompt $y$. Cross-attention (Rombach et al. 2022,
+# sec. 3.3) is the attention of [chapter 03](03_unet.ipynb) with its inputs split:
 #
 # $$\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{Q K^\top}{\sqrt d}\right) V,\qquad
-# Q = \varphi(z_t)\, W_Q,\quad K = \tau(y)\, W_K,\quad V = \tau(y)\, W_V .$$
+# Q = X\, W_Q,\quad K = E\, W_K,\quad V = E\, W_V .$$
+#
+# (The paper writes $\varphi(z_t)$ and $\tau_\theta(y)$: its $z_t$ is a latent image, and its $\tau$ is not
+# chapter 06's temperature.)
 #
 # - The **queries** come from the image: each pixel asks a question, a $d$-dimensional vector.
 # - The **keys** come from the text: each token advertises what it is about.
@@ -246,14 +250,14 @@ plt.show()
 #
 # - At the start ($t = 999$) $\hat x_0$ is still mostly noise, yet the pixels already attend most to the class word,
 #   "seven": the first steps decide *what* to draw, and the class is the most informative token.
-# - As the digit takes shape, the class word's share falls and `<bos>` gains weight (and, from the middle
-#   steps on, "a"). Those tokens carry no information: the text encoder is causal, so the vector at `<bos>`
+# - As the digit takes shape, the class word's share falls and `<bos>` gains weight (the shares are printed
+#   above; "a" stays small). Those tokens carry no information: the text encoder is causal, so the vector at `<bos>`
 #   is the same for every prompt, and so is the vector at a leading "a". Attending to them means "no text
 #   needed here": a *sink* that lets a pixel take (almost) nothing from the prompt, as the first tokens do
 #   in large transformers too (Xiao et al. 2024). Late steps only refine strokes; the prompt has done its
 #   work.
-# - The attribute word "thick" keeps a small, steady share throughout, spread over the digit: thickness is
-#   a property of every stroke, not of one place.
+# - The attribute word "thick" keeps a small share that grows as the strokes form, spread over the digit:
+#   thickness is a property of every stroke, not of one place.
 # - The maps are coarse, $7 \times 7$ upsampled to $28 \times 28$: each map pixel covers a $4 \times 4$
 #   block of the image.
 #
@@ -349,7 +353,8 @@ fig.suptitle(f"step {mid + 1} of {len(pair_frames[0])} (t = {pair_frames[0][mid]
 plt.show()
 
 # %% [markdown]
-# Both words are read over the whole digit and its surroundings rather than at one spot, and their maps
+# Neither word is read at one spot: "thick" mostly on and around the stroke, "thin" mostly in the background
+# around it. Their maps
 # differ even though $x_T$ is the same: by the middle step the pixels themselves differ (a thick stroke is
 # under way in one image, a thin one in the other), so they ask different questions. An attention map shows
 # where a word is *read*; it is not a segmentation of what the word produced.

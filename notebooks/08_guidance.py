@@ -176,10 +176,12 @@ for t_value in (600, 800):
 
 # %% [markdown]
 # At $t = 600$ (left) the three is still plain in $x_t$, and every $\hat x_0$ keeps it: the prompt can only
-# scribble on a digit the image already decides, and at large $s$ it draws stray strokes. (The first
-# example's noise happens to look like an eight at every $s$.) At $t = 800$ (right) the noise hides most of
-# the digit. With the prompt ignored ($s = 0$) the model guesses blurry digits of its own (a six, a three and
-# a one; the first example's noise again suggests an eight); the conditional
+# scribble on a digit the image already decides, and at large $s$ it draws stray strokes. (The first test
+# three has closed, eight-like loops, so much so that the evaluation classifier reads even the clean image as a
+# 5; the model completes it as an eight at every $s$, and at $s = 8$ a second three picks up enough stray
+# strokes to be read as an eight too.) At $t = 800$ (right) the noise hides most of the digit. With the prompt
+# ignored ($s = 0$) the model guesses blurry digits of its own (a six, a three and a one; the loopy first three
+# again becomes an eight); the conditional
 # model ($s = 1$) already draws faint eights (the classifier reads all four as eights); and with the
 # difference $\epsilon_c - \epsilon_u$ ("what makes this an eight rather than whatever it already is")
 # amplified at $s = 3$, the loops of the eight get heavier, higher-contrast strokes. Large $s$ overshoots: at $s = 8$
@@ -257,15 +259,18 @@ assert by_s[8.0]["diversity"] < by_s[1.0]["diversity"]
 # %% [markdown]
 # This is the trade-off of Ho & Salimans' figure 4 (there as FID against Inception Score on ImageNet):
 #
-# - **Accuracy** climbs from chance (about 10% at $s = 0$, where the prompt is ignored) to near the
-#   classifier's ceiling by $s \approx 2$-$3$, and then has nowhere to go.
+# - **Accuracy** climbs from chance (about 10% at $s = 0$, where the prompt is ignored) to 100% by
+#   $s \approx 2$, at or above the classifier's own accuracy on real digits, and then has nowhere to go.
 # - **Diversity** falls steadily with $s$, and from moderate $s$ on it is well below that of real digits of the
 #   same class (dashed line): the model makes the *typical* digit for a prompt. This is the sharpened
 #   $p(c \mid x)^s$ at work.
 # - The unconditional end ($s = 0$) is *more* diverse than real digits of one class simply because its
 #   samples are not of that class (and some are not digits at all).
-# - FID (last column of the table) mixes both effects and is heavily biased at this small $n$
-#   (chapter 09); the two separate numbers tell the story more clearly.
+# - The last column is FID divided by the FID between two sets of real digits of the same size (the
+#   *floor*, chapter 09). FID mixes both effects, and at $n = 80$ ratios below about 1.5 are noise: this table
+#   cannot rank $s = 1, \dots, 8$ by FID. With 1,000 samples it can, and the order flips: $s = 3$ scores 4.0
+#   times the floor against 1.6 for $s = 1$ (BENCHMARKS.md, section 4). The two separate numbers tell the
+#   story more clearly.
 #
 # With 80 samples per scale, accuracy has a standard error of up to 6 percentage points, so only the trend
 # is meaningful (the full-size run uses 500). Practitioners pick $s$ where accuracy has saturated but
@@ -293,11 +298,11 @@ guidance_widget(grid, "the digit seven", 3.0, rows)
 # ## 5. Negative prompts
 #
 # Nothing in the formula says that the unconditional branch must be the empty prompt. Replace $\epsilon_u$
-# by the prediction for a **negative prompt** $n$:
+# by the prediction for a **negative prompt** $c^-$:
 #
-# $$\hat\epsilon = \epsilon(x_t, n) + s\,\big(\epsilon(x_t, c) - \epsilon(x_t, n)\big),$$
+# $$\hat\epsilon = \epsilon(x_t, c^-) + s\,\big(\epsilon(x_t, c) - \epsilon(x_t, c^-)\big),$$
 #
-# and the extrapolation now points from $n$ towards $c$: towards the prompt *and away from* the negative
+# and the extrapolation now points from $c^-$ towards $c$: towards the prompt *and away from* the negative
 # prompt. This became popular with Stable Diffusion ("blurry, low quality" as a negative prompt). In the
 # pipeline it is one argument, `negative_prompt`. Our captions describe stroke thickness, so let's ask for
 # "a seven" with and without the negative prompt "thick", and compare with asking for "a thin seven"
@@ -334,11 +339,12 @@ assert metrics.conditional_accuracy(classifier, neg_images['"a seven", negative 
 # %% [markdown]
 # The negative prompt thins the strokes about as much as asking for "a thin seven" does (compare the mean
 # widths in the titles), and the classifier still reads the digits as sevens at the rates printed above.
-# Thin strokes leave less room for error, though: some of the thin sevens, in both rows, look less tidy
-# than the plain ones. Two details: (1) the negative prompt "thick" does not name a digit, so $\epsilon_c - \epsilon_n$
-# also contains "be a seven", and guidance towards the digit stays as strong as with `""`; (2) a negative
-# prompt can only push away from what the model *learned* the words to mean: on our tiny vocabulary that is
-# thickness, slant and size.
+# The shapes differ, though: several digits of the negative-prompt row are broken or malformed (the classifier
+# still calls them sevens), while "a thin seven" is mostly tidy. Pushing away from "thick" is a blunter tool than
+# asking for "thin". Two details: (1) the negative prompt "thick" does not name a digit, so
+# $\epsilon_c - \epsilon_{c^-}$ also contains "be a seven", and guidance towards the digit stays as strong as
+# with `""`; (2) a negative prompt can only push away from what the model *learned* the words to mean: on our
+# tiny vocabulary that is thickness, slant and size.
 #
 # ## Exercise: guidance by hand
 #

@@ -122,7 +122,8 @@ plt.show()
 # classifier is of each digit: every confidently drawn 7 lands on nearly the same point, whatever its
 # thickness or slant, so a FID there rewards a generator that draws only the most obvious digits. For the
 # shipped text model of chapter 08 at guidance 3, which loses much of the handwriting's variety, 1,000
-# samples score 1.6 times the real-vs-real floor in the softmax space and s = 1 (no guidance) 8.1 times: the reverse
+# samples score 1.6 times the real-vs-real floor (the FID between two sets of real digits of the same size;
+# section 4) in the softmax space and s = 1 (no guidance) 8.1 times: the reverse
 # of the penultimate space (4.0 and 1.6; BENCHMARKS.md, section 4). The layer is part of the metric; state it with
 # every number.
 #
@@ -487,9 +488,9 @@ assert noise_500[2]["fid"] > 3 * noise_500[0]["fid"] and noise_100[2]["fid"] < 3
 # %% [markdown]
 # The static figure shows noise of standard deviation 0.1 (circled) measured with $n = 100$ samples per
 # set: it adds about one point to a floor of about 9, about as much as the floor itself varies between
-# random draws (± 0.9 at $n = 100$, section 4). (This
-# pair of sets happens to have a higher floor at $n = 100$ than the average of section 4, itself a reminder
-# that the floor is noisy at small $n$.) With $n = 500$ the same distortion almost doubles a floor of 1, and
+# random draws (± 0.9 at $n = 100$ over section 4's eight draws, a rough estimate: the floor's spread has a
+# long upper tail). This pair of sets has a floor far above section 4's average of 4.7, itself a reminder that
+# the floor is noisy at small $n$. With $n = 500$ the same distortion almost doubles a floor of 1, and
 # noise of sd 0.2 goes from less than twice the floor at $n = 100$ to about six times at $n = 500$: small
 # differences between distributions need many samples to show. Strong distortions stand out at any $n$.
 # Note also that the same distortion has a *lower* FID at larger $n$: FIDs at different $n$ cannot be

@@ -126,23 +126,27 @@ assert curves[name][1] > 5 * curves["working model"][1]  # small t: the backgrou
 # samples come out in it; shown as $[-1, 1]$ images
 # (as `show_grid` and every figure here assume), their background is mid-grey. We show that by mapping the
 # working model's samples to $[0, 1]$ (we do not train a broken model here). `fit` guards against the bug: images
-# outside $[-1, 1]$ are an error, and images with no pixel below 0 get a warning.
+# outside $[-1, 1]$ are an error, and images with no pixel below 0 get a warning; the evaluator, `score_samples`,
+# warns about such samples too.
 
 # %%
 samples[name] = (samples["working model"] + 1) / 2  # what a model trained on [0, 1] would produce
-scores[name] = score_samples(classifier, samples[name], reference)["fid_ratio"]
+with warnings.catch_warnings(record=True) as scored:
+    warnings.simplefilter("always")
+    scores[name] = score_samples(classifier, samples[name], reference)["fid_ratio"]
 grey = {k: grey_background_fraction(samples[k]) for k in ("working model", name)}
 print(f"grey border pixels: working {grey['working model']:.0%}, [0, 1] {grey[name]:.0%};"
       f" FID / floor {scores[name]:.0f}")
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     check_image_range((x_held + 1) / 2)  # what fit() calls on its training images
+print("score_samples warns:", scored[0].message)
 print("fit would warn:", caught[0].message)
 try:
     check_image_range(x_held * 127.5 + 127.5)  # uint8-range floats
 except ValueError as e:
     print("fit would refuse:", e)
-assert grey[name] > 0.9 > 0.1 > grey["working model"] and len(caught) == 1
+assert grey[name] > 0.9 > 0.1 > grey["working model"] and len(caught) == len(scored) == 1
 
 # %% [markdown]
 # ## 3. Bug two: sampling with another schedule than the one trained

@@ -29,8 +29,9 @@ from diffusion_lite.model_widgets import (  # noqa: E402
 )
 from diffusion_lite.sampling import sample_ddim  # noqa: E402
 from diffusion_lite.schedules import Schedule, predict_eps_from_x0, q_sample  # noqa: E402
+from diffusion_lite.trajectory_viz import TrajectoryRecorder  # noqa: E402
 from diffusion_lite.unet import UNet  # noqa: E402
-from diffusion_lite.viz import TrajectoryRecorder, make_grid  # noqa: E402
+from diffusion_lite.viz import make_grid  # noqa: E402
 
 TINY = UNetConfig(base_channels=8, channel_mults=(1, 2), attn_resolutions=(14,), groups=4)
 

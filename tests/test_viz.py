@@ -1,4 +1,4 @@
-"""diffusion_lite.viz: grids, the U-Net shape trace, loss curves, trajectory frames and animations."""
+"""diffusion_lite.viz and trajectory_viz: grids, shape traces, loss curves, trajectory frames, animations."""
 
 import base64
 import io
@@ -13,20 +13,16 @@ from PIL import Image
 from diffusion_lite.config import ScheduleConfig, UNetConfig
 from diffusion_lite.sampling import sample_ddim
 from diffusion_lite.schedules import Schedule
-from diffusion_lite.unet import UNet
-from diffusion_lite.viz import (
+from diffusion_lite.trajectory_viz import (
     TrajectoryRecorder,
     animate_trajectory,
     animation_html,
-    format_shape_trace,
-    make_grid,
-    plot_loss_curve,
     select_frames,
-    shape_trace,
-    show_grid,
     show_trajectory,
     trajectory_frame,
 )
+from diffusion_lite.unet import UNet
+from diffusion_lite.viz import format_shape_trace, make_grid, plot_loss_curve, shape_trace, show_grid
 
 TINY = UNetConfig(base_channels=8, channel_mults=(1, 2), attn_resolutions=(14,), groups=4)
 
