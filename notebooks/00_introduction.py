@@ -118,8 +118,8 @@ plt.show()
 # - **FLUX.1** (Black Forest Labs 2024) replaces the U-Net by a large **transformer** (12B parameters) that
 #   processes image patches and text tokens together, in a latent space, with text from T5 and CLIP encoders.
 #   It is trained as a **rectified flow** (Liu et al. 2023; Lipman et al. 2023; Esser et al. 2024), a close
-#   cousin of diffusion: noisy images are straight-line mixtures $(1-t)\,x_0 + t\,\varepsilon$ of an image
-#   $x_0$ and noise $\varepsilon$, the network predicts the direction of that line, and the sampler follows
+#   cousin of diffusion: noisy images are straight-line mixtures $(1-t)\,x_0 + t\,\epsilon$ of an image
+#   $x_0$ and noise $\epsilon$, the network predicts the direction of that line, and the sampler follows
 #   it back towards the data. Generation is still: start from Gaussian noise, take many small steps.
 #
 # | part | Stable Diffusion 1.x | this course (MNIST scale) | chapter |

@@ -61,7 +61,7 @@ print(test)
 #
 # $$q(x_t \mid x_{t-1}) = \mathcal N\!\left(x_t;\ \sqrt{1-\beta_t}\,x_{t-1},\ \beta_t I\right)
 # \qquad\Longleftrightarrow\qquad
-# x_t = \sqrt{1-\beta_t}\,x_{t-1} + \sqrt{\beta_t}\,\varepsilon_t,\quad \varepsilon_t \sim \mathcal N(0, I).$$
+# x_t = \sqrt{1-\beta_t}\,x_{t-1} + \sqrt{\beta_t}\,\epsilon_t,\quad \epsilon_t \sim \mathcal N(0, I).$$
 #
 # The numbers $\beta_1, \dots, \beta_T$ (small, between about $10^{-4}$ and $0.02$) are the **noise schedule**;
 # [chapter 02](02_noise_schedules.ipynb) is about choosing them. Each pixel gets its own independent noise.
@@ -171,25 +171,25 @@ plt.show()
 #
 # $$q(x_t \mid x_0) = \mathcal N\!\left(x_t;\ \sqrt{\bar\alpha_t}\,x_0,\ (1-\bar\alpha_t) I\right),$$
 #
-# that is $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$ with
-# $\varepsilon \sim \mathcal N(0, I)$.
+# that is $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$ with
+# $\epsilon \sim \mathcal N(0, I)$.
 #
 # **Proof by induction on $t$.** For $t = 1$ this is the one-step formula, since $\bar\alpha_1 = \alpha_1$.
-# Suppose it holds for $t-1$: $x_{t-1} = \sqrt{\bar\alpha_{t-1}}\,x_0 + \sqrt{1-\bar\alpha_{t-1}}\,\bar\varepsilon$.
+# Suppose it holds for $t-1$: $x_{t-1} = \sqrt{\bar\alpha_{t-1}}\,x_0 + \sqrt{1-\bar\alpha_{t-1}}\,\bar\epsilon$.
 # Substitute into one step:
 #
-# $$x_t = \sqrt{\alpha_t}\,x_{t-1} + \sqrt{1-\alpha_t}\,\varepsilon_t
+# $$x_t = \sqrt{\alpha_t}\,x_{t-1} + \sqrt{1-\alpha_t}\,\epsilon_t
 #       = \sqrt{\alpha_t\bar\alpha_{t-1}}\,x_0
-#       + \underbrace{\sqrt{\alpha_t(1-\bar\alpha_{t-1})}\,\bar\varepsilon
-#                     + \sqrt{1-\alpha_t}\,\varepsilon_t}_{\text{two independent Gaussians}} .$$
+#       + \underbrace{\sqrt{\alpha_t(1-\bar\alpha_{t-1})}\,\bar\epsilon
+#                     + \sqrt{1-\alpha_t}\,\epsilon_t}_{\text{two independent Gaussians}} .$$
 #
 # The first term is $\sqrt{\bar\alpha_t}\,x_0$. The noise terms are independent, zero-mean Gaussians, and **a
 # sum of independent Gaussians is a Gaussian whose variance is the sum of the variances**:
 #
 # $$\alpha_t(1-\bar\alpha_{t-1}) + (1-\alpha_t) = 1 - \alpha_t\bar\alpha_{t-1} = 1 - \bar\alpha_t .$$
 #
-# So $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$ with a single
-# $\varepsilon \sim \mathcal N(0, I)$, which is the claim for $t$. $\blacksquare$
+# So $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$ with a single
+# $\epsilon \sim \mathcal N(0, I)$, which is the claim for $t$. $\blacksquare$
 #
 # Read it as a mixing dial: $x_t$ is a blend of the image and fresh noise, with weights
 # $\sqrt{\bar\alpha_t}$ ("how much signal is left") and $\sqrt{1-\bar\alpha_t}$ ("how much noise"), whose
@@ -288,8 +288,8 @@ plt.show()
 # ## 5. Exploring $t$
 #
 # Below, the same digits are noised to chosen time steps with the closed form, using **one fixed noise draw**
-# $\varepsilon$, so only $t$ changes between columns. This is how training will see the data: one
-# $(x_0, \varepsilon, t)$ triple at a time.
+# $\epsilon$, so only $t$ changes between columns. This is how training will see the data: one
+# $(x_0, \epsilon, t)$ triple at a time.
 
 # %%
 eps = torch.randn(x0.shape, generator=g)  # one fixed noise image per digit
@@ -323,7 +323,7 @@ forward_process_widget(schedule, x_w, eps_w, t=250)
 #
 # ## Exercise: write `q_sample` yourself
 #
-# Implement the closed form $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$ for a
+# Implement the closed form $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$ for a
 # batch of images `x0` (B, 1, 28, 28) with **one time step per image**, `t` of shape (B,), using only
 # `schedule.alpha_bar`. Hint: index `alpha_bar[t]` gives shape (B,); reshape it to (B, 1, 1, 1) so it
 # broadcasts over the pixels. The `assert` checks your function against the package with the same noise.
@@ -354,7 +354,7 @@ print("my_q_sample matches diffusion_lite.schedules.q_sample")
 # ## Summary
 #
 # - The forward process adds Gaussian noise in $T$ small steps:
-#   $x_t = \sqrt{1-\beta_t}\,x_{t-1} + \sqrt{\beta_t}\,\varepsilon_t$. The shrink factor makes the variance tend
+#   $x_t = \sqrt{1-\beta_t}\,x_{t-1} + \sqrt{\beta_t}\,\epsilon_t$. The shrink factor makes the variance tend
 #   to one (and keeps it there once reached), so the chain ends at the standard Gaussian, where generation
 #   will start.
 # - Small steps matter because the reverse of a small step is (nearly) a single Gaussian, easy to learn; the

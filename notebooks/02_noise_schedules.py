@@ -2,7 +2,7 @@
 # # 02 · Noise schedules: how fast to destroy an image
 #
 # In [chapter 01](01_forward_process.ipynb) the forward process mixed an image with noise,
-# $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$, and we took the numbers $\beta_t$ (and
+# $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$, and we took the numbers $\beta_t$ (and
 # hence $\bar\alpha_t = \prod_{s\le t}(1-\beta_s)$) as given. They are a design choice, the **noise schedule**,
 # and a consequential one. Training picks $t$ uniformly at random ([chapter 04](04_training.ipynb)), and
 # sampling walks through the steps ([chapter 05](05_sampling.ipynb)), so the schedule decides how the model's
@@ -106,7 +106,7 @@ plt.show()
 #
 # Divide the closed form by $\sqrt{\bar\alpha_t}$:
 #
-# $$\frac{x_t}{\sqrt{\bar\alpha_t}} = x_0 + \frac{\varepsilon}{\sqrt{\mathrm{SNR}(t)}},\qquad
+# $$\frac{x_t}{\sqrt{\bar\alpha_t}} = x_0 + \frac{\epsilon}{\sqrt{\mathrm{SNR}(t)}},\qquad
 # \mathrm{SNR}(t) = \frac{\bar\alpha_t}{1-\bar\alpha_t}.$$
 #
 # So, up to a rescaling that any network can undo, *a noisy image is the clean image plus noise of standard
@@ -131,7 +131,7 @@ for kind, sch in scheds.items():
 #
 # ## 3. The same digit, the same noise, three schedules
 #
-# Because $x_t$ depends only on $\bar\alpha_t$, using the same $x_0$ and the same $\varepsilon$ under each
+# Because $x_t$ depends only on $\bar\alpha_t$, using the same $x_0$ and the same $\epsilon$ under each
 # schedule isolates the schedule's effect:
 
 # %%
@@ -339,7 +339,7 @@ for kind, sch in scheds.items():
 # - A noise schedule fixes $\beta_t$, hence $\bar\alpha_t$ and $\mathrm{SNR}(t) = \bar\alpha_t/(1-\bar\alpha_t)$.
 #   Linear (DDPM) adds noise fast and spends many steps on pure noise; cosine (Nichol & Dhariwal) lowers
 #   $\bar\alpha$ evenly; sigmoid is a delayed linear: it keeps the image for the first quarter.
-# - $x_t/\sqrt{\bar\alpha_t} = x_0 + \varepsilon/\sqrt{\mathrm{SNR}(t)}$: noisy images depend on the schedule only
+# - $x_t/\sqrt{\bar\alpha_t} = x_0 + \epsilon/\sqrt{\mathrm{SNR}(t)}$: noisy images depend on the schedule only
 #   through the SNR, so classifier accuracy against $\log\mathrm{SNR}$ is the same curve for every schedule.
 # - Measured with the evaluation classifier, digits stay recognisable about twice as long under the cosine
 #   schedule as under the linear one. A classifier

@@ -117,7 +117,7 @@ assert curves[name][1] > 5 * curves["working model"][1]  # small t: the backgrou
 # for noise. That offset of 1 enters $x_t$ scaled by $\sqrt{\bar\alpha_t}$; in units of the noise,
 # $\sqrt{1 - \bar\alpha_t}$, it is $\sqrt{\mathrm{SNR}(t)}$: huge at small $t$ (more than the network can
 # explain away), negligible near $T$, where the noise dominates. The ratio is not largest at $t = 0$ because the
-# error saturates (the network's $\hat\varepsilon$ has about unit scale, whatever the offset) while the working
+# error saturates (the network's $\hat\epsilon$ has about unit scale, whatever the offset) while the working
 # model's own loss is highest there (0.2). **A loss too high almost everywhere but
 # close to the working curve near $T$ points to the data**: here a range at evaluation that differs from the
 # range in training.
@@ -170,7 +170,7 @@ assert scores[name] > 2 * scores["working model"]
 # The loss is close at both ends of the chain and off in the middle (up to 7
 # times at $t = 350$-$500$), where their $\bar\alpha_t$ differ most (at $t = 350$: 0.28 instead of 0.72). Near $t = 0$
 # both keep $\bar\alpha_t \approx 1$; near $T$ their SNRs differ by a factor of 50 or more, but $x_t$ is almost pure
-# noise under either, so $\hat\varepsilon \approx x_t$ is right whatever the network believes. Some
+# noise under either, so $\hat\epsilon \approx x_t$ is right whatever the network believes. Some
 # samples are still digits, many are malformed: FID / floor 9.5 against 3.2. A mismatch this mild does not
 # look broken, it looks like an under-trained model. **Check the schedule before training longer.**
 #
@@ -198,8 +198,8 @@ assert curves["reversed t"][0] > 5 * curves["working model"][0] and scores["reve
 
 # %% [markdown]
 # Two different signatures. With $t / T$ the loss is right at $t = 0$ (that is where the network believes it
-# is) and grows with $t$ to about 0.8 and stays near it: the network predicts $\varepsilon$ as if $x_t$ were a nearly
-# clean image, so $\hat\varepsilon$ is wrong about what is digit and what is noise,
+# is) and grows with $t$ to about 0.8 and stays near it: the network predicts $\epsilon$ as if $x_t$ were a nearly
+# clean image, so $\hat\epsilon$ is wrong about what is digit and what is noise,
 # and the samples stay noise. With
 # the reversed index the loss is right only in the middle ($t \approx 500$, where $t$ and $T - 1 - t$ meet) and
 # wrong at both ends. Both end far above the working curve near $T$, where the data bugs end close to it.
