@@ -137,16 +137,17 @@ for kind, sch in scheds.items():
 # %%
 eps = torch.randn(one_of_each.shape, generator=g)  # one fixed noise draw per digit
 cols = [0, 100, 200, 300, 400, 500, 600, 700, 800, 999]
+three = test.images[test.labels == 3][2:3]  # a plainly written 3 (the first one is loopy, close to an 8)
 fig, axes = plt.subplots(3, 1, figsize=(10, 4.2))
 for ax, (kind, sch) in zip(axes, scheds.items()):
-    row = torch.cat([q_sample(sch, one_of_each[3:4], t, noise=eps[3:4]) for t in cols])  # (10, 1, 28, 28)
+    row = torch.cat([q_sample(sch, three, t, noise=eps[3:4]) for t in cols])  # (10, 1, 28, 28)
     show_grid(row, nrow=len(cols), ax=ax, title=f"{kind}")
 fig.suptitle("A '3' under each schedule; columns t = " + ", ".join(map(str, cols)), y=1.02)
 plt.show()
 
 # %% [markdown]
 # With the linear schedule the 3 is hard to make out by $t = 400$; with the cosine it is still visible at
-# $t = 500$ and faintly at $t = 600$; with the sigmoid it is clear until $t = 300$ and gone by $t = 600$.
+# $t = 500$ and faintly at $t = 600$; with the sigmoid it is clear until $t = 400$ and gone by $t = 600$.
 #
 # ## 4. How long does the image survive? Ask a classifier
 #
