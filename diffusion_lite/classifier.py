@@ -126,6 +126,8 @@ def train_classifier(model: Classifier, dataset: Any, *, epochs: float = 3.0, ba
     dataset: anything with ``.images`` (N, C, H, W) float in [-1, 1] and ``.labels`` (N,) long, such as
     ``data.load_dataset("mnist")``. Each epoch visits every image once in a random order; each batch is
     augmented with random shifts of up to ``max_shift`` pixels. ``device`` defaults to the model's device.
+    ``generator`` draws the batch order and the shifts; dropout draws from the global torch RNG (as in ``fit``),
+    so seed that too (``torch.manual_seed``, as scripts/train_classifier.py does) for a repeatable run.
     Returns a JSON-able training record: steps, epochs, wall time, final loss, settings.
     """
     images, labels = getattr(dataset, "images", None), getattr(dataset, "labels", None)

@@ -67,12 +67,21 @@ def check_stem(out: str) -> str:
     return out.removesuffix(".safetensors").removesuffix(".json")
 
 
-def check_not_shipped(out: str) -> None:
-    """--out must not be the bare name of a shipped model: checkpoints.resolve prefers local files and run
-    folders, so every later use of that name in this folder would load the new files instead of the shipped ones."""
-    from .checkpoints import list_pretrained
+def check_not_shipped(out: str, replace_shipped: bool = False) -> None:
+    """--out must not replace a shipped model: neither a path inside the package's pretrained folder (unless a
+    maintainer re-training it passes --replace-shipped to export), nor the bare name of a shipped model in the
+    current folder (checkpoints.resolve prefers local files and run folders, so every later use of that name
+    here would load the new files instead of the shipped ones)."""
+    from .checkpoints import PRETRAINED_DIR, list_pretrained
 
     path = Path(str(out).removesuffix(".safetensors").removesuffix(".json")).resolve()
+    shipped = PRETRAINED_DIR.resolve()
+    if path == shipped or shipped in path.parents:
+        if not replace_shipped:
+            raise CLIError(f"--out {out} is inside the package's pretrained folder ({shipped}): it would replace "
+                           "or add to the shipped models; choose a path outside it (maintainers re-training a "
+                           "shipped model: `diffusion-lite export ... --replace-shipped`)")
+        return
     name = path.name
     if path.parent == Path.cwd().resolve() and name in list_pretrained():
         raise CLIError(f"--out {out} is the name of a shipped model: the new files would be loaded instead of it by "
@@ -83,7 +92,7 @@ def cmd_export(args) -> None:
     from .checkpoints import load
 
     check_stem(args.out)
-    check_not_shipped(args.out)
+    check_not_shipped(args.out, replace_shipped=args.replace_shipped)
     pipe = load(args.run)
     if not hasattr(pipe, "save"):
         raise CLIError(f"export turns a diffusion run into an inference checkpoint; {args.run} is a "
@@ -151,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--run", required=True, help="run folder of `diffusion-lite train` (or a checkpoint)")
     e.add_argument("--out", required=True, help="checkpoint stem: writes OUT.safetensors and OUT.json")
     e.add_argument("--card", default=None, help="JSON file with model-card facts to store")
+    e.add_argument("--replace-shipped", action="store_true",
+                   help="allow --out inside the package's pretrained folder (maintainers re-training a shipped model)")
     e.set_defaults(func=cmd_export)
 
     d = sub.add_parser("demo", help="the quick tour: sample from the shipped models into a picture")

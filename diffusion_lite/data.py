@@ -138,6 +138,9 @@ def _locate(name: str, split: str, root) -> tuple[Path, list[Path]]:
         wanted, suffixes = [f"data_batch_{i}" for i in range(1, 6)] if p == "train" else ["test_batch"], ("",)
     tried = []
     for base in search_dirs(name, root):
+        if any((base / (wanted[0] + s)).is_file() for s in suffixes):  # the files themselves, not their parent
+            tried.append(f"{base}  (holds {wanted[0]} itself: expected it in {base / _LAYOUTS[name][0]}; MNIST and "
+                         "Fashion-MNIST share file names, so each needs its own folder)")
         for sub in _LAYOUTS[name]:
             folder = base / sub
             if not folder.is_dir():

@@ -51,7 +51,8 @@ def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Ten
 
 
 def sigmoid_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02, tau: float = 6.0) -> torch.Tensor:
-    """Betas that follow a sigmoid from beta_start to beta_end (as in GeoDiff, Xu et al. 2022)."""
+    """Betas that follow a sigmoid from beta_start to beta_end (as in GeoDiff, Xu et al. 2022); for T other than
+    1000 they are scaled by 1000/T like ``linear_betas``, capped at 0.999."""
     x = torch.linspace(-tau, tau, T, dtype=torch.float64)
     return (torch.sigmoid(x) * (beta_end - beta_start) + beta_start).mul(1000.0 / T).clamp(max=0.999)
 
@@ -129,7 +130,7 @@ class Schedule:
 
 def extract(a: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Gather ``a[t]`` for a batch of steps and reshape to broadcast against x: (B,) -> (B, 1, 1, 1)."""
-    out = a.to(x.device)[t.to(x.device)]
+    out = a.to(x.device)[t.to(x.device).long()]  # .long(): a uint8 index would be read as a boolean mask
     return out.reshape(t.shape[0], *([1] * (x.dim() - 1))).to(x.dtype)
 
 
@@ -140,6 +141,7 @@ def _check_t(schedule: Schedule, x: torch.Tensor, t: torch.Tensor) -> torch.Tens
         t = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise TypeError(f"t must be an integer tensor (B,) or an int, got dtype {t.dtype}")
+    t = t.long()  # uint8 / int8 steps index like any others
     if t.dim() != 1 or t.shape[0] != x.shape[0]:
         raise ValueError(f"t must have shape ({x.shape[0]},) to match x of shape {tuple(x.shape)}, "
                          f"got {tuple(t.shape)}")

@@ -164,6 +164,10 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     if ckpt is not None and ckpt.with_suffix(".json").exists():
         tensors, saved = load_checkpoint(ckpt, "cpu")  # load_state_dict copies to the model's device; AdamW's
         # step counts must stay on the CPU (on a GPU, AdamW reads them back with .item() every step)
+        if "train_state" not in saved:
+            raise ValueError(f"{ckpt}.json is a {saved.get('kind', 'non-training')!r} checkpoint without a training "
+                             "state (an exported model?), so it cannot be resumed: give train another run_dir / "
+                             "--out, or start from its weights with --init-from")
         conflicts = resume_conflicts(saved.get("train") or {}, cfg)
         if saved.get("schedule") and ScheduleConfig.from_dict(saved["schedule"]) != schedule.config:
             conflicts.append(("schedule", saved["schedule"], schedule.config.to_dict()))

@@ -154,6 +154,10 @@ def cmd_train(args) -> None:
     except json.JSONDecodeError as e:
         raise CLIError(f"{out / 'checkpoint.json'} is not valid JSON ({e}), so the run cannot be resumed; restore "
                        "it from a copy, or choose a new --out to start afresh") from None
+    if resume and "train_state" not in saved:
+        raise CLIError(f"{out / 'checkpoint.json'} is a {saved.get('kind', 'non-training')!r} checkpoint without a "
+                       "training state (an exported model?), so it cannot be resumed: choose a new --out, or start "
+                       f"from its weights with --init-from {out}")
     text_tensors, text_meta, text = None, None, None
     if args.text:
         from .checkpoints import load, load_checkpoint

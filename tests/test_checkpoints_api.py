@@ -157,3 +157,14 @@ def test_x_T_of_the_wrong_shape_is_reported_in_the_callers_terms(uncond, text2im
         uncond.sample(n=2, x_T=torch.randn(3, 1, 28, 28), steps=2, progress=False)
     x_T = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     assert text2img.sample(["one", "two"], x_T=x_T, steps=2, progress=False).shape == (2, 1, 28, 28)
+
+
+def test_a_save_with_bad_metadata_keeps_the_previous_checkpoint(tmp_path):
+    stem = tmp_path / "model"
+    save_checkpoint(stem, {"w": torch.ones(3)}, {"kind": "test", "step": 1})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        save_checkpoint(stem, {"w": torch.zeros(3)}, {"kind": "test", "step": 2, "bad": object()})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temp files left either
+    tensors, meta = load_checkpoint(stem)
+    assert meta["step"] == 1 and torch.equal(tensors["w"], torch.ones(3))

@@ -238,3 +238,19 @@ def test_ctrl_c_outside_training_says_interrupted(capsys, monkeypatch):
     monkeypatch.setattr("diffusion_lite.sample_cli.cmd_sample", interrupt)
     rc, _, err = cli(capsys, "sample", "--checkpoint", "mnist-uncond", "--out", "never.png")
     assert rc == 130 and err.strip() == "diffusion-lite sample: interrupted"
+
+
+def test_out_inside_the_pretrained_folder_is_refused_unless_replacing_on_purpose(tmp_path, monkeypatch, capsys):
+    from diffusion_lite.checkpoints import PRETRAINED_DIR
+    from diffusion_lite.cli import CLIError, check_not_shipped
+
+    monkeypatch.chdir(tmp_path)
+    before = {p.name: p.stat().st_mtime_ns for p in PRETRAINED_DIR.iterdir()}
+    for out in (PRETRAINED_DIR / "mnist-text2img", PRETRAINED_DIR / "new-model", PRETRAINED_DIR):
+        with pytest.raises(CLIError, match="inside the package's pretrained folder"):
+            check_not_shipped(str(out))
+    check_not_shipped(str(PRETRAINED_DIR / "mnist-text2img"), replace_shipped=True)  # the maintainers' way
+    for args in (["export", "--run", "mnist-uncond", "--out", str(PRETRAINED_DIR / "mnist-text2img")],
+                 ["train", "--dataset", "mnist", "--steps", "1", "--out", str(PRETRAINED_DIR)]):
+        assert "inside the package's pretrained folder" in error(capsys, *args)
+    assert {p.name: p.stat().st_mtime_ns for p in PRETRAINED_DIR.iterdir()} == before

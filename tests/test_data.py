@@ -290,3 +290,12 @@ def test_a_root_that_is_not_a_folder_is_an_error_not_a_fallback(tmp_path, no_env
         load_dataset("mnist", "test", root=tmp_path / "no-such-folder", subset=5)
     (tmp_path / "exists").mkdir()
     assert len(load_dataset("mnist", "test", root=tmp_path / "exists", subset=5)) == 5  # searched first, then the rest
+
+
+def test_pointing_at_the_files_folder_itself_says_to_point_at_its_parent(isolated, monkeypatch):
+    flat = isolated / "env"  # the IDX files directly in $DIFFUSION_LITE_DATA, not in env/mnist/
+    flat.mkdir()
+    shutil.copy(MNIST_DIR / "t10k-images-idx3-ubyte.gz", flat)
+    monkeypatch.setenv(data.ENV_VAR, str(flat))
+    with pytest.raises(DatasetNotFoundError, match=r"holds t10k-images-idx3-ubyte itself: expected it in .*env/mnist"):
+        load_dataset("mnist", "test")

@@ -159,3 +159,20 @@ def test_cifar_text_model_gets_cross_attention_at_its_levels():
     assert _unet_config("small", 3, 32, None, [7, 14]).context_dim is None  # unconditional: CIFAR's preset
     with pytest.raises(ValueError, match=r"no level at \[7, 14\] pixels; its levels are \[32, 16, 8, 4\]"):
         _unet_config("small", 3, 32, 16, [7, 14])
+
+
+def test_a_run_folder_holding_an_exported_model_is_not_resumed(tmp_path, images):
+    from diffusion_lite.checkpoints import load
+
+    load("mnist-uncond").save(tmp_path / "checkpoint")  # an inference checkpoint where a run's would be
+    s = Schedule.from_config()
+    meta = {"unet": TINY.to_dict(), "schedule": s.config.to_dict()}
+    with pytest.raises(ValueError, match="without a training state .* cannot be resumed"):
+        fit(UNet(TINY), s, images, TrainConfig(steps=1, batch_size=4), run_dir=tmp_path, meta=meta, progress=False)
+
+
+def test_cli_names_an_exported_model_in_the_run_folder(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["export", "--run", "mnist-uncond", "--out", str(run / "checkpoint")]) == 0
+    rc, _, err = train(capsys, "--steps", "1", "--out", str(run))
+    assert rc == 2 and "'diffusion' checkpoint without a training state" in err and f"--init-from {run}" in err

@@ -103,6 +103,14 @@ def test_bad_t_is_a_clear_error():
         q_sample(s, x0, torch.tensor([1, 2, 3]))
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32])
+def test_any_integer_dtype_of_t_gives_the_same_x_t(dtype, gen):
+    s = Schedule.from_config(ScheduleConfig("linear", T=200))
+    x0, noise = torch.randn(3, 1, 4, 4, generator=gen), torch.randn(3, 1, 4, 4, generator=gen)
+    t = torch.tensor([0, 1, 120])  # a uint8 index tensor would otherwise be read as a boolean mask
+    assert torch.equal(q_sample(s, x0, t.to(dtype), noise), q_sample(s, x0, t, noise))
+
+
 def test_schedule_moves_between_devices():
     s = Schedule.from_config().to("cpu")
     assert s.alpha_bar.device.type == "cpu"
