@@ -24,6 +24,10 @@ def cmd_train_clip(args) -> None:
                        "text-to-image run trained on that encoder would no longer resume)")
     if args.threads:
         torch.set_num_threads(args.threads)
+    from .clip import CLIPConfig
+    heads = CLIPConfig.__dataclass_fields__["heads"].default
+    if args.width % heads:
+        raise CLIError(f"--width {args.width}: expected a multiple of {heads} (the text encoder's attention heads)")
     device = get_device(args.device)
     train = load_dataset(args.dataset, "train", subset=args.subset, balanced=args.subset is not None,
                          download=args.download)
@@ -54,12 +58,12 @@ def add_parser(sub, common) -> None:
 
     p = sub.add_parser("train-clip", help="train a CLIP-style text/image encoder pair contrastively")
     p.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist or cifar10")
-    p.add_argument("--steps", type=_positive(), default=1500)
+    p.add_argument("--steps", type=_positive(), default=1500, help="optimizer steps")
     p.add_argument("--batch-size", type=_positive(), default=256)
     p.add_argument("--lr", type=_positive(float), default=2e-3)
     p.add_argument("--width", type=_positive(), default=64, help="text token width D (the U-Net's context_dim)")
     p.add_argument("--subset", type=_positive(), default=None, help="train on K images (balanced)")
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the initial weights and the batches")
     p.add_argument("--download", action="store_true", help="fetch the dataset with torchvision if not found (online)")
     p.add_argument("--out", required=True, help="checkpoint path (writes OUT.safetensors + OUT.json)")
     common(p)

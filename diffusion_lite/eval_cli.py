@@ -20,9 +20,11 @@ def _fmt(v) -> str:
 
 def format_report(report: dict) -> str:
     """A short two-column table of the headline numbers of an evaluate_pipeline report."""
-    rows = [("n", report["n"]), ("conditional accuracy", report.get("accuracy")), ("FID", report["fid"]),
+    acc = report.get("accuracy")
+    rows = [("n", report["n"]), ("conditional accuracy", None if acc is None else f"{acc:.1%}"), ("FID", report["fid"]),
             ("FID floor (real vs real)", report["fid_floor"]), ("FID / floor", report["fid_ratio"]),
-            ("KID", report["kid_mean"]), ("KID floor", report["kid_floor"]), ("diversity", report["diversity"]),
+            ("KID", report["kid_mean"]), ("KID floor", report["kid_floor"]),
+            ("KID - floor", report.get("kid_excess")), ("diversity", report["diversity"]),
             ("diversity of real data", report["diversity_real"]), ("images/s (sampling)", report["images_per_s"]),
             ("wall time (s)", report["wall_time_s"])]
     rows += [(f"attribute adherence: {a}", r["adherence"])
@@ -78,10 +80,10 @@ def add_parser(subparsers, common) -> argparse.ArgumentParser:
     e.add_argument("--n", type=_positive(), required=True,
                    help="samples (text models: a multiple of 10, at least 20; n/10 per digit)")
     add_guidance_args(e)
-    e.add_argument("--steps", type=_positive(), default=50)
+    e.add_argument("--steps", type=_positive(), default=50, help="sampler steps")
     e.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
     e.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 deterministic)")
-    e.add_argument("--seed", type=_seed, default=0)
+    e.add_argument("--seed", type=_seed, default=0, help="seed of the samples' noise and of the real reference draw")
     e.add_argument("--batch-size", type=_positive(), default=250)
     e.add_argument("--reference", choices=["mnist-test", "mnist-train"], default="mnist-test")
     e.add_argument("--attributes", type=_positive(), default=None, metavar="N_PER_DIGIT",

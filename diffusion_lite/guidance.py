@@ -57,8 +57,8 @@ class CADS:
     """Condition-annealed sampling settings (module docstring; defaults: the paper's, with a stronger
     noise_scale, chosen on this project's MNIST model, BENCHMARKS.md section 4).
 
-    noise_scale: s in eq. 2, >= 0; tau1 < tau2 in [0, 1]: the annealing window in t / T (eq. 3);
-    psi in [0, 1]: how much of the rescaled embedding to use (eq. 4).
+    noise_scale: s in eq. 2, >= 0; tau1 < tau2 in [0, 1]: the annealing window in t / (T - 1) (0: the clean
+    end, 1: the noisiest step; eq. 3); psi in [0, 1]: how much of the rescaled embedding to use (eq. 4).
     """
     noise_scale: float = 0.5
     tau1: float = 0.6
@@ -75,7 +75,8 @@ class CADS:
 
 
 def cads_gamma(t_frac: torch.Tensor, tau1: float, tau2: float) -> torch.Tensor:
-    """Eq. 3: gamma = 1 for t/T <= tau1 (clean end), 0 for t/T >= tau2 (noisy end), linear between."""
+    """Eq. 3, t_frac = t / (T - 1) in [0, 1]: gamma = 1 for t_frac <= tau1 (clean end), 0 for t_frac >= tau2 (noisy
+    end), linear between."""
     return ((tau2 - t_frac) / (tau2 - tau1)).clamp(0.0, 1.0)
 
 

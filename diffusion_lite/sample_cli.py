@@ -133,6 +133,9 @@ def check_guidance_args(args, pipe) -> None:
         raise CLIError(f"--guidance must be a finite number >= 0 (0: unconditional, 1: conditional), "
                        f"got {args.guidance}")
     T = pipe.schedule.T
+    if getattr(args, "steps", None) is not None and args.steps > T:
+        raise CLIError(f"--steps {args.steps}: expected at most {T} (this model's T; each step is one of its "
+                       "timesteps)")
     if args.guidance_interval is not None and not 0 <= args.guidance_interval[0] <= args.guidance_interval[1] <= T - 1:
         raise CLIError(f"--guidance-interval {args.guidance_interval[0]} {args.guidance_interval[1]}: expected "
                        f"0 <= T_LO <= T_HI <= {T - 1} (this model's timesteps)")
@@ -160,7 +163,8 @@ def _cads(args, pipe):
     try:
         return CADS(noise_scale=args.cads, tau1=tau1, tau2=tau2)
     except ValueError as e:
-        raise CLIError(str(e)) from None
+        raise CLIError(f"--cads {args.cads:g}" + (f" --cads-window {tau1:g} {tau2:g}" if args.cads_window else "")
+                       + f": {e}") from None
 
 
 def add_parser(sub, common) -> None:
@@ -168,11 +172,14 @@ def add_parser(sub, common) -> None:
 
     s = sub.add_parser("sample", help="generate images from a checkpoint or a pretrained model name")
     s.add_argument("--checkpoint", required=True, help="checkpoint path, run folder, or pretrained name")
-    s.add_argument("--n", type=_positive(), default=16, help="images (per prompt, with --prompt)")
-    s.add_argument("--steps", type=_positive(), default=50)
+    s.add_argument("--n", type=_positive(), default=16,
+                   help="images (per prompt, with --prompt or --prompts-file)")
+    s.add_argument("--steps", type=_positive(), default=50,
+                   help="sampler steps, one network call each (two with guidance); at most the model's T")
     s.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
     s.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 deterministic, 1 like DDPM)")
-    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the starting noise and the sampler: same seed, same images")
     s.add_argument("--batch-size", type=_positive(), default=256,
                    help="images per batch (memory grows with it; DDIM with eta 0 and no --cads gives the same "
                         "images for any value, up to float rounding)")

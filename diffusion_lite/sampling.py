@@ -160,7 +160,7 @@ def sample_ddpm(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, 
 def sample_ddim(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, steps: int = 50, eta: float = 0.0,
                 generator: torch.Generator | None = None, callback: Callback | None = None, clip_x0: bool = True,
                 progress: bool = True, device=None) -> torch.Tensor:
-    """DDIM sampling (Song et al. 2021) over ``steps`` evenly spaced time steps; same signature as sample_ddpm.
+    """DDIM sampling (Song et al. 2021) over ``steps`` evenly spaced time steps; sample_ddpm's signature plus eta.
 
     eta in [0, 1]: 0 is deterministic, 1 has DDPM's posterior variance (eq. 16); beyond 1 the update of
     eq. 12 has no real solution.

@@ -266,8 +266,10 @@ def cmd_train(args) -> None:
     if args.init_from:
         meta["init_from"] = str(args.init_from)
     extra = {f"text.{k}": v for k, v in text_tensors.items()} if text_tensors else None
+    done = saved["train_state"]["step"] if resume else 0
+    steps = f"steps {done + 1}-{tcfg.steps} of {tcfg.steps} (resumed)" if done else f"{tcfg.steps} steps"
     print(f"training a {unet.num_parameters() / 1e6:.2f}M-parameter U-Net on {len(ds)} {args.dataset} images "
-          f"for {tcfg.steps} steps on {device}; checkpoints in {out}/")
+          f"for {steps} on {device}; checkpoints in {out}/")
     try:
         res = fit(unet, schedule, ds.images, tcfg, labels=ds.labels, cond_fn=cond_fn, run_dir=out, meta=meta,
                   extra_tensors=extra)
@@ -301,7 +303,7 @@ def add_parser(sub, common) -> None:
     t.add_argument("--subset", type=_positive(), default=None, help="use only K training images")
     t.add_argument("--balanced", action="store_true", help="with --subset: the same number per class")
     t.add_argument("--download", action="store_true", help="allow torchvision to download the data (online)")
-    t.add_argument("--seed", type=_seed, default=0)
+    t.add_argument("--seed", type=_seed, default=0, help="seed of the initial weights, batches, t and noise")
     t.add_argument("--out", required=True, help="run folder for checkpoints")
     t.add_argument("--model", choices=sorted(MODEL_PRESETS), default=None,
                    help="U-Net size preset for MNIST-sized data (default small; CIFAR-10 has its own U-Net; "

@@ -254,3 +254,11 @@ def test_out_inside_the_pretrained_folder_is_refused_unless_replacing_on_purpose
                  ["train", "--dataset", "mnist", "--steps", "1", "--out", str(PRETRAINED_DIR)]):
         assert "inside the package's pretrained folder" in error(capsys, *args)
     assert {p.name: p.stat().st_mtime_ns for p in PRETRAINED_DIR.iterdir()} == before
+
+
+def test_out_of_range_values_name_their_option(capsys):
+    assert "--steps 5000: expected at most 1000" in error(
+        capsys, "sample", "--checkpoint", "mnist-uncond", "--steps", "5000", "--n", "1", "--out", "a.png")
+    assert "--cads -1: CADS noise_scale must be >= 0" in error(
+        capsys, "sample", "--checkpoint", "mnist-text2img", "--prompt", "a seven", "--cads", "-1", "--out", "a.png")
+    assert "--width 7: expected a multiple of 4" in error(capsys, "train-clip", "--width", "7", "--out", "c")

@@ -148,6 +148,10 @@ def test_real_images_score_like_the_floor_and_noise_does_not(classifier):
     noisy = (samples + 0.8 * torch.randn(samples.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
     bad = ev.score_samples(classifier, noisy[order], ref, sample_labels[order])
     assert bad["fid_ratio"] > 5 * real["fid_ratio"]
+    # class-balanced draws put KID itself well below 0 (about -4.3 / n), its excess over the floor near 0
+    assert real["kid_mean"] < -0.01 and real["kid_floor"] < -0.01
+    assert abs(real["kid_excess"]) < 0.005 < bad["kid_excess"]
+    assert real["kid_std"] is None  # one subset, the whole set: no spread to report
 
 
 def test_generate_is_reproducible_and_independent_of_batch_size(text_pipe):

@@ -102,6 +102,14 @@ def test_kid_is_reproducible_and_checks_subset_size():
         metrics.kid(f, f, subsets=2, subset_size=51)
 
 
+def test_kid_over_whole_sets_is_computed_once_without_a_made_up_spread():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(40, 8, generator=g), torch.randn(40, 8, generator=g) + 0.3
+    mean, std = metrics.kid(a, b, subsets=10, subset_size=40, generator=g)
+    assert std is None and mean == metrics._poly_mmd2_unbiased(a.double(), b.double())
+    assert metrics.kid(a, b, subsets=10, subset_size=39, generator=g)[1] > 0
+
+
 # --- the shipped classifier ---------------------------------------------------------------------------
 
 def test_shipped_classifier_accuracy_on_mnist_test(clf, mnist_test):
