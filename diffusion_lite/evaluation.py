@@ -105,7 +105,8 @@ def prepare_reference(classifier: Classifier, reference: Any, n: int, labels: to
     g = torch.Generator().manual_seed(seed + 1_000_003)  # independent of the samples' noise
     if labels is None:
         if 2 * n > images.shape[0]:
-            raise ValueError(f"n={n} needs 2n={2 * n} reference images for the floor, {name} has {images.shape[0]}")
+            raise ValueError(f"n={n} needs 2n={2 * n} reference images for the floor, {name} has {images.shape[0]} "
+                             f"(n <= {images.shape[0] // 2})")
         perm = torch.randperm(images.shape[0], generator=g)
         idx_a, idx_b = perm[:n], perm[n:2 * n]
     else:
@@ -115,7 +116,7 @@ def prepare_reference(classifier: Classifier, reference: Any, n: int, labels: to
             pool = torch.nonzero(ref_labels == c).flatten()
             if 2 * k > pool.numel():
                 raise ValueError(f"{k} samples of digit {c} need {2 * k} real ones for the floor; {name} has "
-                                 f"{pool.numel()}")
+                                 f"{pool.numel()} (at most {pool.numel() // 2} per digit)")
             pool = pool[torch.randperm(pool.numel(), generator=g)]
             idx_a.append(pool[:k])
             idx_b.append(pool[k:2 * k])

@@ -80,6 +80,14 @@ class Tokenizer:
         """The words of ``text`` missing from the vocabulary, each once, in order of appearance."""
         return list(dict.fromkeys(w for w in split_words(text) if w not in self.index))
 
+    def _unknown_hints(self, unknown: list[str]) -> tuple[str, str]:
+        """What to do about ``unknown`` words: (a note on punctuation, the vocabulary to choose from)."""
+        marks = [w for w in unknown if not any(c.isalnum() for c in w)]
+        words = self.vocab[len(SPECIALS):]
+        shown = " ".join(words) if len(words) <= 80 else " ".join(words[:80]) + " ... (all: tokenizer.vocab)"
+        return (f"; punctuation ({' '.join(marks)}) is not in the vocabulary: leave it out" if marks else "",
+                f"; the vocabulary: {shown}")
+
     def encode(self, texts: list[str], on_unknown: str | None = None,
                truncate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """texts (B strings) -> (ids (B, max_length) long, mask (B, max_length) bool, True = real token).
@@ -92,12 +100,13 @@ class Tokenizer:
         mode = on_unknown or self.on_unknown
         self._check_mode(mode)
         unknown = list(dict.fromkeys(w for t in texts for w in self.unknown_words(t)))
+        marks, vocab = self._unknown_hints(unknown) if unknown else ("", "")
         if unknown and mode == "error":
-            raise ValueError(f"unknown word(s) {unknown} not in the {len(self)}-token vocabulary "
-                             "(see tokenizer.vocab); rephrase, or pass on_unknown='unk' to map them to <unk>")
+            raise ValueError(f"unknown word(s) {unknown} not in the {len(self)}-token vocabulary{marks}; rephrase, "
+                             f"or pass on_unknown='unk' to map them to <unk>{vocab}")
         if unknown and mode == "warn":
-            warnings.warn(f"unknown word(s) {unknown} mapped to <unk>: the model ignores their meaning "
-                          "(see tokenizer.vocab)", stacklevel=2)
+            warnings.warn(f"unknown word(s) {unknown} mapped to <unk>: the model ignores their meaning{marks}{vocab}",
+                          stacklevel=2)
         ids = torch.full((len(texts), self.max_length), PAD, dtype=torch.long)
         room = self.max_length - 2
         for i, text in enumerate(texts):

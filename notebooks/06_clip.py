@@ -146,7 +146,8 @@ print("decoded:", tok.decode(ids))
 # %% [markdown]
 # **Unknown words.** A word-level vocabulary is closed: "skinny" was never in a caption, so it has no id. It
 # becomes `<unk>`, a token the model never saw during training. By default the tokenizer warns; with
-# `on_unknown="error"` it refuses.
+# `on_unknown="error"` it refuses. Both messages list the whole vocabulary (57 tokens with the four special
+# ones), so a user can pick a word the model knows ("thin", "slim").
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -236,6 +236,16 @@ def test_unknown_words_warn_error_or_map(tok):
         Tokenizer(["a"], on_unknown="ignore")
 
 
+def test_unknown_word_messages_say_what_the_vocabulary_holds(tok):
+    with pytest.warns(UserWarning) as caught:
+        tok.encode(["a seven, please."])
+    message = str(caught[0].message)
+    assert "[',', 'please', '.']" in message and "punctuation (, .) is not in the vocabulary" in message
+    assert all(w in message.split() for w in ("seven", "thick", "slanting"))  # the words one may use instead
+    with pytest.raises(ValueError, match=r"\['please'\] not in the .*vocabulary; rephrase.*; the vocabulary: .* seven"):
+        tok.encode(["a seven please"], on_unknown="error")
+
+
 def test_too_long_prompt_errors_naming_the_limit(tok):
     long = " ".join(["seven"] * 20)
     with pytest.raises(ValueError, match="max_length=16"):
