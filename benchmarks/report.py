@@ -35,10 +35,16 @@ def _num(v, fmt: str = ".3g") -> str:
 
 
 def _kid_excess(row: dict) -> float | None:
-    """KID minus its real-vs-real floor drawn the same way (stored as kid_excess since it was added)."""
+    """Of a text-to-image row (class-balanced draws): KID minus its real-vs-real floor drawn the same way
+    (stored as kid_excess since it was added; computed from the stored KID and floor in older files)."""
     if row.get("kid_excess") is not None:
         return row["kid_excess"]
     return None if row.get("kid_floor") is None else row["kid_mean"] - row["kid_floor"]
+
+
+def _kid_cell(row: dict, text: bool) -> str:
+    """KID - floor for text-to-image rows, KID itself (random draws: centred on 0) for unconditional ones."""
+    return _num(_kid_excess(row), "+.4f") if text else _num(row["kid_mean"], "+.4f")
 
 
 def _cmd(r: dict | None, name: str) -> str:
@@ -151,12 +157,13 @@ def section_sampling(r: dict | None) -> str:
         out += [f"**Quality versus steps: `{m['checkpoint']}`** ({m['parameters']:,} parameters"
                 + (f", guidance {s['guidance']}" if kind == "text" else "") + "):\n",
                 measured_by("models", [kind]) +
-                "| sampler | steps | n | FID | FID floor | FID / floor | KID - floor | accuracy | diversity / real "
+                f"| sampler | steps | n | FID | FID floor | FID / floor | {'KID - floor' if kind == 'text' else 'KID'} "
+                "| accuracy | diversity / real "
                 "| images/s |",
                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in m["sweep"]:
             out.append(f"| {row['sampler']} | {row['steps']} | {row['n']} | {row['fid']:.3f} | "
-                       f"{row['fid_floor']:.3f} | {row['fid_ratio']:.2f} | {_num(_kid_excess(row), '+.4f')} | "
+                       f"{row['fid_floor']:.3f} | {row['fid_ratio']:.2f} | {_kid_cell(row, kind == 'text')} | "
                        f"{_num(row['accuracy'], '.1%')} | {_num(row['diversity_ratio'], '.2f')} | "
                        f"{row['images_per_s']:.1f} |")
         out.append("")
@@ -174,8 +181,8 @@ def section_guidance(r: dict | None) -> str:
            "| guidance s | accuracy | FID | FID / floor | KID - floor | diversity / real |",
            "|---:|---:|---:|---:|---:|---:|"]
     for row in r["sweep"]:
-        out.append(f"| {row['guidance']:g} | {row['accuracy']:.3f} | {row['fid']:.3f} | {row['fid_ratio']:.2f} | "
-                   f"{_num(_kid_excess(row), '+.4f')} | {_num(row['diversity_ratio'], '.2f')} |")
+        out.append(f"| {row['guidance']:g} | {row['accuracy']:.1%} | {row['fid']:.3f} | {row['fid_ratio']:.2f} | "
+                   f"{_kid_cell(row, True)} | {_num(row['diversity_ratio'], '.2f')} |")
     a = r["attribute_adherence"]
     out += ["", f"**Attribute adherence** ({s['attribute_n_per_digit']} pairs per digit and attribute, guidance "
             f"{s['attribute_guidance']}, each pair from the same noise; 0.5 = the word is ignored, "

@@ -116,8 +116,8 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
     """
     stem = _stem(path)
     weights, sidecar = _files(stem)
-    try:  # fail before touching the files, so a bad ``meta`` never costs the previous checkpoint
-        json.dumps(meta)
+    try:  # fail before touching the files (as the sidecar will be written), so a bad ``meta`` costs nothing
+        json.dumps({**meta, "format_version": FORMAT_VERSION, "weights_sha256": ""}, indent=2, sort_keys=True)
     except (TypeError, ValueError) as e:
         raise TypeError(f"checkpoint metadata must be JSON-serialisable (numbers, strings, lists, dicts): {e}") from e
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}

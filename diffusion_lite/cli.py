@@ -67,20 +67,36 @@ def check_stem(out: str) -> str:
     return out.removesuffix(".safetensors").removesuffix(".json")
 
 
-def check_not_shipped(out: str, replace_shipped: bool = False) -> None:
-    """--out must not replace a shipped model: neither a path inside the package's pretrained folder (unless a
-    maintainer re-training it passes --replace-shipped to export), nor the bare name of a shipped model in the
-    current folder (checkpoints.resolve prefers local files and run folders, so every later use of that name
-    here would load the new files instead of the shipped ones)."""
+def inside_pretrained(out: str | os.PathLike) -> bool:
+    """Whether ``out`` is the package's pretrained folder or lies inside it (symlinks, relative paths and
+    case-insensitive file systems included: every existing ancestor is compared with os.path.samefile)."""
+    from .checkpoints import PRETRAINED_DIR
+
+    path = Path(os.path.abspath(out))
+    for folder in (path, *path.parents):
+        if folder.exists():
+            try:
+                if os.path.samefile(folder, PRETRAINED_DIR):
+                    return True
+            except OSError:
+                pass
+    return False
+
+
+def check_not_shipped(out: str, replace_shipped: bool = False, can_replace: bool = False) -> None:
+    """--out must not replace a shipped model: neither a path inside the package's pretrained folder (unless
+    ``replace_shipped``: export's --replace-shipped, which its message mentions when ``can_replace``), nor the
+    bare name of a shipped model in the current folder (checkpoints.resolve prefers local files and run folders,
+    so every later use of that name here would load the new files instead of the shipped ones)."""
     from .checkpoints import PRETRAINED_DIR, list_pretrained
 
     path = Path(str(out).removesuffix(".safetensors").removesuffix(".json")).resolve()
-    shipped = PRETRAINED_DIR.resolve()
-    if path == shipped or shipped in path.parents:
+    if inside_pretrained(path):
         if not replace_shipped:
-            raise CLIError(f"--out {out} is inside the package's pretrained folder ({shipped}): it would replace "
-                           "or add to the shipped models; choose a path outside it (maintainers re-training a "
-                           "shipped model: `diffusion-lite export ... --replace-shipped`)")
+            hint = " (maintainers re-training a shipped model: `diffusion-lite export ... --replace-shipped`)"
+            raise CLIError(f"--out {out} is inside the package's pretrained folder ({PRETRAINED_DIR.resolve()}): "
+                           "it would replace or add to the shipped models; choose a path outside it"
+                           + (hint if can_replace else ""))
         return
     name = path.name
     if path.parent == Path.cwd().resolve() and name in list_pretrained():
@@ -92,7 +108,7 @@ def cmd_export(args) -> None:
     from .checkpoints import load
 
     check_stem(args.out)
-    check_not_shipped(args.out, replace_shipped=args.replace_shipped)
+    check_not_shipped(args.out, replace_shipped=args.replace_shipped, can_replace=True)
     pipe = load(args.run)
     if not hasattr(pipe, "save"):
         raise CLIError(f"export turns a diffusion run into an inference checkpoint; {args.run} is a "
@@ -120,6 +136,8 @@ def check_out(args) -> None:
     if getattr(args, "out", None) is None:
         return
     out = Path(args.out)
+    if args.command != "export" and inside_pretrained(out):  # export: check_not_shipped, with --replace-shipped
+        check_not_shipped(str(out))
     if args.command in _FOLDER_OUT and out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} is a file; expected a folder")
     if args.command in ("sample", "evaluate") and out.is_dir():

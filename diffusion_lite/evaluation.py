@@ -14,8 +14,8 @@ The protocol (stated in every report's ``settings``):
   floor is FID/KID between a second, disjoint real draw of the same size and that reference, so
   ``fid_ratio = fid / fid_floor`` is ~1 for a perfect generator at any n. For an imperfect one it grows
   with n (the floor shrinks like 1/n, the model's own distance to the data does not): compare at equal n.
-  ``kid_excess = kid_mean - kid_floor`` is ~0 for a perfect generator (class-balanced draws put KID itself
-  near -4.3 / n; see ``score_samples``).
+  For text models ``kid_excess = kid_mean - kid_floor`` is ~0 for a perfect generator (class-balanced draws
+  put KID itself near -4.3 / n; see ``score_samples``); for unconditional ones KID itself is.
 - diversity: mean pairwise feature distance within a prompted digit (text) or over all samples
   (unconditional); ``diversity_real`` is the same statistic on the reference draw (ratio < 1: less
   varied than the data, 0: one image per prompt).
@@ -174,10 +174,11 @@ def score_samples(classifier: Classifier, samples: torch.Tensor, ref: Reference,
     """Metrics of samples (n, 1, 28, 28) in [-1, 1] against a prepared Reference of the same n.
 
     FID and KID come with floors: the same metric for the Reference's second real draw, taken the same
-    way. kid_excess = kid_mean - kid_floor is the KID to read when the draws are class-balanced (with
-    ``labels``): such draws put a perfect generator's KID near -4.3 / n, not 0 (``metrics.kid``), and
-    their floor varies little between draws (sd about 0.0015 at n = 100, 0.0001 at n = 1,000). kid_std is
-    None when n <= 1000 (one subset, the whole set; see ``metrics.kid``).
+    way. With ``labels`` the draws are class-balanced, which puts a perfect generator's KID near -4.3 / n,
+    not 0 (``metrics.kid``), with a floor that varies little between draws (sd about 0.0015 at n = 100,
+    0.0001 at n = 1,000): read kid_excess = kid_mean - kid_floor then. Without labels the draws are random,
+    KID itself is centred on 0 and its floor is just as noisy, so kid_excess is None (subtracting would
+    only add noise). kid_std is None when n <= 1000 (one subset, the whole set; see ``metrics.kid``).
     """
     feats = metrics.extract_features(classifier, samples)
     n = feats.shape[0]
@@ -196,7 +197,8 @@ def score_samples(classifier: Classifier, samples: torch.Tensor, ref: Reference,
     div = metrics.diversity(feats, labels)
     div_real = metrics.diversity(ref.feats, ref.labels if labels is not None else None)
     out = {"n": n, "fid": fid, "fid_floor": floor, "fid_ratio": fid / floor if floor > 0 else None,
-           "kid_mean": kid_mean, "kid_std": kid_std, "kid_floor": kid_floor, "kid_excess": kid_mean - kid_floor,
+           "kid_mean": kid_mean, "kid_std": kid_std, "kid_floor": kid_floor,
+           "kid_excess": kid_mean - kid_floor if labels is not None else None,
            "kid_subset_size": size,
            "diversity": div, "diversity_real": div_real, "diversity_ratio": div / div_real if div_real > 0 else None,
            "predicted_class_fraction": (torch.bincount(pred, minlength=NUM_CLASSES) / n).tolist(),

@@ -156,12 +156,12 @@ def kid(feats_a: Features, feats_b: Features, subsets: int = 100, subset_size: i
     Each subset draws ``subset_size`` rows without replacement from each set (as in Binkowski et al. 2018
     and torch-fidelity). ``subset_size`` must not exceed either set's size. When it equals both sizes every
     subset is the whole of both sets: the MMD^2 is computed once and std is None (there is no spread to
-    measure). Centred on 0 (so it can be slightly negative) when both sets are independent random draws
-    from the same distribution. Draws that are not independent rows break that: two class-balanced
-    draws (exactly k images of every digit in each) share their class proportions exactly, and for MNIST
-    in mnist-classifier features land at about -4.3 / n instead of 0 (n = set size; measured over 30 pairs
-    of draws of 100 and 8 of 1,000). Compare such a KID with a real-vs-real floor drawn the same way
-    (``evaluation.score_samples`` reports both and their difference).
+    measure), as it is with ``subsets=1``. Centred on 0 (so it can be slightly negative) when both sets are
+    independent random draws from the same distribution. Draws that are not independent rows break that:
+    two class-balanced draws (exactly k images of every digit in each) share their class proportions, and
+    for MNIST in mnist-classifier features land at about -4.3 / n instead of 0 (n = set size; measured over
+    30 pairs of draws of 100 and 8 of 1,000). Compare such a KID with a real-vs-real floor drawn the same
+    way (``evaluation.score_samples`` reports both and their difference).
     """
     a, b = _as_float64(feats_a, "feats_a"), _as_float64(feats_b, "feats_b")
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
@@ -178,7 +178,7 @@ def kid(feats_a: Features, feats_b: Features, subsets: int = 100, subset_size: i
         ib = torch.randperm(b.shape[0], generator=generator, device=generator_device(generator))[:subset_size].cpu()
         vals.append(_poly_mmd2_unbiased(a[ia], b[ib]))
     v = torch.tensor(vals, dtype=torch.float64)
-    return float(v.mean()), float(v.std()) if subsets > 1 else 0.0
+    return float(v.mean()), float(v.std()) if subsets > 1 else None
 
 
 def fid_floor(classifier: Classifier, real_images_a: torch.Tensor, real_images_b: torch.Tensor,

@@ -121,7 +121,8 @@ def add_guidance_args(p: argparse.ArgumentParser) -> None:
 
 def check_guidance_args(args, pipe) -> None:
     """Options that would be silently ignored are errors: guidance options on an unconditional model, an
-    interval outside the schedule's timesteps, --cads-window without --cads, --eta with the DDPM sampler."""
+    interval outside the schedule's timesteps, --cads-window without --cads, --eta with the DDPM sampler;
+    so is --steps above the model's T."""
     import math
 
     given = [f"--{name.replace('_', '-')}" for name in ("guidance", "guidance_interval", "negative_prompt", "cads")

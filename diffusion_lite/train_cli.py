@@ -267,7 +267,8 @@ def cmd_train(args) -> None:
         meta["init_from"] = str(args.init_from)
     extra = {f"text.{k}": v for k, v in text_tensors.items()} if text_tensors else None
     done = saved["train_state"]["step"] if resume else 0
-    steps = f"steps {done + 1}-{tcfg.steps} of {tcfg.steps} (resumed)" if done else f"{tcfg.steps} steps"
+    todo = f"step {tcfg.steps}" if done + 1 == tcfg.steps else f"steps {done + 1}-{tcfg.steps}"
+    steps = f"{todo} of {tcfg.steps} (resumed)" if done else f"{tcfg.steps} steps"
     print(f"training a {unet.num_parameters() / 1e6:.2f}M-parameter U-Net on {len(ds)} {args.dataset} images "
           f"for {steps} on {device}; checkpoints in {out}/")
     try:

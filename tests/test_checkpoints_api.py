@@ -163,8 +163,9 @@ def test_a_save_with_bad_metadata_keeps_the_previous_checkpoint(tmp_path):
     stem = tmp_path / "model"
     save_checkpoint(stem, {"w": torch.ones(3)}, {"kind": "test", "step": 1})
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    with pytest.raises(TypeError, match="JSON-serialisable"):
-        save_checkpoint(stem, {"w": torch.zeros(3)}, {"kind": "test", "step": 2, "bad": object()})
+    for bad in ({"bad": object()}, {0: 1.0}):  # not JSON; keys that sort_keys cannot order
+        with pytest.raises(TypeError, match="JSON-serialisable"):
+            save_checkpoint(stem, {"w": torch.zeros(3)}, {"kind": "test", "step": 2, **bad})
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temp files left either
     tensors, meta = load_checkpoint(stem)
     assert meta["step"] == 1 and torch.equal(tensors["w"], torch.ones(3))

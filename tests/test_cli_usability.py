@@ -250,9 +250,19 @@ def test_out_inside_the_pretrained_folder_is_refused_unless_replacing_on_purpose
         with pytest.raises(CLIError, match="inside the package's pretrained folder"):
             check_not_shipped(str(out))
     check_not_shipped(str(PRETRAINED_DIR / "mnist-text2img"), replace_shipped=True)  # the maintainers' way
-    for args in (["export", "--run", "mnist-uncond", "--out", str(PRETRAINED_DIR / "mnist-text2img")],
-                 ["train", "--dataset", "mnist", "--steps", "1", "--out", str(PRETRAINED_DIR)]):
-        assert "inside the package's pretrained folder" in error(capsys, *args)
+    (tmp_path / "link").symlink_to(PRETRAINED_DIR)
+    with pytest.raises(CLIError, match="inside the package's pretrained folder"):
+        check_not_shipped("link/mnist-uncond")  # relative, through a symlink
+    # each command also names a missing input, so a broken guard fails the test before anything is written
+    missing, shipped = str(tmp_path / "missing"), str(PRETRAINED_DIR / "mnist-text2img")
+    for args in (["export", "--run", missing, "--out", shipped],
+                 ["train", "--dataset", "no-such", "--steps", "1", "--out", str(PRETRAINED_DIR)],
+                 ["train-clip", "--dataset", "no-such", "--steps", "1", "--out", shipped],
+                 ["sample", "--checkpoint", missing, "--out", shipped + ".png"],
+                 ["evaluate", "--checkpoint", missing, "--n", "20", "--out", shipped + ".json"]):
+        err = error(capsys, *args)
+        assert "inside the package's pretrained folder" in err
+        assert ("--replace-shipped" in err) == (args[0] == "export")  # only export can replace a shipped model
     assert {p.name: p.stat().st_mtime_ns for p in PRETRAINED_DIR.iterdir()} == before
 
 

@@ -176,3 +176,13 @@ def test_cli_names_an_exported_model_in_the_run_folder(tmp_path, capsys):
     assert main(["export", "--run", "mnist-uncond", "--out", str(run / "checkpoint")]) == 0
     rc, _, err = train(capsys, "--steps", "1", "--out", str(run))
     assert rc == 2 and "'diffusion' checkpoint without a training state" in err and f"--init-from {run}" in err
+
+
+def test_cli_resume_says_which_steps_remain(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    rc, out, _ = train(capsys, "--steps", "2", "--out", run)
+    assert rc == 0 and "for 2 steps on" in out
+    rc, out, _ = train(capsys, "--steps", "3", "--out", run)
+    assert rc == 0 and "for step 3 of 3 (resumed)" in out
+    rc, out, _ = train(capsys, "--steps", "5", "--out", run)
+    assert rc == 0 and "for steps 4-5 of 5 (resumed)" in out
