@@ -211,7 +211,8 @@ def load(path_or_name: str | os.PathLike, device: str | torch.device = "cpu"):
 def load_pretrained(name: str, device: str | torch.device = "cpu"):
     """Load a model shipped with the package by name, e.g. ``load_pretrained("mnist-text2img")``."""
     if name not in list_pretrained():
-        raise CheckpointError(f"unknown pretrained model {name!r}; available: {', '.join(list_pretrained())}")
+        raise CheckpointError(f"unknown pretrained model {name!r}; available: {', '.join(list_pretrained())} "
+                              "(your own checkpoints and run folders: diffusion_lite.load(path))")
     return load(PRETRAINED_DIR / name, device)
 
 

@@ -32,6 +32,9 @@ def cmd_train_clip(args) -> None:
     train = load_dataset(args.dataset, "train", subset=args.subset, balanced=args.subset is not None,
                          download=args.download)
     test = load_dataset(args.dataset, "test", subset=2000, download=args.download)
+    if args.batch_size > len(train):  # a contrastive batch holds distinct images: none may repeat
+        raise CLIError(f"--batch-size {args.batch_size} is larger than the {len(train)} training images; use "
+                       f"--batch-size {len(train)} or less (or a larger --subset)")
     torch.manual_seed(args.seed)  # the initial weights too: the same command gives the same model
     model = CLIPModel.for_dataset(args.dataset, width=args.width)
     g = torch.Generator().manual_seed(args.seed)

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from . import captions, metrics
 from .classifier import Classifier
 from .guidance import CADS
+from .utils import progress_disabled
 
 EVAL_TEMPLATES = ("the digit {name}", "a handwritten {digit}", "a photo of a {name}", "a drawing of the number {digit}",
                   "{name}", "a picture of the digit {digit}", "a sketch of a {name}", "the number {digit}")
@@ -152,7 +153,8 @@ def generate(pipe, n: int, prompts: Sequence[str] | None = None, *, guidance: fl
         x_T = torch.randn((n, c.in_channels, c.image_size, c.image_size), generator=torch.Generator().manual_seed(seed))
     out = []
     starts = range(0, n, batch_size)
-    for i, s in enumerate(tqdm(starts, desc=f"{sampler} {steps} steps", disable=not progress, leave=False)):
+    for i, s in enumerate(tqdm(starts, desc=f"{sampler} {steps} steps", disable=progress_disabled(progress),
+                                   leave=False)):
         g = torch.Generator().manual_seed(seed + 1 + i)
         kw = dict(steps=steps, sampler=sampler, generator=g, progress=False, x_T=x_T[s:s + batch_size])
         if sampler == "ddim":

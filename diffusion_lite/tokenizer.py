@@ -17,6 +17,7 @@ unseen word into known pieces, but the pieces would still be ones the text encod
 
 from __future__ import annotations
 
+import difflib
 import re
 import warnings
 from typing import Any
@@ -81,11 +82,14 @@ class Tokenizer:
         return list(dict.fromkeys(w for w in split_words(text) if w not in self.index))
 
     def _unknown_hints(self, unknown: list[str]) -> tuple[str, str]:
-        """What to do about ``unknown`` words: (a note on punctuation, the vocabulary to choose from)."""
+        """What to do about ``unknown`` words: (likely typos and a note on punctuation, the vocabulary)."""
         marks = [w for w in unknown if not any(c.isalnum() for c in w)]
         words = self.vocab[len(SPECIALS):]
+        close = {w: m[0] for w in unknown if w not in marks and (m := difflib.get_close_matches(w, words, 1, 0.75))}
+        typos = ", ".join(f"{m!r} for {w!r}" for w, m in close.items())
         shown = " ".join(words) if len(words) <= 80 else " ".join(words[:80]) + " ... (all: tokenizer.vocab)"
-        return (f"; punctuation ({' '.join(marks)}) is not in the vocabulary: leave it out" if marks else "",
+        return ((f"; did you mean {typos}?" if close else "")
+                + (f"; punctuation ({' '.join(marks)}) is not in the vocabulary: leave it out" if marks else ""),
                 f"; the vocabulary: {shown}")
 
     def encode(self, texts: list[str], on_unknown: str | None = None,

@@ -242,6 +242,9 @@ def test_unknown_word_messages_say_what_the_vocabulary_holds(tok):
     message = str(caught[0].message)
     assert "[',', 'please', '.']" in message and "punctuation (, .) is not in the vocabulary" in message
     assert all(w in message.split() for w in ("seven", "thick", "slanting"))  # the words one may use instead
+    with pytest.warns(UserWarning, match="did you mean 'handwritten' for 'handwriten', 'seven' for 'sevn'"):
+        tok.encode(["a handwriten sevn"])  # likely typos get a suggestion; 'please' above has none
+    assert "did you mean" not in message
     with pytest.raises(ValueError, match=r"\['please'\] not in the .*vocabulary; rephrase.*; the vocabulary: .* seven"):
         tok.encode(["a seven please"], on_unknown="error")
 

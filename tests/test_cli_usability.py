@@ -266,9 +266,12 @@ def test_out_inside_the_pretrained_folder_is_refused_unless_replacing_on_purpose
     assert {p.name: p.stat().st_mtime_ns for p in PRETRAINED_DIR.iterdir()} == before
 
 
-def test_out_of_range_values_name_their_option(capsys):
+def test_out_of_range_values_name_their_option(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a broken check must not leave files in the repository
     assert "--steps 5000: expected at most 1000" in error(
         capsys, "sample", "--checkpoint", "mnist-uncond", "--steps", "5000", "--n", "1", "--out", "a.png")
     assert "--cads -1: CADS noise_scale must be >= 0" in error(
         capsys, "sample", "--checkpoint", "mnist-text2img", "--prompt", "a seven", "--cads", "-1", "--out", "a.png")
     assert "--width 7: expected a multiple of 4" in error(capsys, "train-clip", "--width", "7", "--out", "c")
+    assert "--batch-size 256 is larger than the 100 training images" in error(
+        capsys, "train-clip", "--subset", "100", "--steps", "1", "--out", "c")
