@@ -160,8 +160,8 @@ def kid(feats_a: Features, feats_b: Features, subsets: int = 100, subset_size: i
     independent random draws from the same distribution. Draws that are not independent rows break that:
     two class-balanced draws (exactly k images of every digit in each) share their class proportions, and
     for MNIST in mnist-classifier features land at about -4.3 / n instead of 0 (n = set size; measured over
-    30 pairs of draws of 100 and 8 of 1,000). Compare such a KID with a real-vs-real floor drawn the same
-    way (``evaluation.score_samples`` reports both and their difference).
+    30 pairs of draws of 100 and 8 of 1,000: scripts/measure_kid_bias.py). Compare such a KID with a
+    real-vs-real floor drawn the same way (``evaluation.score_samples`` reports both and their difference).
     """
     a, b = _as_float64(feats_a, "feats_a"), _as_float64(feats_b, "feats_b")
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:

@@ -193,3 +193,21 @@ def test_evaluate_samples_report(clf, mnist_test):
     assert bad["fid"] > 3 * report["fid"] and bad["kid_mean"] > report["kid_mean"]
     small_ref = metrics.evaluate_samples(clf, real, reference=images[500:800], kid_subsets=2)
     assert small_ref["fid_floor"] is None and small_ref["n_reference"] == 300 and small_ref["accuracy"] is None
+
+
+def test_kid_bias_script_draws_disjoint_class_balanced_sets(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "scripts" / "measure_kid_bias.py"
+    spec = importlib.util.spec_from_file_location("measure_kid_bias", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    labels = torch.arange(10).repeat(30)  # 30 images of every digit
+    ia, ib = script.balanced_pair(labels, 100, torch.Generator().manual_seed(0))
+    assert not set(ia.tolist()) & set(ib.tolist())
+    assert torch.equal(torch.bincount(labels[ia]), torch.full((10,), 10))
+    assert torch.equal(torch.bincount(labels[ib]), torch.full((10,), 10))
+    script.main(["--sizes", "20", "--repeats", "2"])
+    out = capsys.readouterr().out
+    assert "balanced" in out and "random" in out and out.count("n =    20") == 2
