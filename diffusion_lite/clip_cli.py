@@ -11,7 +11,7 @@ def cmd_train_clip(args) -> None:
 
     from .captions import class_prompts
     from .cli import CLIError, check_not_shipped, check_stem
-    from .clip import CLIPModel, save_clip, zero_shot_accuracy
+    from .clip import CLIPConfig, CLIPModel, save_clip, zero_shot_accuracy
     from .clip_train import train_clip
     from .data import load_dataset
     from .utils import get_device
@@ -24,10 +24,9 @@ def cmd_train_clip(args) -> None:
                        "text-to-image run trained on that encoder would no longer resume)")
     if args.threads:
         torch.set_num_threads(args.threads)
-    from .clip import CLIPConfig
-    heads = CLIPConfig.__dataclass_fields__["heads"].default
-    if args.width % heads:
-        raise CLIError(f"--width {args.width}: expected a multiple of {heads} (the text encoder's attention heads)")
+    if args.width % CLIPConfig.heads:  # checked before the data loads; CLIPConfig checks it again
+        raise CLIError(f"--width {args.width}: expected a multiple of {CLIPConfig.heads} (the text encoder's "
+                       "attention heads)")
     device = get_device(args.device)
     train = load_dataset(args.dataset, "train", subset=args.subset, balanced=args.subset is not None,
                          download=args.download)
