@@ -15,7 +15,7 @@ import hashlib
 import importlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -88,16 +88,30 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _create_temp(folder: Path, name: str) -> str:
+    """Create an empty, uniquely named file next to ``name`` with the usual permissions (0666 minus the umask).
+
+    ``os.open(..., 0o666)`` lets the OS apply the umask, so it never has to be read (reading it means
+    setting it, which races with other threads); ``tempfile.mkstemp`` would make the file 0600.
+    """
+    for _ in range(100):
+        tmp = folder / f".{name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return str(tmp)
+    raise FileExistsError(f"could not create a temporary file in {folder}")
+
+
 def _atomic_write(path: Path, write) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
+    tmp = _create_temp(path.parent, path.name)
     try:
+        mode = os.stat(tmp).st_mode & 0o777  # 0666 minus the umask, applied by the OS
         write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+        os.chmod(tmp, mode)  # writers that re-create the file (safetensors does, as 0600) keep it
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -1,6 +1,7 @@
 """Checkpoint names with dots, devices, incomplete JSON, and DiffusionPipeline's input checks."""
 
 import json
+import os
 import shutil
 import warnings
 
@@ -169,3 +170,28 @@ def test_a_save_with_bad_metadata_keeps_the_previous_checkpoint(tmp_path):
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temp files left either
     tensors, meta = load_checkpoint(stem)
     assert meta["step"] == 1 and torch.equal(tensors["w"], torch.ones(3))
+
+
+@pytest.mark.skipif(not hasattr(os, "umask") or os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_saved_files_get_the_usual_permissions_and_no_temporary_file_is_left(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        stem = save_checkpoint(tmp_path / "m", {"w": torch.zeros(2)}, {"kind": "diffusion"})
+        save_checkpoint(stem, {"w": torch.ones(2)}, {"kind": "diffusion"})  # overwrite in place
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
+    for p in tmp_path.iterdir():
+        assert p.stat().st_mode & 0o777 == 0o666 & ~umask, p.name
+    assert load_checkpoint(stem)[0]["w"].tolist() == [1.0, 1.0]
+
+
+def test_saving_never_touches_the_process_umask(tmp_path, monkeypatch):
+    # reading the umask means setting it, which races with threads creating files meanwhile
+    def no_umask(mask):
+        raise AssertionError("save_checkpoint changed the process umask")
+
+    monkeypatch.setattr(os, "umask", no_umask)
+    stem = save_checkpoint(tmp_path / "m", {"w": torch.zeros(2)}, {"kind": "diffusion"})
+    assert load_checkpoint(stem)[0]["w"].tolist() == [0.0, 0.0]
