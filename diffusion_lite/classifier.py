@@ -162,7 +162,8 @@ def train_classifier(model: Classifier, dataset: Any, *, epochs: float = 3.0, ba
             opt.step()
             sched.step()
             step += 1
-            avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
+            # moving average of the batch loss, bias-corrected as in train.fit
+            avg = loss.item() if avg is None else avg + 0.02 / (1 - 0.98 ** step) * (loss.item() - avg)
             bar.update(1)
             bar.set_postfix(loss=f"{avg:.3f}")
     bar.close()

@@ -143,7 +143,9 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     RNG state (CPU, and CUDA if initialised) is restored on return. ``model`` is returned in eval mode (ready to
     sample), as is the EMA copy; call ``model.train()`` before training it further by hand.
 
-    Returns {"loss": [(step, loss)], "ema": EMA, "step": int, "seconds": float, "images_per_s": float}.
+    Returns {"loss": [(step, loss)], "ema": EMA, "step": int, "seconds": float, "images_per_s": float}; the
+    loss, logged every ``cfg.log_every`` steps, is a bias-corrected moving average of the per-batch loss over
+    roughly the last 50 steps (per-batch losses are noisy: every batch draws different t).
     """
     device = next(model.parameters()).device
     schedule = schedule.to(device)  # else extract() copies its constants to the GPU at every step
@@ -230,6 +232,7 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=progress_disabled(progress), dynamic_ncols=True)
     start_step, t_start, diverging = step, time.perf_counter(), False
+    low = min(history, key=lambda h: h[1]) if history else None  # the lowest smoothed loss so far: (step, loss)
     stop = StopOnInterrupt()  # Ctrl-C now ends the loop between two steps
     while step < cfg.steps:
         t0 = time.perf_counter()
@@ -254,15 +257,19 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
         value = loss.item()
         if not math.isfinite(value):
             raise FloatingPointError(f"loss became {value} at step {step}; lower the learning rate (now {cfg.lr})")
-        running = value if running is None else 0.98 * running + 0.02 * value
+        # moving average of the per-batch loss, bias-corrected as Adam's moments are: m_n = r_n / (1 - 0.98^n) for
+        # r_n = 0.98 r_{n-1} + 0.02 loss_n, r_0 = 0, so no early loss (the untrained 1.0) lingers in the curve
+        w = 0.02 / (1 - 0.98 ** step)
+        running = value if running is None else running + w * (value - running)
+        if low is None or running < low[1]:
+            low = (step, running)
         if step % cfg.log_every == 0 or step == cfg.steps:
             history.append((step, round(running, 6)))
-            low = min(history, key=lambda h: h[1])
-            if not diverging and running > 10 * low[1]:  # finite but exploding: reported once, not stopped
-                diverging = True
-                warnings.warn(f"the loss rose to {running:.4g} at step {step}, more than 10x its {low[1]:.4g} at "
-                              f"step {low[0]}: training is diverging; lower the learning rate (now {cfg.lr:g})",
-                              stacklevel=2)
+        if not diverging and running > 10 * low[1]:  # finite but exploding (even from step 2): one warning, no stop
+            diverging = True
+            warnings.warn(f"the loss rose to {running:.4g} at step {step}, more than 10x its {low[1]:.4g} at "
+                          f"step {low[0]}: training is diverging; lower the learning rate (now {cfg.lr:g})",
+                          stacklevel=2)
         bar.set_postfix(loss=f"{running:.4f}", refresh=False)
         bar.update(1)
         if callback is not None:

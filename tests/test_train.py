@@ -152,6 +152,23 @@ def test_amp_off_cuda_is_a_warning_not_silence(mnist_small):
         fit(UNet(TINY), s, mnist_small[:16], cfg, progress=False)
 
 
+def test_the_logged_loss_is_a_bias_corrected_average_of_the_batch_losses(mnist_small):
+    """The curve must not lag behind training: no weight left on the untrained first batch (Adam-style correction)."""
+    s = Schedule.from_config(ScheduleConfig("cosine"))
+    torch.manual_seed(0)
+    cfg = TrainConfig(steps=30, batch_size=8, log_every=10, checkpoint_every=0)
+    seen = []
+    res = fit(UNet(TINY), s, mnist_small[:64], cfg, progress=False, callback=lambda info: seen.append(info["loss"]))
+    r, expected = 0.0, {}
+    for n, loss in enumerate(seen, start=1):
+        r = 0.98 * r + 0.02 * loss
+        expected[n] = r / (1 - 0.98 ** n)
+    assert [h[0] for h in res["loss"]] == [10, 20, 30]
+    for step, logged in res["loss"]:
+        assert logged == pytest.approx(expected[step], rel=1e-5, abs=1e-6)
+        assert min(seen[:step]) <= logged <= max(seen[:step])
+
+
 def test_a_diverging_loss_is_reported(mnist_small):
     """A learning rate far too high gives a finite but exploding loss: one warning, not silence."""
     import warnings
