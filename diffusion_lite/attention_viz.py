@@ -5,7 +5,9 @@
 
 ``sample_with_attention`` records the cross-attention probabilities of every layer at every sampler step
 (``UNet.capture_attention``), ``token_maps`` averages them over heads and layers into one map per token,
-and the figures overlay those maps on the step's prediction x0_hat. Images are (B, C, H, W) in [-1, 1].
+and the figures overlay those maps on the step's prediction x0_hat, every panel of a figure on one colour
+scale (0 to the largest attention shown or in the run) with a colour bar: scaled panel by panel, a token
+read by 2% of the attention would look as hot as one read by 59%. Images are (B, C, H, W) in [-1, 1].
 """
 
 from __future__ import annotations
@@ -75,48 +77,117 @@ def token_mass(frames: list[dict], index: int = 0) -> torch.Tensor:
     return torch.stack([f["maps"][index].mean((1, 2)) for f in frames])
 
 
-def attention_steps_figure(frames: list[dict], tokens: list[str], show_steps: list[int] | None = None,
-                           index: int = 0, alpha: float = 0.55):
-    """Rows: denoising steps; columns: the prediction x0_hat of that step, then one panel per token with
-    its attention map (heads and layers averaged, upsampled bilinearly) overlaid on x0_hat.
+def attention_max(frames: list[dict], n_tokens: int | None = None, index: int = 0) -> float:
+    """The largest attention of one pixel to one token in a run: the maximum, over all frames, of the maps
+    (B, L, S, S) of image ``index`` and its first ``n_tokens`` tokens (default all), a value in (0, 1]."""
+    return float(torch.stack([f["maps"][index, :n_tokens] for f in frames]).max())
 
-    Each map is scaled to its own maximum, so the panels show *where* a token is attended; the number in
-    the corner is *how much*: the token's share of all attention, averaged over pixels (a row sums to 1
-    over all tokens).
+
+def _check_tokens(frames: list[dict], tokens: list[str]) -> int:
+    if not frames or not 1 <= len(tokens) <= frames[0]["maps"].shape[1]:
+        raise ValueError(f"{len(tokens)} tokens but maps hold {frames[0]['maps'].shape[1] if frames else 0}")
+    return len(tokens)
+
+
+def _check_vmax(vmax) -> float:
+    if not vmax > 0:
+        raise ValueError(f"vmax must be > 0 (the top of the colour scale), got {vmax}")
+    return float(vmax)
+
+
+def _overlay(ax, img, amap, vmax: float, alpha: float):
+    """x0_hat (H, W) uint8 in gray, the attention map (H, W) over it in jet on the scale [0, vmax]."""
+    ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+    ax.set_xticks([]), ax.set_yticks([])
+    if amap is not None:
+        return ax.imshow(amap.numpy(), cmap="jet", alpha=alpha, vmin=0, vmax=vmax)
+
+
+def _upsampled(maps: torch.Tensor, size: int) -> torch.Tensor:
+    """(L, S, S) -> (L, size, size), bilinear."""
+    return F.interpolate(maps[None], size=(size, size), mode="bilinear", align_corners=False)[0]
+
+
+def attention_steps_figure(frames: list[dict], tokens: list[str], show_steps: list[int] | None = None,
+                           index: int = 0, alpha: float = 0.55, vmax: float | None = None):
+    """Rows: denoising steps (indices into frames); columns: the prediction x0_hat of that step, then one
+    panel per token with its attention map (heads and layers averaged, upsampled bilinearly) overlaid on
+    x0_hat. frames: from :func:`sample_with_attention`; tokens: the first L token labels; image ``index``.
+
+    Every map is drawn on one colour scale, from 0 to ``vmax``, shown by a colour bar, so a hotter panel
+    is a token read more. vmax=None takes :func:`attention_max` of the whole run (not only of the steps
+    shown), so every figure and widget of one run shares its scale. The number in the corner is the
+    token's share of all attention, the map averaged over pixels (a row sums to 1 over all tokens).
     """
     show_steps = list(range(len(frames))) if show_steps is None else list(show_steps)
-    if any(not 0 <= s < len(frames) for s in show_steps):
-        raise ValueError(f"show_steps must be in [0, {len(frames)})")
-    L = len(tokens)
-    if frames[0]["maps"].shape[1] < L:
-        raise ValueError(f"{len(tokens)} tokens but maps hold {frames[0]['maps'].shape[1]}")
-    fig = _figure((1.45 * (L + 1), 1.55 * len(show_steps)))
+    if not show_steps or any(not 0 <= s < len(frames) for s in show_steps):
+        raise ValueError(f"show_steps must be one or more steps in [0, {len(frames)})")
+    L = _check_tokens(frames, tokens)
+    vmax = _check_vmax(attention_max(frames, L, index) if vmax is None else vmax)
+    fig = _figure((1.45 * (L + 1) + 1, 1.55 * len(show_steps) + 0.3), layout="constrained")
+    axes = fig.subplots(len(show_steps), L + 1, squeeze=False)
     for row, s in enumerate(show_steps):
         f = frames[s]
         img = _gray(f["x0_hat"][index].clamp(-1, 1))
-        H = img.shape[0]
-        m = F.interpolate(f["maps"][index:index + 1, :L], size=(H, H), mode="bilinear", align_corners=False)[0]
+        m = _upsampled(f["maps"][index, :L], img.shape[0])
         mass = f["maps"][index, :L].mean((1, 2))  # (L,)
-        for col in range(L + 1):
-            ax = fig.add_subplot(len(show_steps), L + 1, row * (L + 1) + col + 1)
-            ax.imshow(img, cmap="gray", vmin=0, vmax=255)
-            if col:
-                ax.imshow(m[col - 1].numpy(), cmap="jet", alpha=alpha, vmin=0, vmax=float(m[col - 1].max()) + 1e-12)
+        for col, ax in enumerate(axes[row]):
+            if col == 0:
+                _overlay(ax, img, None, vmax, alpha)
+            else:
+                im = _overlay(ax, img, m[col - 1], vmax, alpha)
                 ax.text(1, 3, f"{mass[col - 1]:.0%}", color="white", fontsize=8, fontweight="bold",
                         bbox=dict(facecolor="black", alpha=0.6, pad=1, lw=0))
-            ax.set_xticks([]), ax.set_yticks([])
             if row == 0:
                 ax.set_title("x0_hat" if col == 0 else tokens[col - 1], fontsize=10)
-            if col == 0:
-                ax.set_ylabel(f"t = {f['t']}", fontsize=9)
-    fig.tight_layout(pad=0.3)
+        axes[row, 0].set_ylabel(f"t = {f['t']}", fontsize=9)
+    fig.colorbar(im, ax=axes, shrink=0.9, aspect=8 * len(show_steps), label="attention to the token")
     return fig
 
 
-def attention_widget(frames: list[dict], tokens: list[str], index: int = 0):
-    """``interactive`` with a denoising-step slider for :func:`attention_steps_figure` (one row)."""
+def attention_widget(frames: list[dict], tokens: list[str], index: int = 0, vmax: float | None = None):
+    """``interactive`` with a denoising-step slider for :func:`attention_steps_figure` (one row), on one
+    colour scale for every step (vmax=None: :func:`attention_max` of the run)."""
     from ipywidgets import IntSlider, interactive
 
+    vmax = _check_vmax(attention_max(frames, _check_tokens(frames, tokens), index) if vmax is None else vmax)
     slider = IntSlider(value=len(frames) // 2, min=0, max=len(frames) - 1, description="step",
                        continuous_update=False)
-    return interactive(lambda step: attention_steps_figure(frames, tokens, [step], index), step=slider)
+    return interactive(lambda step: attention_steps_figure(frames, tokens, [step], index, vmax=vmax), step=slider)
+
+
+def token_comparison_figure(runs: list[list[dict]], prompts: list[str], tokens: list[list[str]], position: int,
+                            step: int, index: int = 0, vmax: float | None = None, title: str = "",
+                            alpha: float = 0.55):
+    """Several runs side by side, e.g. prompts that differ in one word, sampled from the same x_T: for each
+    run (its frames from :func:`sample_with_attention`), x0_hat at ``step`` and the attention map of the
+    token at ``position`` over it. tokens: the token labels of each prompt (:func:`token_labels`).
+
+    All maps share one colour scale, 0 to ``vmax`` (None: the largest value of the maps shown), with a
+    colour bar; each title gives the token's share of all attention. ``title`` is added to the suptitle.
+    """
+    if not runs or not len(runs) == len(prompts) == len(tokens):
+        raise ValueError(f"need one prompt and one token list per run: {len(runs)} runs, {len(prompts)} prompts, "
+                         f"{len(tokens)} token lists")
+    if any(not 0 <= step < len(fr) for fr in runs):
+        raise ValueError(f"step must be in [0, {min(len(fr) for fr in runs)})")
+    if any(not 0 <= position < len(tok) for tok in tokens):
+        raise ValueError(f"position must be in [0, {min(len(tok) for tok in tokens)})")
+    frames = [fr[step] for fr in runs]
+    vmax = _check_vmax(max(float(f["maps"][index, position].max()) for f in frames) if vmax is None else vmax)
+    fig = _figure((4.1 * len(runs) + 0.6, 2.3), layout="constrained")
+    axes = fig.subplots(1, 2 * len(runs), squeeze=False)[0]
+    for k, (f, p, tok) in enumerate(zip(frames, prompts, tokens)):
+        img = _gray(f["x0_hat"][index].clamp(-1, 1))
+        m = _upsampled(f["maps"][index, position:position + 1], img.shape[0])[0]
+        _overlay(axes[2 * k], img, None, vmax, alpha)
+        axes[2 * k].set_title(f'"{p}": x0_hat', fontsize=9)
+        im = _overlay(axes[2 * k + 1], img, m, vmax, alpha)
+        share = f["maps"][index, position].mean()
+        axes[2 * k + 1].set_title(f'attention to "{tok[position]}" ({share:.0%})', fontsize=9)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.colorbar(im, ax=axes, label="attention")
+    fig.suptitle(f"step {step + 1} of {len(runs[0])} (t = {frames[0]['t']})" + (f", {title}" if title else ""),
+                 fontsize=10)
+    return fig

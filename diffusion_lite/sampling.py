@@ -151,6 +151,12 @@ def sample_ddpm(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, 
     callback(dict(i, t, t_next, x_t, x0_hat)) is called after every step: x0_hat is the prediction made at t, x_t
     the new, less noisy state at t_next (-1 after the last step, where x_t is the sample).
     Returns x_0 of shape (B, C, H, W), roughly in [-1, 1].
+
+    The added noise has the posterior variance beta_tilde (Ho et al.'s sigma_t^2 = beta_tilde_t). On a coarse
+    grid this under-disperses a little even with the exact noise prediction: for data N(0.3, 0.5^2), the
+    cosine schedule gives samples of std 0.471 / 0.486 / 0.499 with 50 / 100 / 1000 steps (linear: 0.447 /
+    0.473 / 0.498). Nichol & Dhariwal (2021) learn the variance for this reason. ``sample_ddim`` with eta = 1
+    takes the same steps.
     """
     steps = schedule.T if steps is None else steps
     fn = lambda x, t, tp, e, n: ddpm_step(schedule, x, t, tp, e, n, clip_x0)

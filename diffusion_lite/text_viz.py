@@ -13,6 +13,7 @@ Every figure is a plain function returning a matplotlib ``Figure``; every ``*_wi
 from __future__ import annotations
 
 import math
+import operator
 import textwrap
 
 import numpy as np
@@ -140,33 +141,72 @@ def similarity_matrix_figure(similarity: torch.Tensor, images: torch.Tensor, cap
     return fig
 
 
-def softmax_temperature_figure(similarity: torch.Tensor, labels: list[str], temperatures=(1.0, 0.1, 0.01)):
-    """softmax(s / tau) over one row of similarities s (K,), one panel per temperature tau (CLIP learns the
-    logit scale 1 / tau = exp(t)): large tau -> nearly uniform, small tau -> nearly one-hot."""
+def _check_target(target, K: int) -> int | None:
+    """None, or target as an int in [0, K) (Python, NumPy or 0-d torch integer); else a ValueError."""
+    if target is None:
+        return None
+    try:
+        i = operator.index(target)
+    except TypeError:
+        i = None
+    if i is None or isinstance(target, bool) or not 0 <= i < K:
+        raise ValueError(f"target must be the index of the right caption, an int in [0, {K}), got {target!r}")
+    return i
+
+
+def softmax_temperature_figure(similarity: torch.Tensor, labels: list[str], temperatures=(1.0, 0.1, 0.01),
+                               target: int | None = None):
+    """softmax(s / tau) over one row of similarities s (K,) (cosines in [-1, 1]), one panel per temperature
+    tau (CLIP learns the logit scale 1 / tau = exp(t)): large tau -> nearly uniform, small tau -> nearly
+    one-hot. labels: K strings. The most probable caption's bar is red.
+
+    target: index in [0, K) of the right caption (the image's own caption), or None. When given, its row is
+    highlighted in gold, a legend tells it from the most probable caption (which may be another one), and
+    each panel's title gives both probabilities, "own caption p, top p". Returns the Figure.
+    """
+    from matplotlib.patches import Patch
+
     s = similarity.detach().cpu().float().reshape(-1)
     if len(labels) != len(s):
         raise ValueError(f"{len(s)} similarities but {len(labels)} labels")
-    fig = _figure((2.6 * len(temperatures) + 2.6, 0.32 * len(s) + 1.2))
+    target = _check_target(target, len(s))
+    ncol = 3 if len(temperatures) > 1 else 1  # legend entries side by side, or stacked under one panel
+    legend = 0.0 if target is None else 0.4 if ncol == 3 else 0.8  # inches below the panels for the legend
+    fig = _figure((2.6 * len(temperatures) + 2.6, 0.32 * len(s) + 1.2 + legend))
     for k, tau in enumerate(temperatures):
         ax = fig.add_subplot(1, len(temperatures), k + 1)
         p = (s / tau).softmax(0).numpy()
+        if target is not None:
+            ax.axhspan(target - 0.5, target + 0.5, color="gold", alpha=0.4, lw=0, zorder=0)
         ax.barh(range(len(s)), p, color=["C3" if i == p.argmax() else "C0" for i in range(len(s))])
         ax.set_yticks(range(len(s)), labels if k == 0 else [], fontsize=8)
-        ax.invert_yaxis()
+        ax.set_ylim(len(s) - 0.5, -0.5)  # the first caption at the top
         ax.set_xlim(0, 1)
         ax.set_xlabel("softmax probability")
-        ax.set_title(f"tau = {tau:.2g} (1/tau = {1 / tau:.3g})\nmax p = {p.max():.2f}", fontsize=10)
-    fig.tight_layout()
+        probs = f"max p = {p.max():.2f}" if target is None else f"own caption {p[target]:.2f}, top {p.max():.2f}"
+        ax.set_title(f"tau = {tau:.2g} (1/tau = {1 / tau:.3g})\n{probs}", fontsize=10)
+    if target is None:
+        fig.tight_layout()
+        return fig
+    fig.legend(handles=[Patch(color="gold", alpha=0.4, label=f"own caption ({target}): the right answer"),
+                        Patch(color="C3", label="most probable caption"), Patch(color="C0", label="other captions")],
+               loc="lower center", ncol=ncol, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, legend / fig.get_figheight(), 1, 1))
     return fig
 
 
-def temperature_widget(similarity: torch.Tensor, labels: list[str], tau: float = 1 / 24):
-    """``interactive`` with a log-scale temperature slider for :func:`softmax_temperature_figure`."""
+def temperature_widget(similarity: torch.Tensor, labels: list[str], tau: float = 1 / 24,
+                       target: int | None = None):
+    """``interactive`` with a log-scale temperature slider for :func:`softmax_temperature_figure` (one
+    panel); ``target`` (the right caption's index, or None) is marked as there."""
     from ipywidgets import FloatLogSlider, interactive
 
+    if len(labels) != similarity.numel():  # check here: interactive would only print the error
+        raise ValueError(f"{similarity.numel()} similarities but {len(labels)} labels")
+    target = _check_target(target, len(labels))
     slider = FloatLogSlider(value=tau, base=10, min=-2.5, max=1, step=0.05, description="tau",
                             continuous_update=False)
-    return interactive(lambda tau: softmax_temperature_figure(similarity, labels, (tau,)), tau=slider)
+    return interactive(lambda tau: softmax_temperature_figure(similarity, labels, (tau,), target), tau=slider)
 
 
 def pca_2d(*embeddings: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:

@@ -412,6 +412,7 @@ print("my conversions match diffusion_lite.utils")
 #   Thermodynamics" (ICML).
 # - Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models" (NeurIPS).
 # - Goodfellow et al. 2014, "Generative Adversarial Nets" (NeurIPS).
+# - Dhariwal & Nichol 2021, "Diffusion Models Beat GANs on Image Synthesis" (NeurIPS).
 # - Rombach, Blattmann, Lorenz, Esser & Ommer 2022, "High-Resolution Image Synthesis with Latent Diffusion
 #   Models" (CVPR): Stable Diffusion.
 # - Radford et al. 2021, "Learning Transferable Visual Models From Natural Language Supervision" (ICML): CLIP.

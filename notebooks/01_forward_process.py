@@ -128,7 +128,11 @@ plt.show()
 # We can see this exactly in a toy model: a single "pixel" whose clean value is either $-1$ (black) or
 # $+1$ (white), with equal probability. By Bayes' rule the reverse density is
 # $q(x_s \mid x_t) \propto q(x_t \mid x_s)\, q(x_s)$, and both factors are Gaussians (mixtures) we can write
-# down with the closed form derived in section 3. `reverse_density_1d` evaluates it on a grid:
+# down with the closed form derived in section 3. A preview of that section: after $t$ steps,
+# $x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1-\bar\alpha_t}\, \epsilon$, where $\bar\alpha_t$ (alpha-bar, a number
+# falling from almost 1 at $t = 0$ to almost 0 at $t = T$) is the fraction of the signal's variance that is
+# left. Below, $\bar\alpha_s$ says how far back we jump: $\bar\alpha_s = 0.25$ is a point where a quarter of the
+# signal variance is left. `reverse_density_1d` evaluates the reverse density on a grid:
 
 # %%
 print(inspect.getsource(reverse_density_1d))

@@ -297,7 +297,7 @@ schedule_widget(one_of_each[:4], eps[:4], T=1000, t_frac=0.4)
 # ## Exercise 1: $\bar\alpha$ from the betas
 #
 # Compute $\bar\alpha_t = \prod_{s \le t}(1-\beta_s)$ for the cosine schedule from `cosine_betas(1000)` with
-# `torch.cumprod`, and check it against `Schedule.alpha_bar`.
+# `torch.cumprod`; call it `my_alpha_bar` and check it against `Schedule.alpha_bar`.
 
 # %%
 # Your turn: alpha_bar from betas. Write and run your attempt in this cell. The next cell (collapsed in
@@ -316,7 +316,8 @@ print("my alpha_bar matches Schedule.alpha_bar")
 # ## Exercise 2: where does the SNR cross 1?
 #
 # For each schedule, find the first time step at which $\mathrm{SNR}(t) < 1$, using only the betas
-# (`schedules_for(1000)[kind].betas`), and check it against the package's `Schedule.snr`. Why is it also the
+# (`schedules_for(1000)[kind].betas`); call it `my_t` and check it against the package's `Schedule.snr`
+# (the asserts run inside a loop over `scheds.items()`, one schedule at a time). Why is it also the
 # first step where $\bar\alpha_t < 1/2$?
 
 # %%

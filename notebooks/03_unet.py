@@ -433,11 +433,12 @@ feature_maps_widget(unet_trained, pipe.schedule, digits10, noise10, t=250, index
 #
 # 1. **The timestep embedding by hand.** Compute the embedding of `t = [0, 1, 250, 999]` with width 32 using
 #    only `torch.arange`, `torch.exp`/`**`, `torch.cos`, `torch.sin` and `torch.cat`, following the formula in
-#    section 3, and compare it with `layers.timestep_embedding`.
+#    section 3; call the result `my_emb` (shape (4, 32)) and compare it with `layers.timestep_embedding`.
 # 2. **Count the parameters of a ResBlock.** Predict, with pen and paper, the number of parameters of
-#    `ResBlock(32, 64, emb_dim=128)`: two GroupNorms (a scale and a shift per channel), `conv1` (32 → 64,
-#    3×3), the FiLM `Linear` (128 → 2·64), `conv2` (64 → 64, 3×3) and a 1×1 `skip` convolution (32 → 64,
-#    because the widths differ). All layers have biases.
+#    `ResBlock(16, 48, emb_dim=128)` (a block the U-Net above does not use, so the shape trace cannot tell you):
+#    two GroupNorms (a scale and a shift per channel), `conv1` (16 → 48, 3×3), the FiLM `Linear` (128 → 2·48),
+#    `conv2` (48 → 48, 3×3) and a 1×1 `skip` convolution (16 → 48, because the widths differ). All layers have
+#    biases. Call your answer `predicted`.
 
 # %%
 # Your turn: the timestep embedding by hand. Write and run your attempt in this cell. The next cell (collapsed
@@ -456,14 +457,14 @@ torch.testing.assert_close(my_emb, timestep_embedding(t_ex, 32), rtol=1e-4, atol
 print("timestep embedding matches layers.timestep_embedding")
 
 # %%
-# Your turn: predict the parameter count of ResBlock(32, 64, emb_dim=128). Write and run your attempt in this
+# Your turn: predict the parameter count of ResBlock(16, 48, emb_dim=128). Write and run your attempt in this
 # cell. The next cell (collapsed in Jupyter: click the bar on its left to expand it) holds a solution and the
 # asserts that check it against the package; copy the asserts below your code to check yours.
 
 
 # %% jupyter={"source_hidden": true}
-# Solution: predict the parameter count of ResBlock(32, 64, emb_dim=128)
-c_in, c_out, e = 32, 64, 128
+# Solution: predict the parameter count of ResBlock(16, 48, emb_dim=128)
+c_in, c_out, e = 16, 48, 128
 predicted = (2 * c_in  # norm1: scale and shift per input channel
              + c_in * c_out * 9 + c_out  # conv1
              + e * 2 * c_out + 2 * c_out  # FiLM linear -> (gamma, beta)
@@ -472,7 +473,7 @@ predicted = (2 * c_in  # norm1: scale and shift per input channel
              + c_in * c_out + c_out)  # 1x1 skip
 actual = sum(p.numel() for p in ResBlock(c_in, c_out, e).parameters())
 assert predicted == actual, (predicted, actual)
-print(f"ResBlock(32, 64, emb_dim=128): {actual:,} parameters, as predicted")
+print(f"ResBlock(16, 48, emb_dim=128): {actual:,} parameters, as predicted")
 
 # %% [markdown]
 # Going further (no solution given): build U-Nets with `channel_mults=(1, 2)` (one level fewer) or

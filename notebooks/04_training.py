@@ -94,6 +94,8 @@ plt.show()
 #     p_\theta(x_{t-1} \mid x_t)\big)}_{L_{t-1}}
 #   - \log p_\theta(x_0 \mid x_1)\Big].
 # $$
+# Here $D_\text{KL}(q \Vert p) = \mathbb E_q[\log q - \log p]$ is the Kullback-Leibler divergence, a measure of
+# how different two distributions are (zero when they are equal, positive otherwise).
 # Each $L_{t-1}$ compares the model's reverse step with the *true* reverse step for this particular $x_0$,
 # the posterior $q(x_{t-1} \mid x_t, x_0) = \mathcal N(\tilde\mu_t(x_t, x_0), \tilde\beta_t I)$, which is a
 # Gaussian with a closed form (eqs. 6-7; chapter 05 uses it for sampling). If the model's step is a Gaussian
@@ -186,10 +188,12 @@ print(src[src.index("    while step < cfg.steps:"):src.index("    bar.close()")]
 train_cfg = TrainConfig(steps=2000 if FULL else 300, batch_size=128 if FULL else 32, lr=3e-3, warmup_steps=20,
                         ema_decay=0.999 if FULL else 0.99, log_every=10, seed=0)
 held_out = {"step": [], "raw": [], "ema": []}
+batch_losses = []  # the loss of every training batch, as the callback sees it
 
 
 @torch.no_grad()
 def track_held_out(info):
+    batch_losses.append(info["loss"])
     if info["step"] % 25:
         return
     held_out["step"].append(info["step"])
@@ -207,19 +211,28 @@ print(f"{result['step']} steps of batch {train_cfg.batch_size} in {time.perf_cou
       f"({result['images_per_s']:.0f} images/s)")
 
 # %%
-ax = plot_loss_curve(result["loss"],
-                     title=f"{model_name} on {len(train_set):,} MNIST digits: training loss (smoothed)")
+ax = plot_loss_curve({"moving average (what fit logs)": result["loss"]},
+                     title=f"{model_name} on {len(train_set):,} MNIST digits: training loss")
+ax.plot(range(1, len(batch_losses) + 1), batch_losses, color="C0", alpha=0.25, lw=0.8, label="each batch")
 ax.axhline(1.0, color="gray", ls="--", lw=1, label="untrained (predicts 0)")
+ax.set_ylabel("loss (MSE)")
 ax.legend()
 plt.show()
 first, last = result["loss"][0][1], result["loss"][-1][1]
+print("smoothed loss:", ", ".join(f"step {step}: {value:.3f}" for step, value in result["loss"]
+                                  if step in (10, 50, 100, 200) or step == result["step"]))
 assert last < 0.5 * first, (first, last)
 
 # %% [markdown]
-# The loss starts at 1 (the zero prediction) and falls by a factor of ten in the first 200 steps, as the network
+# The loss starts at 1 (the zero prediction) and falls by a factor of ten within about 100 steps, as the network
 # learns the easy part, "at large $t$, the noise is roughly $x_t$ itself". After that, progress is slow: the
-# remaining error is concentrated at the small-noise steps, as the next section shows. (The curve is an exponential
-# moving average of the per-batch loss, which is noisy because every batch has different $t$.)
+# remaining error is concentrated at the small-noise steps, as the next section shows.
+#
+# The faint line is the loss of each batch. It is noisy because every batch draws different $t$ and $\epsilon$,
+# so `fit` logs (and its progress bar shows) a moving average over roughly the last 50 steps, the solid line,
+# with the same bias correction Adam uses so that the untrained first batches do not linger in it. While the
+# loss falls fast, any such average trails the current value: at step 100 the average is 0.178, while the
+# held-out loss of the current weights (section 6) is about 0.105.
 #
 # ## 5. Which time steps are hard?
 #
@@ -255,9 +268,9 @@ for ax in axes:
     ax.grid(alpha=0.3)
 fig.tight_layout()
 plt.show()
-print("t     :", "  ".join(f"{t:>6}" for t in ts))
+print("t     :", " ".join(f"{t:>7}" for t in ts))
 for name, losses in curves.items():
-    print(f"{name[:6]}:", "  ".join(f"{v:6.3f}" for v in losses))
+    print(f"{name[:6]}:", " ".join(f"{v:7.1e}" for v in losses))
 assert all(a > b for a, b in zip(curves[this_run][:3], curves[this_run][-3:]))
 
 # %% [markdown]
@@ -366,6 +379,8 @@ ax.grid(alpha=0.3)
 ax.legend()
 plt.show()
 raw_final, ema_final = held_out["raw"][-1], held_out["ema"][-1]
+print("held-out loss of the raw weights:", ", ".join(f"step {step}: {loss:.3f}" for step, loss in
+                                                   zip(held_out["step"], held_out["raw"]) if step in (50, 100)))
 print(f"held-out loss after {held_out['step'][-1]} steps: raw {raw_final:.4f}, EMA {ema_final:.4f}")
 assert ema_final < 1.2 * raw_final
 

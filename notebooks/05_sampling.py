@@ -62,7 +62,8 @@ print(f"device {device}; U-Net with {pipe.unet.num_parameters():,} parameters; s
 # but the network gives us its best estimate (chapter 04, section 2b):
 # $$\hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\;\epsilon_\theta(x_t, t)}{\sqrt{\bar\alpha_t}} .$$
 # Plugging $\hat x_0$ into the posterior and adding fresh noise of variance $\sigma_t^2 = \tilde\beta_t$ is one
-# step of **ancestral sampling** (Algorithm 2 writes the same update directly in terms of $\epsilon_\theta$):
+# step of **ancestral sampling** (without the clipping of section 3, Algorithm 2 is the same update written
+# directly in terms of $\epsilon_\theta$):
 # $$x_{t-1} = \tilde\mu_t(x_t, \hat x_0) + \sqrt{\tilde\beta_t}\; z, \qquad z \sim \mathcal N(0, I),$$
 # with no noise added at the last step. The package's step function, a pure function of tensors:
 
@@ -179,9 +180,9 @@ show_grid(runs[True][0], nrow=4, ax=axes[0], title="DDPM 50 steps, clip_x0=True"
 show_grid(runs[False][0], nrow=4, ax=axes[1], title="same noise, clip_x0=False\n(shown clipped to [-1, 1])")
 for clip, style in ((True, "-"), (False, "--")):
     recs = runs[clip][1]
-    axes[2].plot([r["t"] for r in recs], [r["x_t"].abs().max().item() for r in recs], style,
-                 label=f"clip_x0={clip}")
-axes[2].set(xlabel="time step t (sampling runs right to left)", ylabel=r"max $|x_t|$", yscale="log",
+    axes[2].plot([max(r["t_next"], 0) for r in recs], [r["x_t"].abs().max().item() for r in recs], style,
+                 label=f"clip_x0={clip}")  # the state after each step, at the step's end time
+axes[2].set(xlabel="time step t of the state (sampling runs left to right)", ylabel=r"max $|x_t|$", yscale="log",
             title="size of the state during sampling")
 axes[2].invert_xaxis()
 axes[2].legend()
@@ -204,7 +205,8 @@ assert runs[False][0].abs().max() > 10 * runs[True][0].abs().max()
 # DDPM's step adds fresh noise every time, and it needs many steps because each posterior step is small. Song,
 # Meng & Ermon (2021) noticed that the training loss only ever sees the marginals $q(x_t \mid x_0)$, never the
 # individual forward steps, so the *same* trained network can drive other processes with the same marginals.
-# One family of them gives the **DDIM** update (their eq. 12), from step $t$ to any earlier step $s$:
+# One family of them, *non-Markovian* processes (each noisy image depends on $x_0$ as well as on the previous
+# one), gives the **DDIM** update (their eq. 12), from step $t$ to any earlier step $s$:
 # $$
 # x_s = \sqrt{\bar\alpha_s}\,\hat x_0
 #     + \sqrt{1 - \bar\alpha_s - \sigma^2}\;\hat\epsilon
@@ -214,6 +216,15 @@ assert runs[False][0].abs().max() > 10 * runs[True][0].abs().max()
 # Read it as: "go to where the clean image is, scaled to step $s$, and put back the noise we believe is in
 # $x_t$, scaled to step $s$". With $\eta = 1$ this is DDPM's posterior step again; with $\eta = 0$ no fresh
 # noise enters, and sampling becomes a **deterministic** map from $x_T$ to $x_0$, whose steps can be large.
+#
+# Large steps? Chapter 01 argued that undoing a big jump is not a Gaussian: from pure noise, the earlier image
+# could be many very different things. DDIM does not try to *sample* that many-peaked distribution in one go.
+# Each step asks the network afresh for $\hat x_0$ given the current image and moves the image a deterministic
+# distance along the path that the marginals define; with $\eta = 0$ this is a discretisation of an ordinary
+# differential equation (the "probability-flow ODE", Song et al. 2021), and the choice between the digits is
+# made gradually, over many such moves. Large steps therefore only add approximation error (the path is
+# followed less exactly); they do not force a single Gaussian onto a distribution with many peaks. Section 5
+# measures what that error costs at 5, 10, 25 and 50 steps.
 
 # %%
 print(inspect.getsource(ddim_step))
@@ -243,8 +254,8 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Compare the rows column by column. With $\eta = 0.5$ about half of the digits (the first three columns, for
-# example) keep the layout they have at $\eta = 0$; with $\eta = 1$ the fresh noise has changed every one of
+# Compare the rows column by column. With $\eta = 0.5$ some digits (three of the eight: the first three
+# columns) keep the layout they have at $\eta = 0$; with $\eta = 1$ the fresh noise has changed every one of
 # them, so the starting noise no longer determines the image. And the deterministic
 # sampler leaves a few more blobs than the stochastic ones. That is a property of *this* model more
 # than of DDIM: the shipped model was trained only briefly, its noise estimates have small systematic errors,
@@ -260,7 +271,9 @@ plt.show()
 # et al. 2017) between the samples and real test digits, computed in the 128-dimensional feature space of a
 # small MNIST classifier shipped with the package (`diffusion_lite.metrics`; the evaluation chapter explains
 # it in detail). FID is biased upwards at small sample counts, so we also compute the **floor**: the FID
-# between two disjoint sets of *real* test digits of the same size, the best any generator could score. All
+# between two disjoint sets of *real* test digits of the same size: what real digits score at this sample
+# count, and so what a perfect generator would score (up to chance: at a small n a generator can land slightly
+# below it, and one that copied the reference images would score about 0). All
 # settings start from the same noises $x_T$. The printout also shows KID (kernel inception distance), a
 # relative of FID without its small-sample bias: about 0 for two sets of real digits, so it can come out
 # slightly negative; chapter 09 explains both.
@@ -340,12 +353,18 @@ assert all(f > floor for f in fids.values())
 #
 # 1. **One DDIM step by hand.** For the batch $x_t$ below at $t = 600$, going to $s = 400$ with $\eta = 0$:
 #    compute $\hat x_0$ from the network's $\hat\epsilon$, clip it to $[-1, 1]$, re-derive $\hat\epsilon$ from the
-#    clipped $\hat x_0$, and apply eq. 12. Compare with `sampling.ddim_step`.
+#    clipped $\hat x_0$, and apply eq. 12. Call your results `x0_hat` and `my_x_s`, and compare them with
+#    `sampling.ddim_step`.
 # 2. **DDIM with an oracle retraces the forward process.** If the "network" returned the *true* noise
 #    $\epsilon$ that made $x_T$ from a real image $x_0$, then $\hat x_0 = x_0$ at every step and DDIM ($\eta = 0$)
 #    should pass exactly through $q$'s points $\sqrt{\bar\alpha_s}\,x_0 + \sqrt{1-\bar\alpha_s}\,\epsilon$ and end
 #    at $x_0$. Check it with a callback. (This is also how to test a sampler when samples look wrong: take the
-#    network out of the equation.)
+#    network out of the equation.) Tools: the oracle is a `model_fn(x_t, t)` that returns
+#    `schedules.predict_eps_from_x0(schedule, x_t, t, x0_real)`, the noise consistent with $x_t$ and the known
+#    $x_0$; `sample_ddim(..., callback=f)` calls `f(info)` after every step with a dict holding `info["i"]` (the
+#    step's index), `info["t"]`, `info["t_next"]` (the time the new state is at; $-1$ after the last step),
+#    `info["x_t"]` (the new state) and `info["x0_hat"]`; `sampling.timesteps(schedule, 20)` lists the times
+#    DDIM visits. Call the final sample `x0_rec`.
 
 # %%
 # Your turn 1: one DDIM step by hand. Write and run your attempt in this cell. The next cell (collapsed in

@@ -79,8 +79,12 @@ print(test)
 #
 # - **thickness** $= 2A/P$, ink area over half the length of the ink's edge: a stroke of width $w$ and
 #   length $\ell$ has $A = w\ell$ and $P \approx 2\ell$, so $2A/P = w$, in pixels;
-# - **slant** $= -\mu_{11}/\mu_{02}$ from the second central moments of the ink: how far the digit shifts
-#   sideways per pixel upwards, $> 0$ for leaning right;
+# - **slant** $= -\mu_{11}/\mu_{02}$, from the central moments of the ink
+#   $\mu_{pq} = \sum_{x,y} (x - \bar x)^p\,(y - \bar y)^q\, I(x, y)$, where $x$ is the column, $y$ the row
+#   counted *downwards* (as in an image array) and $(\bar x, \bar y)$ the ink's centre of mass. The ratio
+#   $\mu_{11}/\mu_{02}$ is the slope $b$ of the least-squares line $x \approx \bar x + b\,(y - \bar y)$ through
+#   the ink: how far the digit shifts sideways per pixel *down*. Because $y$ points down, the minus sign turns it
+#   into the shift per pixel *up*: slant $> 0$ when the top leans right, $< 0$ when it leans left;
 # - **size**: the area of the ink's bounding box as a fraction of the image.
 #
 # The lowest 20% of training digits get the low word ("thin", "slanting left", "small"), the top 20% the high
@@ -88,7 +92,7 @@ print(test)
 # bounding box is about half the area of a 0's, so a "small zero" and a "small one" have different sizes);
 # thickness and slant use one cut-off for all digits. Most MNIST digits lean a little to the right, so the slant
 # cut-offs are not symmetric: "slanting left" below $-0.12$, "slanting right" above $0.34$; a slant of 0.3 is
-# still "upright". Let's measure twelve test digits:
+# still "upright". Let's measure the first twelve test digits:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -96,7 +100,7 @@ x12, y12 = test.images[:12], test.labels[:12]  # (12, 1, 28, 28) in [-1, 1], (12
 values = C.measure(x12)  # {"thickness": (12,), "slant": (12,), "size": (12,)}
 words = C.attribute_words(x12, y12)  # one {"thickness": "thin", ...} per image
 print("label  thickness (px)  slant   size   words")
-for i in range(6):
+for i in range(12):
     print(f"{int(y12[i]):5d}  {values['thickness'][i]:14.2f}  {values['slant'][i]:5.2f}  {values['size'][i]:5.2f}   "
           + ", ".join(words[i].values()))
 
@@ -174,8 +178,10 @@ except ValueError as e:
 #   linear projection), $(B, 1, 28, 28) \to (B, E)$;
 # - a **text encoder** $g$: a small transformer (token + position embeddings, blocks of causal
 #   self-attention and MLP: 2 in the model trained below, 3 in the shipped one). Causal attention lets
-#   token $i$ see only tokens $\le i$, so the output at `<eos>` is the only one that has read the whole
-#   prompt; it is projected to $(B, E)$.
+#   token $i$ see only tokens $\le i$, so `<eos>` is the first position that has read the whole prompt. The
+#   `<pad>` positions after it have read it too, but the loss below only ever looks at `<eos>`: its output,
+#   projected to $(B, E)$, is the *pooled* text embedding, so `<eos>` is the one position trained to sum up
+#   the prompt.
 #
 # Both outputs are normalised to unit length, $u_i = f(x_i)/\lVert f(x_i)\rVert$ and
 # $v_j = g(y_j)/\lVert g(y_j)\rVert$, so $u_i^\top v_j = \cos(u_i, v_j) \in [-1, 1]$. The text encoder also
@@ -334,26 +340,40 @@ print(f"rows whose own caption wins: {(sim7.argmax(1).cpu() == torch.arange(len(
 # the signal the attribute words add, and the reason the loss in section 5 cannot reach zero.
 #
 # **What the temperature does.** During training each row is turned into probabilities with
-# $\mathrm{softmax}(s / \tau)$. Take the first row of the sevens' matrix and try three temperatures:
+# $\mathrm{softmax}(s / \tau)$. Take the first row of the sevens' matrix, image 0, and try three
+# temperatures. The right answer is image 0's own caption, caption 0 (highlighted in gold: `target=0`); the
+# red bar is the caption with the highest probability, which here is a different one:
 
 # %%
 labels7 = [f"{j}: {c}" for j, c in enumerate(caps7)]
 tau = 1 / clip.logit_scale.exp().item()  # the learned temperature
-fig = softmax_temperature_figure(sim7[0], labels7, temperatures=(1.0, tau, 0.01))
+temperatures = (1.0, tau, 0.01)
+fig = softmax_temperature_figure(sim7[0], labels7, temperatures, target=0)  # target: image 0's own caption
 plt.show()
+probs7 = {temp: (sim7[0].cpu() / temp).softmax(0) for temp in temperatures}  # tau -> (8,) over the captions
+for temp, p in probs7.items():
+    print(f"tau = {temp:.3f}: own caption (0) {p[0]:.3f}, top caption ({int(p.argmax())}) {p.max():.3f}; "
+          f"loss term -log p(own) = {-p[0].log():.2f}")
 
 # %% [markdown]
-# At $\tau = 1$ the softmax is nearly uniform: cosines differ by a few tenths, and $e^{0.1}$ is barely more
-# than $e^0$. At the learned $\tau \approx 1/24 \approx 0.04$ the probability goes to the few captions that
-# fit this seven. At $\tau = 0.01$ (CLIP's lower limit) everything goes to the top one or two, and captions
-# that fit nearly as well get nothing; in training, the cross-entropy would then punish every near miss hard.
-# The learned value balances the two: peaked enough to tell the ten digits apart with confidence, soft enough
-# to share probability among captions that all fit.
+# At $\tau = 1$ the softmax is nearly uniform (0.13 for the own caption, 0.14 for the top one): cosines
+# differ by a few tenths, and $e^{0.1}$ is barely more than $e^0$. The highest cosine in this row is not the
+# right caption but caption 3, "a sketch of a slim upright digit seven", written for another seven: a near
+# miss, since it describes an upright seven as well. At the learned $\tau \approx 1/24 \approx 0.04$ the
+# probability goes to the few captions that fit this seven: 0.54 to caption 3, 0.19 to the right caption 0 and
+# about as much to caption 6, "a scan of the upright digit seven". At $\tau = 0.01$ (CLIP's lower limit) the
+# near miss takes 0.97 and the right caption gets about nothing, 0.014: the softmax has become a vote for the
+# single best match, and every caption that fits nearly as well, the right one included, is pushed to zero. In
+# training, this row's loss term $-\log p(\text{own caption})$ would be 4.26 instead of 1.64 at the learned
+# $\tau$, worse even than the uniform guess of $\tau = 1$ (2.01, close to $\log 8 \approx 2.08$): every near
+# miss is punished hard. The learned value balances the two: peaked enough to tell the ten digits apart with
+# confidence, soft enough to share probability among captions that all fit.
+# In the widget, too, gold marks the right caption (caption 0 for this row) and red the most probable one.
 # Move the slider (it needs a running kernel):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-temperature_widget(sim7[0], labels7, tau=tau)
+temperature_widget(sim7[0], labels7, tau=tau, target=0)
 
 # %% [markdown]
 # And the unknown word from section 2: "skinny" became `<unk>`. How close is "a skinny seven" to the
@@ -483,18 +503,23 @@ assert r_desc[10] > 2 * r_plain[10]
 #
 # ## Exercise
 #
-# Write the symmetric contrastive loss yourself, from the formula in section 4, using only
-# `torch.nn.functional.cross_entropy` (or `log_softmax`), and check it against the package's `clip_loss`:
-# on random logits, and on the logits of the shipped model for a real batch.
+# Write the symmetric contrastive loss yourself, from the formula in section 4: define a function
+# `my_clip_loss(logits_per_image)` that takes the $(B, B)$ matrix $\ell_{ij}$ (image $i$, caption $j$; the
+# matching pairs on the diagonal) and returns the loss as a scalar tensor, using only
+# `torch.nn.functional.cross_entropy` (or `log_softmax`). Write it in the next cell and run it, then run the
+# **check** cell below the collapsed solution: it compares your `my_clip_loss` with the package's `clip_loss`
+# on random logits and on the logits of the shipped model for the 8-digit batch of section 6. Skip the
+# collapsed cell unless you want to see a solution: running it replaces your function with the solution's.
 
 # %%
-# Your turn: implement the symmetric InfoNCE loss. Write and run your attempt in this cell. The next cell
-# (collapsed in Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check
-# it against the package; copy the asserts below your code to check yours.
+# Your turn: define my_clip_loss here, run this cell, then run the check cell below the collapsed solution.
+# def my_clip_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
+#     """logits_per_image (B, B): cos(image_i, text_j) / tau; the matching pairs are on the diagonal."""
+#     ...
 
 
 # %% jupyter={"source_hidden": true}
-# Solution: implement the symmetric InfoNCE loss
+# Solution (running this cell replaces your my_clip_loss with this one)
 def my_clip_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
     """logits_per_image (B, B): cos(image_i, text_j) / tau; the matching pairs are on the diagonal."""
     target = torch.arange(logits_per_image.shape[0], device=logits_per_image.device)
@@ -503,12 +528,15 @@ def my_clip_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
     return (image_to_text + text_to_image) / 2
 
 
-random_logits = torch.randn(16, 16, generator=g) * 5
-torch.testing.assert_close(my_clip_loss(random_logits), clip_loss(random_logits))
+# %%
+# Check: your my_clip_loss against the package's clip_loss
+random_logits = torch.randn(16, 16, generator=g) * 5  # (16, 16), not symmetric: a one-sided loss fails here
 with torch.no_grad():
-    real_logits = clip(x8, caps8)  # (8, 8) = cosine similarities / tau
-torch.testing.assert_close(my_clip_loss(real_logits), clip_loss(real_logits))
-print(f"loss of the shipped model on the 8-digit batch: {my_clip_loss(real_logits):.3f} (matches clip_loss)")
+    real_logits = clip(x8, caps8)  # (8, 8): the shipped model's cosines / tau for the batch of section 6
+for name, logits in [("random", random_logits), ("shipped model", real_logits)]:
+    mine, ref = my_clip_loss(logits), clip_loss(logits)
+    assert torch.allclose(mine, ref, atol=1e-5), f"{name} logits: my_clip_loss {mine:.4f}, clip_loss {ref:.4f}"
+print(f"my_clip_loss matches clip_loss; the shipped model's loss on the 8-digit batch: {clip_loss(real_logits):.3f}")
 
 # %% [markdown]
 # *Going further:* (1) Make the loss one-sided (image-to-text only) and train the mini CLIP again: does the

@@ -33,9 +33,11 @@ import torch
 
 from diffusion_lite import captions as C
 from diffusion_lite.attention_viz import (
+    attention_max,
     attention_steps_figure,
     attention_widget,
     sample_with_attention,
+    token_comparison_figure,
     token_labels,
     token_maps,
     token_mass,
@@ -137,10 +139,27 @@ print("each pixel's probabilities sum to 1:", torch.allclose(probs.sum(-1), torc
 # ## 3. Masking the padding
 #
 # The text encoder returns a vector at *every* position, padding included: "a thick seven" has 5 real
-# tokens and 11 `<pad>` positions whose vectors are not zero. Without a mask, every pixel would spread
-# some of its attention over 11 meaningless vectors, and short prompts would be diluted more than long ones.
-# The empty prompt, 2 real tokens out of 16, would be mostly padding. The mask sets the scores of padded
-# positions to $-\infty$ before the softmax, so they get probability exactly 0:
+# tokens and 11 `<pad>` positions. Those 11 vectors are not blank. The encoder is causal, so every `<pad>`
+# position has read the whole prompt (and the padding before it), and its vector depends on the prompt:
+
+# %%
+ctx_pair, _ = pipe.encode(["a thick seven", "a thin seven"])  # (2, L, D): same length, one word differs
+cos_pair = torch.nn.functional.cosine_similarity(ctx_pair[0], ctx_pair[1], dim=-1)  # (L,) position by position
+print("cosine between the two prompts' vectors at each position:")
+for name, c in zip(token_labels(tokenizer, "a thick seven"), cos_pair[:5].tolist()):
+    print(f"  {name:8s} {c:.2f}")
+print(f"  <pad>    {cos_pair[5:].min():.2f} to {cos_pair[5:].max():.2f} (11 positions)")
+
+# %% [markdown]
+# Up to "a" the two prompts are the same, and so are their vectors (cosine 1.00): a position cannot see what
+# comes after it. From the changed word on they differ, and so do the padded ones (cosines from 0.15 to 0.67):
+# they carry the prompt. But nothing in training ever asked the padded positions to mean anything: CLIP's loss
+# reads only the output at `<eos>` (chapter 06), so what they hold is a by-product. Without a mask, every pixel
+# would spread some of its attention over these untrained vectors, and how much would depend on the prompt's
+# length: 11 of 16 positions for "a thick seven", 14 for the empty prompt (2 real tokens out of 16, mostly
+# padding). Short prompts would be diluted more than long ones, and the same words would act differently at
+# different lengths. The mask sets the scores of padded positions to $-\infty$ before the softmax, so they get
+# probability exactly 0:
 #
 # $$A_{nl} = \frac{\exp(s_{nl})\,[\,l \text{ real}\,]}{\sum_{l'} \exp(s_{nl'})\,[\,l' \text{ real}\,]},
 # \qquad s = \frac{QK^\top}{\sqrt d}.$$
@@ -236,14 +255,17 @@ assert torch.allclose(frames[-1]["maps"].sum(1), torch.ones(()), atol=1e-4)  # e
 
 # %% [markdown]
 # Now the maps of the first image, per token, at five steps from pure noise ($t = 999$) to the end. The
-# background of each panel is the model's current guess of the clean image, $\hat x_0$; the colour is the
-# attention to that token (each panel scaled to its own maximum: red is where the token is looked at most),
-# and the number in the corner is the token's share of all attention:
+# background of each panel is the model's current guess of the clean image, $\hat x_0$; the colour is how much
+# each pixel attends to that token, on **one scale for every panel** (the colour bar: 0 to the largest value
+# in any map of this run), so a hot panel is a token that is read a lot. The number in the corner is the
+# token's share of all attention, the map's mean over the pixels:
 
 # %%
 show = sorted({0, len(frames) // 6, len(frames) // 3, 2 * len(frames) // 3, len(frames) - 1})
-fig = attention_steps_figure(frames, tokens, show)
+fig = attention_steps_figure(frames, tokens, show)  # vmax=None: one scale, 0 to attention_max of the run
 plt.show()
+vmax = attention_max(frames, len(tokens))  # the hottest pixel of the run, for image 0
+print(f"colour scale 0 to {vmax:.2f} (the largest attention of one pixel to one token in any step)")
 
 # %% [markdown]
 # Read it column by column:
@@ -283,7 +305,7 @@ print("share at the first and last step:", {t: f"{mass[0, j]:.2f} -> {mass[-1, j
 # moves through all of them:
 
 # %%
-fig = attention_steps_figure(frames, tokens, [len(frames) // 2])
+fig = attention_steps_figure(frames, tokens, [len(frames) // 2])  # same colour scale as above
 plt.show()
 
 # %%
@@ -337,27 +359,17 @@ for p in pair:
     _, fr = sample_with_attention(pipe, [p], guidance=3.0, steps=steps, x_T=x_T[:1])
     pair_frames.append(fr)
 mid = len(pair_frames[0]) // 2
-fig, axes = plt.subplots(1, 4, figsize=(8, 2.3))
-for k, (p, fr) in enumerate(zip(pair, pair_frames)):
-    word = p.split()[1]
-    img = fr[mid]["x0_hat"][0, 0].clamp(-1, 1)
-    amap = torch.nn.functional.interpolate(fr[mid]["maps"][:, 2:3], size=28, mode="bilinear")[0, 0]
-    axes[2 * k].imshow(img, cmap="gray", vmin=-1, vmax=1)
-    axes[2 * k].set_title(f'"{p}": x0_hat', fontsize=9)
-    axes[2 * k + 1].imshow(img, cmap="gray", vmin=-1, vmax=1)
-    axes[2 * k + 1].imshow(amap, cmap="jet", alpha=0.55)
-    axes[2 * k + 1].set_title(f'attention to "{word}"', fontsize=9)
-for ax in axes:
-    ax.set_axis_off()
-fig.suptitle(f"step {mid + 1} of {len(pair_frames[0])} (t = {pair_frames[0][mid]['t']}), same x_T", fontsize=10)
+fig = token_comparison_figure(pair_frames, pair, [token_labels(tokenizer, p) for p in pair], position=2, step=mid,
+                              title="same x_T")  # token 2, the swapped word, on one colour scale for both maps
 plt.show()
 
 # %% [markdown]
-# Neither word is read at one spot: "thick" mostly on and around the stroke, "thin" mostly in the background
-# around it. Their maps
-# differ even though $x_T$ is the same: by the middle step the pixels themselves differ (a thick stroke is
-# under way in one image, a thin one in the other), so they ask different questions. An attention map shows
-# where a word is *read*; it is not a segmentation of what the word produced.
+# On one colour scale for both maps: "thick" is read much more than "thin" at this step (12% of all attention
+# against 4%, in the titles), and neither at one spot: "thick" mostly on and around the stroke, "thin" a
+# little, in the background around the stroke and hardly on it. Their maps differ even though $x_T$ is the
+# same: by the middle step the pixels themselves differ (a thick stroke is under way in one image, a thin one in
+# the other), so they ask different questions. An attention map shows where a word is *read*; it is not a
+# segmentation of what the word produced.
 #
 # Prompt-to-Prompt (Hertz et al. 2022) turned this observation into an editing method: record the
 # attention maps of the first prompt and inject them while sampling the edited prompt, so that the layout
@@ -365,43 +377,48 @@ plt.show()
 #
 # ## Exercise
 #
-# Compute cross-attention probabilities by hand. Take the first cross-attention layer of the trained
-# U-Net, some image tokens `x` (here random, shaped like its $7 \times 7$ feature map) and the context of two
-# prompts of different lengths. Build $q$ and $k$ with the layer's own projections, split the heads, and
-# compute $\mathrm{softmax}(q k^\top / \sqrt d)$ with the padded tokens masked out. Check your result against
-# the probabilities the layer itself computes, which it records while `layer.capture` is a list (the
-# mechanism behind `capture_attention()`).
+# Compute cross-attention probabilities by hand. The next cell takes the first cross-attention layer of the
+# trained U-Net, `layer`, some image tokens `x` (random, shaped like its $7 \times 7$ feature map, $(B, N, C)$)
+# and the context of two prompts of different lengths, `ctx` $(B, L, D)$ with its mask `ctx_mask` $(B, L)$.
+# Build $q$ and $k$ with the layer's own projections (`layer.q`, `layer.kv`), split the $h$ = `layer.h` heads,
+# and compute $\mathrm{softmax}(q k^\top / \sqrt d)$ with the padded tokens masked out. Store the result as
+# **`my_probs`**, shape $(B, h, N, L)$, then run the **check** cell below the collapsed solution: it records
+# the probabilities the layer itself computes (it appends them to `layer.capture` while that is a list, the
+# mechanism behind `capture_attention()`) and compares them with yours. Skip the collapsed cell unless you want
+# to see a solution: running it replaces your `my_probs` with the solution's.
 
 # %%
-# Your turn: cross-attention probabilities by hand. Write and run your attempt in this cell. The next cell
-# (collapsed in Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check
-# it against the package; copy the asserts below your code to check yours.
-
-
-# %% jupyter={"source_hidden": true}
-# Solution: cross-attention probabilities by hand
+# Your turn: compute my_probs (B, h, N, L) in this cell, run it, then run the check cell below the collapsed
+# solution. The inputs:
 layer = next(m for m in pipe.unet.modules() if isinstance(m, CrossAttention))
 ctx, ctx_mask = pipe.encode(["a thick seven slanting right", ""])  # (2, L, D), (2, L)
 C_img = layer.q.in_features  # image channels C
 x = torch.randn(2, 49, C_img, generator=g).to(device)  # (B, N, C) image tokens
+# my_probs = ...
+
+
+# %% jupyter={"source_hidden": true}
+# Solution (running this cell replaces your my_probs with this one)
 B, N, _ = x.shape
 L, h = ctx.shape[1], layer.h
 d = C_img // h
 with torch.no_grad():
     q = layer.q(x).reshape(B, N, h, d).transpose(1, 2)  # (B, h, N, d)
     k, v = layer.kv(ctx).reshape(B, L, 2, h, d).permute(2, 0, 3, 1, 4)  # 2 x (B, h, L, d)
-
     scores = q @ k.transpose(-2, -1) / math.sqrt(d)  # (B, h, N, L)
     scores = scores.masked_fill(~ctx_mask[:, None, None, :], float("-inf"))  # padded tokens: -inf
     my_probs = scores.softmax(dim=-1)  # (B, h, N, L), each row sums to 1
 
+# %%
+# Check: your my_probs against the probabilities the layer computes itself
+with torch.no_grad():
     layer.capture = []  # the layer appends {"probs": (B, h, N, L), ...} on every call while this is a list
     layer(x, ctx, ctx_mask)
     ref_probs = layer.capture[0]["probs"]
     layer.capture = None
 torch.testing.assert_close(my_probs, ref_probs)
 assert (my_probs[1, :, :, 2:] == 0).all(), 'the empty prompt "" has two real tokens: <bos> and <eos>'
-print("matches the layer's own attention probabilities; shape", tuple(my_probs.shape))
+print("my_probs matches the layer's own attention probabilities; shape", tuple(my_probs.shape))
 
 # %% [markdown]
 # *Going further:* (1) Compute the output `my_probs @ v`, merge the heads back to $(B, N, C)$ and apply
@@ -415,7 +432,9 @@ print("matches the layer's own attention probabilities; shape", tuple(my_probs.s
 #   values from the text tokens, $\mathrm{softmax}(QK^\top/\sqrt d)\,V$ (Rombach et al. 2022, sec. 3.3). Its
 #   attention matrix has one probability distribution over the tokens per pixel and head.
 # - Padding is masked with $-\infty$ before the softmax, so padded positions get zero attention and cannot
-#   influence the output, whatever they contain; the empty prompt is `<bos> <eos>`.
+#   influence the output, whatever they contain. Their vectors do depend on the prompt (the encoder is causal),
+#   but nothing trained them to mean anything, and without the mask short prompts would be diluted more than
+#   long ones. The empty prompt is `<bos> <eos>`.
 # - In Stable Diffusion's transformer block (`SpatialTransformer`) cross-attention sits between
 #   self-attention and a feed-forward layer. Our U-Net has four such layers, all at the $7 \times 7$ level;
 #   a pooled text embedding also joins the timestep embedding.

@@ -66,11 +66,13 @@ print(f"U-Net: {sum(p.numel() for p in pipe.unet.parameters()):,} parameters, pr
 # Guidance needs two noise predictions at every step: one that knows the prompt, $\epsilon_c =
 # \epsilon_\theta(x_t, t, c)$, and one that does not, $\epsilon_u = \epsilon_\theta(x_t, t, \varnothing)$.
 # Training two networks would double the cost. Ho & Salimans' trick is to train **one** network on both
-# tasks: during training, each caption is replaced by the empty prompt `""` with a small probability
-# $p_\text{uncond}$ (10-20% in the paper; 10% in our model's first stages, 50% in its last one, see its model
-# card). The network then learns what a digit looks like when
-# it is told nothing, and the empty prompt becomes the "null" condition $\varnothing$ at sampling time. This
-# is the conditioning function our training loop uses:
+# tasks: during training, each caption is replaced by the empty prompt `""` with probability
+# $p_\text{uncond}$ (10-20% in the paper). Our shipped model was trained in five stages (see its model card,
+# `diffusion_lite/pretrained/mnist-text2img.md`): with 10% for its first 27,250 steps, 30% for the next 6,000
+# and 50% for the last 10,000. The rate was raised because guidance extrapolates away from the unconditional
+# prediction, and with 10% of the training signal that branch drew poor digits. The network learns what a
+# digit looks like when it is told nothing, and the empty prompt becomes the "null" condition $\varnothing$ at
+# sampling time. This is the conditioning function our training loop uses:
 
 # %%
 print(inspect.getsource(text_cond_fn))
@@ -78,7 +80,7 @@ print(inspect.getsource(text_cond_fn))
 # %% [markdown]
 # To see what the U-Net is conditioned on, we wrap the text encoder in a recorder that writes down every
 # prompt it is asked to encode, and run the conditioning for a batch of 20 test digits with the
-# $p_\text{uncond}$ the shipped model was trained with:
+# $p_\text{uncond}$ of the shipped model's last stage (its checkpoint records 0.5):
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -349,36 +351,44 @@ assert metrics.conditional_accuracy(classifier, neg_images['"a seven", negative 
 # ## Exercise: guidance by hand
 #
 # Compute the two noise predictions yourself with the U-Net, for the prompt "the digit two" and for the empty
-# prompt, at one noisy batch, and combine them with the guidance formula at $s = 4$. Then do the same with
-# Ho & Salimans' form $(1 + w)\,\epsilon_c - w\,\epsilon_u$ with the matching $w$. The asserts compare both with
-# `classifier_free_guidance`. (The shipped model predicts $\epsilon$ directly, so the U-Net's output *is*
-# $\epsilon_\theta$; `pipe.encode(prompts)` gives the `(context, mask)` pair for cross-attention.)
+# prompt, at the noisy batch `x_t`, `t` of the next cell, and combine them with the guidance formula at
+# $s = 4$: store the result as **`my_eps`**. Then do the same with Ho & Salimans' form
+# $(1 + w)\,\epsilon_c - w\,\epsilon_u$ with the matching $w$, as **`my_eps_hs`**. (The shipped model predicts
+# $\epsilon$ directly, so the U-Net's output *is* $\epsilon_\theta$: call
+# `pipe.unet(x_t, t, context=..., context_mask=...)` with the `(context, mask)` pairs `cond` and `uncond`
+# that `pipe.encode` gives.) Then run the **check** cell below the collapsed solution: it compares both with
+# the package's `classifier_free_guidance`. Skip the collapsed cell unless you want to see a solution: running it
+# replaces your `my_eps` and `my_eps_hs` with the solution's.
 
 # %%
-# Your turn: combine eps_c and eps_u yourself. Write and run your attempt in this cell. The next cell
-# (collapsed in Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check
-# it against the package; copy the asserts below your code to check yours.
-
-
-# %% jupyter={"source_hidden": true}
-# Solution: combine eps_c and eps_u yourself
+# Your turn: compute my_eps and my_eps_hs (both (6, 1, 28, 28)) in this cell, run it, then run the check
+# cell below the collapsed solution. The inputs:
 assert pipe.prediction == "eps"
 s = 4.0
 x_t = torch.randn(6, 1, 28, 28, generator=g).to(device)
 t = torch.full((6,), 500, device=device)
 cond, uncond = pipe.encode(["the digit two"] * 6), pipe.encode([""] * 6)  # each (context, mask)
+# my_eps = ...
+# my_eps_hs = ...
+
+
+# %% jupyter={"source_hidden": true}
+# Solution (running this cell replaces your my_eps and my_eps_hs with these)
 with torch.no_grad():
     eps_c = pipe.unet(x_t, t, context=cond[0], context_mask=cond[1])
     eps_u = pipe.unet(x_t, t, context=uncond[0], context_mask=uncond[1])
-    my_eps = eps_u + s * (eps_c - eps_u)
-    w = s - 1  # Ho & Salimans' guidance weight
-    my_eps_hs = (1 + w) * eps_c - w * eps_u
+my_eps = eps_u + s * (eps_c - eps_u)
+w = s - 1  # Ho & Salimans' guidance weight
+my_eps_hs = (1 + w) * eps_c - w * eps_u
 
-    guided = classifier_free_guidance(lambda x, t, **c: pipe.unet(x, t, **c), cond, uncond, s)
-    package_eps = guided(x_t, t)
+# %%
+# Check: your my_eps and my_eps_hs against the package's classifier_free_guidance
+with torch.no_grad():
+    guided = classifier_free_guidance(pipe.unet, cond, uncond, s)  # wraps the U-Net: model_fn(x_t, t) -> eps
+    package_eps = guided(x_t, t)  # both branches in one batch of 2B, combined at scale s
 torch.testing.assert_close(my_eps, package_eps, atol=1e-4, rtol=1e-4)
 torch.testing.assert_close(my_eps_hs, package_eps, atol=1e-4, rtol=1e-4)
-print("eps_u + s (eps_c - eps_u) matches classifier_free_guidance at s = 4 (w = 3)")
+print(f"my_eps and my_eps_hs match classifier_free_guidance at s = {s:g} (w = {s - 1:g})")
 
 # %% [markdown]
 # *Going further:* (1) Check that at $s = 1$ the guided prediction equals `eps_c` and at $s = 0$ equals

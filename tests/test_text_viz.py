@@ -5,14 +5,18 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from diffusion_lite.attention_viz import (  # noqa: E402
+    attention_max,
     attention_steps_figure,
     attention_widget,
     sample_with_attention,
+    token_comparison_figure,
     token_labels,
     token_maps,
     token_mass,
@@ -90,7 +94,17 @@ def test_similarity_matrix_outlines_the_best_caption_of_each_row(gen):
 
 
 def _bar_heights(ax):
-    return [b.get_width() for b in ax.patches]
+    return [b.get_width() for b in ax.containers[0]]
+
+
+def _red_rows(ax):
+    return [i for i, b in enumerate(ax.containers[0]) if b.get_facecolor()[:3] == to_rgb("C3")]
+
+
+def _highlighted_rows(ax):
+    """Rows covered by a patch that is not a bar (the target's highlight), with its colour."""
+    bars = set(ax.containers[0])
+    return [(round(p.get_y() + p.get_height() / 2), p.get_facecolor()[:3]) for p in ax.patches if p not in bars]
 
 
 def test_softmax_sharpens_as_the_temperature_falls():
@@ -105,6 +119,35 @@ def test_softmax_sharpens_as_the_temperature_falls():
         softmax_temperature_figure(s, ["a"])
 
 
+def test_softmax_figure_marks_the_right_caption_apart_from_the_most_probable_one():
+    s = torch.tensor([0.5, 0.4, 0.45, -0.2])  # the right caption (2) is not the most similar one (0)
+    fig = softmax_temperature_figure(s, list("abcd"), temperatures=(1.0, 0.1, 0.01), target=2)
+    for ax, tau in zip(fig.axes, (1.0, 0.1, 0.01)):
+        p = (s / tau).softmax(0)
+        assert _red_rows(ax) == [0]  # red is still the most probable caption...
+        assert _highlighted_rows(ax) == [(2, to_rgb("gold"))]  # ...and the right one is marked in gold
+        assert f"own caption {p[2]:.2f}, top {p[0]:.2f}" in ax.get_title()
+        assert _bar_heights(ax) == pytest.approx(p.tolist(), abs=1e-6)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == \
+        ["own caption (2): the right answer", "most probable caption", "other captions"]
+    plain = softmax_temperature_figure(s, list("abcd"))  # no target: nothing highlighted, no legend
+    assert all(_highlighted_rows(ax) == [] and "own caption" not in ax.get_title() for ax in plain.axes)
+    assert not plain.legends
+    right = softmax_temperature_figure(s, list("abcd"), target=0)  # the right caption is also the top one
+    assert _red_rows(right.axes[0]) == [0] and _highlighted_rows(right.axes[0]) == [(0, to_rgb("gold"))]
+    for index in (np.int64(3), torch.tensor(3)):  # any integer index will do
+        assert _highlighted_rows(softmax_temperature_figure(s, list("abcd"), target=index).axes[0])[0][0] == 3
+
+
+@pytest.mark.parametrize("bad", [4, -1, 1.0, True, "0", torch.tensor(0.0)])
+def test_a_bad_target_index_is_a_clear_error(bad):
+    s = torch.tensor([0.5, 0.4, 0.45, -0.2])
+    with pytest.raises(ValueError, match=r"target must be the index of the right caption, an int in \[0, 4\)"):
+        softmax_temperature_figure(s, list("abcd"), target=bad)
+    with pytest.raises(ValueError, match="target must be"):  # at once, not printed later by the widget
+        temperature_widget(s, list("abcd"), target=bad)
+
+
 def test_temperature_widget_redraws_with_the_new_tau():
     s = torch.tensor([0.5, 0.4, 0.1])
     w = temperature_widget(s, list("abc"), tau=1.0)
@@ -112,6 +155,10 @@ def test_temperature_widget_redraws_with_the_new_tau():
     w.children[0].value = 0.01
     after = max(_bar_heights(w.result.axes[0]))
     assert after > before and after == pytest.approx(float((s / 0.01).softmax(0).max()), rel=1e-4)
+    w = temperature_widget(s, list("abc"), tau=1.0, target=2)
+    w.children[0].value = 0.01
+    ax = w.result.axes[0]
+    assert _highlighted_rows(ax) == [(2, to_rgb("gold"))] and _red_rows(ax) == [0] and "own caption" in ax.get_title()
 
 
 def test_pca_2d_recovers_a_plane_and_shares_axes(gen):
@@ -198,10 +245,16 @@ def _frames(steps=3, L=5):
              "maps": torch.rand(2, 16, 7, 7, generator=g).softmax(1)} for i in range(steps)]
 
 
+def _overlays(fig):
+    """The colour limits (vmin, vmax), vmax to 6 digits, of every attention map drawn over an x0_hat."""
+    return [(ax.images[1].get_clim()[0], round(ax.images[1].get_clim()[1], 6)) for ax in fig.axes
+            if len(ax.images) == 2]
+
+
 def test_attention_steps_figure_has_one_row_per_step_and_one_column_per_token():
     frames, tokens = _frames(), ["<bos>", "a", "thick", "seven", "<eos>"]
     fig = attention_steps_figure(frames, tokens, [0, 2], index=1)
-    assert len(fig.axes) == 2 * 6
+    assert len(fig.axes) == 2 * 6 + 1  # the panels and one colour bar
     assert [ax.get_title() for ax in fig.axes[:6]] == ["x0_hat", *tokens]
     assert [fig.axes[0].get_ylabel(), fig.axes[6].get_ylabel()] == ["t = 90", "t = 30"]
     share = float(frames[2]["maps"][1, 3].mean())
@@ -210,12 +263,59 @@ def test_attention_steps_figure_has_one_row_per_step_and_one_column_per_token():
         attention_steps_figure(frames, tokens, [3])
 
 
-def test_attention_widget_moves_through_the_steps():
+def test_attention_steps_figure_puts_every_panel_on_one_colour_scale_with_a_colour_bar():
+    frames, tokens = _frames(), ["<bos>", "a", "thick", "seven", "<eos>"]
+    frames[1]["maps"][1, 3] *= 5  # the hottest map of the run is at a step the figure does not show
+    run_max = float(torch.stack([f["maps"][1, :5] for f in frames]).max())
+    assert attention_max(frames, 5, index=1) == run_max
+    fig = attention_steps_figure(frames, tokens, [0, 2], index=1)
+    clims = _overlays(fig)
+    assert len(clims) == 2 * 5 and set(clims) == {(0.0, round(run_max, 6))}
+    panel_max = [float(frames[s]["maps"][1, j].max()) for s in (0, 2) for j in range(5)]
+    assert min(panel_max) < 0.8 * run_max  # so a per-panel scale would have failed the line above
+    assert fig.axes[-1].get_ylabel() == "attention to the token"  # the colour bar
+    assert fig.axes[-1].get_ylim() == pytest.approx((0, run_max))
+    fixed = attention_steps_figure(frames, tokens, [1], index=1, vmax=0.5)
+    assert set(_overlays(fixed)) == {(0.0, 0.5)}
+    with pytest.raises(ValueError, match="vmax must be > 0"):
+        attention_steps_figure(frames, tokens, [1], vmax=0.0)
+    with pytest.raises(ValueError, match="17 tokens"):
+        attention_steps_figure(frames, ["x"] * 17, [1])
+
+
+def test_attention_widget_moves_through_the_steps_on_one_colour_scale():
     frames = _frames(steps=4)
     w = attention_widget(frames, ["<bos>", "a", "seven"])
     assert w.result.axes[0].get_ylabel() == "t = 30"  # starts at the middle step (index 2)
+    scale = set(_overlays(w.result))
     w.children[0].value = 0
     assert w.result.axes[0].get_ylabel() == "t = 90"
+    assert set(_overlays(w.result)) == scale == {(0.0, round(attention_max(frames, 3), 6))}
+    w = attention_widget(frames, ["<bos>", "a", "seven"], vmax=0.3)
+    assert set(_overlays(w.result)) == {(0.0, 0.3)}
+    with pytest.raises(ValueError, match="vmax must be > 0"):
+        attention_widget(frames, ["<bos>"], vmax=-1)
+
+
+def test_token_comparison_figure_shows_one_token_of_each_run_on_one_scale():
+    thick, thin = _frames(), _frames()
+    for f in thin:  # "thin" gets a third of the attention "thick" gets
+        f["maps"] = f["maps"].clone()
+        f["maps"][:, 2] /= 3
+    tokens = [["<bos>", "a", "thick", "seven", "<eos>"], ["<bos>", "a", "thin", "seven", "<eos>"]]
+    fig = token_comparison_figure([thick, thin], ["a thick seven", "a thin seven"], tokens, 2, step=1, title="same x_T")
+    share = [float(fr[1]["maps"][0, 2].mean()) for fr in (thick, thin)]
+    titles = [ax.get_title() for ax in fig.axes[:4]]
+    assert titles == ['"a thick seven": x0_hat', f'attention to "thick" ({share[0]:.0%})',
+                      '"a thin seven": x0_hat', f'attention to "thin" ({share[1]:.0%})']
+    top = float(thick[1]["maps"][0, 2].max())  # the hotter of the two maps shown
+    assert set(_overlays(fig)) == {(0.0, round(top, 6))}  # "thin" is not stretched to its own maximum
+    assert fig.axes[-1].get_ylabel() == "attention"
+    assert fig._suptitle.get_text() == "step 2 of 3 (t = 60), same x_T"
+    with pytest.raises(ValueError, match="step must be in"):
+        token_comparison_figure([thick, thin], ["a", "b"], tokens, 2, step=3)
+    with pytest.raises(ValueError, match="one prompt and one token list per run"):
+        token_comparison_figure([thick, thin], ["a"], tokens, 2, step=0)
 
 
 # ------------------------------------------------------------------------------------ chapter 00
