@@ -10,8 +10,11 @@ A symptom has two faces, both measured by the chapter with the package's own too
     w = symptoms_widget(ts, curves, samples, scores)      # a drop-down over the same variants
 
 ``curves``: {name: [loss at each t of ts]}; ``samples``: {name: (B, C, H, W) in [-1, 1]};
-``scores``: {name: FID / floor} or None. The first name is the reference (the working model) and is drawn
-in every row's loss plot for comparison.
+``scores``: {name: FID / floor (or None)} or None. The first name is the reference (the working model) and is
+drawn in every row's loss plot for comparison. A variant with nothing to show in one panel (a bug that only
+affects the loss measurement has no samples of its own; a simulated model has no measured loss) gives a string
+instead of its curve or its samples: that panel then shows the string, so the figure never draws data from
+one variant in another's row.
 """
 
 from __future__ import annotations
@@ -38,28 +41,40 @@ def _check(ts: Sequence[int], curves: Mapping[str, Sequence[float]], samples: Ma
     if set(samples) != set(names) or (scores is not None and set(scores) != set(names)):
         raise ValueError(f"curves, samples and scores must name the same variants; got {names}, {list(samples)}, "
                          f"{list(scores) if scores is not None else None}")
-    bad = [n for n in names if len(curves[n]) != len(ts)]
+    bad = [n for n in names if not isinstance(curves[n], str) and len(curves[n]) != len(ts)]
     if bad:
         raise ValueError(f"each curve needs one loss per time step ({len(ts)}); wrong length: {bad}")
-    bad = [n for n in names if samples[n].dim() != 4]
+    bad = [n for n in names if not isinstance(samples[n], str) and samples[n].dim() != 4]
     if bad:
         raise ValueError(f"samples must be (B, C, H, W); not for {bad}")
     return names
 
 
+def _note(ax, text):
+    """A panel with nothing to plot: ``text`` in its middle, in place of the data."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, color="0.3", wrap=True, transform=ax.transAxes)
+
+
 def _row(fig, gs_row, ts, curves, samples, scores, name, reference, nrow):
     ax_loss = fig.add_subplot(gs_row[0])
-    if name != reference:
-        ax_loss.plot(ts, curves[reference], marker="o", ms=3, color="0.6", label=reference)
-    ax_loss.plot(ts, curves[name], marker="o", ms=3, color="C3" if name != reference else "C0", label=name)
-    ax_loss.set(yscale="log", xlabel="time step t", ylabel="loss at t")
-    ax_loss.grid(alpha=0.3)
-    ax_loss.legend(fontsize=8)
+    if isinstance(curves[name], str):  # no loss of its own: the panel says why, and shows no other curve
+        ax_loss.set(xticks=[], yticks=[], xlabel="time step t", ylabel="loss at t")
+        _note(ax_loss, curves[name])
+    else:
+        if name != reference and not isinstance(curves[reference], str):
+            ax_loss.plot(ts, curves[reference], marker="o", ms=3, color="0.6", label=reference)
+        ax_loss.plot(ts, curves[name], marker="o", ms=3, color="C3" if name != reference else "C0", label=name)
+        ax_loss.set(yscale="log", xlabel="time step t", ylabel="loss at t")
+        ax_loss.grid(alpha=0.3)
+        ax_loss.legend(fontsize=8)
     ax_img = fig.add_subplot(gs_row[1])
-    ax_img.imshow(make_grid(samples[name].detach().cpu(), nrow=nrow), cmap="gray", vmin=0, vmax=255)
+    if isinstance(samples[name], str):
+        _note(ax_img, samples[name])
+    else:
+        ax_img.imshow(make_grid(samples[name].detach().cpu(), nrow=nrow), cmap="gray", vmin=0, vmax=255)
     ax_img.set_xticks([])
     ax_img.set_yticks([])
-    score = f": FID / floor {scores[name]:.1f}" if scores is not None else ""
+    score = f": FID / floor {scores[name]:.1f}" if scores is not None and scores[name] is not None else ""
     ax_img.set_title(f"{name}{score}", fontsize=10)
 
 
@@ -67,7 +82,8 @@ def symptoms_figure(ts: Sequence[int], curves: Mapping[str, Sequence[float]], sa
                     scores: Mapping[str, float] | None = None, names: Sequence[str] | None = None, nrow: int = 8,
                     n_show: int = 16):
     """One row per variant: left, its loss at each t against the reference (the first variant, grey);
-    right, its first ``n_show`` samples with FID / floor in the title. ``names`` picks and orders rows."""
+    right, its first ``n_show`` samples with FID / floor in the title. ``names`` picks and orders rows. A string
+    in place of a variant's curve or samples is shown as a note in that panel (see the module docstring)."""
     all_names = _check(ts, curves, samples, scores)
     names = all_names if names is None else list(names)
     unknown = [n for n in names if n not in curves]
@@ -77,8 +93,8 @@ def symptoms_figure(ts: Sequence[int], curves: Mapping[str, Sequence[float]], sa
     gs = fig.add_gridspec(len(names), 2, width_ratios=(1, 1.6), hspace=0.55, wspace=0.15,
                           top=1 - 0.35 / len(names), bottom=0.55 / len(names) / 1.5)
     for i, name in enumerate(names):
-        _row(fig, [gs[i, 0], gs[i, 1]], ts, curves, {k: v[:n_show] for k, v in samples.items()}, scores, name,
-             all_names[0], nrow)
+        _row(fig, [gs[i, 0], gs[i, 1]], ts, curves, {k: v if isinstance(v, str) else v[:n_show] for k, v in
+                                                     samples.items()}, scores, name, all_names[0], nrow)
     return fig
 
 

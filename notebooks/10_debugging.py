@@ -24,6 +24,7 @@
 # * Use the package's own guards (`fit` checks the pixel range; checkpoints carry their schedule).
 
 # %%
+import hashlib
 import math
 import os
 import random
@@ -100,12 +101,14 @@ assert curves[name][0] > curves[name][-1] and scores[name] < 6
 #
 # DDPM scales pixels to $[-1, 1]$ (Ho et al. 2020, sec. 3.3), so that the data has roughly the variance of the
 # noise and the schedule's signal-to-noise ratios mean what they were designed to mean. `torchvision`'s
-# `ToTensor()` gives $[0, 1]$; forgetting the `x * 2 - 1` is the most common bug of all. Here it is at evaluation
-# time: the working network, shown held-out digits in $[0, 1]$.
+# `ToTensor()` gives $[0, 1]$; forgetting the `x * 2 - 1` is the most common bug of all. It shows in two different
+# places, depending on where the range is wrong, so it gets two names below. First at evaluation time: the working
+# network (trained on $[-1, 1]$), shown held-out digits in $[0, 1]$.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-name = "images in [0, 1]"
+EVAL01, TRAIN01 = "images in [0, 1] (evaluation)", "images in [0, 1] (training, simulated)"  # the bug's two faces
+name = EVAL01
 curves[name] = loss_curve(unet, schedule, (x_held + 1) / 2)
 print("loss at t:", " ".join(f"{v:6.3f}" for v in curves[name]))
 print("ratio to the working model:", " ".join(f"{a / b:6.1f}" for a, b in zip(curves[name], curves["working model"])))
@@ -120,16 +123,19 @@ assert curves[name][1] > 5 * curves["working model"][1]  # small t: the backgrou
 # error saturates (the network's $\hat\epsilon$ has about unit scale, whatever the offset) while the working
 # model's own loss is highest there (0.2). **A loss too high almost everywhere but
 # close to the working curve near $T$ points to the data**: here a range at evaluation that differs from the
-# range in training.
+# range in training. The samples do not show this bug at all: sampling starts from noise and never reads the
+# data, so this network's samples are the working model's.
 #
-# A model *trained* on $[0, 1]$ has a normal-looking loss on $[0, 1]$ data; it learns that range and its
-# samples come out in it; shown as $[-1, 1]$ images
-# (as `show_grid` and every figure here assume), their background is mid-grey. We show that by mapping the
-# working model's samples to $[0, 1]$ (we do not train a broken model here). `fit` guards against the bug: images
-# outside $[-1, 1]$ are an error, and images with no pixel below 0 get a warning; the evaluator, `score_samples`,
-# warns about such samples too.
+# The other face: a model *trained* on $[0, 1]$ (the training loader forgot `x * 2 - 1`) has a normal-looking
+# loss on its own $[0, 1]$ data, so the loss cannot flag it; it learns that range and its samples come out in it.
+# Shown as $[-1, 1]$ images (as `show_grid` and every figure here assume), their background is mid-grey. We do
+# not train a broken model here: we *simulate* its samples by mapping the working model's samples to $[0, 1]$, and
+# call this variant "images in $[0, 1]$ (training, simulated)"; it has samples but no measured loss curve. `fit`
+# guards against the bug: images outside $[-1, 1]$ are an error, and images with no pixel below 0 get a warning;
+# the evaluator, `score_samples`, warns about such samples too.
 
 # %%
+name = TRAIN01
 samples[name] = (samples["working model"] + 1) / 2  # what a model trained on [0, 1] would produce
 with warnings.catch_warnings(record=True) as scored:
     warnings.simplefilter("always")
@@ -255,9 +261,22 @@ assert max(sizes["clipped"]) < 1.5 and sizes["unclipped"][0] > 10
 #
 # Each row: the loss at each $t$ against the working model's (grey), and 16 samples with their FID / floor. In the
 # "no x0 clipping" row the red curve covers the grey one: the two losses are the same, the bug is in the sampler.
+# The $[0, 1]$ bug has two rows, and each shows only what was measured: at evaluation, a wrong loss and no samples
+# of its own (they are the working model's); in training (simulated), grey samples and no loss curve (a real
+# model trained on $[0, 1]$ would have a normal-looking one).
 
 # %%
-fig = symptoms_figure(ts, curves, samples, scores)
+variants = ["working model", EVAL01, TRAIN01, "linear schedule", "t / T instead of t", "reversed t", "no x0 clipping"]
+notes = {  # what a panel shows for a variant with nothing measured there
+    "curves": {TRAIN01: "not measured: no model is\ntrained on [0, 1] here (on its\n"
+                        "own [0, 1] data, its loss\nwould look normal)"},
+    "samples": {EVAL01: "no samples of its own: sampling starts\nfrom noise and never reads the data,\n"
+                        "so they are the working model's"},
+}
+fig_curves = {v: notes["curves"].get(v, curves.get(v)) for v in variants}
+fig_samples = {v: notes["samples"].get(v, samples.get(v)) for v in variants}
+fig_scores = {v: scores.get(v) for v in variants}
+fig = symptoms_figure(ts, fig_curves, fig_samples, fig_scores)
 plt.show()
 
 # %% [markdown]
@@ -265,7 +284,7 @@ plt.show()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-symptoms_widget(ts, curves, samples, scores)
+symptoms_widget(ts, fig_curves, fig_samples, fig_scores)
 
 # %% [markdown]
 # ### A checklist
@@ -276,7 +295,7 @@ symptoms_widget(ts, curves, samples, scores)
 # | loss close at both ends, off in the middle | another schedule when sampling | `schedule.config` == checkpoint's |
 # | loss right only at $t = 0$ or $T/2$, far off near $T$ | time step scaled or reversed | print the `t` it receives |
 # | loss healthy, samples ruined | sampler | oracle (arithmetic); size of $x_t$ per step |
-# | samples with a grey background | images in $[0, 1]$ at training | `fit`'s warning; the $[0, 1]$ row above |
+# | samples with a grey background | images in $[0, 1]$ at training | `fit`'s warning; the "training" row above |
 # | samples malformed but digit-like | under-trained, or a mild mismatch | more steps; the schedule row |
 #
 # Three more that this chapter does not stage: sampling with the EMA weights before the average has caught up
@@ -287,23 +306,38 @@ symptoms_widget(ts, curves, samples, scores)
 #
 # ## Exercise
 #
-# Below, `mystery` holds four loss curves at `ts`: the working network with each bug of sections 2-4, in a
-# shuffled order, measured on a different draw of held-out digits with other noise, so they match none of the
-# curves above exactly. Write `diagnose(curve)` that returns the name of the closest variant in `curves`,
-# comparing $\log$ losses (the curves span two orders of magnitude). Then check that it names all four.
+# Below, `mystery` holds four loss curves at `ts`, labelled A to D: the working network with each of the four bugs
+# of sections 2-4 that change its loss (the $[0, 1]$ one at evaluation), in a shuffled order, measured on a
+# different draw of held-out digits with other noise, so they match none of the curves above exactly. Write
+# `diagnose(curve)` that returns the name of the closest variant in `curves`, comparing $\log$ losses (the curves
+# span two orders of magnitude). Then pass your answers, `{"A": name, ..., "D": name}`, to `check_diagnosis`: it
+# compares them with a SHA-256 hash of the right answer, so it says whether all four are right without telling
+# you which are.
 
 # %%
-bugs = {"images in [0, 1]": (unet, schedule, lambda x: (x + 1) / 2),
-        "linear schedule": (unet, linear, lambda x: x),
-        "t / T instead of t": (t_over_T, schedule, lambda x: x),
-        "reversed t": (reversed_t, schedule, lambda x: x)}
-hidden = random.Random(5).sample(sorted(bugs), len(bugs))  # the shuffled order: do not peek, diagnose
-other = test_set.images[torch.randperm(1000, generator=torch.Generator().manual_seed(5))[:128]].to(device)
-mystery = {}
-with torch.no_grad():
-    for letter, bug in zip("ABCD", hidden):
-        net, sched, to_range = bugs[bug]
-        mystery[letter] = loss_per_timestep(net, sched, to_range(other), ts, generator=torch.Generator().manual_seed(9))
+@torch.no_grad()
+def mystery_curves():
+    """{letter: loss at each t of ts} for the four bugs, shuffled, on other digits and noise than above."""
+    bugs = {EVAL01: (unet, schedule, lambda x: (x + 1) / 2),
+            "linear schedule": (unet, linear, lambda x: x),
+            "t / T instead of t": (t_over_T, schedule, lambda x: x),
+            "reversed t": (reversed_t, schedule, lambda x: x)}
+    order = random.Random(5).sample(sorted(bugs), len(bugs))  # shuffled, and kept inside: diagnose, do not peek
+    other = test_set.images[torch.randperm(1000, generator=torch.Generator().manual_seed(5))[:128]].to(device)
+    return {letter: loss_per_timestep(bugs[bug][0], bugs[bug][1], bugs[bug][2](other), ts,
+                                      generator=torch.Generator().manual_seed(9)) for letter, bug in zip("ABCD", order)}
+
+
+ANSWER_SHA256 = "2934314327dd77b9452bc9e638b1218cdb7f9a99acc70fd2ce88ad75990e2bbc"  # the right answer, hashed
+
+
+def check_diagnosis(answers):
+    """True if answers = {"A": variant name, ..., "D": ...} names all four mystery curves correctly."""
+    normalised = "|".join(" ".join(str(answers.get(letter, "")).lower().split()) for letter in "ABCD")
+    return hashlib.sha256(normalised.encode()).hexdigest() == ANSWER_SHA256
+
+
+mystery = mystery_curves()
 
 
 # %%
@@ -322,8 +356,9 @@ def diagnose(curve):
 
 
 diagnosis = {letter: diagnose(curve) for letter, curve in mystery.items()}
-print("diagnosis:", diagnosis)
-assert list(diagnosis.values()) == hidden  # all four bugs named correctly
+print("diagnosis of A-D:", "all four correct" if check_diagnosis(diagnosis) else "not all four correct")
+assert check_diagnosis(diagnosis)  # all four bugs named correctly
+assert not check_diagnosis({**diagnosis, "A": diagnosis["B"], "B": diagnosis["A"]})  # two swapped: rejected
 for name in curves:  # and each curve of this chapter finds itself, but one
     assert diagnose(curves[name]) == ("working model" if curves[name] == curves["working model"] else name)
 
@@ -336,7 +371,9 @@ for name in curves:  # and each curve of this chapter finds itself, but one
 # * A falling loss only says the network learns *something*. Compare the **loss at each $t$** with a working
 #   model's: *where* in $t$ it is wrong points to the bug.
 # * Compute that curve through the same network call and schedule as the sampler. Wrong almost everywhere but
-#   close near $T$: the **pixel range** (use $[-1, 1]$; `fit` checks it). Close at both ends, wrong in the middle:
+#   close near $T$: the **pixel range** differs between training and evaluation (use $[-1, 1]$; `fit` checks it).
+#   A model trained *and* measured on $[0, 1]$ has a normal-looking loss: there only the samples show it, on a grey
+#   background. Close at both ends, wrong in the middle:
 #   the **schedule** differs between training and sampling (checkpoints carry theirs). Right only at one $t$ and
 #   far off near $T$: the **time step** the network reads is scaled or reversed.
 # * Healthy loss, ruined samples: the **sampler**. Check its arithmetic with an oracle that knows the true

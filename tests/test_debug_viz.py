@@ -37,6 +37,21 @@ def test_symptoms_figure_rows_and_reference():
     plt.close(fig)
 
 
+def test_a_note_replaces_a_panel_without_data_and_no_other_variant_is_drawn_there():
+    curves, samples, scores = _variants()
+    curves["eval only"], samples["eval only"] = [0.3, 0.05, 0.01], "samples are the working model's"
+    curves["simulated"], samples["simulated"] = "no loss measured", samples["bug"]
+    scores.update({"eval only": None, "simulated": 83.9})
+    fig = symptoms_figure(TS, curves, samples, scores, names=["eval only", "simulated"])
+    loss_eval, img_eval, loss_sim, img_sim = fig.axes
+    assert [line.get_label() for line in loss_eval.get_lines()] == ["working", "eval only"]
+    assert not img_eval.get_images() and img_eval.texts[0].get_text() == "samples are the working model's"
+    assert img_eval.get_title() == "eval only"  # a None score adds nothing to the title
+    assert not loss_sim.get_lines() and loss_sim.texts[0].get_text() == "no loss measured"
+    assert len(img_sim.get_images()) == 1 and "FID / floor 83.9" in img_sim.get_title()
+    plt.close(fig)
+
+
 def test_symptoms_widget_shows_the_chosen_variant():
     curves, samples, scores = _variants()
     w = symptoms_widget(TS, curves, samples, scores, value="working")
