@@ -203,6 +203,12 @@ def load_checkpoint(path_or_name: str | os.PathLike, device: str | torch.device 
         raise CheckpointError(f"{sidecar} is not valid JSON ({e}); the checkpoint is corrupt") from e
     if not isinstance(meta, dict) or "kind" not in meta:
         raise CheckpointError(f"{sidecar} has no 'kind' field; not a diffusion_lite checkpoint")
+    version = meta.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+        from . import __version__
+        raise CheckpointError(f"{sidecar} has checkpoint format version {version!r}, but diffusion_lite "
+                              f"{__version__} reads versions up to {FORMAT_VERSION}: it was written by a newer "
+                              "release of the package; upgrade it to load this checkpoint")
     if verify and meta.get("weights_sha256") and _sha256(weights) != meta["weights_sha256"]:
         raise CheckpointError(f"{weights.name} does not match the sha256 recorded in {sidecar.name}: "
                               "the weights are corrupt or belong to another checkpoint")

@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:  # train: "training interrupted at step N; the run is saved in OUT ..."
         print(f"diffusion-lite {args.command}: {str(e) or 'interrupted'}"
               + (" (rerun the same command)" if args.command == "train" and str(e) else ""), file=sys.stderr)
-        return 130
+        return 128 + int(getattr(e, "signum", 2))  # as a shell reports a process ended by that signal
     finally:
         warnings.formatwarning = format_before
     return 0

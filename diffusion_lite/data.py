@@ -19,6 +19,7 @@ import gzip
 import hashlib
 import os
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,7 +125,10 @@ def dataset_info(name: str) -> DatasetInfo:
 def search_dirs(name: str, root: str | os.PathLike | None = None) -> list[Path]:
     """Directories searched for ``name``, in order: root, $DIFFUSION_LITE_DATA, repo data/, cache, Debian."""
     dataset_info(name)
-    dirs = [Path(d).expanduser() for d in (root, os.environ.get(ENV_VAR)) if d]  # "" counts as unset
+    env = os.environ.get(ENV_VAR)
+    if env and not Path(env).expanduser().is_dir():  # a typo would otherwise fall back to other copies silently
+        warnings.warn(f"${ENV_VAR} is {env!r}, which is not a folder; looking in the other places", stacklevel=2)
+    dirs = [Path(d).expanduser() for d in (root, env) if d]  # "" counts as unset
     dirs += [d for d in (REPO_DATA_DIR, CACHE_DIR) if d is not None]
     dirs += [DEBIAN_DIR] if name == "fashion-mnist" else []
     return list(dict.fromkeys(dirs))  # drop duplicates, keep order

@@ -151,12 +151,18 @@ def generate(pipe, n: int, prompts: Sequence[str] | None = None, *, guidance: fl
     c = pipe.unet.cfg
     if x_T is None:
         x_T = torch.randn((n, c.in_channels, c.image_size, c.image_size), generator=torch.Generator().manual_seed(seed))
+    from .sampling import timesteps
+
     out = []
     starts = range(0, n, batch_size)
-    for i, s in enumerate(tqdm(starts, desc=f"{sampler} {steps} steps", disable=progress_disabled(progress),
-                                   leave=False)):
+    # one bar over every sampler step of every batch: a bar over batches would sit still for minutes
+    batches = f"{len(starts)} batch{'es' if len(starts) > 1 else ''}"
+    bar = tqdm(total=len(starts) * len(timesteps(pipe.schedule, steps)), unit="step", leave=False,
+               desc=f"{sampler} {steps} steps x {batches} of <= {batch_size}", disable=progress_disabled(progress))
+    for i, s in enumerate(starts):
         g = torch.Generator().manual_seed(seed + 1 + i)
-        kw = dict(steps=steps, sampler=sampler, generator=g, progress=False, x_T=x_T[s:s + batch_size])
+        kw = dict(steps=steps, sampler=sampler, generator=g, progress=False, x_T=x_T[s:s + batch_size],
+                  callback=lambda info: bar.update(1))
         if sampler == "ddim":
             kw["eta"] = eta
         if pipe.is_text_conditional:
@@ -166,6 +172,7 @@ def generate(pipe, n: int, prompts: Sequence[str] | None = None, *, guidance: fl
             raise ValueError("CADS noises the prompt; this pipeline is unconditional")
         else:
             out.append(pipe.sample(n=x_T[s:s + batch_size].shape[0], **kw).cpu())
+    bar.close()
     return torch.cat(out).clamp(-1, 1)
 
 

@@ -156,7 +156,15 @@ class DiffusionPipeline:
         device), moved to the model's device. guidance_interval and cads: see ``model_fn``. eta is DDIM's
         noise setting (0: deterministic); with sampler="ddpm" it is an error. guidance: the scale s of
         classifier-free guidance for text models (None: DEFAULT_GUIDANCE, 3); unconditional models refuse it.
+        An unconditional model also takes the number of images first: ``pipe.sample(4)``.
         """
+        if isinstance(prompts, numbers.Integral) and not isinstance(prompts, bool):  # sample(4)
+            if self.is_text_conditional:
+                raise ValueError(f"sample({prompts}): a text-to-image model takes prompts first (a str or a list of "
+                                 f"str); for {prompts} images of one prompt: sample('a prompt', n={prompts})")
+            if n is not None:
+                raise ValueError(f"sample({prompts}, n={n}): give the number of images once")
+            prompts, n = None, prompts
         if not self.is_text_conditional:
             _check_unconditional(prompts=prompts, guidance=guidance, negative_prompt=negative_prompt,
                                  guidance_interval=guidance_interval, cads=cads)

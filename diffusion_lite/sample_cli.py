@@ -43,6 +43,12 @@ def cmd_sample(args) -> None:
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".npz"):
         raise CLIError(f"--out must end in .png (image grid) or .npz (uint8 array), got {out.name!r}")
+    negatives = args.negative_prompt or []  # a list: repeating the option must not silently keep only the last
+    if len(negatives) > 1:
+        raise CLIError(f"--negative-prompt given {len(negatives)} times ({', '.join(map(repr, negatives))}): give "
+                       "it once, it applies to every prompt; to steer away from several words, put them in one "
+                       f"prompt, e.g. --negative-prompt {' '.join(negatives)!r}")
+    args.negative_prompt = negatives[0] if negatives else None
     pipe = load(args.checkpoint, device)
     if not hasattr(pipe, "sample"):
         raise CLIError(f"{args.checkpoint} is not a diffusion model checkpoint")
@@ -133,6 +139,10 @@ def check_guidance_args(args, pipe) -> None:
     if args.guidance is not None and not (math.isfinite(args.guidance) and args.guidance >= 0):
         raise CLIError(f"--guidance must be a finite number >= 0 (0: unconditional, 1: conditional), "
                        f"got {args.guidance}")
+    if args.guidance is not None and args.guidance > 20:
+        import warnings
+        warnings.warn(f"--guidance {args.guidance:g} is far above the usual 1-10: expect saturated, noisy images "
+                      "(chapter 08 shows the sweep up to 8)", stacklevel=2)
     T = pipe.schedule.T
     if getattr(args, "steps", None) is not None and args.steps > T:
         raise CLIError(f"--steps {args.steps}: expected at most {T} (this model's T; each step is one of its "
@@ -187,8 +197,8 @@ def add_parser(sub, common) -> None:
     s.add_argument("--prompt", action="append", help="text prompt (repeat for several)")
     s.add_argument("--prompts-file", default=None, help="file with one prompt per line")
     add_guidance_args(s)
-    s.add_argument("--negative-prompt", default=None,
-                   help="text models: guidance steers away from this prompt instead of the empty one")
+    s.add_argument("--negative-prompt", action="append", default=None,
+                   help="text models: guidance steers away from this prompt instead of the empty one (give once)")
     s.add_argument("--out", required=True, help="FILE.png (grid) or FILE.npz (uint8 images)")
     common(s)
     s.set_defaults(func=cmd_sample)

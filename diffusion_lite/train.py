@@ -29,6 +29,7 @@ from .train_state import (  # noqa: F401  (resume_conflicts: public, used by the
     RESUME_MAY_CHANGE,
     TRAIN_PREFIXES,
     StopOnInterrupt,
+    TrainingInterrupted,
     bf16_native,
     keeps_caller_state,
     load_optimizer,
@@ -103,6 +104,20 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _warn_if_lr_jumps(saved_train: dict, cfg: TrainConfig, step: int) -> None:
+    """A resume with another ``steps`` recomputes the cosine decay for the new total: say what that does to the
+    learning rate (extending a finished run raises it from its final 10% of lr back up)."""
+    planned = saved_train.get("steps")
+    if planned is None or planned == cfg.steps:
+        return
+    last, planned_next, after = (lr_at(step - 1, cfg.replace(steps=planned)), lr_at(step, cfg.replace(steps=planned)),
+                                 lr_at(step, cfg))
+    if abs(after - planned_next) > 0.1 * planned_next:  # (during warm-up the total changes nothing)
+        warnings.warn(f"the run was planned for {planned} steps and now trains to {cfg.steps}: the learning-rate "
+                      f"schedule (cosine decay to 10% of lr at the last step) is recomputed, so the rate goes from "
+                      f"{last:.2g} at step {step} to {after:.2g} at step {step + 1}", stacklevel=3)
 
 
 def check_image_range(images: torch.Tensor) -> None:
@@ -201,6 +216,7 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
         if step >= cfg.steps:  # already finished: nothing to train
             model.eval()
             return {"loss": history, "ema": ema, "step": step, "seconds": seconds, "images_per_s": float("nan")}
+        _warn_if_lr_jumps(saved.get("train") or {}, cfg, step)
 
     if kept is None:  # a fresh run (a resumed one keeps the saved entries, above)
         meta = run_meta(model, schedule, cfg, meta)
@@ -233,7 +249,7 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=progress_disabled(progress), dynamic_ncols=True)
     start_step, t_start, diverging = step, time.perf_counter(), False
     low = min(history, key=lambda h: h[1]) if history else None  # the lowest smoothed loss so far: (step, loss)
-    stop = StopOnInterrupt()  # Ctrl-C now ends the loop between two steps
+    stop = StopOnInterrupt()  # Ctrl-C, SIGTERM or SIGHUP now end the loop between two steps
     while step < cfg.steps:
         t0 = time.perf_counter()
         idx = torch.randint(0, images.shape[0], (cfg.batch_size,), generator=gen)
@@ -276,11 +292,12 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
             callback({"step": step, "loss": value, "model": model, "ema": ema})
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
             save()
-        if stop.requested and step < cfg.steps:  # Ctrl-C: save the run as it is, then stop
+        if stop.requested and step < cfg.steps:  # Ctrl-C / SIGTERM / SIGHUP: save the run as it is, then stop
             save()
             bar.close()
-            raise KeyboardInterrupt(f"training interrupted at step {step}" + (
-                f"; the run is saved in {run_dir} and resumes from there" if ckpt else ""))
+            by = "" if stop.name == "SIGINT" else f" by {stop.name}"
+            raise TrainingInterrupted(f"training interrupted{by} at step {step}" + (
+                f"; the run is saved in {run_dir} and resumes from there" if ckpt else ""), stop.signum)
     stop.restore()
     bar.close()
     save()

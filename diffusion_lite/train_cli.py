@@ -154,6 +154,9 @@ def cmd_train(args) -> None:
     except json.JSONDecodeError as e:
         raise CLIError(f"{out / 'checkpoint.json'} is not valid JSON ({e}), so the run cannot be resumed; restore "
                        "it from a copy, or choose a new --out to start afresh") from None
+    if resume and not (out / "checkpoint.safetensors").exists():  # say so before announcing a resume
+        raise CLIError(f"{out / 'checkpoint.json'} has no checkpoint.safetensors beside it, so the run cannot be "
+                       "resumed; restore the weights from a copy, or choose a new --out to start afresh")
     if resume and "train_state" not in saved:
         raise CLIError(f"{out / 'checkpoint.json'} is a {saved.get('kind', 'non-training')!r} checkpoint without a "
                        "training state (an exported model?), so it cannot be resumed: choose a new --out, or start "
@@ -239,7 +242,7 @@ def cmd_train(args) -> None:
         conflicts = _resume_conflicts(saved, args, ucfg, scfg, tcfg)
         if conflicts:
             raise CLIError(f"cannot resume {out}: this command's settings differ from the run's: "
-                           f"{'; '.join(conflicts)}. Re-run with the run's settings (only --steps may grow), "
+                           f"{'; '.join(conflicts)}. Re-run with the run's settings (only --steps may change), "
                            "or choose a new --out to start afresh")
         ucfg, scfg = UNetConfig.from_dict(saved["unet"]), ScheduleConfig.from_dict(saved["schedule"])
         done = saved["train_state"]["step"]

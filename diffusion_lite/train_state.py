@@ -74,26 +74,45 @@ def run_meta(model: torch.nn.Module, schedule: Schedule, cfg: TrainConfig, meta:
     return {**meta, **plain, "kind": "diffusion"}
 
 
+# The signals that stop training cleanly: Ctrl-C, and what job schedulers, `timeout`, `docker stop` and a closed
+# terminal send (SLURM sends SIGTERM at the time limit). SIGHUP does not exist on Windows.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """fit stopped by a signal after saving the run; ``signum`` is the signal (a shell reports 128 + signum)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = signum
+
+
 class StopOnInterrupt:
-    """Ctrl-C (SIGINT) during training sets ``requested`` instead of raising mid-step, so that fit stops at the
-    next step boundary with a consistent model and checkpoint; a second Ctrl-C raises KeyboardInterrupt at
-    once. Installed only in the main thread (the only one where Python runs signal handlers); ``restore()``
-    puts the previous handler back (fit's decorator also does, however fit ends)."""
+    """Ctrl-C (SIGINT), SIGTERM or SIGHUP during training sets ``requested`` (and ``signum``) instead of
+    stopping mid-step, so that fit stops at the next step boundary with a consistent model and checkpoint; a
+    second signal raises KeyboardInterrupt at once. Installed only in the main thread (the only one where
+    Python runs signal handlers); ``restore()`` puts the previous handlers back (fit's decorator also does,
+    however fit ends)."""
 
     def __init__(self):
-        self.requested, self._previous = False, None
+        self.requested, self.signum, self._previous = False, None, {}
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
+            for sig in STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handler)
 
     def _handler(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signum = True, signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else "interrupt"
 
     def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
 
 
 def bf16_native(device: torch.device) -> bool:
@@ -103,18 +122,20 @@ def bf16_native(device: torch.device) -> bool:
 
 def keeps_caller_state(fn):
     """Run ``fn`` inside torch.random.fork_rng: the global RNG state (CPU, CUDA if initialised, and MPS) that
-    ``fn`` reseeds is the caller's again afterwards, and so is the Ctrl-C handler (see StopOnInterrupt)."""
+    ``fn`` reseeds is the caller's again afterwards, and so are the signal handlers (see StopOnInterrupt)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
         mps_state = torch.mps.get_rng_state() if torch.backends.mps.is_available() else None
-        sigint = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+        main = threading.current_thread() is threading.main_thread()
+        handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if main else {}
         try:
             with torch.random.fork_rng(devices=devices):
                 return fn(*args, **kwargs)
         finally:
             if mps_state is not None:  # fork_rng covers the CPU and CUDA generators only
                 torch.mps.set_rng_state(mps_state)
-            if sigint is not None:
-                signal.signal(signal.SIGINT, sigint)
+            for sig, handler in handlers.items():
+                if handler is not None:  # None: set outside Python, cannot be put back
+                    signal.signal(sig, handler)
     return wrapper

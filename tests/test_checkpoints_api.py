@@ -128,6 +128,17 @@ def test_unconditional_model_refuses_prompts():
             pipe.sample(**kw, steps=2, progress=False)
 
 
+def test_the_number_of_images_may_come_first_for_an_unconditional_model(uncond, text2img):
+    g = lambda: torch.Generator().manual_seed(0)
+    a = uncond.sample(3, steps=2, progress=False, generator=g())
+    b = uncond.sample(n=3, steps=2, progress=False, generator=g())
+    assert a.shape == (3, 1, 28, 28) and torch.equal(a, b)
+    with pytest.raises(ValueError, match="give the number of images once"):
+        uncond.sample(3, n=3, steps=2, progress=False)
+    with pytest.raises(ValueError, match=r"takes prompts first .* sample\('a prompt', n=4\)"):
+        text2img.sample(4, steps=2, progress=False)
+
+
 @pytest.mark.parametrize("n", [0, -1, 2.0])
 def test_n_below_one_or_not_an_integer_is_refused(uncond, text2img, n):
     with pytest.raises(ValueError, match=f"n must be an integer >= 1, got {n}"):
@@ -195,3 +206,14 @@ def test_saving_never_touches_the_process_umask(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "umask", no_umask)
     stem = save_checkpoint(tmp_path / "m", {"w": torch.zeros(2)}, {"kind": "diffusion"})
     assert load_checkpoint(stem)[0]["w"].tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("version", [2, "1", 1.5, True])
+def test_a_checkpoint_from_a_newer_format_is_refused_not_misread(tmp_path, version):
+    stem = save_checkpoint(tmp_path / "m", {"w": torch.zeros(2)}, {"kind": "diffusion"})
+    meta = json.loads((tmp_path / "m.json").read_text())
+    assert meta["format_version"] == checkpoints.FORMAT_VERSION
+    (tmp_path / "m.json").write_text(json.dumps({**meta, "format_version": version}))
+    with pytest.raises(CheckpointError, match=f"format version {version!r}, but diffusion_lite .* reads versions "
+                                              f"up to {checkpoints.FORMAT_VERSION}"):
+        load_checkpoint(stem)

@@ -39,7 +39,10 @@ def error(capsys, *args) -> str:
 
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
-def test_ctrl_c_stops_training_between_steps_with_the_run_saved(tmp_path):
+@pytest.mark.parametrize("signame", [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)])
+def test_ctrl_c_or_a_scheduler_stop_ends_training_between_steps_with_the_run_saved(tmp_path, signame):
+    """Ctrl-C, and the SIGTERM/SIGHUP of `timeout`, SLURM, `docker stop` or a closed terminal: nothing is lost."""
+    sig = getattr(signal, signame)
     images = load_dataset("mnist", "train", subset=32, balanced=True).images
     schedule = Schedule.from_config(ScheduleConfig("linear", T=100))
     cfg = TrainConfig(steps=6, batch_size=4, checkpoint_every=100, log_every=1)
@@ -48,15 +51,17 @@ def test_ctrl_c_stops_training_between_steps_with_the_run_saved(tmp_path):
     torch.manual_seed(0)
     whole = fit(UNet(tiny), schedule, images, cfg, run_dir=tmp_path / "whole", progress=False)["ema"].model
 
-    def ctrl_c_at_3(info):
+    def signal_at_3(info):
         if info["step"] == 3:
-            os.kill(os.getpid(), signal.SIGINT)  # as the terminal sends it: fit finishes the step, saves, stops
+            os.kill(os.getpid(), sig)  # as the terminal or a scheduler sends it: fit finishes the step, saves, stops
 
-    handler = signal.getsignal(signal.SIGINT)
+    handlers = {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM)}
     torch.manual_seed(0)
-    with pytest.raises(KeyboardInterrupt, match="interrupted at step 3; the run is saved in"):
-        fit(UNet(tiny), schedule, images, cfg, run_dir=tmp_path / "cut", progress=False, callback=ctrl_c_at_3)
-    assert signal.getsignal(signal.SIGINT) is handler  # the caller's Ctrl-C handler is back
+    by = "" if signame == "SIGINT" else f" by {signame}"
+    with pytest.raises(KeyboardInterrupt, match=f"interrupted{by} at step 3; the run is saved in") as e:
+        fit(UNet(tiny), schedule, images, cfg, run_dir=tmp_path / "cut", progress=False, callback=signal_at_3)
+    assert e.value.signum == sig  # the CLI exits with 128 + signum, as a shell reports it
+    assert {n: signal.getsignal(n) for n in handlers} == handlers  # the caller's handlers are back
     saved = json.loads((tmp_path / "cut" / "checkpoint.json").read_text())
     assert saved["train_state"]["step"] == 3
     resumed = fit(UNet(tiny), schedule, images, cfg, run_dir=tmp_path / "cut", progress=False)["ema"].model
@@ -98,6 +103,9 @@ def test_train_mistakes_are_caught_before_training(tmp_path, capsys, monkeypatch
     run.mkdir()
     (run / "checkpoint.json").write_text('{"unet": {"a": 1,}}')
     assert "checkpoint.json is not valid JSON" in error(capsys, "train", *SMALL, "--steps", "2", "--out", str(run))
+    (run / "checkpoint.json").write_text('{"kind": "diffusion", "train_state": {"step": 1}}')  # weights lost
+    rc, out, err = cli(capsys, "train", *SMALL, "--steps", "2", "--out", str(run))
+    assert rc == 2 and "resuming" not in out and "has no checkpoint.safetensors beside it" in err
     err = error(capsys, "train", *SMALL, "--steps", "1", "--text", "mnist-clip", "--cross-attn", "7", "7",
                 "--out", str(tmp_path / "d"))
     assert "--cross-attn lists a resolution twice" in err
@@ -143,14 +151,24 @@ def test_grid_keeps_one_row_per_prompt_above_16_images(tmp_path, capsys):
     rc, _, err = cli(capsys, "sample", "--checkpoint", "mnist-text2img", "--prompt", "7", "--prompt", "a thin two",
                      "--n", "17", "--steps", "1", "--threads", "1", "--out", str(out))
     assert rc == 0, err
-    w, h = Image.open(out).size
+    with Image.open(out) as im:
+        w, h = im.size
     assert (w, h) == (2 * (16 * 30 + 2), 2 * (4 * 30 + 2))  # 16 per row; each prompt 2 rows (17 = 16 + 1)
+
+
+def test_an_extreme_guidance_scale_is_a_warning(tmp_path, capsys):
+    with pytest.warns(UserWarning, match="--guidance 50 is far above the usual 1-10"):
+        rc, _, err = cli(capsys, "sample", "--checkpoint", "mnist-text2img", "--prompt", "7", "--n", "1", "--steps",
+                         "1", "--threads", "1", "--guidance", "50", "--out", str(tmp_path / "x.png"))
+    assert rc == 0, err
 
 
 def test_options_that_would_do_nothing_are_refused(capsys):
     base = ["sample", "--checkpoint", "mnist-text2img", "--prompt", "7", "--n", "1", "--steps", "1", "--out", "x.png"]
     assert "which guidance 1 does not use" in error(capsys, *base, "--guidance", "1", "--negative-prompt", "thick")
     assert "which guidance 0 does not use" in error(capsys, *base, "--guidance", "0", "--cads", "0.5")
+    err = error(capsys, *base, "--negative-prompt", "thick", "--negative-prompt", "slanting")  # not: keep the last
+    assert "--negative-prompt given 2 times ('thick', 'slanting')" in err and "'thick slanting'" in err
 
 
 def test_text_model_without_prompt_says_what_it_samples(tmp_path, capsys):

@@ -103,13 +103,21 @@ def test_unknown_dataset_and_split():
 
 
 def test_search_order(isolated, monkeypatch):
+    (isolated / "env").mkdir()
     monkeypatch.setenv(data.ENV_VAR, str(isolated / "env"))
     expected = [isolated / "root", isolated / "env", data.REPO_DATA_DIR, data.CACHE_DIR]
     assert search_dirs("mnist", isolated / "root") == expected
     assert search_dirs("fashion-mnist", isolated / "root") == expected + [data.DEBIAN_DIR]
 
 
+def test_a_data_folder_variable_naming_no_folder_is_a_warning(isolated, monkeypatch):
+    monkeypatch.setenv(data.ENV_VAR, str(isolated / "typo"))
+    with pytest.warns(UserWarning, match=r"DIFFUSION_LITE_DATA is '.*typo', which is not a folder"):
+        assert search_dirs("mnist")[0] == isolated / "typo"
+
+
 def test_missing_data_error_lists_every_place(isolated, monkeypatch):
+    (isolated / "env").mkdir()
     monkeypatch.setenv(data.ENV_VAR, str(isolated / "env"))
     (isolated / "root" / "fashion-mnist").mkdir(parents=True)  # exists but empty
     with pytest.raises(DatasetNotFoundError) as e:

@@ -142,6 +142,18 @@ def test_fit_refuses_to_resume_with_other_settings(tmp_path, images):
     assert res["step"] == 3 and saved(tmp_path)["train"]["prediction"] == "v"
 
 
+def test_extending_a_finished_run_warns_that_the_learning_rate_jumps_back_up(tmp_path, images):
+    s = Schedule.from_config()
+    cfg = TrainConfig(steps=4, batch_size=4, lr=1e-3, warmup_steps=1, log_every=1)
+    meta = {"unet": TINY.to_dict(), "schedule": s.config.to_dict()}
+    fit(UNet(TINY), s, images, cfg, run_dir=tmp_path, meta=meta, progress=False)  # decays towards 10% of lr
+    # the 4th update used lr_at(3) = 0.325 lr; the 5th, on a decay recomputed for 8 steps, lr_at(4) = 0.650 lr
+    with pytest.warns(UserWarning, match=r"planned for 4 steps and now trains to 8: .* goes from 0.00033 at step 4 "
+                                         r"to 0.00065 at step 5"):
+        fit(UNet(TINY), s, images, cfg.replace(steps=8), run_dir=tmp_path, meta=meta, progress=False)
+    assert saved(tmp_path)["train"]["steps"] == 8
+
+
 @pytest.mark.parametrize("decay", [2.0, -1.0, 1.0])
 def test_ema_decay_out_of_range_is_an_error(images, decay):
     with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
