@@ -363,18 +363,31 @@ prompt_widget(pipe, prompt="a thick seven", seed=0, steps=10, guidance=3.0, clas
 #
 # ## Exercise: pixels to $[-1, 1]$ and back
 #
-# Write `my_from_uint8` (bytes 0-255 to floats in $[-1, 1]$) and `my_to_uint8` (floats to bytes, clipping
-# values outside $[-1, 1]$, as generated images can have them, and rounding to the nearest byte). The
-# asserts check them against `diffusion_lite.utils`, and check that the round trip loses nothing.
+# Define two functions: `my_from_uint8(b)`, which turns bytes 0-255 (a `uint8` tensor of any shape) into
+# `float32` values in $[-1, 1]$ of the same shape, and `my_to_uint8(x)`, which turns floats back into bytes,
+# clipping values outside $[-1, 1]$ (generated images can have them) and rounding to the nearest byte. Write
+# them in the next cell and run it, then run the **check** cell below the collapsed solution: it compares your
+# functions with `from_uint8` and `to_uint8` of `diffusion_lite.utils` on the 16 digits `some_bytes`
+# (uint8, (16, 1, 28, 28)) and on a noisy copy of them with values outside $[-1, 1]$, and checks that the round
+# trip bytes → floats → bytes loses nothing. Skip the collapsed cell unless you want to see a solution: running
+# it replaces your functions with the solution's.
 
 # %%
-# Your turn: convert images to [-1, 1] and back. Write and run your attempt in this cell. The next cell
-# (collapsed in Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check
-# it against the package; copy the asserts below your code to check yours.
+# Your turn: define my_from_uint8 and my_to_uint8 here, run this cell, then run the check cell below the
+# collapsed solution. The digits the check uses:
+some_bytes = raw[:16]  # uint8 (16, 1, 28, 28)
+# def my_from_uint8(b: torch.Tensor) -> torch.Tensor:
+#     """uint8 bytes 0-255 -> float32 values in [-1, 1], same shape."""
+#     ...
+#
+#
+# def my_to_uint8(x: torch.Tensor) -> torch.Tensor:
+#     """floats -> uint8 bytes: clip to [-1, 1], scale to 0-255, round to the nearest byte."""
+#     ...
 
 
 # %% jupyter={"source_hidden": true}
-# Solution: convert images to [-1, 1] and back
+# Solution (running this cell replaces your my_from_uint8 and my_to_uint8 with these)
 def my_from_uint8(b):
     return b.float() / 127.5 - 1.0
 
@@ -383,11 +396,16 @@ def my_to_uint8(x):
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-some_bytes = raw[:16]  # uint8 (16, 1, 28, 28)
-torch.testing.assert_close(my_from_uint8(some_bytes), from_uint8(some_bytes))
-assert torch.equal(my_to_uint8(my_from_uint8(some_bytes)), some_bytes), "the round trip must be lossless"
+# %%
+# Check: your my_from_uint8 and my_to_uint8 against from_uint8 and to_uint8 of diffusion_lite.utils
+floats = my_from_uint8(some_bytes)
+torch.testing.assert_close(floats, from_uint8(some_bytes),  # also compares shape and dtype (float32)
+                           msg=lambda m: f"my_from_uint8 differs from from_uint8 (0 -> -1, 255 -> 1):\n{m}")
+back = my_to_uint8(floats)
+assert back.dtype == torch.uint8, f"my_to_uint8 must return uint8 bytes, got {back.dtype}"
+assert torch.equal(back, some_bytes), "my_to_uint8(my_from_uint8(b)) must give back b exactly: round, do not truncate"
 noisy = q_sample(schedule, from_uint8(some_bytes), 300, generator=g)  # values outside [-1, 1]
-assert torch.equal(my_to_uint8(noisy), to_uint8(noisy))
+assert torch.equal(my_to_uint8(noisy), to_uint8(noisy)), "my_to_uint8 differs from to_uint8 on values outside [-1, 1]"
 print("my conversions match diffusion_lite.utils")
 
 # %% [markdown]

@@ -327,27 +327,38 @@ forward_process_widget(schedule, x_w, eps_w, t=250)
 #
 # ## Exercise: write `q_sample` yourself
 #
-# Implement the closed form $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$ for a
-# batch of images `x0` (B, 1, 28, 28) with **one time step per image**, `t` of shape (B,), using only
-# `schedule.alpha_bar`. Hint: index `alpha_bar[t]` gives shape (B,); reshape it to (B, 1, 1, 1) so it
-# broadcasts over the pixels. The `assert` checks your function against the package with the same noise.
+# Define a function `my_q_sample(schedule, x0, t, noise)` that implements the closed form
+# $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$ for a batch of images `x0` (B, 1, 28, 28)
+# with **one time step per image**, `t` of shape (B,), and the noise $\epsilon$ given as `noise` (B, 1, 28, 28),
+# using only `schedule.alpha_bar`; it returns $x_t$, shape (B, 1, 28, 28). Hint: indexing `alpha_bar[t]` gives
+# shape (B,); reshape it to (B, 1, 1, 1) so it broadcasts over the pixels. Write it in the next cell and run it,
+# then run the **check** cell below the collapsed solution: it compares your `my_q_sample` with the package's
+# `q_sample` on the batch `x_batch`, `t_batch`, `noise` of the next cell (16 test digits, a different $t$ for
+# each). Skip the collapsed cell unless you want to see a solution: running it replaces your function with the
+# solution's.
 
 # %%
-# Your turn: implement my_q_sample. Write and run your attempt in this cell. The next cell (collapsed in
-# Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check it against the
-# package; copy the asserts below your code to check yours. Test it on this batch:
+# Your turn: define my_q_sample here, run this cell, then run the check cell below the collapsed solution.
+# The batch the check uses:
 t_batch = torch.randint(0, schedule.T, (16,), generator=g)  # a different t for each image
 x_batch, noise = test.images[:16], torch.randn(16, 1, 28, 28, generator=g)
+# def my_q_sample(schedule, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+#     """x0 (B, 1, 28, 28), t (B,), noise (B, 1, 28, 28) -> x_t (B, 1, 28, 28)."""
+#     ...
 
 
 # %% jupyter={"source_hidden": true}
-# Solution: implement my_q_sample
+# Solution (running this cell replaces your my_q_sample with this one)
 def my_q_sample(schedule, x0, t, noise):
     ab = schedule.alpha_bar[t].reshape(-1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1)
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
 
-torch.testing.assert_close(my_q_sample(schedule, x_batch, t_batch, noise), q_sample(schedule, x_batch, t_batch, noise))
+# %%
+# Check: your my_q_sample against the package's q_sample, on the batch above (one t per image)
+mine, ref = my_q_sample(schedule, x_batch, t_batch, noise), q_sample(schedule, x_batch, t_batch, noise)
+assert mine.shape == ref.shape, f"my_q_sample returned shape {tuple(mine.shape)}, expected {tuple(ref.shape)}"
+torch.testing.assert_close(mine, ref, msg=lambda m: f"my_q_sample differs from q_sample:\n{m}")
 print("my_q_sample matches diffusion_lite.schedules.q_sample")
 
 # %% [markdown]

@@ -296,43 +296,61 @@ schedule_widget(one_of_each[:4], eps[:4], T=1000, t_frac=0.4)
 #
 # ## Exercise 1: $\bar\alpha$ from the betas
 #
-# Compute $\bar\alpha_t = \prod_{s \le t}(1-\beta_s)$ for the cosine schedule from `cosine_betas(1000)` with
-# `torch.cumprod`; call it `my_alpha_bar` and check it against `Schedule.alpha_bar`.
+# Compute $\bar\alpha_t = \prod_{s \le t}(1-\beta_s)$ for the cosine schedule with `torch.cumprod`, from its
+# betas `betas = cosine_betas(1000)` (float64, shape (1000,), in the next cell); store the result as
+# **`my_alpha_bar`**, shape (1000,). Then run the **check** cell below the collapsed solution: it compares
+# `my_alpha_bar` with the package's `Schedule.alpha_bar` of the cosine schedule (`scheds["cosine"]`). Skip the
+# collapsed cell unless you want to see a solution: running it replaces your `my_alpha_bar` with the solution's.
 
 # %%
-# Your turn: alpha_bar from betas. Write and run your attempt in this cell. The next cell (collapsed in
-# Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check it against the
-# package; copy the asserts below your code to check yours.
+# Your turn: compute my_alpha_bar (1000,) in this cell, run it, then run the check cell below the collapsed
+# solution. The input:
+betas = cosine_betas(1000)  # float64, (1000,)
+# my_alpha_bar = ...
 
 
 # %% jupyter={"source_hidden": true}
-# Solution: alpha_bar from betas
-betas = cosine_betas(1000)  # float64, (1000,)
+# Solution (running this cell replaces your my_alpha_bar with this one)
 my_alpha_bar = torch.cumprod(1 - betas, dim=0)
-torch.testing.assert_close(my_alpha_bar.float(), scheds["cosine"].alpha_bar)
+
+# %%
+# Check: your my_alpha_bar against the cosine schedule's Schedule.alpha_bar
+ref = scheds["cosine"].alpha_bar  # float32, (1000,)
+assert my_alpha_bar.shape == ref.shape, f"my_alpha_bar has shape {tuple(my_alpha_bar.shape)}, expected (1000,)"
+torch.testing.assert_close(my_alpha_bar.float(), ref, msg=lambda m: f"my_alpha_bar differs from alpha_bar:\n{m}")
 print("my alpha_bar matches Schedule.alpha_bar")
 
 # %% [markdown]
 # ## Exercise 2: where does the SNR cross 1?
 #
-# For each schedule, find the first time step at which $\mathrm{SNR}(t) < 1$, using only the betas
-# (`schedules_for(1000)[kind].betas`); call it `my_t` and check it against the package's `Schedule.snr`
-# (the asserts run inside a loop over `scheds.items()`, one schedule at a time). Why is it also the
-# first step where $\bar\alpha_t < 1/2$?
+# Define a function **`my_snr_crossing(betas)`** that takes a schedule's betas, shape (T,), and returns, as a
+# Python `int`, the first time step $t$ at which $\mathrm{SNR}(t) = \bar\alpha_t/(1-\bar\alpha_t) < 1$, using
+# only the betas. Then run the **check** cell below the collapsed solution: for each schedule of
+# `schedules_for(1000)` (`scheds`) it calls `my_snr_crossing(sch.betas)` and compares the answer with the
+# first step where the package's `Schedule.snr` is below 1. Why is it also the first step where
+# $\bar\alpha_t < 1/2$? Skip the collapsed cell unless you want to see a solution: running it replaces your
+# function with the solution's.
 
 # %%
-# Your turn: the SNR = 1 crossing. Write and run your attempt in this cell. The next cell (collapsed in
-# Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check it against the
-# package; copy the asserts below your code to check yours.
+# Your turn: define my_snr_crossing here, run this cell, then run the check cell below the collapsed solution.
+# def my_snr_crossing(betas: torch.Tensor) -> int:
+#     """The first t at which SNR(t) = alpha_bar_t / (1 - alpha_bar_t) < 1, from the betas (T,) alone."""
+#     ...
 
 
 # %% jupyter={"source_hidden": true}
-# Solution: the SNR = 1 crossing
+# Solution (running this cell replaces your my_snr_crossing with this one)
+def my_snr_crossing(betas):
+    ab = torch.cumprod(1 - betas.double(), dim=0)
+    return int(torch.nonzero(ab / (1 - ab) < 1)[0])
+
+
+# %%
+# Check: your my_snr_crossing against the package's Schedule.snr, one schedule at a time
 for kind, sch in scheds.items():
-    ab = torch.cumprod(1 - sch.betas.double(), dim=0)
-    my_t = int(torch.nonzero(ab / (1 - ab) < 1)[0])
-    assert my_t == int(torch.nonzero(sch.snr < 1)[0]), kind
-    assert my_t == int(torch.nonzero(sch.alpha_bar < 0.5)[0]), kind  # SNR < 1  <=>  alpha_bar < 1/2
+    my_t, ref_t = int(my_snr_crossing(sch.betas)), int(torch.nonzero(sch.snr < 1)[0])
+    assert my_t == ref_t, f"{kind}: my_snr_crossing gives t = {my_t}, but the SNR first falls below 1 at t = {ref_t}"
+    assert ref_t == int(torch.nonzero(sch.alpha_bar < 0.5)[0]), kind  # SNR < 1  <=>  alpha_bar < 1/2
     print(f"{kind:8s} SNR crosses 1 at t = {my_t}")
 
 # %% [markdown]

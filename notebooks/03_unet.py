@@ -431,48 +431,65 @@ feature_maps_widget(unet_trained, pipe.schedule, digits10, noise10, t=250, index
 # %% [markdown]
 # ## Exercise
 #
-# 1. **The timestep embedding by hand.** Compute the embedding of `t = [0, 1, 250, 999]` with width 32 using
-#    only `torch.arange`, `torch.exp`/`**`, `torch.cos`, `torch.sin` and `torch.cat`, following the formula in
-#    section 3; call the result `my_emb` (shape (4, 32)) and compare it with `layers.timestep_embedding`.
+# 1. **The timestep embedding by hand.** Compute the embedding of `t_ex = torch.tensor([0, 1, 250, 999])` (in
+#    the next cell) with width 32 using only `torch.arange`, `torch.exp`/`**`, `torch.cos`, `torch.sin` and
+#    `torch.cat`, following the formula in section 3; store the result as **`my_emb`**, shape (4, 32). The
+#    check cell compares it with `layers.timestep_embedding(t_ex, 32)`.
 # 2. **Count the parameters of a ResBlock.** Predict, with pen and paper, the number of parameters of
 #    `ResBlock(16, 48, emb_dim=128)` (a block the U-Net above does not use, so the shape trace cannot tell you):
 #    two GroupNorms (a scale and a shift per channel), `conv1` (16 → 48, 3×3), the FiLM `Linear` (128 → 2·48),
 #    `conv2` (48 → 48, 3×3) and a 1×1 `skip` convolution (16 → 48, because the widths differ). All layers have
-#    biases. Call your answer `predicted`.
+#    biases. Store your answer, an `int`, as **`predicted`**. The check cell builds the block and counts its
+#    parameters; if you are off, it says whether you counted too many or too few, not the number.
+#
+# For each, write your answer in its "Your turn" cell and run it, then run the **check** cell below the
+# collapsed solution. Skip the collapsed cells unless you want to see a solution: running one replaces your
+# answer with the solution's.
 
 # %%
-# Your turn: the timestep embedding by hand. Write and run your attempt in this cell. The next cell (collapsed
-# in Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check it against
-# the package; copy the asserts below your code to check yours.
+# Your turn 1: compute my_emb (4, 32) in this cell, run it, then run the check cell below the collapsed
+# solution. The time steps:
+t_ex = torch.tensor([0, 1, 250, 999])
+# my_emb = ...
 
 
 # %% jupyter={"source_hidden": true}
-# Solution: the timestep embedding by hand
-t_ex = torch.tensor([0, 1, 250, 999])
+# Solution 1 (running this cell replaces your my_emb with this one)
 half = 32 // 2
 freqs = 10000.0 ** (-torch.arange(half, dtype=torch.float32) / half)  # f_k, (16,)
 args = t_ex[:, None].float() * freqs[None, :]  # (4, 16)
 my_emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)  # (4, 32)
-torch.testing.assert_close(my_emb, timestep_embedding(t_ex, 32), rtol=1e-4, atol=1e-4)
+
+# %%
+# Check 1: your my_emb against layers.timestep_embedding
+ref_emb = timestep_embedding(t_ex, 32)  # (4, 32)
+assert my_emb.shape == ref_emb.shape, f"my_emb has shape {tuple(my_emb.shape)}, expected (4, 32)"
+torch.testing.assert_close(my_emb, ref_emb, rtol=1e-4, atol=1e-4,
+                           msg=lambda m: f"my_emb differs from timestep_embedding (cos first, then sin):\n{m}")
 print("timestep embedding matches layers.timestep_embedding")
 
 # %%
-# Your turn: predict the parameter count of ResBlock(16, 48, emb_dim=128). Write and run your attempt in this
-# cell. The next cell (collapsed in Jupyter: click the bar on its left to expand it) holds a solution and the
-# asserts that check it against the package; copy the asserts below your code to check yours.
+# Your turn 2: store your prediction (an int) as predicted in this cell, run it, then run the check cell below
+# the collapsed solution. The block: ResBlock(c_in, c_out, emb_dim=e) with
+c_in, c_out, e = 16, 48, 128
+# predicted = ...
 
 
 # %% jupyter={"source_hidden": true}
-# Solution: predict the parameter count of ResBlock(16, 48, emb_dim=128)
-c_in, c_out, e = 16, 48, 128
+# Solution 2 (running this cell replaces your predicted with this one)
 predicted = (2 * c_in  # norm1: scale and shift per input channel
              + c_in * c_out * 9 + c_out  # conv1
              + e * 2 * c_out + 2 * c_out  # FiLM linear -> (gamma, beta)
              + 2 * c_out  # norm2
              + c_out * c_out * 9 + c_out  # conv2
              + c_in * c_out + c_out)  # 1x1 skip
+
+# %%
+# Check 2: your predicted against the parameters of a real ResBlock(16, 48, emb_dim=128)
 actual = sum(p.numel() for p in ResBlock(c_in, c_out, e).parameters())
-assert predicted == actual, (predicted, actual)
+assert predicted == actual, (f"{predicted:,} is not the parameter count of ResBlock(16, 48, emb_dim=128): "
+                             f"{'too many' if predicted > actual else 'too few'}; count each layer's weights "
+                             "and biases again")
 print(f"ResBlock(16, 48, emb_dim=128): {actual:,} parameters, as predicted")
 
 # %% [markdown]

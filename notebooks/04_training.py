@@ -456,32 +456,49 @@ assert samples.shape == (36, 1, 28, 28) and samples.min() >= -1 and samples.max(
 #
 # ## Exercise
 #
-# Write the loss of one batch yourself, without calling `diffusion_loss`, and check that you get exactly the
-# same number. Use a generator seeded with 123, draw $t$ first (`torch.randint`, one per image) and then
-# $\epsilon$ (`torch.randn`, the batch's shape), build $x_t$ from `schedule.sqrt_alpha_bar` and
-# `schedule.sqrt_one_minus_alpha_bar`, call the network, and average the squared error.
+# Write the loss of one batch yourself, without calling `diffusion_loss`, and get exactly the same number:
+# store it as **`my_loss`**, a scalar tensor, for the network `net` and the batch `batch` (32 test digits,
+# (32, 1, 28, 28)) of the next cell. Build $x_t$ from `pipe.schedule.sqrt_alpha_bar` and
+# `pipe.schedule.sqrt_one_minus_alpha_bar` (the schedule the network was trained with), call the network, and
+# average the squared error over every pixel of every image. The **check** cell below the collapsed solution
+# compares `my_loss` with `diffusion_loss(net, pipe.schedule, batch, generator=torch.Generator().manual_seed(123))`,
+# so your random draws must be the ones it makes, in the same order, from the same generator:
+#
+# 1. `gen = torch.Generator().manual_seed(123)` (a new generator on the CPU, not the notebook's `g`);
+# 2. first $t$: `torch.randint(0, pipe.schedule.T, (32,), generator=gen)`, one per image, then `.to(device)`;
+# 3. then $\epsilon$: `torch.randn(batch.shape, generator=gen)`, then `.to(device)`.
+#
+# Drawing $\epsilon$ first, or from `g`, gives another loss and the check fails. Skip the collapsed cell unless
+# you want to see a solution: running it replaces your `my_loss` with the solution's.
 
 # %%
-# Your turn: L_simple for one batch by hand. Write and run your attempt in this cell. The next cell (collapsed
-# in Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check it against
-# the package; copy the asserts below your code to check yours. Use this network and batch:
+# Your turn: compute my_loss (a scalar tensor) in this cell, run it, then run the check cell below the
+# collapsed solution. The network and the batch:
 net = pipe.unet  # the shipped model of section 7
 batch = x_test[:32]  # (32, 1, 28, 28), in [-1, 1]
+# gen = torch.Generator().manual_seed(123)
+# my_loss = ...
 
 
 # %% jupyter={"source_hidden": true}
-# Solution: L_simple for one batch by hand
+# Solution (running this cell replaces your my_loss with this one)
 gen = torch.Generator().manual_seed(123)
-t_ex = torch.randint(0, schedule.T, (batch.shape[0],), generator=gen).to(device)  # (B,)
+t_ex = torch.randint(0, pipe.schedule.T, (batch.shape[0],), generator=gen).to(device)  # (B,)
 eps_ex = torch.randn(batch.shape, generator=gen).to(device)  # (B, 1, 28, 28)
 a = pipe.schedule.sqrt_alpha_bar[t_ex].view(-1, 1, 1, 1)
 s = pipe.schedule.sqrt_one_minus_alpha_bar[t_ex].view(-1, 1, 1, 1)
 x_t_ex = a * batch + s * eps_ex
 with torch.no_grad():
     my_loss = (net(x_t_ex, t_ex) - eps_ex).pow(2).mean()
+
+# %%
+# Check: your my_loss against diffusion_loss, which draws t, then eps, from a CPU generator seeded with 123
+with torch.no_grad():
     ref = diffusion_loss(net, pipe.schedule, batch, generator=torch.Generator().manual_seed(123))
-torch.testing.assert_close(my_loss, ref)
-print(f"my loss {my_loss:.4f} == diffusion_loss {ref:.4f}")
+assert abs(float(my_loss) - float(ref)) <= 1e-5 * (1 + float(ref)), (
+    f"my_loss {float(my_loss):.6f}, diffusion_loss {float(ref):.6f}: a new CPU generator seeded with 123, t drawn "
+    "before eps, x_t from pipe.schedule, and the mean over all pixels?")
+print(f"my loss {float(my_loss):.4f} == diffusion_loss {ref:.4f}")
 
 # %% [markdown]
 # ## Summary

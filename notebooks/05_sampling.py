@@ -352,71 +352,93 @@ assert all(f > floor for f in fids.values())
 # ## Exercise
 #
 # 1. **One DDIM step by hand.** For the batch $x_t$ below at $t = 600$, going to $s = 400$ with $\eta = 0$:
-#    compute $\hat x_0$ from the network's $\hat\epsilon$, clip it to $[-1, 1]$, re-derive $\hat\epsilon$ from the
-#    clipped $\hat x_0$, and apply eq. 12. Call your results `x0_hat` and `my_x_s`, and compare them with
-#    `sampling.ddim_step`.
+#    compute $\hat x_0$ from the network's $\hat\epsilon$ (`model_fn(x_t, t_cur)`), clip it to $[-1, 1]$,
+#    re-derive $\hat\epsilon$ from the clipped $\hat x_0$, and apply eq. 12. Store the clipped $\hat x_0$ as
+#    **`x0_hat`** and the new state $x_s$ as **`my_x_s`**, both (8, 1, 28, 28). The check cell compares them
+#    with what `sampling.ddim_step` returns for the same $x_t$ and $\hat\epsilon$.
 # 2. **DDIM with an oracle retraces the forward process.** If the "network" returned the *true* noise
 #    $\epsilon$ that made $x_T$ from a real image $x_0$, then $\hat x_0 = x_0$ at every step and DDIM ($\eta = 0$)
 #    should pass exactly through $q$'s points $\sqrt{\bar\alpha_s}\,x_0 + \sqrt{1-\bar\alpha_s}\,\epsilon$ and end
-#    at $x_0$. Check it with a callback. (This is also how to test a sampler when samples look wrong: take the
-#    network out of the equation.) Tools: the oracle is a `model_fn(x_t, t)` that returns
+#    at $x_0$. Sample it and record the path with a callback. (This is also how to test a sampler when samples
+#    look wrong: take the network out of the equation.) Tools: $x_T$ is `q_sample` of `x0_real` at $t = T - 1$
+#    with `noise=eps_true` (the next cells); the oracle is a `model_fn(x_t, t)` that returns
 #    `schedules.predict_eps_from_x0(schedule, x_t, t, x0_real)`, the noise consistent with $x_t$ and the known
 #    $x_0$; `sample_ddim(..., callback=f)` calls `f(info)` after every step with a dict holding `info["i"]` (the
 #    step's index), `info["t"]`, `info["t_next"]` (the time the new state is at; $-1$ after the last step),
 #    `info["x_t"]` (the new state) and `info["x0_hat"]`; `sampling.timesteps(schedule, 20)` lists the times
-#    DDIM visits. Call the final sample `x0_rec`.
+#    DDIM visits. Run `sample_ddim` with 20 steps and $\eta = 0$; store the final sample as **`x0_rec`** and,
+#    from the callback, the intermediate states as **`my_path`**, a dict `{info["t_next"]: info["x_t"]}` over
+#    the 19 steps whose `t_next` is $\ge 0$. The check cell compares every state in `my_path` with $q$'s point
+#    at its time (`q_sample` with the same noise) and `x0_rec` with `x0_real`.
+#
+# For each, write your answer in its "Your turn" cell and run it, then run the **check** cell below the
+# collapsed solution. Skip the collapsed cells unless you want to see a solution: running one replaces your
+# answers with the solution's.
 
 # %%
-# Your turn 1: one DDIM step by hand. Write and run your attempt in this cell. The next cell (collapsed in
-# Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check it against the
-# package; copy the asserts below your code to check yours. The batch (used by exercise 2 too):
+# Your turn 1: compute x0_hat and my_x_s (both (8, 1, 28, 28)) in this cell, run it, then run the check cell
+# below the collapsed solution. The batch (used by exercise 2 too):
 x0_real = test.images[:8].to(device)  # (8, 1, 28, 28): real digits
 t_cur = torch.full((8,), 600, device=device)
 t_next = torch.full((8,), 400, device=device)
 x_t = q_sample(schedule, x0_real, t_cur, generator=g)  # the batch x_t at t = 600
+# x0_hat = ...
+# my_x_s = ...
 
 
 # %% jupyter={"source_hidden": true}
-# Solution 1: one DDIM step by hand
+# Solution 1 (running this cell replaces your x0_hat and my_x_s with these)
 with torch.no_grad():
     eps_hat = model_fn(x_t, t_cur)
 ab_t, ab_s = schedule.alpha_bar[600], schedule.alpha_bar[400]
 x0_hat = ((x_t - (1 - ab_t).sqrt() * eps_hat) / ab_t.sqrt()).clamp(-1, 1)
 eps_clipped = (x_t - ab_t.sqrt() * x0_hat) / (1 - ab_t).sqrt()
 my_x_s = ab_s.sqrt() * x0_hat + (1 - ab_s).sqrt() * eps_clipped  # eta = 0: sigma = 0
-ref_x_s, ref_x0 = ddim_step(schedule, x_t, t_cur, t_next, eps_hat, eta=0.0)
-torch.testing.assert_close(my_x_s, ref_x_s)
-torch.testing.assert_close(x0_hat, ref_x0)
+
+# %%
+# Check 1: your x0_hat and my_x_s against sampling.ddim_step
+with torch.no_grad():
+    eps_ref = model_fn(x_t, t_cur)  # the network's eps_hat at t = 600
+ref_x_s, ref_x0 = ddim_step(schedule, x_t, t_cur, t_next, eps_ref, eta=0.0)
+torch.testing.assert_close(x0_hat, ref_x0, msg=lambda m: f"x0_hat differs from ddim_step's (clipped?):\n{m}")
+torch.testing.assert_close(my_x_s, ref_x_s, msg=lambda m: f"my_x_s differs from ddim_step's x_s:\n{m}")
 print("one DDIM step matches sampling.ddim_step")
 
 # %%
-# Your turn 2: DDIM with an oracle retraces q and recovers x0. Write and run your attempt in this cell. The
-# next cell (collapsed in Jupyter: click the bar on its left to expand it) holds a solution and the asserts
-# that check it against the package; copy the asserts below your code to check yours. The true noise:
+# Your turn 2: compute x0_rec and my_path in this cell, run it, then run the check cell below the collapsed
+# solution. The true noise, and x_T made from x0_real with it:
 eps_true = torch.randn(x0_real.shape, generator=g).to(device)  # makes x_T from x0_real
+x_T_oracle = q_sample(schedule, x0_real, torch.full((8,), schedule.T - 1, device=device), noise=eps_true)
+# my_path = {}  # filled by your callback: {t_next: x_t} for every step with t_next >= 0
+# x0_rec = sample_ddim(..., x_T=x_T_oracle, steps=20, eta=0.0, callback=...)
 
 
 # %% jupyter={"source_hidden": true}
-# Solution 2: DDIM with an oracle retraces q and recovers x0
-T_last = torch.full((8,), schedule.T - 1, device=device)
-x_T_oracle = q_sample(schedule, x0_real, T_last, noise=eps_true)
+# Solution 2 (running this cell replaces your x0_rec and my_path with these)
 oracle = lambda x_t, t: predict_eps_from_x0(schedule, x_t, t, x0_real)  # knows x0, hence the true noise
-grid_ts = timesteps(schedule, 20)
-checked = []
+my_path = {}
 
 
-def check_on_forward_path(info):
-    s = grid_ts[info["i"] + 1] if info["i"] + 1 < len(grid_ts) else None
-    if s is not None:  # the state after this step should be q's point at step s, with the same noise
-        expected = q_sample(schedule, x0_real, torch.full((8,), s, device=device), noise=eps_true)
-        torch.testing.assert_close(info["x_t"], expected, atol=2e-3, rtol=0)
-        checked.append(s)
+def record_path(info):
+    if info["t_next"] >= 0:  # the state after this step, at t_next (-1 after the last step: the sample)
+        my_path[info["t_next"]] = info["x_t"]
 
 
-x0_rec = sample_ddim(oracle, schedule, x_T=x_T_oracle, steps=20, eta=0.0, callback=check_on_forward_path,
-                     progress=False)
-torch.testing.assert_close(x0_rec, x0_real, atol=1e-4, rtol=0)
-print(f"oracle DDIM stayed on the forward path at {len(checked)} intermediate steps and recovered x0")
+x0_rec = sample_ddim(oracle, schedule, x_T=x_T_oracle, steps=20, eta=0.0, callback=record_path, progress=False)
+
+# %%
+# Check 2: your path against q's points at the same times, with the same noise, and your x0_rec against x0_real
+grid_ts = timesteps(schedule, 20)  # the 20 times DDIM visits, from T - 1 down to 0
+path = {s: x for s, x in my_path.items() if s != -1}  # the final sample (t_next = -1), if recorded, is x0_rec
+assert sorted(path, reverse=True) == grid_ts[1:], (
+    f"my_path should hold the states at the times {grid_ts[1:]}, got {sorted(path, reverse=True)}")
+for s in grid_ts[1:]:
+    on_q = q_sample(schedule, x0_real, torch.full((8,), s, device=device), noise=eps_true)  # q's point at s
+    gap = (path[s] - on_q).abs().max().item()
+    assert gap < 2e-3, f"at t = {s} your state is {gap:.3g} off q's point: an oracle, x_T = x_T_oracle, eta = 0?"
+torch.testing.assert_close(x0_rec, x0_real, atol=1e-4, rtol=0,
+                           msg=lambda m: f"x0_rec is not x0_real: the oracle DDIM should end at x0:\n{m}")
+print(f"oracle DDIM stayed on the forward path at {len(path)} intermediate steps and recovered x0")
 
 # %% [markdown]
 # ## Summary

@@ -564,17 +564,28 @@ distortion_widget(sweep, "Gaussian noise", level=1, n=100)
 # = \operatorname{Tr}\big((\Sigma_1^{1/2}\Sigma_2\Sigma_1^{1/2})^{1/2}\big)$,
 # and the inner matrix is symmetric positive semi-definite: its trace-square-root is the sum of the square
 # roots of its eigenvalues (`torch.linalg.eigvalsh`; clamp tiny negative round-off to 0). The symmetric
-# square root of $\Sigma_1$ comes from `torch.linalg.eigh`. The `assert` compares with the package on the
-# statistics of two sets of 1000 real digits.
+# square root of $\Sigma_1$ comes from `torch.linalg.eigh`. Define it as a function
+# **`my_frechet_distance(mu1, sigma1, mu2, sigma2)`** that takes two means (d,) and two covariance matrices
+# (d, d) and returns $d^2$ as a Python `float`. Write it in the next cell and run it, then run the **check** cell
+# below the collapsed solution: it compares your function with the package's `metrics.frechet_distance` on the
+# statistics `stats_a`, `stats_b` of two sets of 1000 real digits (in the next cell), and on two 1-d Gaussians
+# whose distance you can work out by hand, $\mathcal N(0, 1)$ and $\mathcal N(1, 4)$ (variances 1 and 4):
+# $(0 - 1)^2 + (1 - 2)^2 = 2$. Skip the collapsed cell unless you want to see a solution: running it replaces
+# your function with the solution's.
 
 # %%
-# Your turn: implement my_frechet_distance. Write and run your attempt in this cell. The next cell (collapsed
-# in Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check it against
-# the package; copy the asserts below your code to check yours.
+# Your turn: define my_frechet_distance here, run this cell, then run the check cell below the collapsed
+# solution. The statistics the check uses:
+stats_a = metrics.feature_statistics(pool_feats[:1000])  # (mu (128,), sigma (128, 128)), float64
+stats_b = metrics.feature_statistics(pool_feats[1000:2000])
+# def my_frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
+#                         sigma2: torch.Tensor) -> float:
+#     """Squared Frechet distance between N(mu1, sigma1) and N(mu2, sigma2), computed in float64."""
+#     ...
 
 
 # %% jupyter={"source_hidden": true}
-# Solution: implement my_frechet_distance
+# Solution (running this cell replaces your my_frechet_distance with this one)
 def my_frechet_distance(mu1, sigma1, mu2, sigma2):
     w, v = torch.linalg.eigh(sigma1)
     root1 = (v * w.clamp(min=0).sqrt()) @ v.T  # Sigma_1^(1/2), symmetric
@@ -583,11 +594,14 @@ def my_frechet_distance(mu1, sigma1, mu2, sigma2):
     return float((mu1 - mu2).pow(2).sum() + sigma1.trace() + sigma2.trace() - 2 * tr_sqrt)
 
 
-stats_a = metrics.feature_statistics(pool_feats[:1000])  # (mu (128,), sigma (128, 128)), float64
-stats_b = metrics.feature_statistics(pool_feats[1000:2000])
-mine, package = my_frechet_distance(*stats_a, *stats_b), metrics.frechet_distance(*stats_a, *stats_b)
-assert abs(mine - package) < 1e-6 * max(1.0, package), (mine, package)
-assert abs(my_frechet_distance(torch.zeros(1), torch.ones(1, 1), torch.ones(1), 4 * torch.ones(1, 1)) - 2) < 1e-9
+# %%
+# Check: your my_frechet_distance against metrics.frechet_distance
+mine, package = float(my_frechet_distance(*stats_a, *stats_b)), metrics.frechet_distance(*stats_a, *stats_b)
+assert abs(mine - package) < 1e-6 * max(1.0, package), (
+    f"real digits: my_frechet_distance {mine:.6f}, metrics.frechet_distance {package:.6f}")
+one_d = float(my_frechet_distance(torch.zeros(1, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64),
+                                  torch.ones(1, dtype=torch.float64), 4 * torch.ones(1, 1, dtype=torch.float64)))
+assert abs(one_d - 2) < 1e-9, f"N(0, 1) and N(1, 4): my_frechet_distance gives {one_d}, expected 2"
 print(f"my_frechet_distance = {mine:.6f}, metrics.frechet_distance = {package:.6f}")
 
 # %% [markdown]

@@ -308,11 +308,15 @@ symptoms_widget(ts, fig_curves, fig_samples, fig_scores)
 #
 # Below, `mystery` holds four loss curves at `ts`, labelled A to D: the working network with each of the four bugs
 # of sections 2-4 that change its loss (the $[0, 1]$ one at evaluation), in a shuffled order, measured on a
-# different draw of held-out digits with other noise, so they match none of the curves above exactly. Write
-# `diagnose(curve)` that returns the name of the closest variant in `curves`, comparing $\log$ losses (the curves
-# span two orders of magnitude). Then pass your answers, `{"A": name, ..., "D": name}`, to `check_diagnosis`: it
-# compares them with a SHA-256 hash of the right answer, so it says whether all four are right without telling
-# you which are.
+# different draw of held-out digits with other noise, so they match none of the curves above exactly. Define a
+# function **`diagnose(curve)`** that takes a list of losses at `ts` and returns the name (a key of `curves`) of
+# the variant whose curve is closest, comparing $\log$ losses (the curves span two orders of magnitude), and store
+# your answers as **`diagnosis`** `= {"A": name, ..., "D": name}`. Write them in the "Your turn" cell and run
+# it, then run the **check** cell below the collapsed solution. It passes `diagnosis` to `check_diagnosis`,
+# which compares it with a SHA-256 hash of the right answer, so it says whether all four are right without
+# telling you which are; and it checks that `diagnose` finds each curve of this chapter under its own name.
+# Skip the collapsed cell unless you want to see a solution: running it replaces your `diagnose` and
+# `diagnosis` with the solution's.
 
 # %%
 @torch.no_grad()
@@ -341,13 +345,18 @@ mystery = mystery_curves()
 
 
 # %%
-# Your turn: diagnose the mystery curve. Write and run your attempt in this cell. The next cell (collapsed in
-# Jupyter: click the bar on its left to expand it) holds a solution and the asserts that check it against the
-# package; copy the asserts below your code to check yours.
+# Your turn: define diagnose and diagnosis here, run this cell, then run the check cell below the collapsed
+# solution. The inputs: mystery = {"A": losses at ts, ..., "D": ...}, curves = {variant name: losses at ts}.
+# def diagnose(curve: list[float]) -> str:
+#     """The name in curves of the variant whose loss curve is closest to curve, comparing log losses."""
+#     ...
+#
+#
+# diagnosis = {letter: diagnose(curve) for letter, curve in mystery.items()}
 
 
 # %% jupyter={"source_hidden": true}
-# Solution: diagnose the mystery curve
+# Solution (running this cell replaces your diagnose and diagnosis with these)
 def diagnose(curve):
     """Name of the variant in `curves` whose loss curve is closest in log space."""
     def distance(name):
@@ -356,14 +365,20 @@ def diagnose(curve):
 
 
 diagnosis = {letter: diagnose(curve) for letter, curve in mystery.items()}
-print("diagnosis of A-D:", "all four correct" if check_diagnosis(diagnosis) else "not all four correct")
-assert check_diagnosis(diagnosis)  # all four bugs named correctly
+
+# %%
+# Check: your diagnose on this chapter's own curves, then your diagnosis against the hash of the right answer
+for name in curves:  # each curve of this chapter finds itself, but one
+    expected = "working model" if curves[name] == curves["working model"] else name
+    assert diagnose(curves[name]) == expected, (
+        f"diagnose(curves[{name!r}]) returned {diagnose(curves[name])!r}, expected {expected!r}")
+assert sorted(diagnosis) == list("ABCD"), f"diagnosis needs the keys A, B, C, D, got {sorted(diagnosis)}"
+assert check_diagnosis(diagnosis), "not all four of A-D are named correctly (the hash does not say which)"
 assert not check_diagnosis({**diagnosis, "A": diagnosis["B"], "B": diagnosis["A"]})  # two swapped: rejected
-for name in curves:  # and each curve of this chapter finds itself, but one
-    assert diagnose(curves[name]) == ("working model" if curves[name] == curves["working model"] else name)
+print("diagnosis of A-D: all four correct")
 
 # %% [markdown]
-# (The loop allows one exception: "no x0 clipping" has the working model's curve, so the loss cannot tell it
+# (The check's loop allows one exception: "no x0 clipping" has the working model's curve, so the loss cannot tell it
 # apart; that is section 5's point.)
 #
 # ## Summary
