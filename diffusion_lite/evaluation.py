@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from . import captions, metrics
 from .classifier import Classifier
 from .guidance import CADS
+from .sampling import timesteps
 from .utils import progress_disabled
 
 EVAL_TEMPLATES = ("the digit {name}", "a handwritten {digit}", "a photo of a {name}", "a drawing of the number {digit}",
@@ -151,8 +152,6 @@ def generate(pipe, n: int, prompts: Sequence[str] | None = None, *, guidance: fl
     c = pipe.unet.cfg
     if x_T is None:
         x_T = torch.randn((n, c.in_channels, c.image_size, c.image_size), generator=torch.Generator().manual_seed(seed))
-    from .sampling import timesteps
-
     out = []
     starts = range(0, n, batch_size)
     # one bar over every sampler step of every batch: a bar over batches would sit still for minutes

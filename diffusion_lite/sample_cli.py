@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .cli import CLIError, _setup
@@ -140,7 +141,6 @@ def check_guidance_args(args, pipe) -> None:
         raise CLIError(f"--guidance must be a finite number >= 0 (0: unconditional, 1: conditional), "
                        f"got {args.guidance}")
     if args.guidance is not None and args.guidance > 20:
-        import warnings
         warnings.warn(f"--guidance {args.guidance:g} is far above the usual 1-10: expect saturated, noisy images "
                       "(chapter 08 shows the sweep up to 8)", stacklevel=2)
     T = pipe.schedule.T
