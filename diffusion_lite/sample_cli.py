@@ -36,7 +36,7 @@ def cmd_sample(args) -> None:
     import numpy as np
     import torch
 
-    from .checkpoints import load
+    from .checkpoints import _atomic_write, load
     from .utils import randn, to_uint8
     from .viz import save_grid
 
@@ -90,10 +90,12 @@ def cmd_sample(args) -> None:
         grid, nrow = _prompt_rows(images, len(prompts or []), args.n)
         save_grid(grid, out, nrow=nrow)
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
         extra = {"prompts": np.array(all_prompts)} if all_prompts else {}
-        with open(out, "wb") as f:  # a file object: numpy would append ".npz" to a name ending in ".NPZ"
-            np.savez_compressed(f, images=to_uint8(images).numpy(), **extra)
+
+        def write(tmp):
+            with open(tmp, "wb") as f:  # a file object: numpy would append ".npz" to a name ending in ".NPZ"
+                np.savez_compressed(f, images=to_uint8(images).numpy(), **extra)
+        _atomic_write(out, write)  # an existing file is replaced whole or kept
     print(f"wrote {len(images)} samples to {out} ({args.sampler}, {args.steps} steps, {dt:.1f} s)")
 
 

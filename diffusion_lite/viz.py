@@ -46,16 +46,23 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = GRID
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, scale: int = 2) -> Path:
-    """Write a PNG grid of images (B, C, H, W) in [-1, 1], each pixel enlarged ``scale`` times."""
+    """Write a grid of images (B, C, H, W) in [-1, 1], each pixel enlarged ``scale`` times, to ``path`` (the
+    format follows its extension: .png, .jpg, ...). Written atomically: an existing file is replaced whole or
+    left as it was."""
     from PIL import Image
 
+    from .checkpoints import _atomic_write
+
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot tell the image format of {path.name!r}: expected a name ending in .png (or "
+                         "another extension Pillow knows, e.g. .jpg)")
     grid = make_grid(images, nrow)
     img = Image.fromarray(grid)
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
+    _atomic_write(path, lambda tmp: img.save(tmp, format=fmt))
     return path
 
 

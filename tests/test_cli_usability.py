@@ -156,6 +156,34 @@ def test_grid_keeps_one_row_per_prompt_above_16_images(tmp_path, capsys):
     assert (w, h) == (2 * (16 * 30 + 2), 2 * (4 * 30 + 2))  # 16 per row; each prompt 2 rows (17 = 16 + 1)
 
 
+def test_an_unwritable_out_is_refused_before_sampling(tmp_path, capsys, monkeypatch):
+    import diffusion_lite.checkpoints as ckpt
+
+    monkeypatch.setattr(ckpt, "load", lambda *a: pytest.fail("sampled although --out cannot be written"))
+    base = ["sample", "--checkpoint", "mnist-text2img", "--prompt", "7", "--n", "1", "--steps", "1"]
+    (tmp_path / "x.png").mkdir()
+    assert f"--out {tmp_path / 'x.png'} is a folder" in error(capsys, *base, "--out", str(tmp_path / "x.png"))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+
+    def refuse(folder, name):  # what a read-only disk, or /proc, does even for root (whom os.access lets through)
+        raise PermissionError(13, "Read-only file system")
+    monkeypatch.setattr(ckpt, "_create_temp", refuse)
+    err = error(capsys, *base, "--out", str(locked / "g.png"))
+    assert f"cannot write in {locked} (Read-only file system)" in err
+    assert list(locked.iterdir()) == []
+
+
+def test_sample_replaces_an_existing_output_whole(tmp_path, capsys):
+    out = tmp_path / "s.npz"
+    out.write_bytes(b"an older run's samples")
+    rc, _, err = cli(capsys, "sample", "--checkpoint", "mnist-text2img", "--prompt", "7", "--n", "2", "--steps", "1",
+                     "--threads", "1", "--out", str(out))
+    assert rc == 0, err
+    assert np.load(out)["images"].shape == (2, 1, 28, 28)
+    assert [p.name for p in tmp_path.iterdir()] == ["s.npz"]  # no temporary file left behind
+
+
 def test_an_extreme_guidance_scale_is_a_warning(tmp_path, capsys):
     with pytest.warns(UserWarning, match="--guidance 50 is far above the usual 1-10"):
         rc, _, err = cli(capsys, "sample", "--checkpoint", "mnist-text2img", "--prompt", "7", "--n", "1", "--steps",

@@ -147,3 +147,20 @@ def test_show_grid_labels_sit_over_their_tiles():
     # make_grid: 2 px padding before each 28 px tile, so tile c's centre is at 2 + c * 30 + 14
     assert [t.get_position()[0] for t in ax.texts] == [16, 46, 76]
     assert all(t.get_position()[1] < 2 for t in ax.texts)  # above the first row (image y grows downwards)
+
+
+def test_save_grid_writes_the_format_of_its_extension_atomically(tmp_path, monkeypatch):
+    from diffusion_lite.viz import save_grid
+
+    imgs = torch.zeros(4, 1, 8, 8)
+    assert save_grid(imgs, tmp_path / "a.JPG", nrow=2, scale=1).exists()
+    with Image.open(tmp_path / "a.JPG") as im:
+        assert im.format == "JPEG" and im.size == (2 * 10 + 2, 2 * 10 + 2)
+    with pytest.raises(ValueError, match="cannot tell the image format of 'a.txt'"):
+        save_grid(imgs, tmp_path / "a.txt")
+    (tmp_path / "b.png").write_bytes(b"kept")
+    monkeypatch.setattr(Image.Image, "save", lambda self, *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        save_grid(imgs, tmp_path / "b.png")
+    assert (tmp_path / "b.png").read_bytes() == b"kept"  # a failed write leaves the old file, and no temp file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.JPG", "b.png"]
