@@ -3,6 +3,11 @@
 #   make test   - the whole test suite: package tests + every notebook under nbval (what CI runs)
 PYTHON ?= python3
 VENV   ?= .venv
+# EXTRAS=notebooks installs only what reading the course needs (not the tests, diffusers or transformers);
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu installs PyTorch's CPU-only build first (Linux: ~1 GB
+# instead of ~6 GB of CUDA libraries; the CPU build is the same code, it just cannot use a GPU)
+EXTRAS ?= all
+TORCH_INDEX ?=
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
@@ -14,9 +19,15 @@ demo: $(STAMP)
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@py=$(PYTHON); if [ -x $(BIN)/python ]; then py=$(BIN)/python; fi; \
+	$$py -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { \
+	  echo "diffusion-lite needs Python >= 3.10, and $$py is $$($$py -c 'import sys; print(sys.version.split()[0])')."; \
+	  if [ "$$py" = "$(BIN)/python" ]; then echo "Remove the old $(VENV) first: make clean"; fi; \
+	  echo "Then name a newer Python, e.g.: make demo PYTHON=python3.12"; exit 1; }
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e ".[all]"
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install "torch>=2.4" "torchvision>=0.19" --index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 # everything CI checks: lint, fast package tests, then the notebooks under nbval

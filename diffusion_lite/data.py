@@ -118,7 +118,10 @@ class ImageDataset(Dataset):
 def dataset_info(name: str) -> DatasetInfo:
     """The DatasetInfo of ``name``; ValueError listing the valid names otherwise."""
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
+        key = str(name).lower().replace("_", "-").replace(" ", "-")
+        close = [n for n in DATASETS if n == key or n.replace("-", "") == key.replace("-", "")]
+        hint = f" (did you mean {close[0]!r}? names are lower case)" if close else ""
+        raise ValueError(f"unknown dataset {name!r}{hint}; expected one of {sorted(DATASETS)}")
     return DATASETS[name]
 
 

@@ -1,7 +1,7 @@
 """nbval settings for the course notebooks.
 
 nbval waits only 5 s for a cell's output messages after it finishes; on a busy 2-core machine that
-is too short, so raise it (NOTEBOOK_TESTING.md: item.output_timeout on nbval's cell items).
+is too short, so raise it (nbval 0.11 reads item.output_timeout on its cell items; set below).
 """
 
 import os

@@ -84,6 +84,7 @@ def test_init_from_fine_tunes_an_exported_model(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["train", "--dataset", "imagenet", "--steps", "1", "--out", "x"], "unknown dataset"),
+    (["train", "--dataset", "Fashion_MNIST", "--steps", "1", "--out", "x"], "did you mean 'fashion-mnist'?"),
     (["train", "--dataset", "mnist", "--steps", "0", "--out", "x"], "expected a positive number"),
     (["sample", "--checkpoint", "no/such/file", "--out", "a.png"], "no checkpoint at"),
     (["sample", "--checkpoint", "no/such/file", "--out", "a.jpg"], "must end in .png"),

@@ -13,7 +13,10 @@ def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     env = (ROOT / "environment.yml").read_text()
     py_min = re.search(r'requires-python = ">=(\d+\.\d+)"', (ROOT / "pyproject.toml").read_text()).group(1)
-    assert f"python>={py_min}" in env
+    pinned = re.search(r"- python=(\d+\.\d+)\b", env).group(1)  # conda would otherwise pick its newest Python
+    tested = re.search(r"# Python (\d+\.\d+),", (ROOT / "constraints.txt").read_text()).group(1)
+    assert pinned == tested, f"environment.yml pins Python {pinned}; constraints.txt was tested with {tested}"
+    assert tuple(map(int, pinned.split("."))) >= tuple(map(int, py_min.split(".")))
     for dep in project["dependencies"]:
         name = re.split(r"[<>=\[ ]", dep)[0]
         if name in ("torch", "torchvision"):  # pinned the same way in both
