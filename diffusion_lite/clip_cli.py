@@ -1,9 +1,58 @@
-"""``diffusion-lite train-clip``: train the CLIP-style text/image encoder pair (chapter 06)."""
+"""``diffusion-lite train-clip``: train the CLIP-style text/image encoder pair (chapter 06).
+
+The finished encoder is OUT.safetensors + OUT.json, written only when training has completed (a text-to-image run
+depends on it). Until then the run lives in OUT.partial.safetensors + OUT.partial.json (clip_train.RUN_KIND, which
+checkpoints.load and ``train --text`` refuse): saved every --checkpoint-every steps and when Ctrl-C, SIGTERM or SIGHUP
+stops training (exit code 128 + the signal), resumed by the same command, and deleted once OUT is written.
+"""
 
 from __future__ import annotations
 
-import time
+import json
 from pathlib import Path
+
+# command-line option -> where a partial run's JSON records it (all but --steps must match to resume)
+RUN_OPTIONS = {"--dataset": ("dataset", "name"), "--subset": ("dataset", "subset"), "--seed": ("seed",),
+               "--width": ("config", "width"), "--batch-size": ("train", "batch_size"), "--lr": ("train", "lr")}
+
+
+def _partial_run(partial: str, args) -> dict | None:
+    """The meta of the interrupted run at PARTIAL.{safetensors,json}, checked to be this command's; None if none."""
+    from .cli import CLIError
+    from .clip_train import RUN_KIND
+
+    sidecar, weights = Path(partial + ".json"), Path(partial + ".safetensors")
+    if not sidecar.exists():
+        return None
+    afresh = f"delete {sidecar} and {weights} to start afresh"
+    try:
+        saved = json.loads(sidecar.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CLIError(f"{sidecar} is not valid JSON ({e}), so the interrupted run cannot be resumed; restore it from "
+                       f"a copy, or {afresh}") from None
+    if not isinstance(saved, dict) or saved.get("kind") != RUN_KIND or "train_state" not in saved:
+        kind = saved.get("kind") if isinstance(saved, dict) else None
+        raise CLIError(f"{sidecar} is a {kind!r} checkpoint, not an interrupted train-clip run; move it away, or "
+                       "choose another --out")
+    if not weights.exists():
+        raise CLIError(f"{sidecar} has no {weights.name} beside it, so the interrupted run cannot be resumed; restore "
+                       f"the weights from a copy, or {afresh}")
+    show = lambda v: "not given" if v is None else repr(v)  # noqa: E731
+    diffs = []
+    for option, keys in RUN_OPTIONS.items():
+        value, requested = saved, getattr(args, option[2:].replace("-", "_"))
+        for k in keys:
+            value = value.get(k) if isinstance(value, dict) else None
+        if value != requested:
+            diffs.append(f"{option}: saved {show(value)}, requested {show(requested)}")
+    if diffs:
+        raise CLIError(f"cannot resume the interrupted run {partial}: this command's settings differ from the run's: "
+                       f"{'; '.join(diffs)}. Re-run with the run's settings (only --steps may change), or {afresh}")
+    done = saved["train_state"]["step"]
+    if done > args.steps:
+        raise CLIError(f"the interrupted run {partial} is already at step {done}, past --steps {args.steps}: give "
+                       f"--steps {(saved.get('train') or {}).get('steps')} (the run's), or at least {done}")
+    return saved
 
 
 def cmd_train_clip(args) -> None:
@@ -14,6 +63,7 @@ def cmd_train_clip(args) -> None:
     from .clip import CLIPConfig, CLIPModel, save_clip, zero_shot_accuracy
     from .clip_train import train_clip
     from .data import load_dataset
+    from .train_state import TrainingInterrupted
     from .utils import get_device
 
     stem = check_stem(args.out)
@@ -27,6 +77,8 @@ def cmd_train_clip(args) -> None:
     if args.width % CLIPConfig.heads:  # checked before the data loads; CLIPConfig checks it again
         raise CLIError(f"--width {args.width}: expected a multiple of {CLIPConfig.heads} (the text encoder's "
                        "attention heads)")
+    partial = f"{stem}.partial"  # the unfinished run: never mistaken for the encoder
+    saved = _partial_run(partial, args)
     device = get_device(args.device)
     train = load_dataset(args.dataset, "train", subset=args.subset, balanced=args.subset is not None,
                          download=args.download)
@@ -37,18 +89,25 @@ def cmd_train_clip(args) -> None:
     torch.manual_seed(args.seed)  # the initial weights too: the same command gives the same model
     model = CLIPModel.for_dataset(args.dataset, width=args.width)
     g = torch.Generator().manual_seed(args.seed)
-    t0 = time.perf_counter()
-    history = train_clip(model, train, steps=args.steps, batch_size=args.batch_size, lr=args.lr, generator=g,
-                         device=device)
-    minutes = (time.perf_counter() - t0) / 60
+    if saved is not None:
+        print(f"resuming the interrupted run {partial} from step {saved['train_state']['step']} of {args.steps}")
+    meta = {"dataset": {"name": args.dataset, "subset": args.subset}, "seed": args.seed}
+    try:
+        history = train_clip(model, train, steps=args.steps, batch_size=args.batch_size, lr=args.lr, generator=g,
+                             device=device, checkpoint=partial, checkpoint_every=args.checkpoint_every, meta=meta)
+    except TrainingInterrupted as e:  # cli.main prints it and exits with 128 + the signal
+        raise TrainingInterrupted(f"{e}; rerun the same command to resume it ({stem}.safetensors and {stem}.json are "
+                                  "written when training completes)", e.signum) from None
+    minutes = json.loads(Path(partial + ".json").read_text())["train_state"]["seconds"] / 60  # all sessions
     model.eval()
     with torch.no_grad():
         acc = zero_shot_accuracy(model, test.images.to(device), test.labels.to(device), class_prompts(args.dataset))
-    meta = {"dataset": {"name": args.dataset, "subset": args.subset},
-            "card": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-                     "minutes": round(minutes, 2), "final_loss": round(sum(history[-20:]) / min(20, len(history)), 4),
-                     "zero_shot_accuracy_test2000": round(acc, 4)}}
-    stem = save_clip(stem, model, meta)
+    meta["card"] = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+                    "minutes": round(minutes, 2), "final_loss": round(sum(history[-20:]) / min(20, len(history)), 4),
+                    "zero_shot_accuracy_test2000": round(acc, 4)}
+    stem = save_clip(stem, model, {"dataset": meta["dataset"], "card": meta["card"]})
+    for f in (".json", ".safetensors"):  # the finished encoder is written: the run is no longer needed
+        Path(partial + f).unlink(missing_ok=True)
     print(f"zero-shot accuracy on 2,000 {args.dataset} test images: {acc:.2%} ({minutes:.1f} min of training)")
     print(f"wrote {stem}.safetensors and {stem}.json; train a text-to-image model on it with:")
     print(f"  diffusion-lite train --dataset {args.dataset} --text {stem} --cross-attn 7 --steps 4000 "
@@ -58,15 +117,19 @@ def cmd_train_clip(args) -> None:
 def add_parser(sub, common) -> None:
     from .cli import _positive, _seed
 
-    p = sub.add_parser("train-clip", help="train a CLIP-style text/image encoder pair contrastively")
+    p = sub.add_parser("train-clip", help="train a CLIP-style text/image encoder pair contrastively (resumes an "
+                                          "interrupted run)")
     p.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist or cifar10")
-    p.add_argument("--steps", type=_positive(), default=1500, help="optimizer steps")
+    p.add_argument("--steps", type=_positive(), default=1500, help="optimizer steps in total")
     p.add_argument("--batch-size", type=_positive(), default=256)
     p.add_argument("--lr", type=_positive(float), default=2e-3)
     p.add_argument("--width", type=_positive(), default=64, help="text token width D (the U-Net's context_dim)")
     p.add_argument("--subset", type=_positive(), default=None, help="train on K images (balanced)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the initial weights and the batches")
     p.add_argument("--download", action="store_true", help="fetch the dataset with torchvision if not found (online)")
-    p.add_argument("--out", required=True, help="checkpoint path (writes OUT.safetensors + OUT.json)")
+    p.add_argument("--checkpoint-every", type=_positive(), default=500,
+                   help="save the unfinished run (OUT.partial.*) every N steps")
+    p.add_argument("--out", required=True, help="checkpoint path (writes OUT.safetensors + OUT.json when training "
+                                                "completes; OUT.partial.* holds an unfinished run)")
     common(p)
     p.set_defaults(func=cmd_train_clip)
