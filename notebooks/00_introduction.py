@@ -386,7 +386,7 @@ some_bytes = raw[:16]  # uint8 (16, 1, 28, 28)
 #     ...
 
 
-# %% jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Solution (running this cell replaces your my_from_uint8 and my_to_uint8 with these)
 def my_from_uint8(b):
     return b.float() / 127.5 - 1.0
@@ -396,7 +396,7 @@ def my_to_uint8(x):
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-# %%
+# %% tags=["check"]
 # Check: your my_from_uint8 and my_to_uint8 against from_uint8 and to_uint8 of diffusion_lite.utils
 floats = my_from_uint8(some_bytes)
 torch.testing.assert_close(floats, from_uint8(some_bytes),  # also compares shape and dtype (float32)

@@ -347,14 +347,14 @@ x_batch, noise = test.images[:16], torch.randn(16, 1, 28, 28, generator=g)
 #     ...
 
 
-# %% jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Solution (running this cell replaces your my_q_sample with this one)
 def my_q_sample(schedule, x0, t, noise):
     ab = schedule.alpha_bar[t].reshape(-1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1)
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
 
-# %%
+# %% tags=["check"]
 # Check: your my_q_sample against the package's q_sample, on the batch above (one t per image)
 mine, ref = my_q_sample(schedule, x_batch, t_batch, noise), q_sample(schedule, x_batch, t_batch, noise)
 assert mine.shape == ref.shape, f"my_q_sample returned shape {tuple(mine.shape)}, expected {tuple(ref.shape)}"

@@ -309,11 +309,11 @@ betas = cosine_betas(1000)  # float64, (1000,)
 # my_alpha_bar = ...
 
 
-# %% jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Solution (running this cell replaces your my_alpha_bar with this one)
 my_alpha_bar = torch.cumprod(1 - betas, dim=0)
 
-# %%
+# %% tags=["check"]
 # Check: your my_alpha_bar against the cosine schedule's Schedule.alpha_bar
 ref = scheds["cosine"].alpha_bar  # float32, (1000,)
 assert my_alpha_bar.shape == ref.shape, f"my_alpha_bar has shape {tuple(my_alpha_bar.shape)}, expected (1000,)"
@@ -338,14 +338,14 @@ print("my alpha_bar matches Schedule.alpha_bar")
 #     ...
 
 
-# %% jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Solution (running this cell replaces your my_snr_crossing with this one)
 def my_snr_crossing(betas):
     ab = torch.cumprod(1 - betas.double(), dim=0)
     return int(torch.nonzero(ab / (1 - ab) < 1)[0])
 
 
-# %%
+# %% tags=["check"]
 # Check: your my_snr_crossing against the package's Schedule.snr, one schedule at a time
 for kind, sch in scheds.items():
     my_t, ref_t = int(my_snr_crossing(sch.betas)), int(torch.nonzero(sch.snr < 1)[0])

@@ -453,14 +453,14 @@ t_ex = torch.tensor([0, 1, 250, 999])
 # my_emb = ...
 
 
-# %% jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Solution 1 (running this cell replaces your my_emb with this one)
 half = 32 // 2
 freqs = 10000.0 ** (-torch.arange(half, dtype=torch.float32) / half)  # f_k, (16,)
 args = t_ex[:, None].float() * freqs[None, :]  # (4, 16)
 my_emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)  # (4, 32)
 
-# %%
+# %% tags=["check"]
 # Check 1: your my_emb against layers.timestep_embedding
 ref_emb = timestep_embedding(t_ex, 32)  # (4, 32)
 assert my_emb.shape == ref_emb.shape, f"my_emb has shape {tuple(my_emb.shape)}, expected (4, 32)"
@@ -475,7 +475,7 @@ c_in, c_out, e = 16, 48, 128
 # predicted = ...
 
 
-# %% jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Solution 2 (running this cell replaces your predicted with this one)
 predicted = (2 * c_in  # norm1: scale and shift per input channel
              + c_in * c_out * 9 + c_out  # conv1
@@ -484,7 +484,7 @@ predicted = (2 * c_in  # norm1: scale and shift per input channel
              + c_out * c_out * 9 + c_out  # conv2
              + c_in * c_out + c_out)  # 1x1 skip
 
-# %%
+# %% tags=["check"]
 # Check 2: your predicted against the parameters of a real ResBlock(16, 48, emb_dim=128)
 actual = sum(p.numel() for p in ResBlock(c_in, c_out, e).parameters())
 assert predicted == actual, (f"{predicted:,} is not the parameter count of ResBlock(16, 48, emb_dim=128): "

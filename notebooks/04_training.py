@@ -480,7 +480,7 @@ batch = x_test[:32]  # (32, 1, 28, 28), in [-1, 1]
 # my_loss = ...
 
 
-# %% jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Solution (running this cell replaces your my_loss with this one)
 gen = torch.Generator().manual_seed(123)
 t_ex = torch.randint(0, pipe.schedule.T, (batch.shape[0],), generator=gen).to(device)  # (B,)
@@ -491,7 +491,7 @@ x_t_ex = a * batch + s * eps_ex
 with torch.no_grad():
     my_loss = (net(x_t_ex, t_ex) - eps_ex).pow(2).mean()
 
-# %%
+# %% tags=["check"]
 # Check: your my_loss against diffusion_loss, which draws t, then eps, from a CPU generator seeded with 123
 with torch.no_grad():
     ref = diffusion_loss(net, pipe.schedule, batch, generator=torch.Generator().manual_seed(123))

@@ -386,7 +386,7 @@ x_t = q_sample(schedule, x0_real, t_cur, generator=g)  # the batch x_t at t = 60
 # my_x_s = ...
 
 
-# %% jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Solution 1 (running this cell replaces your x0_hat and my_x_s with these)
 with torch.no_grad():
     eps_hat = model_fn(x_t, t_cur)
@@ -395,7 +395,7 @@ x0_hat = ((x_t - (1 - ab_t).sqrt() * eps_hat) / ab_t.sqrt()).clamp(-1, 1)
 eps_clipped = (x_t - ab_t.sqrt() * x0_hat) / (1 - ab_t).sqrt()
 my_x_s = ab_s.sqrt() * x0_hat + (1 - ab_s).sqrt() * eps_clipped  # eta = 0: sigma = 0
 
-# %%
+# %% tags=["check"]
 # Check 1: your x0_hat and my_x_s against sampling.ddim_step
 with torch.no_grad():
     eps_ref = model_fn(x_t, t_cur)  # the network's eps_hat at t = 600
@@ -413,7 +413,7 @@ x_T_oracle = q_sample(schedule, x0_real, torch.full((8,), schedule.T - 1, device
 # x0_rec = sample_ddim(..., x_T=x_T_oracle, steps=20, eta=0.0, callback=...)
 
 
-# %% jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Solution 2 (running this cell replaces your x0_rec and my_path with these)
 oracle = lambda x_t, t: predict_eps_from_x0(schedule, x_t, t, x0_real)  # knows x0, hence the true noise
 my_path = {}
@@ -426,7 +426,7 @@ def record_path(info):
 
 x0_rec = sample_ddim(oracle, schedule, x_T=x_T_oracle, steps=20, eta=0.0, callback=record_path, progress=False)
 
-# %%
+# %% tags=["check"]
 # Check 2: your path against q's points at the same times, with the same noise, and your x0_rec against x0_real
 grid_ts = timesteps(schedule, 20)  # the 20 times DDIM visits, from T - 1 down to 0
 path = {s: x for s, x in my_path.items() if s != -1}  # the final sample (t_next = -1), if recorded, is x0_rec

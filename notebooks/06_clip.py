@@ -520,7 +520,7 @@ assert r_desc[10] > 2 * r_plain[10]
 #     ...
 
 
-# %% jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Solution (running this cell replaces your my_clip_loss with this one)
 def my_clip_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
     """logits_per_image (B, B): cos(image_i, text_j) / tau; the matching pairs are on the diagonal."""
@@ -530,7 +530,7 @@ def my_clip_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
     return (image_to_text + text_to_image) / 2
 
 
-# %%
+# %% tags=["check"]
 # Check: your my_clip_loss against the package's clip_loss
 random_logits = torch.randn(16, 16, generator=g) * 5  # (16, 16), not symmetric: a one-sided loss fails here
 with torch.no_grad():

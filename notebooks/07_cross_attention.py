@@ -397,7 +397,7 @@ x = torch.randn(2, 49, C_img, generator=g).to(device)  # (B, N, C) image tokens
 # my_probs = ...
 
 
-# %% jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Solution (running this cell replaces your my_probs with this one)
 B, N, _ = x.shape
 L, h = ctx.shape[1], layer.h
@@ -409,7 +409,7 @@ with torch.no_grad():
     scores = scores.masked_fill(~ctx_mask[:, None, None, :], float("-inf"))  # padded tokens: -inf
     my_probs = scores.softmax(dim=-1)  # (B, h, N, L), each row sums to 1
 
-# %%
+# %% tags=["check"]
 # Check: your my_probs against the probabilities the layer computes itself
 with torch.no_grad():
     layer.capture = []  # the layer appends {"probs": (B, h, N, L), ...} on every call while this is a list

@@ -372,7 +372,7 @@ cond, uncond = pipe.encode(["the digit two"] * 6), pipe.encode([""] * 6)  # each
 # my_eps_hs = ...
 
 
-# %% jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Solution (running this cell replaces your my_eps and my_eps_hs with these)
 with torch.no_grad():
     eps_c = pipe.unet(x_t, t, context=cond[0], context_mask=cond[1])
@@ -381,7 +381,7 @@ my_eps = eps_u + s * (eps_c - eps_u)
 w = s - 1  # Ho & Salimans' guidance weight
 my_eps_hs = (1 + w) * eps_c - w * eps_u
 
-# %%
+# %% tags=["check"]
 # Check: your my_eps and my_eps_hs against the package's classifier_free_guidance
 with torch.no_grad():
     guided = classifier_free_guidance(pipe.unet, cond, uncond, s)  # wraps the U-Net: model_fn(x_t, t) -> eps

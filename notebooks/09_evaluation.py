@@ -584,7 +584,7 @@ stats_b = metrics.feature_statistics(pool_feats[1000:2000])
 #     ...
 
 
-# %% jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Solution (running this cell replaces your my_frechet_distance with this one)
 def my_frechet_distance(mu1, sigma1, mu2, sigma2):
     w, v = torch.linalg.eigh(sigma1)
@@ -594,7 +594,7 @@ def my_frechet_distance(mu1, sigma1, mu2, sigma2):
     return float((mu1 - mu2).pow(2).sum() + sigma1.trace() + sigma2.trace() - 2 * tr_sqrt)
 
 
-# %%
+# %% tags=["check"]
 # Check: your my_frechet_distance against metrics.frechet_distance
 mine, package = float(my_frechet_distance(*stats_a, *stats_b)), metrics.frechet_distance(*stats_a, *stats_b)
 assert abs(mine - package) < 1e-6 * max(1.0, package), (

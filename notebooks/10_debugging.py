@@ -355,7 +355,7 @@ mystery = mystery_curves()
 # diagnosis = {letter: diagnose(curve) for letter, curve in mystery.items()}
 
 
-# %% jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Solution (running this cell replaces your diagnose and diagnosis with these)
 def diagnose(curve):
     """Name of the variant in `curves` whose loss curve is closest in log space."""
@@ -366,7 +366,7 @@ def diagnose(curve):
 
 diagnosis = {letter: diagnose(curve) for letter, curve in mystery.items()}
 
-# %%
+# %% tags=["check"]
 # Check: your diagnose on this chapter's own curves, then your diagnosis against the hash of the right answer
 for name in curves:  # each curve of this chapter finds itself, but one
     expected = "working model" if curves[name] == curves["working model"] else name

@@ -1,0 +1,160 @@
+"""Write students' copies of the course chapters: the exercises' solutions removed, everything else kept.
+
+    python scripts/student_version.py                          # every chapter -> student/
+    python scripts/student_version.py --out /tmp/class 03 05   # chapters whose file name starts with 03 or 05
+    python scripts/student_version.py --py notebooks/02_noise_schedules.ipynb   # also write the .py twin
+
+Every exercise has three cells: a "Your turn" cell, a solution cell (cell tag ``solution``) and a check cell
+(tag ``check``) that tests the reader's answer against the package. In the copy, each solution cell is replaced
+by a one-line markdown note (``--drop``: removed), and the stored outputs of the check cells are cleared (they
+showed the solution passing). All other cells, outputs and figures are kept, so the chapter still reads as
+before without running it. A code cell whose first line is ``# Solution`` / ``# Check`` counts as one even if
+untagged (a warning says so), so a chapter whose tags are missing never leaks its solutions.
+
+The folder notebooks/ is only read. The chapters find MNIST and the pretrained models through the installed
+``diffusion_lite`` package, not through paths relative to the notebook, so the copies run from any folder of a
+machine where the package is installed (``pip install -e .`` of this repository). Grade students' returned
+notebooks with scripts/grade.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+NB_DIR = ROOT / "notebooks"
+NOTE = "*Solution removed: see the teacher's copy.*"
+NOTE_TAG = "solution-removed"
+_FIRST_LINE = {"solution": re.compile(r"#\s*Solution\b"), "check": re.compile(r"#\s*Check\b")}
+
+
+def cell_role(cell) -> tuple[str | None, bool]:
+    """("solution" | "check" | None, whether the role comes from a cell tag rather than the first line)."""
+    tags = cell.get("metadata", {}).get("tags", [])
+    for role in ("solution", "check"):
+        if role in tags:
+            return role, True
+    if cell.cell_type == "code":
+        first = cell.source.lstrip().split("\n", 1)[0]
+        for role, pattern in _FIRST_LINE.items():
+            if pattern.match(first):
+                return role, False
+    return None, False
+
+
+def student_copy(nb, drop: bool = False) -> tuple[object, dict]:
+    """A student's copy of the notebook ``nb`` (not modified) and counts of what changed."""
+    nb = copy.deepcopy(nb)
+    cells, stats = [], {"solutions": 0, "checks": 0, "untagged": 0}
+    for cell in nb.cells:
+        role, tagged = cell_role(cell)
+        stats["untagged"] += role is not None and not tagged
+        if role == "solution":
+            stats["solutions"] += 1
+            if not drop:
+                cells.append(nbformat.v4.new_markdown_cell(NOTE, metadata={"tags": [NOTE_TAG]}))
+            continue
+        if role == "check":
+            stats["checks"] += 1
+            cell.outputs, cell.execution_count = [], None
+            cell.metadata.pop("execution", None)  # the teacher's run's timestamps
+        cells.append(cell)
+    nb.cells = cells
+    return nb, stats
+
+
+def resolve(arg: str) -> Path:
+    """A notebook named on the command line: a path to an .ipynb (or its .py twin), or a chapter prefix."""
+    path = Path(arg)
+    if path.suffix == ".py":
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file: {arg}")
+        path = path.with_suffix(".ipynb")
+        if not path.is_file():
+            raise FileNotFoundError(f"{arg} has no paired {path.name} (the outputs live in the .ipynb): "
+                                    f"run `jupytext --sync {arg}`")
+        return path
+    if path.is_file():
+        if path.suffix != ".ipynb":
+            raise ValueError(f"not a notebook: {arg} (expected an .ipynb file, its .py twin or a chapter number)")
+        return path
+    matches = sorted(NB_DIR.glob(f"{arg}*.ipynb")) if "/" not in arg and arg else []
+    if len(matches) == 1:
+        return matches[0]
+    chapters = ", ".join(p.stem for p in sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb")))
+    if matches:
+        raise ValueError(f"{arg!r} names several notebooks ({', '.join(p.name for p in matches)}): give more of it")
+    raise FileNotFoundError(f"no such notebook: {arg} (the chapters in {NB_DIR}: {chapters})")
+
+
+def _sources(nb) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source.strip()) for c in nb.cells]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    ap.add_argument("notebooks", nargs="*",
+                    help="chapters: .ipynb paths, their .py twins or file-name prefixes (default: every chapter)")
+    ap.add_argument("--out", default="student", help="folder for the copies (default: ./student)")
+    ap.add_argument("--py", action="store_true", help="also write each copy's jupytext py:percent twin")
+    ap.add_argument("--drop", action="store_true",
+                    help="remove solution cells entirely instead of leaving a 'solution removed' note")
+    args = ap.parse_args(argv)
+
+    try:
+        paths = [resolve(a) for a in args.notebooks] or sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"student_version.py: {e}", file=sys.stderr)
+        return 2
+    if not paths:
+        print(f"student_version.py: no chapters found in {NB_DIR}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    sources = {p.resolve().parent for p in paths}
+    if out.resolve() in sources:
+        print(f"student_version.py: --out {out} is where the teacher's notebooks are; the copies would "
+              "overwrite them. Choose another folder.", file=sys.stderr)
+        return 2
+    if out.exists() and not out.is_dir():
+        print(f"student_version.py: --out {out} exists and is not a folder", file=sys.stderr)
+        return 2
+
+    out.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        twin = path.with_suffix(".py")
+        if args.py and twin.is_file():
+            if _sources(jupytext.read(twin)) != _sources(nb):
+                print(f"warning: {twin.name} and {path.name} differ; copying {path.name} "
+                      f"(run `jupytext --sync {path}` first if the .py is the newer)", file=sys.stderr)
+        copy_nb, stats = student_copy(nb, drop=args.drop)
+        if stats["untagged"]:
+            print(f"warning: {path.name}: {stats['untagged']} solution/check cell(s) recognised by their first line "
+                  "only: give them the cell tags 'solution' / 'check'", file=sys.stderr)
+        if not stats["solutions"]:
+            print(f"warning: {path.name} has no solution cells", file=sys.stderr)
+        target = out / path.name
+        nbformat.write(copy_nb, target)  # the .ipynb first: jupytext refuses a pair whose .py is the older
+        written = [target]
+        if args.py:
+            jupytext.write(copy_nb, target.with_suffix(".py"), fmt="py:percent")
+            written.append(target.with_suffix(".py"))
+        elif target.with_suffix(".py").exists():
+            print(f"warning: {target.with_suffix('.py')} is left from an earlier run and now stale: delete it "
+                  "or pass --py", file=sys.stderr)
+        print(f"{' + '.join(str(w) for w in written)}: {stats['solutions']} solution(s) removed, "
+              f"{stats['checks']} check(s) kept with outputs cleared")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""The teacher's tools: exercise cell tags in the chapters, scripts/student_version.py and scripts/grade.py.
+
+No real chapter is executed here (nbval does that); grade.py runs only a tiny synthetic notebook.
+"""
+
+import hashlib
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+ROOT = Path(__file__).resolve().parent.parent
+NB_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
+SCRIPTS = ROOT / "scripts"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tags(cell):
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def _first_line(cell):
+    return cell.source.lstrip().split("\n", 1)[0]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_exercise_has_one_solution_and_one_check_tag(path):
+    cells = nbformat.read(path, as_version=4).cells
+    turns = [i for i, c in enumerate(cells) if c.cell_type == "code" and _first_line(c).startswith("# Your turn")]
+    assert turns, "no exercise ('# Your turn' cell) found"
+    for n, start in enumerate(turns):
+        end = turns[n + 1] if n + 1 < len(turns) else len(cells)
+        solutions = [i for i in range(start + 1, end) if "solution" in _tags(cells[i])]
+        checks = [i for i in range(start + 1, end) if "check" in _tags(cells[i])]
+        where = f"exercise at cell {start} ({_first_line(cells[start])[:50]})"
+        assert len(solutions) == 1 and len(checks) == 1, f"{where}: {len(solutions)} solution, {len(checks)} check"
+        sol, chk = cells[solutions[0]], cells[checks[0]]
+        assert solutions[0] < checks[0], f"{where}: the check comes before the solution"
+        assert _first_line(sol).startswith("# Solution") and _first_line(chk).startswith("# Check"), where
+        assert sol.metadata.get("jupyter", {}).get("source_hidden"), f"{where}: the solution is not collapsed"
+    for i, c in enumerate(cells):  # no untagged solution or check cell anywhere else
+        if c.cell_type == "code" and _first_line(c).startswith("# Solution"):
+            assert "solution" in _tags(c), f"cell {i} is a solution without the tag"
+        if c.cell_type == "code" and _first_line(c).startswith("# Check"):
+            assert "check" in _tags(c), f"cell {i} is a check without the tag"
+    nb_meta = nbformat.read(path, as_version=4).metadata.get("jupytext", {})
+    assert "tags" in nb_meta.get("cell_metadata_filter", "").split(","), "ipynb -> py sync would drop the tags"
+
+
+def _digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_student_version_of_a_chapter(tmp_path):
+    chapter = NB_DIR / "02_noise_schedules.ipynb"
+    before = _digest(NB_DIR)
+    out = tmp_path / "student"
+    res = subprocess.run([sys.executable, str(SCRIPTS / "student_version.py"), "--out", str(out), "--py",
+                          str(chapter)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert _digest(NB_DIR) == before, "student_version.py changed notebooks/"
+    assert sorted(p.name for p in out.iterdir()) == ["02_noise_schedules.ipynb", "02_noise_schedules.py"]
+
+    teacher = nbformat.read(chapter, as_version=4).cells
+    student = nbformat.read(out / chapter.name, as_version=4).cells
+    assert not [c for c in student if "solution" in _tags(c) or _first_line(c).startswith("# Solution")]
+    notes = [c for c in student if "solution-removed" in _tags(c)]
+    solutions = [c for c in teacher if "solution" in _tags(c)]
+    assert len(notes) == len(solutions) == 2 and all(c.cell_type == "markdown" for c in notes)
+    kept = [c for c in student if "solution-removed" not in _tags(c)]
+    rest = [c for c in teacher if "solution" not in _tags(c)]
+    assert [(c.cell_type, c.source) for c in kept] == [(c.cell_type, c.source) for c in rest], "cells lost or moved"
+    for t, s in zip(rest, kept):
+        if "check" in _tags(t):
+            assert "check" in _tags(s) and s.outputs == [] and s.execution_count is None
+        elif t.cell_type == "code":
+            assert s.outputs == t.outputs and s.execution_count == t.execution_count
+    assert sum("check" in _tags(c) for c in kept) == sum("check" in _tags(c) for c in teacher) == 2
+    assert any("image/png" in o.get("data", {}) for c in kept if c.cell_type == "code" for o in c.outputs)
+
+    import jupytext
+
+    twin = jupytext.read(out / "02_noise_schedules.py")
+    assert [(c.cell_type, c.source.strip()) for c in twin.cells] == [(c.cell_type, c.source.strip()) for c in student]
+
+
+def test_student_version_refuses_bad_arguments(tmp_path):
+    script = str(SCRIPTS / "student_version.py")
+    res = subprocess.run([sys.executable, script, "--out", str(tmp_path), "no_such_chapter.ipynb"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "no such notebook: no_such_chapter.ipynb" in res.stderr
+    assert not list(tmp_path.iterdir())
+    before = _digest(NB_DIR)
+    res = subprocess.run([sys.executable, script, "--out", str(NB_DIR), "02"], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 2 and "overwrite" in res.stderr
+    assert _digest(NB_DIR) == before
+
+
+def test_student_copy_recognises_untagged_cells_by_their_first_line():
+    sv = _load("student_version")
+    nb = new_notebook(cells=[new_code_cell("# Your turn\n"), new_code_cell("# Solution\nx = 1"),
+                             new_code_cell("# Check\nassert x == 1", execution_count=3)])
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", text="ok\n")]
+    copy, stats = sv.student_copy(nb)
+    assert stats == {"solutions": 1, "checks": 1, "untagged": 2}
+    assert [c.cell_type for c in copy.cells] == ["code", "markdown", "code"]
+    assert copy.cells[2].outputs == [] and nb.cells[2].outputs  # the original is not modified
+    assert [c.cell_type for c in sv.student_copy(nb, drop=True)[0].cells] == ["code", "code"]
+
+
+def _synthetic(path, answer_cell, solution=False):
+    cells = [
+        new_markdown_cell("# A chapter\n\n## Exercise 1: two"),
+        new_code_cell("# Your turn 1\nanswer = 2"),
+        new_code_cell("# Check 1: your answer\nassert answer == 2, 'answer should be 2'", metadata={"tags": ["check"]}),
+        new_markdown_cell("## Exercise 2: three"),
+        new_code_cell(answer_cell),
+        new_code_cell("# Check 2: your other\nassert other == 3, f'other is {other}, expected 3'",
+                      metadata={"tags": ["check"]}),
+    ]
+    if solution:
+        cells.insert(5, new_code_cell("# Solution 2\nother = 3", metadata={"tags": ["solution"]}))
+    nbformat.write(new_notebook(cells=cells), path)
+    return path
+
+
+def _grade(*args):
+    res = subprocess.run([sys.executable, str(SCRIPTS / "grade.py"), "--timeout", "120", *map(str, args)],
+                         capture_output=True, text=True, timeout=300)
+    return res
+
+
+def test_grade_reports_pass_and_fail(tmp_path):
+    wrong = _synthetic(tmp_path / "wrong.ipynb", "# Your turn 2\nother = 4")
+    missing = _synthetic(tmp_path / "missing.ipynb", "# Your turn 2\n# other = ...")
+    before = wrong.read_bytes()
+    res = _grade("--json", wrong, missing)
+    assert res.returncode == 1, res.stderr
+    report = json.loads(res.stdout)
+    assert report["ok"] is False
+    for nb, error in zip(report["notebooks"], ["AssertionError: other is 4, expected 3",
+                                                "NameError: name 'other' is not defined"]):
+        assert [c["status"] for c in nb["checks"]] == ["pass", "fail"]
+        assert [c["heading"] for c in nb["checks"]] == ["Exercise 1: two", "Exercise 2: three"]
+        assert nb["checks"][0]["error"] is None and nb["checks"][1]["error"] == error
+        assert nb["checks"][1]["name"] == "Check 2: your other"
+        assert (nb["passed"], nb["total"], nb["solution_cells"]) == (1, 2, [])
+    assert wrong.read_bytes() == before, "grade.py wrote into the submission"
+
+
+def test_grade_passes_and_warns_about_solution_cells(tmp_path):
+    sub = _synthetic(tmp_path / "teacher.ipynb", "# Your turn 2\n# other = ...", solution=True)
+    res = _grade(sub)
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    assert sum(line.strip().startswith("PASS") for line in lines) == 2
+    assert any(line.strip().startswith("WARNING: 1 solution cell") for line in lines)
+    assert "2/2 checks passed" in res.stdout
+
+
+def test_grade_usage_errors(tmp_path):
+    res = _grade(tmp_path / "nope.ipynb")
+    assert res.returncode == 2 and "no such file" in res.stderr
+
+
+def test_grade_fails_a_check_that_differs_from_the_teachers_copy(tmp_path):
+    (tmp_path / "teacher").mkdir()
+    _synthetic(tmp_path / "teacher" / "ch.ipynb", "# Your turn 2\nother = 3")
+    edited = _synthetic(tmp_path / "ch.ipynb", "# Your turn 2\nother = 4")
+    nb = nbformat.read(edited, as_version=4)
+    nb.cells[5].source = "# Check 2: your other\npass  # the assert removed"
+    nbformat.write(nb, edited)
+    res = _grade("--json", "--reference", tmp_path / "teacher", edited)
+    report = json.loads(res.stdout)["notebooks"][0]
+    assert res.returncode == 1 and [c["status"] for c in report["checks"]] == ["pass", "fail"]
+    assert report["checks"][1]["error"].startswith("edited: this check's code differs from the teacher's copy")
+    del nb.cells[5]  # a check deleted
+    nbformat.write(nb, edited)
+    report = json.loads(_grade("--json", "--reference", tmp_path / "teacher", edited).stdout)["notebooks"][0]
+    assert [c["status"] for c in report["checks"]] == ["pass", "fail"] and report["total"] == 2
+    assert report["checks"][1]["error"].startswith("missing: the teacher's copy")
+    assert "no such folder" in _grade("--reference", tmp_path / "nope", edited).stderr
