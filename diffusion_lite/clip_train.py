@@ -191,9 +191,10 @@ class _ClipRun:
             tensors["rng.generator"] = self.generator.get_state()
         state = {"step": len(history), "seconds": self.seconds + time.perf_counter() - self.t0, "pos": pos,
                  "loss_history": history, "optimizer": opt_meta, "scheduler": self.sched.state_dict()}
-        save_checkpoint(self.stem, tensors, {**self.meta, "kind": RUN_KIND, "config": self.model.cfg.to_dict(),
-                                             "tokenizer": self.model.tokenizer.to_dict(), "train": self.settings,
-                                             "train_state": state})
+        meta = {**self.meta, "kind": RUN_KIND, "config": self.model.cfg.to_dict(),
+                "tokenizer": self.model.tokenizer.to_dict(), "train": self.settings, "train_state": state}
+        with self.stop.saving():  # a second Ctrl-C waits until both files are written
+            save_checkpoint(self.stem, tensors, meta)
 
     def step_done(self, history: list[float], order: torch.Tensor, pos: int) -> None:
         """After each step: the callback; then, before the last step, save the run every ``every`` steps, and after
@@ -210,7 +211,7 @@ class _ClipRun:
             self.save(history, order, pos)
 
     def finish(self, history: list[float], order: torch.Tensor, pos: int) -> None:
-        self.save(history, order, pos)  # (a signal during the save is held until it is written)
+        self.save(history, order, pos)  # a signal during the save is held until both files are written
         self.stop.restore()
 
 

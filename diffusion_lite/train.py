@@ -243,7 +243,8 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
             tensors["rng.mps"] = torch.mps.get_rng_state()
         state = {"step": step, "seconds": seconds, "ema_updates": ema.num_updates, "loss_history": history,
                  "running_loss": running, "optimizer": opt_meta}
-        save_checkpoint(ckpt, tensors, {**meta, "train": cfg.to_dict(), "train_state": state})
+        with stop.saving():  # a second Ctrl-C waits until both files are written
+            save_checkpoint(ckpt, tensors, {**meta, "train": cfg.to_dict(), "train_state": state})
 
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=progress_disabled(progress), dynamic_ncols=True)
@@ -298,9 +299,9 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
             by = "" if stop.name == "SIGINT" else f" by {stop.name}"
             raise TrainingInterrupted(f"training interrupted{by} at step {step}" + (
                 f"; the run is saved in {run_dir} and resumes from there" if ckpt else ""), stop.signum)
-    stop.restore()
     bar.close()
     save()
+    stop.restore()
     model.eval()
     elapsed = time.perf_counter() - t_start
     ips = (step - start_step) * cfg.batch_size / elapsed if step > start_step else float("nan")

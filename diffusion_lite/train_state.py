@@ -8,6 +8,7 @@ checkpoints.load rebuilds the model from the file alone), ``meta["train"]`` (the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import signal
 import threading
@@ -90,20 +91,37 @@ class TrainingInterrupted(KeyboardInterrupt):
 class StopOnInterrupt:
     """Ctrl-C (SIGINT), SIGTERM or SIGHUP during training sets ``requested`` (and ``signum``) instead of
     stopping mid-step, so that fit stops at the next step boundary with a consistent model and checkpoint; a
-    second signal raises KeyboardInterrupt at once. Installed only in the main thread (the only one where
+    second signal raises KeyboardInterrupt at once, except while a checkpoint is written (``saving()``): then it
+    is raised when the files are complete. Installed only in the main thread (the only one where
     Python runs signal handlers); ``restore()`` puts the previous handlers back (fit's decorator also does,
     however fit ends)."""
 
     def __init__(self):
         self.requested, self.signum, self._previous = False, None, {}
+        self._saving, self._forced = False, False
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handler)
 
     def _handler(self, signum, frame):
         if self.requested:
+            if self._saving:  # a second Ctrl-C between the weights and their JSON would lose the run: wait
+                self._forced = True
+                return
             raise KeyboardInterrupt
         self.requested, self.signum = True, signum
+
+    @contextlib.contextmanager
+    def saving(self):
+        """Hold every signal while the block writes a checkpoint; a second one received meanwhile raises
+        KeyboardInterrupt once the block is done (the files are then whole)."""
+        self._saving, self._forced = True, False
+        try:
+            yield
+        finally:
+            self._saving = False
+        if self._forced:
+            raise KeyboardInterrupt
 
     @property
     def name(self) -> str:

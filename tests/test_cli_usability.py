@@ -69,6 +69,36 @@ def test_ctrl_c_or_a_scheduler_stop_ends_training_between_steps_with_the_run_sav
         assert torch.equal(a, b)  # as if never interrupted
 
 
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
+def test_a_second_ctrl_c_during_the_save_waits_until_the_checkpoint_is_whole(tmp_path, monkeypatch):
+    """The impatient double Ctrl-C: the second one lands while the run is written. Cut between the weights and
+    their JSON, the checkpoint would be refused (sha256 mismatch) and the whole run lost."""
+    import diffusion_lite.checkpoints as ckpt_module
+    import diffusion_lite.train as train_module
+
+    images = load_dataset("mnist", "train", subset=32, balanced=True).images
+    schedule = Schedule.from_config(ScheduleConfig("linear", T=100))
+    cfg = TrainConfig(steps=6, batch_size=4, checkpoint_every=100, log_every=1)
+    tiny = UNetConfig(base_channels=8, channel_mults=(1, 2), attn_resolutions=(), groups=4)
+    real_atomic_write = ckpt_module._atomic_write
+
+    def second_ctrl_c_after_the_weights(path, write):
+        real_atomic_write(path, write)
+        if path.suffix == ".safetensors":
+            os.kill(os.getpid(), signal.SIGINT)  # between the weights and the JSON
+
+    monkeypatch.setattr(ckpt_module, "_atomic_write", second_ctrl_c_after_the_weights)
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt) as e:
+        fit(UNet(tiny), schedule, images, cfg, run_dir=tmp_path / "cut", progress=False,
+            callback=lambda info: info["step"] == 3 and os.kill(os.getpid(), signal.SIGINT))
+    assert not isinstance(e.value, train_module.TrainingInterrupted)  # the second Ctrl-C's: no message, at once
+    monkeypatch.undo()
+    saved = json.loads((tmp_path / "cut" / "checkpoint.json").read_text())
+    assert saved["train_state"]["step"] == 3  # the save completed, JSON and weights agree
+    assert fit(UNet(tiny), schedule, images, cfg, run_dir=tmp_path / "cut", progress=False)["step"] == 6
+
+
 def test_seed_reproduces_a_training_run_and_a_clip_model(tmp_path, capsys):
     for name in ("a", "b"):
         assert cli(capsys, "train", *SMALL, "--steps", "1", "--seed", "5", "--out", str(tmp_path / name))[0] == 0
