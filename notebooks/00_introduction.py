@@ -155,7 +155,8 @@ plt.show()
 # ## 3. Setup check
 #
 # Everything in the course runs offline on a CPU in its default mode; with `DIFFUSION_LITE_FULL=1` a few
-# chapters train bigger models (meant for a GPU). The next cells report what this machine has.
+# chapters train bigger models (meant for a GPU). The numbers quoted in the text are those of the default mode;
+# in full mode the figures and printed values differ. The next cells report what this machine has.
 
 # %%
 print(f"Python {platform.python_version()} on {platform.machine()}")

@@ -31,6 +31,7 @@
 # * Compute a timestep embedding and a block's parameter count by hand and check them against the package.
 #
 # Who this is for: you know Python and a little PyTorch (`nn.Conv2d`, `nn.Module`), but not diffusion models.
+# You need chapter 01 (the noisy image $x_t$ and its closed form); chapter 02 helps but is not required.
 
 # %%
 import inspect

@@ -25,6 +25,9 @@
 #   the clean image that prediction implies.
 # * Explain why diffusion models are sampled with an exponential moving average (EMA) of the weights.
 # * Load the shipped pretrained model, read its model card, and look at its samples.
+#
+# You need chapters 01 (the closed form $q(x_t \mid x_0)$) and 03 (the U-Net); chapter 02 (the cosine
+# schedule) helps but is not required.
 
 # %%
 import inspect
@@ -182,7 +185,8 @@ print(src[src.index("    while step < cfg.steps:"):src.index("    bar.close()")]
 # also pass a `callback` that, every 25 steps, measures the loss of the raw and of the EMA weights on the same
 # held-out batch with the same $t$ and $\epsilon$ (a fixed generator seed), for section 6. The shipped model
 # was trained the same way, only bigger and longer (section 7). Set `DIFFUSION_LITE_FULL=1` to train the
-# default U-Net on all 60,000 digits instead (meant for a GPU).
+# default U-Net on all 60,000 digits instead (meant for a GPU); the numbers quoted in this chapter's text are
+# those of the default run.
 
 # %%
 train_cfg = TrainConfig(steps=2000 if FULL else 300, batch_size=128 if FULL else 32, lr=3e-3, warmup_steps=20,
@@ -287,11 +291,11 @@ assert all(a > b for a, b in zip(curves[this_run][:3], curves[this_run][-3:]))
 #   a wild $\hat x_0$; we left that point out of the right plot. Chapter 05 shows why samplers therefore clip
 #   $\hat x_0$ to the valid pixel range.)
 #
-# The pretrained model is better at every $t$, by a factor of 1.5 to 3.6 over $t = 0$-$800$ and by much more
-# at the last, easiest ones: it has 16× more parameters and took about 24× more training steps (7,100 against
-# 300) of twice the batch, drawn from 30× more distinct images. Re-weightings of the loss (e.g. "min-SNR",
-# Hang et al. 2023, available as `TrainConfig(loss_weighting="min_snr")`) move the training effort between
-# these ranges.
+# In the default run, the pretrained model is better at every $t$, by a factor of 1.5 to 3.6 over $t = 0$-$800$
+# and by much more at the last, easiest ones: it has 16× more parameters and took about 24× more training
+# steps (7,100 against 300) of twice the batch, drawn from 30× more distinct images. Re-weightings of the loss
+# (e.g. "min-SNR", Hang et al. 2023, available as `TrainConfig(loss_weighting="min_snr")`) move the training
+# effort between these ranges.
 #
 # ### The same story, image by image
 #

@@ -16,6 +16,9 @@
 # * Use DDIM (Song et al. 2021): a deterministic sampler that skips steps, with a knob $\eta$ for how much fresh
 #   noise to add.
 # * Measure the speed/quality trade-off with FID in a classifier's feature space, next to the real-vs-real floor.
+#
+# You need chapters 01 (the forward process) and 04 (what the trained network predicts). Section 5 introduces
+# FID briefly; chapter 09 explains it in depth, and you do not need it here.
 
 # %%
 import inspect

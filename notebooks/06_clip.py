@@ -244,7 +244,8 @@ print(f"confident and wrong: {clip_loss(10 * torch.eye(B).roll(1, dims=1)):.4f}"
 #
 # ## 5. A live training run
 #
-# Let's train the mini CLIP from section 3 on 2,000 digits for a short while: batches of 128 pairs, fresh
+# Let's train the mini CLIP from section 3 on 2,000 digits for a short while (the default mode; the captions
+# and numbers quoted below are from it): batches of 128 pairs, fresh
 # random captions every time a digit is drawn, AdamW. `train_clip` is a plain loop around `clip_loss`
 # (`run` is bookkeeping: Ctrl-C stops the loop after the current step, and with `checkpoint=` the run is saved
 # there and a later call resumes it exactly where it stopped):

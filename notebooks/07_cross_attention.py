@@ -61,7 +61,7 @@ steps = 50 if FULL else 30  # DDIM steps for every sample in this chapter
 
 # %%
 pipe = load_pretrained("mnist-text2img", device)
-# pipe = load("/work/runs/text2img", device)  # or: a checkpoint of your own training run
+# pipe = load("runs/t2i", device)  # or: your own run (`diffusion-lite train ... --text mnist-clip --out runs/t2i`)
 tokenizer = pipe.text.tokenizer
 print(f"U-Net: {pipe.unet.num_parameters():,} parameters; text encoder: {type(pipe.text).__name__}")
 
