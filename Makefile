@@ -11,7 +11,7 @@ TORCH_INDEX ?=
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test test-fast test-notebooks install lint notebooks sync clean
+.PHONY: demo test test-fast test-notebooks install lint notebooks sync clean check-dev
 
 demo: $(STAMP)
 	$(BIN)/diffusion-lite demo
@@ -31,21 +31,26 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # everything CI checks: lint, fast package tests, then the notebooks under nbval
-test: $(STAMP)
+test: $(STAMP) check-dev
 	$(BIN)/ruff check diffusion_lite tests benchmarks scripts notebooks
 	TQDM_DISABLE=1 $(BIN)/python -m pytest tests -q -n 2
 	$(MAKE) test-notebooks
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) check-dev
 	TQDM_DISABLE=1 $(BIN)/python -m pytest tests -q -n 2
 
-test-notebooks: $(STAMP)
+test-notebooks: $(STAMP) check-dev
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
 	  TQDM_DISABLE=1 MPLBACKEND=agg $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
 	    --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider -n 2 --dist loadfile -q notebooks; \
 	else echo "no notebooks yet"; fi
 
-lint: $(STAMP)
+# the tests need the dev and notebooks extras, which an install with EXTRAS=notebooks leaves out
+check-dev: $(STAMP)
+	@$(BIN)/python -c 'import pytest, xdist, nbval, ruff' 2>/dev/null || { \
+	  echo "the tests need the 'dev' and 'notebooks' extras: $(BIN)/python -m pip install -e '.[all]'"; exit 1; }
+
+lint: $(STAMP) check-dev
 	$(BIN)/ruff check diffusion_lite tests benchmarks scripts notebooks
 
 # re-execute every notebook in place (the committed outputs come from this) and sync the .py twins
