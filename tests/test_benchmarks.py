@@ -105,7 +105,8 @@ def test_guidance_interval(tmp_path, checkpoints):
     r = guidance_interval.main([*QUICK, "--out", str(tmp_path), "--text", checkpoints["text"],
                                 "--intervals", "all", "0-500", "all+cads=0.5"])
     assert [row["interval"] for row in r["rows"]] == ["conditional only (s = 1)", "all", "0-500", "all+cads=0.5"]
-    assert all(0 <= row["accuracy"] <= 1 and row["fid"] >= 0 for row in r["rows"])
+    assert all(0 <= row["accuracy"] <= 1 and row["fid"] > row["fid_floor"] > 0 for row in r["rows"])  # 2 steps
+    assert len({row["fid"] for row in r["rows"]}) == 4  # each interval changes the samples
     assert [row["guidance"] for row in r["rows"]] == [1.0, 3.0, 3.0, 3.0]
     assert r["rows"][3]["cads"]["noise_scale"] == 0.5 and r["rows"][3]["fid"] != r["rows"][1]["fid"]
     table = guidance_interval.render(r)

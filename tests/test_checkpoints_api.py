@@ -182,6 +182,38 @@ def test_a_save_with_bad_metadata_keeps_the_previous_checkpoint(tmp_path):
     tensors, meta = load_checkpoint(stem)
     assert meta["step"] == 1 and torch.equal(tensors["w"], torch.ones(3))
 
+@pytest.mark.parametrize("step", ["weights", "json"])
+def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch, step):
+    """Ctrl-C half-way through writing either file: the old pair still loads, and no temp file is left."""
+    stem = tmp_path / "model"
+    save_checkpoint(stem, {"w": torch.ones(3)}, {"kind": "test", "step": 1})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def crash_half_way(path, data):
+        with open(path, "wb") as f:
+            f.write(b"\x00garbage, half of a file")
+        raise KeyboardInterrupt
+
+    if step == "weights":
+        monkeypatch.setattr(checkpoints, "save_file", lambda tensors, path: crash_half_way(path, None))
+    else:
+        monkeypatch.setattr(checkpoints.Path, "write_text", lambda self, text: crash_half_way(self, text))
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(stem, {"w": torch.zeros(3)}, {"kind": "test", "step": 2})
+    monkeypatch.undo()
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    if step == "weights":
+        assert after == before  # nothing of the new save reached the folder
+    else:  # the new weights are in place, the old JSON stays: a mismatch that load reports, never a silent mix
+        assert sorted(after) == sorted(before) and after["model.json"] == before["model.json"]
+    if step == "weights":
+        tensors, meta = load_checkpoint(stem)
+        assert meta["step"] == 1 and torch.equal(tensors["w"], torch.ones(3))
+    else:
+        with pytest.raises(CheckpointError, match="sha256|does not match|changed"):
+            load_checkpoint(stem)
+
+
 
 @pytest.mark.skipif(not hasattr(os, "umask") or os.name != "posix", reason="POSIX permissions")
 @pytest.mark.parametrize("umask", [0o022, 0o077])

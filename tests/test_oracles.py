@@ -10,7 +10,7 @@ import torch
 from diffusion_lite.config import ScheduleConfig, TrainConfig
 from diffusion_lite.pipeline import DEFAULT_GUIDANCE, text_cond_fn
 from diffusion_lite.sampling import sample_ddim, sample_ddpm
-from diffusion_lite.schedules import Schedule, eps_from_v, q_sample, v_target
+from diffusion_lite.schedules import Schedule, eps_from_v, predict_eps_from_x0, q_sample, v_target
 from diffusion_lite.train import EMA, diffusion_loss, lr_at
 from diffusion_lite.utils import seed_everything
 
@@ -87,6 +87,31 @@ def test_min_snr_weights_are_min_snr_5_over_the_targets_snr_factor(schedule, pre
     snr = (schedule.alpha_bar / (1 - schedule.alpha_bar))[t]
     w = {"eps": snr.clamp(max=5) / snr, "v": snr.clamp(max=5) / (snr + 1), "x0": snr.clamp(max=5)}[prediction]
     assert torch.allclose(weighted, plain * w, rtol=1e-3)  # 1 - alpha_bar_0 rounds in float32
+
+
+class _Oracle(torch.nn.Module):
+    """Knows the clean batch x0, so it returns the exact target of ``prediction`` for any x_t (eq. 4 inverted)."""
+
+    def __init__(self, schedule, x0, prediction):
+        super().__init__()
+        self.schedule, self.x0, self.prediction = schedule, x0, prediction
+
+    def forward(self, x_t, t):
+        eps = predict_eps_from_x0(self.schedule, x_t, t, self.x0)
+        return {"eps": eps, "x0": self.x0, "v": v_target(self.schedule, self.x0, t, eps)}[self.prediction]
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
+def test_a_network_that_outputs_the_exact_target_has_zero_loss(schedule, prediction):
+    """The loss compares the output with the target of its own parametrisation, not with another one."""
+    x0 = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    t = torch.tensor([1, 10, 100, 300, 500, 700, 900, 990])  # away from t=0, where eps is ill-conditioned
+    for weighting in ("none", "min_snr"):
+        kw = dict(t=t, loss_weighting=weighting, generator=torch.Generator().manual_seed(1))
+        assert diffusion_loss(_Oracle(schedule, x0, prediction), schedule, x0, prediction=prediction, **kw) < 1e-4
+    for other in {"eps", "v", "x0"} - {prediction}:  # the right answer to another question scores badly
+        kw = dict(t=t, generator=torch.Generator().manual_seed(1))
+        assert diffusion_loss(_Oracle(schedule, x0, other), schedule, x0, prediction=prediction, **kw) > 0.1
 
 
 class _FakeText:
