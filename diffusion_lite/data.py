@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .utils import source_checkout
+from .utils import caller_stacklevel, source_checkout
 
 ENV_VAR = "DIFFUSION_LITE_DATA"
 _SOURCE = source_checkout()
@@ -130,7 +130,8 @@ def search_dirs(name: str, root: str | os.PathLike | None = None) -> list[Path]:
     dataset_info(name)
     env = os.environ.get(ENV_VAR)
     if env and not Path(env).expanduser().is_dir():  # a typo would otherwise fall back to other copies silently
-        warnings.warn(f"${ENV_VAR} is {env!r}, which is not a folder; looking in the other places", stacklevel=2)
+        warnings.warn(f"${ENV_VAR} is {env!r}, which is not a folder; looking in the other places",
+                      stacklevel=caller_stacklevel())
     dirs = [Path(d).expanduser() for d in (root, env) if d]  # "" counts as unset
     dirs += [d for d in (REPO_DATA_DIR, CACHE_DIR) if d is not None]
     dirs += [DEBIAN_DIR] if name == "fashion-mnist" else []

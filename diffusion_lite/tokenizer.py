@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from .utils import caller_stacklevel
+
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 ON_UNKNOWN = ("error", "warn", "unk")
@@ -110,7 +112,7 @@ class Tokenizer:
                              f"or pass on_unknown='unk' to map them to <unk>{vocab}")
         if unknown and mode == "warn":
             warnings.warn(f"unknown word(s) {unknown} mapped to <unk>: the model ignores their meaning{marks}{vocab}",
-                          stacklevel=2)
+                          stacklevel=caller_stacklevel())
         ids = torch.full((len(texts), self.max_length), PAD, dtype=torch.long)
         room = self.max_length - 2
         for i, text in enumerate(texts):

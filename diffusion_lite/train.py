@@ -117,7 +117,7 @@ def _warn_if_lr_jumps(saved_train: dict, cfg: TrainConfig, step: int) -> None:
     if abs(after - planned_next) > 0.1 * planned_next:  # (during warm-up the total changes nothing)
         warnings.warn(f"the run was planned for {planned} steps and now trains to {cfg.steps}: the learning-rate "
                       f"schedule (cosine decay to 10% of lr at the last step) is recomputed, so the rate goes from "
-                      f"{last:.2g} at step {step} to {after:.2g} at step {step + 1}", stacklevel=3)
+                      f"{last:.2g} at step {step} to {after:.2g} at step {step + 1}", stacklevel=caller_stacklevel())
 
 
 def check_image_range(images: torch.Tensor) -> None:
@@ -225,10 +225,12 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     train_model = torch.compile(model) if cfg.compile else model
     use_amp = cfg.amp and device.type == "cuda"
     if cfg.amp and not use_amp:
-        warnings.warn(f"amp (bf16 autocast) is for CUDA GPUs; training in float32 on {device.type}", stacklevel=2)
+        warnings.warn(f"amp (bf16 autocast) is for CUDA GPUs; training in float32 on {device.type}",
+                      stacklevel=caller_stacklevel())
     if use_amp and not bf16_native(device):
         warnings.warn(f"--amp uses bfloat16, which {torch.cuda.get_device_name(device)} only emulates (native from "
-                      "Ampere on); training in float32 (without --amp) is likely faster here", stacklevel=2)
+                      "Ampere on); training in float32 (without --amp) is likely faster here",
+                      stacklevel=caller_stacklevel())
 
     def save():
         if ckpt is None:
@@ -286,7 +288,7 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
             diverging = True
             warnings.warn(f"the loss rose to {running:.4g} at step {step}, more than 10x its {low[1]:.4g} at "
                           f"step {low[0]}: training is diverging; lower the learning rate (now {cfg.lr:g})",
-                          stacklevel=2)
+                          stacklevel=caller_stacklevel())
         bar.set_postfix(loss=f"{running:.4f}", refresh=False)
         bar.update(1)
         if callback is not None:

@@ -57,7 +57,8 @@ def test_resuming_without_meta_keeps_the_runs_entries(tmp_path, images, schedule
     meta = {"unet": TINY.to_dict(), "schedule": schedule.config.to_dict(), "dataset": {"name": "mnist", "n": 32}}
     extra = {"notes.w": torch.arange(3.0)}
     fit(UNet(TINY), schedule, images, cfg, run_dir=tmp_path, meta=meta, extra_tensors=extra, progress=False)
-    fit(UNet(TINY), schedule, images, cfg.replace(steps=3), run_dir=tmp_path, progress=False)  # no meta, no extra
+    with pytest.warns(UserWarning, match="planned for 2 steps and now trains to 3"):
+        fit(UNet(TINY), schedule, images, cfg.replace(steps=3), run_dir=tmp_path, progress=False)  # no meta, no extra
     saved = _saved(tmp_path)
     assert saved["train_state"]["step"] == 3 and saved["dataset"] == meta["dataset"]
     assert torch.equal(load_checkpoint(tmp_path / "checkpoint")[0]["notes.w"], extra["notes.w"])

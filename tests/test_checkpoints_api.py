@@ -171,6 +171,13 @@ def test_x_T_of_the_wrong_shape_is_reported_in_the_callers_terms(uncond, text2im
     assert text2img.sample(["one", "two"], x_T=x_T, steps=2, progress=False).shape == (2, 1, 28, 28)
 
 
+def test_an_unknown_prompt_word_is_named_at_the_callers_line(text2img):
+    """The warning comes from deep inside (pipeline -> text encoder -> tokenizer) but points at the user's call."""
+    with pytest.warns(UserWarning, match=r"unknown word\(s\) \['sevens'\] mapped to <unk>") as record:
+        text2img.sample(["two sevens"], steps=1, progress=False, generator=torch.Generator().manual_seed(0))
+    assert [w.filename for w in record] == [__file__]
+
+
 def test_a_save_with_bad_metadata_keeps_the_previous_checkpoint(tmp_path):
     stem = tmp_path / "model"
     save_checkpoint(stem, {"w": torch.ones(3)}, {"kind": "test", "step": 1})

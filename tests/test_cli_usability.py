@@ -110,7 +110,8 @@ def test_seed_reproduces_a_training_run_and_a_clip_model(tmp_path, capsys):
 
 
 def test_a_diverging_run_is_a_one_line_error_that_says_how_to_restart(tmp_path, capsys):
-    err = error(capsys, "train", *SMALL, "--steps", "30", "--lr", "50", "--out", str(tmp_path / "r"))
+    with pytest.warns(UserWarning, match="training is diverging"):  # the warning comes first, then the error
+        err = error(capsys, "train", *SMALL, "--steps", "30", "--lr", "50", "--out", str(tmp_path / "r"))
     assert "lower the learning rate (now 50.0), with a new --out" in err
 
 

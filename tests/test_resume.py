@@ -149,8 +149,9 @@ def test_extending_a_finished_run_warns_that_the_learning_rate_jumps_back_up(tmp
     fit(UNet(TINY), s, images, cfg, run_dir=tmp_path, meta=meta, progress=False)  # decays towards 10% of lr
     # the 4th update used lr_at(3) = 0.325 lr; the 5th, on a decay recomputed for 8 steps, lr_at(4) = 0.650 lr
     with pytest.warns(UserWarning, match=r"planned for 4 steps and now trains to 8: .* goes from 0.00033 at step 4 "
-                                         r"to 0.00065 at step 5"):
+                                         r"to 0.00065 at step 5") as record:
         fit(UNet(TINY), s, images, cfg.replace(steps=8), run_dir=tmp_path, meta=meta, progress=False)
+    assert record[0].filename == __file__  # names the caller's line, not the package's internals
     assert saved(tmp_path)["train"]["steps"] == 8
 
 

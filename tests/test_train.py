@@ -148,8 +148,9 @@ def test_fit_checks_the_pixel_range(mnist_small):
 def test_amp_off_cuda_is_a_warning_not_silence(mnist_small):
     s = Schedule.from_config(ScheduleConfig("cosine"))
     cfg = TrainConfig(steps=1, batch_size=4, checkpoint_every=0, amp=True)
-    with pytest.warns(UserWarning, match="amp .* is for CUDA GPUs; training in float32 on cpu"):
+    with pytest.warns(UserWarning, match="amp .* is for CUDA GPUs; training in float32 on cpu") as record:
         fit(UNet(TINY), s, mnist_small[:16], cfg, progress=False)
+    assert record[0].filename == __file__  # the caller's line, not the decorator around fit
 
 
 def test_the_logged_loss_is_a_bias_corrected_average_of_the_batch_losses(mnist_small):
@@ -176,8 +177,9 @@ def test_a_diverging_loss_is_reported(mnist_small):
     s = Schedule.from_config(ScheduleConfig("cosine"))
     torch.manual_seed(0)
     cfg = TrainConfig(steps=40, batch_size=8, lr=1e12, warmup_steps=1, log_every=5, checkpoint_every=0)
-    with pytest.warns(UserWarning, match="training is diverging; lower the learning rate"):
+    with pytest.warns(UserWarning, match="training is diverging; lower the learning rate") as record:
         fit(UNet(TINY), s, mnist_small[:64], cfg, progress=False)
+    assert record[0].filename == __file__
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the default learning rate: the loss falls, no warning
         fit(UNet(TINY), s, mnist_small[:64], cfg.replace(lr=2e-3), progress=False)
