@@ -100,16 +100,17 @@ def cmd_sample(args) -> None:
 
 
 def _prompt_rows(images, n_prompts: int, n: int) -> tuple["torch.Tensor", int | None]:  # noqa: F821
-    """(images, nrow) for `sample`'s grid: one row per prompt for n <= 16; above that each prompt's n images
-    fill rows of 16, the last padded with blank (white) tiles, so that every prompt starts a new row."""
+    """(images, nrow) for `sample`'s grid. No prompt or one prompt: a square grid (16 images: 4 x 4).
+    Several: one row per prompt for n <= 16; above that each prompt's n images fill rows of 16, the last
+    padded with blank (white) tiles, so that every prompt starts a new row."""
     import torch
 
     from .utils import to_uint8
 
-    if n_prompts == 0 or n <= 16:
-        return images, (n if n_prompts else None)
-    if n_prompts == 1 or n % 16 == 0:
-        return images, 16 if n_prompts > 1 else None
+    if n_prompts <= 1:
+        return images, None
+    if n <= 16 or n % 16 == 0:
+        return images, min(n, 16)
     x = to_uint8(images)  # (P * n, C, H, W)
     blank = torch.full((16 - n % 16, *x.shape[1:]), 255, dtype=torch.uint8)
     return torch.cat([t for group in x.split(n) for t in (group, blank)]), 16
@@ -201,7 +202,8 @@ def add_parser(sub, common) -> None:
     add_guidance_args(s)
     s.add_argument("--negative-prompt", action="append", default=None,
                    help="text models: guidance steers away from this prompt instead of the empty one (give once)")
-    s.add_argument("--out", required=True, help="FILE.png (grid) or FILE.npz (uint8 images)")
+    s.add_argument("--out", required=True, help="FILE.png (a grid: square for one prompt, one row per prompt "
+                   "for several) or FILE.npz (uint8 images and the prompts)")
     common(s)
     s.set_defaults(func=cmd_sample)
 

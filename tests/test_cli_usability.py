@@ -187,6 +187,18 @@ def test_grid_keeps_one_row_per_prompt_above_16_images(tmp_path, capsys):
     assert (w, h) == (2 * (16 * 30 + 2), 2 * (4 * 30 + 2))  # 16 per row; each prompt 2 rows (17 = 16 + 1)
 
 
+@pytest.mark.parametrize("prompts, n, cols, rows", [([], 16, 4, 4), (["7"], 16, 4, 4), (["7"], 10, 4, 3),
+                                                    (["7", "2"], 5, 5, 2), (["7", "2"], 32, 16, 4)])
+def test_one_prompt_fills_a_square_grid_several_get_a_row_each(tmp_path, capsys, prompts, n, cols, rows):
+    out = tmp_path / "g.png"
+    ckpt = ["--checkpoint", "mnist-text2img", *[a for p in prompts for a in ("--prompt", p)]] if prompts else \
+        ["--checkpoint", "mnist-uncond"]
+    rc, _, err = cli(capsys, "sample", *ckpt, "--n", str(n), "--steps", "1", "--threads", "1", "--out", str(out))
+    assert rc == 0, err
+    with Image.open(out) as im:
+        assert im.size == (2 * (cols * 30 + 2), 2 * (rows * 30 + 2))  # 28 px tiles, 2 px padding, scale 2
+
+
 def test_an_unwritable_out_is_refused_before_sampling(tmp_path, capsys, monkeypatch):
     import diffusion_lite.checkpoints as ckpt
 
