@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     def common(sp):
         sp.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
         sp.add_argument("--threads", type=_positive(), default=None, help="CPU threads for torch")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars (as TQDM_DISABLE=1), e.g. in logs")
 
     from . import sample_cli, train_cli
 
@@ -228,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     format_before = warnings.formatwarning  # one-line warnings while the command runs, restored after
     warnings.formatwarning = lambda message, category, *a, **k: f"diffusion-lite: warning: {message}\n"
+    tqdm_before = os.environ.get("TQDM_DISABLE")
+    if getattr(args, "quiet", False):  # every bar in the package asks progress_disabled(), which reads this
+        os.environ["TQDM_DISABLE"] = "1"
     try:
         check_out(args)
         args.func(args)
@@ -240,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + int(getattr(e, "signum", 2))  # as a shell reports a process ended by that signal
     finally:
         warnings.formatwarning = format_before
+        if tqdm_before is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = tqdm_before
     return 0
 
 

@@ -88,7 +88,6 @@ def add_parser(subparsers, common) -> argparse.ArgumentParser:
     e.add_argument("--reference", choices=["mnist-test", "mnist-train"], default="mnist-test")
     e.add_argument("--attributes", type=_positive(), default=None, metavar="N_PER_DIGIT",
                    help="also measure attribute adherence with N paired samples per digit and attribute")
-    e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.add_argument("--download", action="store_true",
                    help="fetch the MNIST reference images with torchvision if they are not found (online)")
     e.add_argument("--out", required=True, help="report.json")

@@ -364,3 +364,16 @@ def test_out_of_range_values_name_their_option(capsys, tmp_path, monkeypatch):
     assert "--width 7: expected a multiple of 4" in error(capsys, "train-clip", "--width", "7", "--out", "c")
     assert "--batch-size 256 is larger than the 100 training images" in error(
         capsys, "train-clip", "--subset", "100", "--steps", "1", "--out", "c")
+
+
+@pytest.mark.parametrize("command", [["train", *SMALL, "--steps", "3"],
+                                     ["sample", "--checkpoint", "mnist-uncond", "--n", "2", "--steps", "3"]])
+def test_quiet_turns_the_progress_bars_off_for_that_command_only(tmp_path, capsys, monkeypatch, command):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # the test suite sets it; a user's shell does not
+    out = ["--out", str(tmp_path / ("r" if command[0] == "train" else "s.png"))]
+    rc, _, loud = cli(capsys, *command, *out)
+    assert rc == 0 and "it/s" in loud  # a bar was drawn
+    out = ["--out", str(tmp_path / ("r2" if command[0] == "train" else "s2.png"))]
+    rc, _, quiet = cli(capsys, *command, "--quiet", *out)
+    assert rc == 0 and "it/s" not in quiet and "%|" not in quiet
+    assert "TQDM_DISABLE" not in os.environ  # put back: the caller's later bars still show
