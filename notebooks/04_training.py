@@ -186,7 +186,7 @@ print(src[src.index("    while step < cfg.steps:"):src.index("    bar.close()")]
 # held-out batch with the same $t$ and $\epsilon$ (a fixed generator seed), for section 6. The shipped model
 # was trained the same way, only bigger and longer (section 7). Set `DIFFUSION_LITE_FULL=1` to train the
 # default U-Net on all 60,000 digits instead (meant for a GPU); the numbers quoted in this chapter's text are
-# those of the default run.
+# those of the default (non-full) mode, with the tiny U-Net.
 
 # %%
 train_cfg = TrainConfig(steps=2000 if FULL else 300, batch_size=128 if FULL else 32, lr=3e-3, warmup_steps=20,
@@ -291,7 +291,7 @@ assert all(a > b for a, b in zip(curves[this_run][:3], curves[this_run][-3:]))
 #   a wild $\hat x_0$; we left that point out of the right plot. Chapter 05 shows why samplers therefore clip
 #   $\hat x_0$ to the valid pixel range.)
 #
-# In the default run, the pretrained model is better at every $t$, by a factor of 1.5 to 3.6 over $t = 0$-$800$
+# In the default mode (tiny U-Net), the pretrained model is better at every $t$, by a factor of 1.5 to 3.6 over $t = 0$-$800$
 # and by much more at the last, easiest ones: it has 16× more parameters and took about 24× more training
 # steps (7,100 against 300) of twice the batch, drawn from 30× more distinct images. Re-weightings of the loss
 # (e.g. "min-SNR", Hang et al. 2023, available as `TrainConfig(loss_weighting="min_snr")`) move the training
