@@ -399,7 +399,7 @@ print(f"my_eps and my_eps_hs match classifier_free_guidance at s = {s:g} (w = {s
 # sample the same way) and at the least noisy steps does little: does our model agree? (3) Condition-annealed
 # sampling keeps $s$ at every step but blurs the *prompt* instead: `pipe.sample(..., cads=CADS(0.5))`
 # (`from diffusion_lite.guidance import CADS`) adds Gaussian noise to the prompt's token embeddings at the
-# noisiest steps ($t/T \ge 0.9$: noise only; below $0.6$: the prompt itself; linear in between), so the layout
+# noisiest steps ($t/(T-1) \ge 0.9$: noise only; below $0.6$: the prompt itself; linear in between), so the layout
 # of each sample is decided as if by an unknown prompt and the details by the real one. Compare its accuracy,
 # FID and diversity at $s = 3$ with plain guidance and with the interval; BENCHMARKS.md section 4 has our
 # numbers at $n = 1{,}000$. (4) Is the lost variety our model's fault? For a finite training set the ideal
