@@ -138,6 +138,33 @@ def test_prompt_dropout_replaces_captions_by_the_empty_prompt_at_rate_p_uncond(p
     assert rate == pytest.approx(p_uncond, abs=0.03)
 
 
+@pytest.fixture(scope="module")
+def text2img():
+    from diffusion_lite.checkpoints import load_pretrained
+
+    return load_pretrained("mnist-text2img")
+
+
+def test_a_negative_prompt_is_what_guidance_steers_away_from(text2img):
+    """eps = eps(neg) + s (eps(prompt) - eps(neg)): at s = 0 the result is the negative prompt's own conditional
+    sample, at s = 1 the prompt's, whatever the negative; a swapped branch or an ignored negative fails."""
+    x_T = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    kw = dict(steps=3, x_T=x_T, progress=False)
+    prompt, negative = "a thin seven", "zero"  # of different lengths: the batched pass pads the shorter one
+    at_0 = text2img.sample(prompt, n=2, guidance=0.0, negative_prompt=negative, **kw)
+    torch.testing.assert_close(at_0, text2img.sample(negative, n=2, guidance=1.0, **kw), atol=1e-4, rtol=0)
+    at_1 = text2img.sample(prompt, n=2, guidance=1.0, negative_prompt=negative, **kw)
+    torch.testing.assert_close(at_1, text2img.sample(prompt, n=2, guidance=1.0, **kw), atol=1e-4, rtol=0)
+    at_3 = text2img.sample(prompt, n=2, guidance=3.0, negative_prompt=negative, **kw)
+    assert (at_3 - text2img.sample(prompt, n=2, guidance=3.0, **kw)).abs().max() > 0.05  # the negative matters
+    # s = 0 and 1 take one branch; in between both run as one padded batch of 2B, which must give the formula
+    t = torch.tensor([900, 300])
+    guided = text2img.model_fn([prompt] * 2, guidance=2.0, negative_prompt=negative)(x_T, t)
+    eps_p = text2img.model_fn([prompt] * 2, guidance=1.0)(x_T, t)
+    eps_n = text2img.model_fn([negative] * 2, guidance=1.0)(x_T, t)
+    torch.testing.assert_close(guided, eps_n + 2.0 * (eps_p - eps_n), atol=1e-4, rtol=0)
+
+
 def test_default_guidance_scale_is_3():
     assert DEFAULT_GUIDANCE == 3.0
 
