@@ -291,11 +291,11 @@ assert all(a > b for a, b in zip(curves[this_run][:3], curves[this_run][-3:]))
 #   a wild $\hat x_0$; we left that point out of the right plot. Chapter 05 shows why samplers therefore clip
 #   $\hat x_0$ to the valid pixel range.)
 #
-# In the default mode (tiny U-Net), the pretrained model is better at every $t$, by a factor of 1.5 to 3.6 over $t = 0$-$800$
-# and by much more at the last, easiest ones: it has 16× more parameters and took about 24× more training
-# steps (7,100 against 300) of twice the batch, drawn from 30× more distinct images. Re-weightings of the loss
-# (e.g. "min-SNR", Hang et al. 2023, available as `TrainConfig(loss_weighting="min_snr")`) move the training
-# effort between these ranges.
+# In the default mode (tiny U-Net), the pretrained model is better at every $t$, by a factor of 1.5 to 3.6
+# over $t = 0$-$800$ and by much more at the last, easiest ones: it has 16× more parameters and took about 24×
+# more training steps (7,100 against 300) of twice the batch, drawn from 30× more distinct images.
+# Re-weightings of the loss (e.g. "min-SNR", Hang et al. 2023, available as
+# `TrainConfig(loss_weighting="min_snr")`) move the training effort between these ranges.
 #
 # ### The same story, image by image
 #
