@@ -70,7 +70,7 @@ def cmd_bench(args) -> None:
 
 
 def add_parser(subparsers, common) -> argparse.ArgumentParser:
-    """Register ``bench`` on cli.py's subparsers; ``common(sp)`` adds --device/--threads."""
+    """Register ``bench`` on cli.py's subparsers; ``common(sp)`` adds --device, --threads and --quiet."""
     b = subparsers.add_parser("bench", help="benchmarks against diffusers: throughput, quality vs steps, guidance, "
                               "exact-denoiser oracle, time to quality, hardware efficiency (source checkout only)")
     b.add_argument("--quick", action="store_true", help="tiny configuration (seconds; checks that all runs)")

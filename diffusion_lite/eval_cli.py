@@ -72,7 +72,7 @@ def cmd_evaluate(args) -> None:
 
 
 def add_parser(subparsers, common) -> argparse.ArgumentParser:
-    """Register ``evaluate`` on cli.py's subparsers; ``common(sp)`` adds --device/--threads."""
+    """Register ``evaluate`` on cli.py's subparsers; ``common(sp)`` adds --device, --threads and --quiet."""
     from .cli import _positive, _seed
     from .sample_cli import add_guidance_args
     e = subparsers.add_parser("evaluate", help="FID/KID (with the real-vs-real floor), accuracy, diversity of a model")
