@@ -192,11 +192,9 @@ def test_suite_and_bench_command_wiring(tmp_path, monkeypatch):
         "--threads", "2", "--gpu", "--minutes", "2.0"]
     with pytest.raises(ValueError, match="unknown benchmark"):
         suite.run_suite(["nope"])
-    import argparse
+    from diffusion_lite.cli import build_parser
 
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers()
-    bench_cli.add_parser(sub, lambda sp: (sp.add_argument("--device"), sp.add_argument("--threads", type=int)))
+    p = build_parser()  # the real one, with the options every command shares
     args = p.parse_args(["bench", "--quick", "--only", "guidance_sweep", "--text", str(tmp_path / "none"),
                          "--out", str(tmp_path)])
     from diffusion_lite.checkpoints import CheckpointError
