@@ -138,13 +138,6 @@ def test_prompt_dropout_replaces_captions_by_the_empty_prompt_at_rate_p_uncond(p
     assert rate == pytest.approx(p_uncond, abs=0.03)
 
 
-@pytest.fixture(scope="module")
-def text2img():
-    from diffusion_lite.checkpoints import load_pretrained
-
-    return load_pretrained("mnist-text2img")
-
-
 def test_a_negative_prompt_is_what_guidance_steers_away_from(text2img):
     """eps = eps(neg) + s (eps(prompt) - eps(neg)): at s = 0 the result is the negative prompt's own conditional
     sample, at s = 1 the prompt's, whatever the negative; a swapped branch or an ignored negative fails."""

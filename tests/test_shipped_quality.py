@@ -23,11 +23,6 @@ def classifier():
     return load_eval_classifier()
 
 
-@pytest.fixture(scope="module")
-def text2img():
-    return load_pretrained("mnist-text2img")
-
-
 def test_text_to_image_draws_the_digit_each_prompt_names(text2img, classifier):
     labels = balanced_labels(30)
     images = generate(text2img, 30, eval_prompts(labels), guidance=3.0, steps=20, seed=0)
