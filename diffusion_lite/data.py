@@ -8,17 +8,14 @@ checkout; a wheel has none),
 ``~/.cache/diffusion_lite``, and (Fashion-MNIST only) ``/usr/share/datasets`` (Debian package
 ``dataset-fashion-mnist``), each in our layout ``<dir>/<name>/`` or torchvision's (``<dir>/MNIST/raw/``,
 ``<dir>/FashionMNIST/raw/``, ``<dir>/cifar-10-batches-py/``). Nothing is downloaded unless ``download=True``.
-A ``SHA256SUMS`` manifest next to the files (as in data/mnist/) is checked before reading.
+A ``SHA256SUMS`` manifest next to the files (as in data/mnist/) is checked before reading. This module finds the
+files; ``data_files`` reads their formats.
 Pixels map to [-1, 1] by ``x / 127.5 - 1`` (as ``utils.from_uint8``).
 """
 
 from __future__ import annotations
 
-import functools
-import gzip
-import hashlib
 import os
-import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .data_files import DatasetChecksumError, read_raw, verify_checksums  # noqa: F401 (the error is part of this API)
 from .utils import caller_stacklevel, source_checkout
 
 ENV_VAR = "DIFFUSION_LITE_DATA"
@@ -74,10 +72,6 @@ class DatasetNotFoundError(FileNotFoundError):
 class DatasetDownloadError(OSError):
     """download=True could not fetch the dataset (no network, or the server failed); the message says how to
     get the files another way."""
-
-
-class DatasetChecksumError(ValueError):
-    """A data file's sha256 differs from the one in the SHA256SUMS manifest next to it."""
 
 
 @dataclass(eq=False, repr=False)
@@ -185,88 +179,6 @@ def _not_found_message(name: str, split: str, tried: list[str]) -> str:
             + "\nTo get it:\n" + "\n".join(how))
 
 
-def _stat_key(p: Path) -> tuple[str, int, int]:  # cache key: a changed file is read again
-    st = p.stat()
-    return str(p), st.st_size, st.st_mtime_ns
-
-
-@functools.lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    """sha256 of a file (at most tens of MB here), cached per process for an unchanged (size, mtime)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _verify(files: list[Path]) -> None:
-    """Check the files listed in a SHA256SUMS manifest in their folder; no manifest, nothing to check."""
-    manifest = files[0].parent / "SHA256SUMS"
-    if not manifest.is_file():
-        return
-    lines = [line.split(maxsplit=1) for line in manifest.read_text().splitlines() if line.strip()]
-    if any(len(parts) != 2 for parts in lines):
-        raise DatasetChecksumError(f"{manifest}: expected lines '<sha256>  <file name>'")
-    expected = {fname.lstrip("*"): digest.lower() for digest, fname in lines}
-    for p in files:
-        if p.name in expected:
-            got = _sha256(*_stat_key(p))
-            if got != expected[p.name]:
-                raise DatasetChecksumError(f"{p} is corrupted: sha256 {got} but {manifest} expects "
-                                           f"{expected[p.name]}; restore it (e.g. `git checkout -- {p}`)")
-
-
-@functools.lru_cache(maxsize=16)
-def _read_idx(path: str, size: int, mtime_ns: int) -> np.ndarray:
-    """An IDX file of unsigned bytes (gzip or not) -> read-only uint8 array of the shape in its header."""
-    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
-        buf = f.read()
-    if len(buf) < 4 or buf[:3] != b"\x00\x00\x08":
-        raise ValueError(f"{path}: not an IDX file of unsigned bytes (magic {buf[:4].hex()}, want 000008..)")
-    ndim = buf[3]
-    dims = tuple(int(d) for d in np.frombuffer(buf, dtype=">i4", count=ndim, offset=4))
-    data = np.frombuffer(buf, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: header says shape {dims} but the file holds {data.size} bytes")
-    return data.reshape(dims)
-
-
-@functools.lru_cache(maxsize=16)
-def _read_cifar_batch(path: str, size: int, mtime_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    """A CIFAR-10 python batch (the dataset's own pickle format) -> uint8 (N, 3, 32, 32), int64 (N,)."""
-    with open(path, "rb") as f:
-        d = pickle.load(f, encoding="latin1")
-    if not isinstance(d, dict) or not {"data", "labels"} <= d.keys():
-        raise ValueError(f"{path}: expected a dict with 'data' (N, 3072) and 'labels' (N,)")
-    data, labels = np.asarray(d["data"], dtype=np.uint8), np.asarray(d["labels"], dtype=np.int64)
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != data.shape[:1]:
-        raise ValueError(f"{path}: expected data (N, 3072), labels (N,), got {data.shape}, {labels.shape}")
-    data = data.reshape(-1, 3, 32, 32)  # (N, 3, 32, 32): each row is the R, G, B planes, 32x32 row-major
-    for a in (data, labels):
-        a.setflags(write=False)  # cached: callers get copies
-    return data, labels
-
-
-def _read_raw(info: DatasetInfo, folder: Path, files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """Cached raw arrays: uint8 images (N, C, H, W), integer labels (N,); checked against ``info``."""
-    if info.name == "cifar10":
-        meta = folder / "batches.meta"
-        if meta.is_file():
-            with open(meta, "rb") as f:
-                names = tuple(pickle.load(f, encoding="latin1").get("label_names", ()))
-            if names != info.classes:
-                raise ValueError(f"{meta}: label_names {names} differ from CIFAR-10's {info.classes}")
-        batches = [_read_cifar_batch(*_stat_key(p)) for p in files]  # train: 5 x 10,000 images
-        images, labels = (np.concatenate(arrays) for arrays in zip(*batches, strict=True))
-    else:
-        images, labels = (_read_idx(*_stat_key(p)) for p in files)
-        images = images.reshape(len(images), 1, *images.shape[1:])  # (N, 1, 28, 28)
-    shape = (info.channels, info.image_size, info.image_size)
-    if images.ndim != 4 or images.shape[1:] != shape or labels.shape != images.shape[:1]:
-        raise ValueError(f"{folder}: expected images (N, {shape}) and labels (N,), "
-                         f"got {images.shape} and {labels.shape}")
-    if len(labels) and not 0 <= labels.min() <= labels.max() < info.num_classes:
-        raise ValueError(f"{folder}: labels outside [0, {info.num_classes})")
-    return images, labels
-
-
 def _select(info: DatasetInfo, split: str, labels: np.ndarray, subset, balanced: bool):
     """Indices to keep: all, the first ``subset``, or the first ``subset // C`` of each class (file order)."""
     if subset is None:
@@ -331,8 +243,8 @@ def load_dataset(name: str, split: str = "train", *, root: str | os.PathLike | N
             raise
         _download(name, root)
         folder, files = _locate(name, split, root)
-    _verify(files)
-    raw_images, raw_labels = _read_raw(info, folder, files)
+    verify_checksums(files)
+    raw_images, raw_labels = read_raw(info, folder, files)
     keep = _select(info, split, raw_labels, subset, balanced)
     images = torch.from_numpy(np.array(raw_images[keep]))  # uint8 copy (N, C, H, W); cache stays read-only
     images = images.float().div_(127.5).sub_(1.0)  # [0, 255] -> [-1, 1], as utils.from_uint8

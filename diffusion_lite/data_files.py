@@ -1,0 +1,106 @@
+"""The datasets' own file formats, read into cached uint8 arrays: IDX (MNIST, Fashion-MNIST), CIFAR-10's
+python batches, and the SHA256SUMS manifests checked before reading. ``data.load_dataset`` finds the files;
+this module only reads them.
+
+    images = read_idx(*stat_key(Path("data/mnist/train-images-idx3-ubyte.gz")))  # (60000, 28, 28) uint8
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import pickle
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .data import DatasetInfo
+
+
+class DatasetChecksumError(ValueError):
+    """A data file's sha256 differs from the one in the SHA256SUMS manifest next to it."""
+
+
+def stat_key(p: Path) -> tuple[str, int, int]:  # cache key: a changed file is read again
+    st = p.stat()
+    return str(p), st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file (at most tens of MB here), cached per process for an unchanged (size, mtime)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def verify_checksums(files: list[Path]) -> None:
+    """Check the files listed in a SHA256SUMS manifest in their folder; no manifest, nothing to check."""
+    manifest = files[0].parent / "SHA256SUMS"
+    if not manifest.is_file():
+        return
+    lines = [line.split(maxsplit=1) for line in manifest.read_text().splitlines() if line.strip()]
+    if any(len(parts) != 2 for parts in lines):
+        raise DatasetChecksumError(f"{manifest}: expected lines '<sha256>  <file name>'")
+    expected = {fname.lstrip("*"): digest.lower() for digest, fname in lines}
+    for p in files:
+        if p.name in expected:
+            got = _sha256(*stat_key(p))
+            if got != expected[p.name]:
+                raise DatasetChecksumError(f"{p} is corrupted: sha256 {got} but {manifest} expects "
+                                           f"{expected[p.name]}; restore it (e.g. `git checkout -- {p}`)")
+
+
+@functools.lru_cache(maxsize=16)
+def read_idx(path: str, size: int, mtime_ns: int) -> np.ndarray:
+    """An IDX file of unsigned bytes (gzip or not) -> read-only uint8 array of the shape in its header."""
+    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+        buf = f.read()
+    if len(buf) < 4 or buf[:3] != b"\x00\x00\x08":
+        raise ValueError(f"{path}: not an IDX file of unsigned bytes (magic {buf[:4].hex()}, want 000008..)")
+    ndim = buf[3]
+    dims = tuple(int(d) for d in np.frombuffer(buf, dtype=">i4", count=ndim, offset=4))
+    data = np.frombuffer(buf, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: header says shape {dims} but the file holds {data.size} bytes")
+    return data.reshape(dims)
+
+
+@functools.lru_cache(maxsize=16)
+def read_cifar_batch(path: str, size: int, mtime_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """A CIFAR-10 python batch (the dataset's own pickle format) -> uint8 (N, 3, 32, 32), int64 (N,)."""
+    with open(path, "rb") as f:
+        d = pickle.load(f, encoding="latin1")
+    if not isinstance(d, dict) or not {"data", "labels"} <= d.keys():
+        raise ValueError(f"{path}: expected a dict with 'data' (N, 3072) and 'labels' (N,)")
+    data, labels = np.asarray(d["data"], dtype=np.uint8), np.asarray(d["labels"], dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != data.shape[:1]:
+        raise ValueError(f"{path}: expected data (N, 3072), labels (N,), got {data.shape}, {labels.shape}")
+    data = data.reshape(-1, 3, 32, 32)  # (N, 3, 32, 32): each row is the R, G, B planes, 32x32 row-major
+    for a in (data, labels):
+        a.setflags(write=False)  # cached: callers get copies
+    return data, labels
+
+
+def read_raw(info: DatasetInfo, folder: Path, files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """Cached raw arrays: uint8 images (N, C, H, W), integer labels (N,); checked against ``info``."""
+    if info.name == "cifar10":
+        meta = folder / "batches.meta"
+        if meta.is_file():
+            with open(meta, "rb") as f:
+                names = tuple(pickle.load(f, encoding="latin1").get("label_names", ()))
+            if names != info.classes:
+                raise ValueError(f"{meta}: label_names {names} differ from CIFAR-10's {info.classes}")
+        batches = [read_cifar_batch(*stat_key(p)) for p in files]  # train: 5 x 10,000 images
+        images, labels = (np.concatenate(arrays) for arrays in zip(*batches, strict=True))
+    else:
+        images, labels = (read_idx(*stat_key(p)) for p in files)
+        images = images.reshape(len(images), 1, *images.shape[1:])  # (N, 1, 28, 28)
+    shape = (info.channels, info.image_size, info.image_size)
+    if images.ndim != 4 or images.shape[1:] != shape or labels.shape != images.shape[:1]:
+        raise ValueError(f"{folder}: expected images (N, {shape}) and labels (N,), "
+                         f"got {images.shape} and {labels.shape}")
+    if len(labels) and not 0 <= labels.min() <= labels.max() < info.num_classes:
+        raise ValueError(f"{folder}: labels outside [0, {info.num_classes})")
+    return images, labels
