@@ -179,6 +179,38 @@ def test_checksum_mismatch_is_detected(isolated):
     assert len(load_dataset("mnist", "train", root=isolated / "root", subset=10)) == 10  # others still fine
 
 
+def _plain_mnist_test(folder):
+    """The vendored MNIST test split, decompressed into folder/mnist/ without a SHA256SUMS manifest."""
+    d = folder / "mnist"
+    d.mkdir(parents=True)
+    for f in ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]:
+        (d / f).write_bytes(gzip.decompress((MNIST_DIR / f"{f}.gz").read_bytes()))
+    return d
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda b: b[:-28], r"header says shape \(10000, 28, 28\) but the file holds 7839972 bytes"),  # cut short
+    (lambda b: b"\x00\x00\x0d\x03" + b[4:], "not an IDX file of unsigned bytes"),  # float32 type code
+    (lambda b: b"", "not an IDX file"),
+])
+def test_a_damaged_idx_file_without_a_manifest_is_named(isolated, damage, match):
+    """With no SHA256SUMS to catch it (e.g. files copied by hand), a truncated or foreign file is still an error that
+    names the file, never a silently shorter dataset."""
+    d = _plain_mnist_test(isolated / "root")
+    images = d / "t10k-images-idx3-ubyte"
+    images.write_bytes(damage(images.read_bytes()))
+    with pytest.raises(ValueError, match=match) as e:
+        load_dataset("mnist", "test", root=isolated / "root")
+    assert str(images) in str(e.value)
+
+
+def test_a_malformed_manifest_is_an_error(isolated):
+    d = _plain_mnist_test(isolated / "root")
+    (d / "SHA256SUMS").write_text("t10k-images-idx3-ubyte\n")  # a name without its digest
+    with pytest.raises(DatasetChecksumError, match="expected lines '<sha256>  <file name>'"):
+        load_dataset("mnist", "test", root=isolated / "root")
+
+
 def _write_cifar(folder, rng, n_train=(2, 2, 2, 2, 2), n_test=3, label_names=None):
     """A CIFAR-10 python-format folder; returns {file name: (data (N, 3072) uint8, labels list)}."""
     folder.mkdir(parents=True)
