@@ -1,6 +1,6 @@
 """Train the MNIST evaluation classifier and ship it as diffusion_lite/pretrained/mnist-classifier.*
 
-    .venv/bin/python scripts/train_classifier.py                # the shipped model (single CPU thread)
+    .venv/bin/python scripts/train_classifier.py --replace-shipped   # the shipped model (single CPU thread)
     .venv/bin/python scripts/train_classifier.py --epochs 1 --out /tmp/clf   # a quick try
 
 Writes NAME.safetensors + NAME.json (checkpoints.save_checkpoint) and a model card NAME.md with the
@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from diffusion_lite import classifier as C
+from diffusion_lite.cli import CLIError, check_not_shipped
 from diffusion_lite.data import load_dataset
 from diffusion_lite.metrics import extract_features, fid
 
@@ -45,7 +46,14 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--replace-shipped", action="store_true",
+                   help="allow --out inside the package's pretrained folder (the default --out): re-training the "
+                   "shipped model regenerates its card, so re-apply the card's hand-written sections from git")
     args = p.parse_args(argv)
+    try:  # before training, not after: the same guard as every diffusion-lite command
+        check_not_shipped(str(args.out), replace_shipped=args.replace_shipped)
+    except CLIError as e:
+        p.error(f"{e} (to re-train the shipped model: add --replace-shipped)")
 
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(args.seed)

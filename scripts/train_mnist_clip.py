@@ -1,6 +1,6 @@
 """Train the small MNIST CLIP and ship it as diffusion_lite/pretrained/mnist-clip.*
 
-    .venv/bin/python scripts/train_mnist_clip.py                          # the shipped model (1 CPU thread)
+    .venv/bin/python scripts/train_mnist_clip.py --replace-shipped        # the shipped model (1 CPU thread)
     .venv/bin/python scripts/train_mnist_clip.py --steps 100 --out /tmp/clip   # a quick try
 
 Writes NAME.safetensors + NAME.json (clip.save_clip) and a model card NAME.md with the command, steps,
@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from diffusion_lite import captions as C
+from diffusion_lite.cli import CLIError, check_not_shipped
 from diffusion_lite.clip import CLIPModel, retrieval_recall, save_clip, zero_shot_accuracy
 from diffusion_lite.clip_train import train_clip
 from diffusion_lite.data import load_dataset
@@ -146,7 +147,14 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--replace-shipped", action="store_true",
+                   help="allow --out inside the package's pretrained folder (the default --out): re-training the "
+                   "shipped model regenerates its card, so re-apply the card's hand-written sections from git")
     args = p.parse_args(argv)
+    try:  # before training, not after: the same guard as every diffusion-lite command
+        check_not_shipped(str(args.out), replace_shipped=args.replace_shipped)
+    except CLIError as e:
+        p.error(f"{e} (to re-train the shipped model: add --replace-shipped)")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)  # weight initialisation

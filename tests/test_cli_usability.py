@@ -7,6 +7,7 @@ import os
 import pickle
 import signal
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -352,6 +353,35 @@ def test_out_inside_the_pretrained_folder_is_refused_unless_replacing_on_purpose
         err = error(capsys, *args)
         assert "inside the package's pretrained folder" in err
         assert ("--replace-shipped" in err) == (args[0] == "export")  # only export can replace a shipped model
+    assert {p.name: p.stat().st_mtime_ns for p in PRETRAINED_DIR.iterdir()} == before
+
+
+@pytest.mark.parametrize("script", ["train_classifier", "train_mnist_clip"])
+def test_retraining_scripts_write_into_the_pretrained_folder_only_when_asked(script, capsys, monkeypatch):
+    """The scripts behind mnist-classifier and mnist-clip default to the shipped files: without --replace-shipped
+    they stop before loading data or training (a broken guard would reach the data loader, which raises here)."""
+    import importlib.util
+
+    from diffusion_lite.checkpoints import PRETRAINED_DIR
+
+    path = Path(__file__).parents[1] / "scripts" / f"{script}.py"
+    spec = importlib.util.spec_from_file_location(script, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    class Reached(Exception):
+        pass
+
+    def no_data(*a, **k):
+        raise Reached
+    monkeypatch.setattr(mod, "load_dataset", no_data)
+    before = {p.name: p.stat().st_mtime_ns for p in PRETRAINED_DIR.iterdir()}
+    with pytest.raises(SystemExit) as e:
+        mod.main([])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "inside the package's pretrained folder" in err and "add --replace-shipped" in err
+    with pytest.raises(Reached):  # the maintainers' way passes the guard
+        mod.main(["--replace-shipped"])
     assert {p.name: p.stat().st_mtime_ns for p in PRETRAINED_DIR.iterdir()} == before
 
 
