@@ -1,21 +1,27 @@
 """Grade students' notebooks: run each one top to bottom and report which exercise checks pass.
 
     python scripts/grade.py alice/03_unet.ipynb bob/03_unet.ipynb
-    python scripts/grade.py --timeout 900 --json submissions/*.ipynb > grades.json
+    python scripts/grade.py --timeout 900 --json submissions/*.ipynb > grades.json   # any file names
 
 Each submission is executed from its first cell in a fresh kernel of this Python environment (the one running
 grade.py, which must have ``diffusion_lite`` installed), with errors allowed, in the notebook's own folder
 (``--cwd`` to choose another, e.g. notebooks/). Nothing is written: the submission file is left as it was.
 
-A check cell is one tagged ``check`` (scripts/student_version.py keeps them), or a code cell whose first line
-is ``# Check``. It passes when it runs without an error. For each check the report gives the exercise's
-heading, PASS or FAIL and the first line of the error; a check never reached (the notebook ran out of time)
-counts as failed. A submission still holding solution cells (tag ``solution``, or a first line
-``# Solution``) gets a WARNING line: those cells overwrite the student's answers before the checks run.
+The checks graded are the teacher's: those of the same chapter in ``--reference`` (default: this repository's
+notebooks/), found by the chapter that student_version.py records in each copy's metadata, else by file name,
+else by title (course platforms rename files). Each must appear in the submission with its code unchanged, or
+it fails as "edited or deleted", so a check replaced by ``pass`` does not count; cells a student adds, even ones
+starting ``# Check``, are listed but not graded. A check passes when it runs without an error; the report gives
+the exercise's heading, PASS or FAIL and the first line of the error, and a check never reached (the notebook
+ran out of time) fails. A submission whose chapter is not found fails (``--no-reference`` grades its own check
+cells: a cell tagged ``check`` or whose first line is ``# Check``). A submission holding the teacher's solution
+cells (the handed-in teacher's copy) fails, since they replace the student's answers before the checks run
+(``--allow-solutions`` grades it anyway). With ``--json`` each report also holds the code of every "Your turn"
+cell (``answers``; ``--show-answers`` prints them), so answers that merely call the package can be spotted.
 
-The checks are compared with the teacher's copy of the same chapter (``--reference``, default this
-repository's notebooks/): a check cell whose code differs from the teacher's, or a missing one, fails as
-"edited", so a check replaced by ``pass`` does not count.
+The students' code runs as the user running grade.py, with that user's files and network: grade in a
+container or under an account of its own. If the course has changed since the copies were handed out, give
+the folder of the copies as ``--reference``.
 
 Exit status: 0 if every check of every submission passed, 1 if any failed or a submission has no check
 cells, 2 for a usage error (e.g. a file that does not exist).
@@ -119,20 +125,82 @@ def _headings(nb) -> list[str | None]:
     return out
 
 
-def _check_sources(nb) -> list[str]:
-    return [c.source.strip() for c in nb.cells if cell_role(c) == "check"]
+def _sources(nb, role: str) -> list[str]:
+    return [c.source.strip() for c in nb.cells if cell_role(c) == role]
+
+
+def _title(nb) -> str | None:
+    """The notebook's first markdown heading: a chapter's title."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if re.match(r"#{1,6}\s", line):
+                    return line.lstrip("#").strip()
+    return None
+
+
+def find_reference(path: Path, folder: Path) -> Path | None:
+    """The teacher's copy of the submission at ``path`` in ``folder``: the chapter recorded in the copy's metadata
+    by student_version.py, else the file of the same name, else the chapter with the same title (a course platform
+    may rename what students hand in); None if there is none."""
+    nb = nbformat.read(path, as_version=4)
+    chapter = (nb.metadata.get("diffusion_lite") or {}).get("chapter")
+    for candidate in ([folder / f"{chapter}.ipynb"] if chapter else []) + [folder / path.name]:
+        if candidate.is_file():
+            return candidate
+    title = _title(nb)
+    if title:
+        same = [p for p in sorted(folder.glob("*.ipynb")) if _title(nbformat.read(p, as_version=4)) == title]
+        if len(same) == 1:
+            return same[0]
+    return None
+
+
+def _your_turn(nb, headings) -> list[dict]:
+    """The code of every "Your turn" cell: the student's answers, for the teacher to read."""
+    return [{"cell": i, "heading": headings[i], "code": c.source} for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" and re.match(r"#\s*Your turn\b", c.source.lstrip())]
+
+
+def _match_checks(nb, roles, expected: list[str]) -> list[int | None]:
+    """For each of the teacher's checks (in order), the submission's check cell with exactly its code, or None
+    (edited or deleted). Matching by code, not by position, lets a student add cells of their own."""
+    found, start = [], 0
+    for code in expected:
+        i = next((i for i in range(start, len(nb.cells)) if roles[i] == "check"
+                  and nb.cells[i].source.strip() == code), None)
+        found.append(i)
+        start = start if i is None else i + 1
+    return found
 
 
 def grade(path: Path, cwd: Path | None = None, timeout: float = 1800, cell_timeout: float = 600,
-          reference: Path | None = None) -> dict:
+          reference: Path | None = None, allow_solutions: bool = False) -> dict:
     """Execute the notebook at ``path`` (the file is not modified) and report its checks (a dict, see --json).
-    reference: the teacher's copy of the chapter; checks whose code differs from its checks fail as edited."""
+
+    reference: the teacher's copy of the chapter. Its checks are the ones graded: each must appear in the
+    submission with its code unchanged (else it fails as edited), and the submission's other check-like cells
+    are only listed. Without it, every check cell of the submission is graded. A submission holding the
+    teacher's solution cells (the reference's solution code, or any cell tagged ``solution``; without a
+    reference, also a first line ``# Solution``) fails unless ``allow_solutions``: those cells replace the
+    student's answers before the checks run."""
     nb = nbformat.read(path, as_version=4)
     headings = _headings(nb)
     roles = [cell_role(c) for c in nb.cells]
-    checks = [i for i, r in enumerate(roles) if r == "check"]
-    expected = _check_sources(nbformat.read(reference, as_version=4)) if reference is not None else None
-    solutions = [i for i, r in enumerate(roles) if r == "solution"]
+    ref_nb = nbformat.read(reference, as_version=4) if reference is not None else None
+    if ref_nb is not None:
+        expected = _sources(ref_nb, "check")
+        matched = _match_checks(nb, roles, expected)
+        checks = [i for i in matched if i is not None]
+        extra = [i for i, r in enumerate(roles) if r == "check" and i not in checks]
+        teacher_solutions = set(_sources(ref_nb, "solution"))
+        solutions = [i for i, c in enumerate(nb.cells) if "solution" in c.get("metadata", {}).get("tags", [])
+                     or (c.cell_type == "code" and c.source.strip() in teacher_solutions)]
+    else:
+        expected, extra = None, []
+        checks = matched = [i for i, r in enumerate(roles) if r == "check"]
+        solutions = [i for i, r in enumerate(roles) if r == "solution"]
+    answers = _your_turn(nb, headings)
     for cell in nb.cells:  # outputs stored in the submission must not count
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -141,23 +209,25 @@ def grade(path: Path, cwd: Path | None = None, timeout: float = 1800, cell_timeo
     if checks:
         stopped_at, why = asyncio.run(_execute(nb, cwd or path.resolve().parent, timeout, cell_timeout))
     report = {"notebook": str(path), "reference": None if reference is None else str(reference), "checks": [],
-              "solution_cells": solutions, "errors_outside_checks": [], "stopped": why,
+              "solution_cells": solutions, "solutions_allowed": allow_solutions, "extra_check_cells": extra,
+              "answers": answers, "errors_outside_checks": [], "stopped": why,
               "seconds": round(time.monotonic() - t0, 1)}
-    for k, i in enumerate(checks):
+    for k, i in enumerate(matched):
+        if i is None:  # the teacher's check k is not in the submission as it was handed out
+            name = expected[k].split("\n", 1)[0].lstrip("#").strip()
+            report["checks"].append({"cell": None, "heading": None, "name": name, "status": "fail", "reason": "edited",
+                                     "error": f"edited or deleted: no cell has this check's code as in the teacher's "
+                                              f"copy ({reference})"})
+            continue
         cell = nb.cells[i]
         name = cell.source.lstrip().split("\n", 1)[0].lstrip("#").strip()
-        if expected is not None and (k >= len(expected) or cell.source.strip() != expected[k]):
-            status, error = "fail", f"edited: this check's code differs from the teacher's copy ({reference})"
-        elif stopped_at is not None and i >= stopped_at:
-            status, error = "fail", f"not run: {why}"
+        if stopped_at is not None and i >= stopped_at:
+            status, reason, error = "fail", "not run", f"not run: {why}"
         else:
             error = first_error_line(cell)
-            status = "fail" if error else "pass"
-        report["checks"].append({"cell": i, "heading": headings[i], "name": name, "status": status, "error": error})
-    for k in range(len(checks), len(expected or [])):  # checks the submission no longer has
-        name = expected[k].split("\n", 1)[0].lstrip("#").strip()
-        report["checks"].append({"cell": None, "heading": None, "name": name, "status": "fail",
-                                 "error": f"missing: the teacher's copy ({reference}) has this check"})
+            status, reason = ("fail", "error") if error else ("pass", None)
+        report["checks"].append({"cell": i, "heading": headings[i], "name": name, "status": status,
+                                 "reason": reason, "error": error})
     for i, cell in enumerate(nb.cells):
         if stopped_at is not None and i >= stopped_at:
             break  # the cell stopped (interrupted) and those never run
@@ -166,18 +236,20 @@ def grade(path: Path, cwd: Path | None = None, timeout: float = 1800, cell_timeo
                                                     "error": error})
     report["passed"] = sum(c["status"] == "pass" for c in report["checks"])
     report["total"] = len(report["checks"])
-    report["ok"] = bool(checks) and report["passed"] == report["total"]
+    report["ok"] = (bool(report["checks"]) and report["passed"] == report["total"]
+                    and (allow_solutions or not solutions))
     return report
 
 
-def print_report(r: dict, file=sys.stdout) -> None:
+def print_report(r: dict, file=sys.stdout, show_answers: bool = False) -> None:
     p = lambda *a: print(*a, file=file)
     p(f"{r['notebook']}  ({r['seconds']:.0f} s)" + (f", checks compared with {r['reference']}" if r.get("reference")
                                                    else ", checks not compared with a teacher's copy"))
     if r["solution_cells"]:
         cells = ", ".join(str(i) for i in r["solution_cells"])
-        p(f"  WARNING: {len(r['solution_cells'])} solution cell(s) present (cell {cells}): the teacher's solutions, "
-          "which replace the student's answers before the checks run?")
+        p(f"  {'WARNING' if r.get('solutions_allowed') else 'FAIL'}  {len(r['solution_cells'])} solution cell(s) of "
+          f"the teacher's copy present (cell {cells}): they replace the student's answers before the checks run"
+          + ("" if r.get("solutions_allowed") else " (--allow-solutions grades the checks anyway)"))
     if not r["checks"] and not r["stopped"]:
         p("  FAIL  no check cells found (tag 'check', or a first line '# Check'): is this a course chapter?")
     for c in r["checks"]:
@@ -185,11 +257,27 @@ def print_report(r: dict, file=sys.stdout) -> None:
         p(f"  {c['status'].upper()}  {where}")
         if c["error"]:
             p(f"        {c['error']}")
+    if r.get("extra_check_cells"):
+        p(f"  note: cell(s) {', '.join(map(str, r['extra_check_cells']))} look like checks but are not the teacher's "
+          "(not graded)")
     for e in r["errors_outside_checks"]:
         p(f"  note: cell {e['cell']} ({e['first_line'][:60]}) raised {e['error']}")
     if r["stopped"]:
         p(f"  note: stopped early: {r['stopped']}")
-    p(f"  {r['passed']}/{r['total']} checks passed")
+    p(f"  {r['passed']}/{r['total']} checks passed" + (", but FAIL: the teacher's solution cells are present"
+                                                       if r["total"] and r["passed"] == r["total"] and not r["ok"]
+                                                       else ""))
+    if show_answers:
+        for a in r.get("answers", []):
+            p(f"  --- answer, cell {a['cell']} ({a['heading']}):")
+            p("\n".join("      " + line for line in a["code"].splitlines()))
+
+
+def _failed(path: Path, why: str) -> dict:
+    """The report of a submission that could not be graded at all."""
+    return {"notebook": str(path), "reference": None, "checks": [], "solution_cells": [], "extra_check_cells": [],
+            "answers": [], "errors_outside_checks": [], "stopped": why, "seconds": 0.0, "passed": 0, "total": 0,
+            "ok": False}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,9 +292,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cwd", type=Path, help="working directory of the kernels (default: each notebook's folder)")
     ap.add_argument("--json", action="store_true", help="print the reports as JSON instead of text")
     ap.add_argument("--reference", type=Path, default=REFERENCE,
-                    help="folder of the teacher's chapters, to detect edited checks (default: this repository's "
-                         "notebooks/; a submission with no chapter of its name there is not compared)")
-    ap.add_argument("--no-reference", action="store_true", help="do not compare the checks with a teacher's copy")
+                    help="folder of the teacher's chapters, whose checks are graded (default: this repository's "
+                         "notebooks/; give the folder of the copies you handed out if the course has changed "
+                         "since). A submission whose chapter is not found there fails")
+    ap.add_argument("--no-reference", action="store_true",
+                    help="grade the submission's own check cells, without a teacher's copy (edits go unnoticed)")
+    ap.add_argument("--allow-solutions", action="store_true",
+                    help="grade a submission that holds the teacher's solution cells instead of failing it")
+    ap.add_argument("--show-answers", action="store_true",
+                    help="print the code of each 'Your turn' cell under its report (--json always includes it)")
     args = ap.parse_args(argv)
 
     paths = [Path(s) for s in args.submissions]
@@ -224,15 +318,18 @@ def main(argv: list[str] | None = None) -> int:
     reports = []
     for path in paths:
         try:
-            ref = None if args.no_reference else args.reference / path.name
-            reports.append(grade(path, cwd=args.cwd, timeout=args.timeout, cell_timeout=args.cell_timeout,
-                                 reference=ref if ref is not None and ref.is_file() else None))
+            ref = None if args.no_reference else find_reference(path, args.reference)
+            if ref is None and not args.no_reference:
+                reports.append(_failed(path, f"no teacher's copy of this chapter in {args.reference} (by the "
+                                             "chapter its metadata names, its file name or its title): give "
+                                             "--reference FOLDER, or --no-reference"))
+            else:
+                reports.append(grade(path, cwd=args.cwd, timeout=args.timeout, cell_timeout=args.cell_timeout,
+                                     reference=ref, allow_solutions=args.allow_solutions))
         except Exception as e:  # an unreadable file or a kernel that would not start: report it, grade the rest
-            reports.append({"notebook": str(path), "checks": [], "solution_cells": [], "errors_outside_checks": [],
-                            "stopped": f"could not be graded: {type(e).__name__}: {e}", "seconds": 0.0,
-                            "passed": 0, "total": 0, "ok": False})
+            reports.append(_failed(path, f"could not be graded: {type(e).__name__}: {e}"))
         if not args.json:
-            print_report(reports[-1])
+            print_report(reports[-1], show_answers=args.show_answers)
     ok = all(r["ok"] for r in reports)
     if args.json:
         print(json.dumps({"ok": ok, "notebooks": reports}, indent=1, ensure_ascii=False))

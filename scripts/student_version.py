@@ -6,10 +6,11 @@
 
 Every exercise has three cells: a "Your turn" cell, a solution cell (cell tag ``solution``) and a check cell
 (tag ``check``) that tests the reader's answer against the package. In the copy, each solution cell is replaced
-by a one-line markdown note (``--drop``: removed), and the stored outputs of the check cells are cleared (they
-showed the solution passing). All other cells, outputs and figures are kept, so the chapter still reads as
-before without running it. A code cell whose first line is ``# Solution`` / ``# Check`` counts as one even if
-untagged (a warning says so), so a chapter whose tags are missing never leaks its solutions.
+by a one-line markdown note (``--drop``: removed), and the stored outputs of the check cells and "Your turn" cells
+are cleared (they showed the solution passing). All other cells, outputs and figures are kept, so the chapter
+still reads as before without running it. Each copy records its chapter in its metadata, which grade.py reads.
+A code cell whose first line is ``# Solution`` / ``# Check`` counts as one even if untagged (a warning says so),
+so a chapter whose tags are missing never leaks its solutions.
 
 The folder notebooks/ is only read. The chapters find MNIST and the pretrained models through the installed
 ``diffusion_lite`` package, not through paths relative to the notebook, so the copies run from any folder of a
@@ -30,8 +31,10 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 NB_DIR = ROOT / "notebooks"
-NOTE = "*Solution removed: see the teacher's copy.*"
+NOTE = ("*The solution is withheld in this copy. Where the text mentions the collapsed solution, there is none "
+        "here: write your answer in the cell above, then run the check cell below.*")
 NOTE_TAG = "solution-removed"
+YOUR_TURN = re.compile(r"#\s*Your turn\b")
 _FIRST_LINE = {"solution": re.compile(r"#\s*Solution\b"), "check": re.compile(r"#\s*Check\b")}
 
 
@@ -49,9 +52,13 @@ def cell_role(cell) -> tuple[str | None, bool]:
     return None, False
 
 
-def student_copy(nb, drop: bool = False) -> tuple[object, dict]:
-    """A student's copy of the notebook ``nb`` (not modified) and counts of what changed."""
+def student_copy(nb, drop: bool = False, chapter: str | None = None) -> tuple[object, dict]:
+    """A student's copy of the notebook ``nb`` (not modified) and counts of what changed. ``chapter`` (the teacher's
+    file name without .ipynb) is recorded in the copy's metadata, so that grade.py finds the teacher's copy even
+    when a course platform renames the submission."""
     nb = copy.deepcopy(nb)
+    if chapter is not None:
+        nb.metadata["diffusion_lite"] = {"chapter": chapter, "student_copy": True}
     cells, stats = [], {"solutions": 0, "checks": 0, "untagged": 0}
     for cell in nb.cells:
         role, tagged = cell_role(cell)
@@ -61,9 +68,9 @@ def student_copy(nb, drop: bool = False) -> tuple[object, dict]:
             if not drop:
                 cells.append(nbformat.v4.new_markdown_cell(NOTE, metadata={"tags": [NOTE_TAG]}))
             continue
-        if role == "check":
-            stats["checks"] += 1
-            cell.outputs, cell.execution_count = [], None
+        if role == "check" or (cell.cell_type == "code" and YOUR_TURN.match(cell.source.lstrip())):
+            stats["checks"] += role == "check"
+            cell.outputs, cell.execution_count = [], None  # the teacher's run: a check passing, an answer cell "run"
             cell.metadata.pop("execution", None)  # the teacher's run's timestamps
         cells.append(cell)
     nb.cells = cells
@@ -136,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             if _sources(jupytext.read(twin)) != _sources(nb):
                 print(f"warning: {twin.name} and {path.name} differ; copying {path.name} "
                       f"(run `jupytext --sync {path}` first if the .py is the newer)", file=sys.stderr)
-        copy_nb, stats = student_copy(nb, drop=args.drop)
+        copy_nb, stats = student_copy(nb, drop=args.drop, chapter=path.stem)
         if stats["untagged"]:
             print(f"warning: {path.name}: {stats['untagged']} solution/check cell(s) recognised by their first line "
                   "only: give them the cell tags 'solution' / 'check'", file=sys.stderr)

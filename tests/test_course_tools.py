@@ -79,12 +79,17 @@ def test_student_version_of_a_chapter(tmp_path):
     notes = [c for c in student if "solution-removed" in _tags(c)]
     solutions = [c for c in teacher if "solution" in _tags(c)]
     assert len(notes) == len(solutions) == 2 and all(c.cell_type == "markdown" for c in notes)
+    assert all("write your answer in the cell above" in c.source for c in notes)
+    meta = nbformat.read(out / chapter.name, as_version=4).metadata["diffusion_lite"]
+    assert meta == {"chapter": "02_noise_schedules", "student_copy": True}  # what grade.py looks up
     kept = [c for c in student if "solution-removed" not in _tags(c)]
     rest = [c for c in teacher if "solution" not in _tags(c)]
     assert [(c.cell_type, c.source) for c in kept] == [(c.cell_type, c.source) for c in rest], "cells lost or moved"
     for t, s in zip(rest, kept):
         if "check" in _tags(t):
             assert "check" in _tags(s) and s.outputs == [] and s.execution_count is None
+        elif _first_line(t).startswith("# Your turn"):  # not shown as run: the teacher ran it, not the student
+            assert t.cell_type == "code" and s.outputs == [] and s.execution_count is None
         elif t.cell_type == "code":
             assert s.outputs == t.outputs and s.execution_count == t.execution_count
     assert sum("check" in _tags(c) for c in kept) == sum("check" in _tags(c) for c in teacher) == 2
@@ -147,7 +152,7 @@ def test_grade_reports_pass_and_fail(tmp_path):
     wrong = _synthetic(tmp_path / "wrong.ipynb", "# Your turn 2\nother = 4")
     missing = _synthetic(tmp_path / "missing.ipynb", "# Your turn 2\n# other = ...")
     before = wrong.read_bytes()
-    res = _grade("--json", wrong, missing)
+    res = _grade("--json", "--no-reference", wrong, missing)
     assert res.returncode == 1, res.stderr
     report = json.loads(res.stdout)
     assert report["ok"] is False
@@ -161,14 +166,33 @@ def test_grade_reports_pass_and_fail(tmp_path):
     assert wrong.read_bytes() == before, "grade.py wrote into the submission"
 
 
-def test_grade_passes_and_warns_about_solution_cells(tmp_path):
+def test_grade_fails_a_handed_in_teachers_copy_unless_solutions_are_allowed(tmp_path):
+    """The teacher's solution cells replace the student's answers before the checks run, so a submission holding
+    them fails even though every check passes; --allow-solutions grades it anyway (with a warning)."""
     sub = _synthetic(tmp_path / "teacher.ipynb", "# Your turn 2\n# other = ...", solution=True)
-    res = _grade(sub)
-    assert res.returncode == 0, res.stdout + res.stderr
-    lines = res.stdout.splitlines()
-    assert sum(line.strip().startswith("PASS") for line in lines) == 2
-    assert any(line.strip().startswith("WARNING: 1 solution cell") for line in lines)
-    assert "2/2 checks passed" in res.stdout
+    res = _grade("--no-reference", sub)
+    assert res.returncode == 1, res.stdout + res.stderr
+    lines = [line.strip() for line in res.stdout.splitlines()]
+    assert sum(line.startswith("PASS") for line in lines) == 2 and "2/2 checks passed" in res.stdout
+    assert any(line.startswith("FAIL  1 solution cell(s) of the teacher's copy present (cell 5)") for line in lines)
+    res = _grade("--no-reference", "--allow-solutions", sub)
+    assert res.returncode == 0 and any(line.strip().startswith("WARNING  1 solution cell") for line in
+                                       res.stdout.splitlines())
+    # against the teacher's copy, the solution's code is recognised even with its tag and first line gone,
+    # and a student's own cell that happens to start with "# Solution" is not
+    (tmp_path / "teacher").mkdir()
+    _synthetic(tmp_path / "teacher" / "ch.ipynb", "# Your turn 2\n# other = ...", solution=True)
+    nb = nbformat.read(sub, as_version=4)
+    nb.cells[5] = new_code_cell("other = 3")
+    nb.cells.insert(2, new_code_cell("# Solution of mine: the same as above\nanswer = 2"))
+    nbformat.write(nb, tmp_path / "ch.ipynb")
+    report = json.loads(_grade("--json", "--reference", tmp_path / "teacher", tmp_path / "ch.ipynb").stdout)
+    report = report["notebooks"][0]
+    assert report["solution_cells"] == [] and report["ok"] is True  # "other = 3" alone is not the teacher's cell
+    nb.cells[6] = new_code_cell("# Solution 2\nother = 3")
+    nbformat.write(nb, tmp_path / "ch.ipynb")
+    report = json.loads(_grade("--json", "--reference", tmp_path / "teacher", tmp_path / "ch.ipynb").stdout)
+    assert report["notebooks"][0]["solution_cells"] == [6] and report["ok"] is False
 
 
 def test_grade_usage_errors(tmp_path):
@@ -186,10 +210,40 @@ def test_grade_fails_a_check_that_differs_from_the_teachers_copy(tmp_path):
     res = _grade("--json", "--reference", tmp_path / "teacher", edited)
     report = json.loads(res.stdout)["notebooks"][0]
     assert res.returncode == 1 and [c["status"] for c in report["checks"]] == ["pass", "fail"]
-    assert report["checks"][1]["error"].startswith("edited: this check's code differs from the teacher's copy")
+    assert report["checks"][1]["reason"] == "edited" and report["checks"][1]["name"] == "Check 2: your other"
+    assert report["checks"][1]["error"].startswith("edited or deleted: no cell has this check's code")
+    assert report["extra_check_cells"] == [5]  # the edited cell is listed, not graded
     del nb.cells[5]  # a check deleted
     nbformat.write(nb, edited)
     report = json.loads(_grade("--json", "--reference", tmp_path / "teacher", edited).stdout)["notebooks"][0]
     assert [c["status"] for c in report["checks"]] == ["pass", "fail"] and report["total"] == 2
-    assert report["checks"][1]["error"].startswith("missing: the teacher's copy")
+    assert report["checks"][1]["reason"] == "edited"
     assert "no such folder" in _grade("--reference", tmp_path / "nope", edited).stderr
+
+
+def test_grade_finds_the_teachers_copy_of_a_renamed_submission_and_ignores_added_cells(tmp_path):
+    """Course platforms rename files: the chapter comes from the copy's metadata (student_version.py writes it),
+    else from the title. A cell the student adds, even one starting '# Check', neither counts nor breaks the
+    matching of the teacher's checks. A submission whose chapter is nowhere fails rather than going unchecked."""
+    sv = _load("student_version")
+    (tmp_path / "teacher").mkdir()
+    teacher = _synthetic(tmp_path / "teacher" / "02_ch.ipynb", "# Your turn 2\n# other = ...", solution=True)
+    copy, _ = sv.student_copy(nbformat.read(teacher, as_version=4), chapter="02_ch")
+    assert copy.metadata["diffusion_lite"]["chapter"] == "02_ch"
+    copy.cells[4].source = "# Your turn 2\nother = 3"
+    copy.cells.insert(2, new_code_cell("# Check my values first\nprint(answer)"))
+    nbformat.write(copy, tmp_path / "02_ch_bob_1234.ipynb")
+    res = _grade("--json", "--reference", tmp_path / "teacher", tmp_path / "02_ch_bob_1234.ipynb")
+    report = json.loads(res.stdout)["notebooks"][0]
+    assert res.returncode == 0, res.stdout
+    assert report["reference"] == str(tmp_path / "teacher" / "02_ch.ipynb") and report["extra_check_cells"] == [2]
+    assert [c["status"] for c in report["checks"]] == ["pass", "pass"]
+    assert [a["code"] for a in report["answers"]] == ["# Your turn 1\nanswer = 2", "# Your turn 2\nother = 3"]
+    del copy.metadata["diffusion_lite"]  # an older copy: found by its title
+    nbformat.write(copy, tmp_path / "renamed.ipynb")
+    report = json.loads(_grade("--json", "--reference", tmp_path / "teacher", tmp_path / "renamed.ipynb").stdout)
+    assert report["notebooks"][0]["reference"] == str(teacher) and report["ok"] is True
+    copy.cells[0].source = "# Another chapter"
+    nbformat.write(copy, tmp_path / "unknown.ipynb")
+    res = _grade("--reference", tmp_path / "teacher", tmp_path / "unknown.ipynb")
+    assert res.returncode == 1 and "no teacher's copy of this chapter" in res.stdout
