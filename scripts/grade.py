@@ -31,12 +31,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import json
 import os
 import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -273,6 +276,19 @@ def print_report(r: dict, file=sys.stdout, show_answers: bool = False) -> None:
             p("\n".join("      " + line for line in a["code"].splitlines()))
 
 
+def _grade_one(path: Path, reference: Path | None, **kw) -> dict:
+    """grade() with the teacher's copy looked up in the folder ``reference`` (None: --no-reference); a submission
+    that cannot be graded gets a failed report instead of stopping the others."""
+    try:
+        ref = None if reference is None else find_reference(path, reference)
+        if ref is None and reference is not None:
+            return _failed(path, f"no teacher's copy of this chapter in {reference} (by the chapter its metadata "
+                                 "names, its file name or its title): give --reference FOLDER, or --no-reference")
+        return grade(path, reference=ref, **kw)
+    except Exception as e:  # an unreadable file or a kernel that would not start: report it, grade the rest
+        return _failed(path, f"could not be graded: {type(e).__name__}: {e}")
+
+
 def _failed(path: Path, why: str) -> dict:
     """The report of a submission that could not be graded at all."""
     return {"notebook": str(path), "reference": None, "checks": [], "solution_cells": [], "extra_check_cells": [],
@@ -299,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="grade the submission's own check cells, without a teacher's copy (edits go unnoticed)")
     ap.add_argument("--allow-solutions", action="store_true",
                     help="grade a submission that holds the teacher's solution cells instead of failing it")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="submissions graded at once, each in its own kernel (default 1; up to the number of cores)")
     ap.add_argument("--show-answers", action="store_true",
                     help="print the code of each 'Your turn' cell under its report (--json always includes it)")
     args = ap.parse_args(argv)
@@ -308,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     bad += [f"{p}: not a notebook (.ipynb)" for p in paths if p.is_file() and p.suffix != ".ipynb"]
     if not args.no_reference and not args.reference.is_dir():
         bad.append(f"--reference {args.reference}: no such folder")
+    if args.jobs < 1:
+        bad.append(f"--jobs {args.jobs}: expected at least 1")
     if args.cwd is not None and not args.cwd.is_dir():
         bad.append(f"--cwd {args.cwd}: no such folder")
     if bad:
@@ -315,21 +335,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"grade.py: {b}", file=sys.stderr)
         return 2
     os.environ.setdefault("TQDM_DISABLE", "1")  # the kernels inherit it: no progress bars to wait for
+    grade_one = functools.partial(_grade_one, reference=None if args.no_reference else args.reference,
+                                  cwd=args.cwd, timeout=args.timeout, cell_timeout=args.cell_timeout,
+                                  allow_solutions=args.allow_solutions)
     reports = []
-    for path in paths:
-        try:
-            ref = None if args.no_reference else find_reference(path, args.reference)
-            if ref is None and not args.no_reference:
-                reports.append(_failed(path, f"no teacher's copy of this chapter in {args.reference} (by the "
-                                             "chapter its metadata names, its file name or its title): give "
-                                             "--reference FOLDER, or --no-reference"))
-            else:
-                reports.append(grade(path, cwd=args.cwd, timeout=args.timeout, cell_timeout=args.cell_timeout,
-                                     reference=ref, allow_solutions=args.allow_solutions))
-        except Exception as e:  # an unreadable file or a kernel that would not start: report it, grade the rest
-            reports.append(_failed(path, f"could not be graded: {type(e).__name__}: {e}"))
-        if not args.json:
-            print_report(reports[-1], show_answers=args.show_answers)
+    # --jobs N: N worker processes (threads would share jupyter_client's zmq context, which hangs); results come in
+    # the order given, each printed as soon as it and those before it are done
+    with ProcessPoolExecutor(max_workers=args.jobs) if args.jobs > 1 else contextlib.nullcontext() as pool:
+        for report in (pool.map(grade_one, paths) if pool else map(grade_one, paths)):
+            reports.append(report)
+            if not args.json:
+                print_report(report, show_answers=args.show_answers)
     ok = all(r["ok"] for r in reports)
     if args.json:
         print(json.dumps({"ok": ok, "notebooks": reports}, indent=1, ensure_ascii=False))

@@ -152,7 +152,7 @@ def test_grade_reports_pass_and_fail(tmp_path):
     wrong = _synthetic(tmp_path / "wrong.ipynb", "# Your turn 2\nother = 4")
     missing = _synthetic(tmp_path / "missing.ipynb", "# Your turn 2\n# other = ...")
     before = wrong.read_bytes()
-    res = _grade("--json", "--no-reference", wrong, missing)
+    res = _grade("--json", "--no-reference", "--jobs", "2", wrong, missing)  # two at once, reported in order
     assert res.returncode == 1, res.stderr
     report = json.loads(res.stdout)
     assert report["ok"] is False
@@ -198,6 +198,8 @@ def test_grade_fails_a_handed_in_teachers_copy_unless_solutions_are_allowed(tmp_
 def test_grade_usage_errors(tmp_path):
     res = _grade(tmp_path / "nope.ipynb")
     assert res.returncode == 2 and "no such file" in res.stderr
+    res = _grade("--jobs", "0", _synthetic(tmp_path / "ch.ipynb", "other = 3"))
+    assert res.returncode == 2 and "--jobs 0: expected at least 1" in res.stderr
 
 
 def test_grade_fails_a_check_that_differs_from_the_teachers_copy(tmp_path):
