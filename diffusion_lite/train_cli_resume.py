@@ -82,10 +82,10 @@ def _preset_of(u) -> str:
 def resume_conflicts(saved: dict, args, ucfg, scfg, tcfg) -> list[str]:
     """'--option: saved X, requested Y' for each setting of this command that differs from the run's."""
     from .config import ScheduleConfig, UNetConfig
-    from .train import resume_conflicts
+    from .train import resume_conflicts as train_conflicts
 
     show = lambda v: "not given" if v is None else repr(v)  # noqa: E731
-    diffs = [(TRAIN_OPTIONS.get(k, k), a, b) for k, a, b in resume_conflicts(saved.get("train") or {}, tcfg)]
+    diffs = [(TRAIN_OPTIONS.get(k, k), a, b) for k, a, b in train_conflicts(saved.get("train") or {}, tcfg)]
     ds = saved.get("dataset") or {}
     for key, option, value in (("name", "--dataset", args.dataset), ("subset", "--subset", args.subset),
                                ("balanced", "--balanced", args.balanced)):

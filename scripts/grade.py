@@ -23,8 +23,9 @@ The students' code runs as the user running grade.py, with that user's files and
 container or under an account of its own. If the course has changed since the copies were handed out, give
 the folder of the copies as ``--reference``.
 
-Exit status: 0 if every check of every submission passed, 1 if any failed or a submission has no check
-cells, 2 for a usage error (e.g. a file that does not exist).
+Exit status: 0 if every check of every submission passed, 1 if any failed, or a submission has no check
+cells, holds the teacher's solution cells, or has no teacher's copy; 2 for a usage error (e.g. a file that does
+not exist).
 """
 
 from __future__ import annotations
@@ -128,8 +129,13 @@ def _headings(nb) -> list[str | None]:
     return out
 
 
+def _code(cell) -> str:
+    """A cell's code as compared with the teacher's: line endings and trailing spaces do not count."""
+    return "\n".join(line.rstrip() for line in cell.source.replace("\r\n", "\n").strip().splitlines())
+
+
 def _sources(nb, role: str) -> list[str]:
-    return [c.source.strip() for c in nb.cells if cell_role(c) == role]
+    return [_code(c) for c in nb.cells if cell_role(c) == role]
 
 
 def _title(nb) -> str | None:
@@ -142,21 +148,21 @@ def _title(nb) -> str | None:
     return None
 
 
-def find_reference(path: Path, folder: Path) -> Path | None:
-    """The teacher's copy of the submission at ``path`` in ``folder``: the chapter recorded in the copy's metadata
-    by student_version.py, else the file of the same name, else the chapter with the same title (a course platform
-    may rename what students hand in); None if there is none."""
+def find_reference(path: Path, folder: Path) -> tuple[Path | None, str | None]:
+    """The teacher's copy of the submission at ``path`` among the notebooks in ``folder``, and how it was found:
+    by the chapter recorded in the copy's metadata by student_version.py, else by the file name, else by the
+    title (a course platform may rename what students hand in); (None, None) if there is none. The recorded
+    chapter is a plain file name of ``folder``, never a path, so a submission cannot name its own reference."""
     nb = nbformat.read(path, as_version=4)
     chapter = (nb.metadata.get("diffusion_lite") or {}).get("chapter")
-    for candidate in ([folder / f"{chapter}.ipynb"] if chapter else []) + [folder / path.name]:
-        if candidate.is_file():
-            return candidate
+    teachers = {p.name: p for p in sorted(folder.glob("*.ipynb"))}
+    if isinstance(chapter, str) and f"{chapter}.ipynb" in teachers:
+        return teachers[f"{chapter}.ipynb"], "its metadata"
+    if path.name in teachers:
+        return teachers[path.name], "its file name"
     title = _title(nb)
-    if title:
-        same = [p for p in sorted(folder.glob("*.ipynb")) if _title(nbformat.read(p, as_version=4)) == title]
-        if len(same) == 1:
-            return same[0]
-    return None
+    same = [p for p in teachers.values() if title and _title(nbformat.read(p, as_version=4)) == title]
+    return (same[0], "its title") if len(same) == 1 else (None, None)
 
 
 def _your_turn(nb, headings) -> list[dict]:
@@ -165,15 +171,17 @@ def _your_turn(nb, headings) -> list[dict]:
             if c.cell_type == "code" and re.match(r"#\s*Your turn\b", c.source.lstrip())]
 
 
-def _match_checks(nb, roles, expected: list[str]) -> list[int | None]:
-    """For each of the teacher's checks (in order), the submission's check cell with exactly its code, or None
-    (edited or deleted). Matching by code, not by position, lets a student add cells of their own."""
-    found, start = [], 0
-    for code in expected:
-        i = next((i for i in range(start, len(nb.cells)) if roles[i] == "check"
-                  and nb.cells[i].source.strip() == code), None)
-        found.append(i)
-        start = start if i is None else i + 1
+def _match_checks(nb, roles, headings, expected: list[tuple[str, str | None]]) -> list[int | None]:
+    """For each of the teacher's checks, (code, heading) in order, the submission's check cell with the same code,
+    or None (edited or deleted). Matching by code, not by position, lets a student add cells of their own; among
+    cells with the same code (a check pasted elsewhere as scratch) the one under the same heading wins, else the
+    last one, and each cell answers one check only."""
+    found, used = [], set()
+    for code, heading in expected:
+        same = [i for i, c in enumerate(nb.cells) if roles[i] == "check" and i not in used and _code(c) == code]
+        pick = ([i for i in same if headings[i] == heading] or same or [None])[-1]
+        found.append(pick)
+        used.add(pick)
     return found
 
 
@@ -193,12 +201,13 @@ def grade(path: Path, cwd: Path | None = None, timeout: float = 1800, cell_timeo
     ref_nb = nbformat.read(reference, as_version=4) if reference is not None else None
     if ref_nb is not None:
         expected = _sources(ref_nb, "check")
-        matched = _match_checks(nb, roles, expected)
+        ref_headings = [h for c, h in zip(ref_nb.cells, _headings(ref_nb)) if cell_role(c) == "check"]
+        matched = _match_checks(nb, roles, headings, list(zip(expected, ref_headings)))
         checks = [i for i in matched if i is not None]
         extra = [i for i, r in enumerate(roles) if r == "check" and i not in checks]
         teacher_solutions = set(_sources(ref_nb, "solution"))
         solutions = [i for i, c in enumerate(nb.cells) if "solution" in c.get("metadata", {}).get("tags", [])
-                     or (c.cell_type == "code" and c.source.strip() in teacher_solutions)]
+                     or (c.cell_type == "code" and _code(c) in teacher_solutions)]
     else:
         expected, extra = None, []
         checks = matched = [i for i, r in enumerate(roles) if r == "check"]
@@ -213,7 +222,7 @@ def grade(path: Path, cwd: Path | None = None, timeout: float = 1800, cell_timeo
         stopped_at, why = asyncio.run(_execute(nb, cwd or path.resolve().parent, timeout, cell_timeout))
     report = {"notebook": str(path), "reference": None if reference is None else str(reference), "checks": [],
               "solution_cells": solutions, "solutions_allowed": allow_solutions, "extra_check_cells": extra,
-              "answers": answers, "errors_outside_checks": [], "stopped": why,
+              "answers": answers, "errors_outside_checks": [], "stopped": why, "not_graded": None,
               "seconds": round(time.monotonic() - t0, 1)}
     for k, i in enumerate(matched):
         if i is None:  # the teacher's check k is not in the submission as it was handed out
@@ -234,7 +243,7 @@ def grade(path: Path, cwd: Path | None = None, timeout: float = 1800, cell_timeo
     for i, cell in enumerate(nb.cells):
         if stopped_at is not None and i >= stopped_at:
             break  # the cell stopped (interrupted) and those never run
-        if roles[i] != "check" and cell.cell_type == "code" and (error := first_error_line(cell)):
+        if i not in checks and cell.cell_type == "code" and (error := first_error_line(cell)):
             report["errors_outside_checks"].append({"cell": i, "first_line": cell.source.split("\n", 1)[0],
                                                     "error": error})
     report["passed"] = sum(c["status"] == "pass" for c in report["checks"])
@@ -246,8 +255,13 @@ def grade(path: Path, cwd: Path | None = None, timeout: float = 1800, cell_timeo
 
 def print_report(r: dict, file=sys.stdout, show_answers: bool = False) -> None:
     p = lambda *a: print(*a, file=file)
-    p(f"{r['notebook']}  ({r['seconds']:.0f} s)" + (f", checks compared with {r['reference']}" if r.get("reference")
-                                                   else ", checks not compared with a teacher's copy"))
+    if r.get("not_graded"):
+        p(f"{r['notebook']}\n  FAIL  not graded: {r['not_graded']}")
+        return
+    found = f" (found by {r['reference_found_by']})" if r.get("reference_found_by") else ""
+    p(f"{r['notebook']}  ({r['seconds']:.0f} s)" + (f", checks compared with {r['reference']}{found}"
+                                                   if r.get("reference") else
+                                                   ", checks not compared with a teacher's copy"))
     if r["solution_cells"]:
         cells = ", ".join(str(i) for i in r["solution_cells"])
         p(f"  {'WARNING' if r.get('solutions_allowed') else 'FAIL'}  {len(r['solution_cells'])} solution cell(s) of "
@@ -280,20 +294,20 @@ def _grade_one(path: Path, reference: Path | None, **kw) -> dict:
     """grade() with the teacher's copy looked up in the folder ``reference`` (None: --no-reference); a submission
     that cannot be graded gets a failed report instead of stopping the others."""
     try:
-        ref = None if reference is None else find_reference(path, reference)
+        ref, found_by = (None, None) if reference is None else find_reference(path, reference)
         if ref is None and reference is not None:
             return _failed(path, f"no teacher's copy of this chapter in {reference} (by the chapter its metadata "
                                  "names, its file name or its title): give --reference FOLDER, or --no-reference")
-        return grade(path, reference=ref, **kw)
+        return {**grade(path, reference=ref, **kw), "reference_found_by": found_by}
     except Exception as e:  # an unreadable file or a kernel that would not start: report it, grade the rest
         return _failed(path, f"could not be graded: {type(e).__name__}: {e}")
 
 
 def _failed(path: Path, why: str) -> dict:
-    """The report of a submission that could not be graded at all."""
-    return {"notebook": str(path), "reference": None, "checks": [], "solution_cells": [], "extra_check_cells": [],
-            "answers": [], "errors_outside_checks": [], "stopped": why, "seconds": 0.0, "passed": 0, "total": 0,
-            "ok": False}
+    """The report of a submission that could not be graded at all (the same keys as grade's, and not_graded)."""
+    return {"notebook": str(path), "reference": None, "reference_found_by": None, "checks": [], "solution_cells": [],
+            "solutions_allowed": False, "extra_check_cells": [], "answers": [], "errors_outside_checks": [],
+            "stopped": None, "not_graded": why, "seconds": 0.0, "passed": 0, "total": 0, "ok": False}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -342,7 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     # --jobs N: N worker processes (threads would share jupyter_client's zmq context, which hangs); results come in
     # the order given, each printed as soon as it and those before it are done
     with ProcessPoolExecutor(max_workers=args.jobs) if args.jobs > 1 else contextlib.nullcontext() as pool:
-        for report in (pool.map(grade_one, paths) if pool else map(grade_one, paths)):
+        futures = [pool.submit(grade_one, path) for path in paths] if pool else None
+        for k, path in enumerate(paths):
+            try:
+                report = futures[k].result() if pool else grade_one(path)
+            except Exception as e:  # a worker killed (e.g. out of memory) breaks the pool: report, do not lose all
+                report = _failed(path, f"could not be graded: the worker process failed ({type(e).__name__}: {e})")
             reports.append(report)
             if not args.json:
                 print_report(report, show_answers=args.show_answers)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from diffusion_lite import captions as C
-from diffusion_lite.cli import CLIError, check_not_shipped
+from diffusion_lite.cli import CLIError, check_not_shipped, inside_pretrained
 from diffusion_lite.clip import CLIPModel, retrieval_recall, save_clip, zero_shot_accuracy
 from diffusion_lite.clip_train import train_clip
 from diffusion_lite.data import load_dataset
@@ -154,7 +154,8 @@ def main(argv=None) -> None:
     try:  # before training, not after: the same guard as every diffusion-lite command
         check_not_shipped(str(args.out), replace_shipped=args.replace_shipped)
     except CLIError as e:
-        p.error(f"{e} (to re-train the shipped model: add --replace-shipped)")
+        hint = " (to re-train the shipped model: add --replace-shipped)" if inside_pretrained(args.out) else ""
+        p.error(f"{e}{hint}")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)  # weight initialisation

@@ -357,7 +357,7 @@ def test_out_inside_the_pretrained_folder_is_refused_unless_replacing_on_purpose
 
 
 @pytest.mark.parametrize("script", ["train_classifier", "train_mnist_clip"])
-def test_retraining_scripts_write_into_the_pretrained_folder_only_when_asked(script, capsys, monkeypatch):
+def test_retraining_scripts_write_into_the_pretrained_folder_only_when_asked(script, capsys, monkeypatch, tmp_path):
     """The scripts behind mnist-classifier and mnist-clip default to the shipped files: without --replace-shipped
     they stop before loading data or training (a broken guard would reach the data loader, which raises here)."""
     import importlib.util
@@ -382,6 +382,12 @@ def test_retraining_scripts_write_into_the_pretrained_folder_only_when_asked(scr
     assert e.value.code == 2 and "inside the package's pretrained folder" in err and "add --replace-shipped" in err
     with pytest.raises(Reached):  # the maintainers' way passes the guard
         mod.main(["--replace-shipped"])
+    monkeypatch.chdir(tmp_path)  # a shipped model's bare name here would shadow it; the flag does not change that
+    shipped = {"train_classifier": "mnist-classifier", "train_mnist_clip": "mnist-clip"}[script]
+    with pytest.raises(SystemExit):
+        mod.main(["--out", shipped, "--replace-shipped"])
+    err = capsys.readouterr().err
+    assert "is the name of a shipped model" in err and "--replace-shipped" not in err.split("error:")[-1]
     assert {p.name: p.stat().st_mtime_ns for p in PRETRAINED_DIR.iterdir()} == before
 
 

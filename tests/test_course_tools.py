@@ -223,29 +223,54 @@ def test_grade_fails_a_check_that_differs_from_the_teachers_copy(tmp_path):
     assert "no such folder" in _grade("--reference", tmp_path / "nope", edited).stderr
 
 
-def test_grade_finds_the_teachers_copy_of_a_renamed_submission_and_ignores_added_cells(tmp_path):
+def test_grade_finds_the_teachers_copy_of_a_renamed_submission(tmp_path):
     """Course platforms rename files: the chapter comes from the copy's metadata (student_version.py writes it),
-    else from the title. A cell the student adds, even one starting '# Check', neither counts nor breaks the
-    matching of the teacher's checks. A submission whose chapter is nowhere fails rather than going unchecked."""
+    else from the title. The recorded chapter is a file name among the teacher's, never a path (a submission must
+    not name itself as its reference), and a submission whose chapter is nowhere fails rather than going
+    unchecked."""
     sv = _load("student_version")
-    (tmp_path / "teacher").mkdir()
-    teacher = _synthetic(tmp_path / "teacher" / "02_ch.ipynb", "# Your turn 2\n# other = ...", solution=True)
+    ref = tmp_path / "teacher"
+    ref.mkdir()
+    teacher = _synthetic(ref / "02_ch.ipynb", "# Your turn 2\n# other = ...", solution=True)
+    _synthetic(ref / "03_other.ipynb", "# Your turn 2\n# other = ...")  # the same title: a title alone is ambiguous
     copy, _ = sv.student_copy(nbformat.read(teacher, as_version=4), chapter="02_ch")
     assert copy.metadata["diffusion_lite"]["chapter"] == "02_ch"
     copy.cells[4].source = "# Your turn 2\nother = 3"
-    copy.cells.insert(2, new_code_cell("# Check my values first\nprint(answer)"))
-    nbformat.write(copy, tmp_path / "02_ch_bob_1234.ipynb")
-    res = _grade("--json", "--reference", tmp_path / "teacher", tmp_path / "02_ch_bob_1234.ipynb")
+    nbformat.write(copy, tmp_path / "bob_1234.ipynb")
+    res = _grade("--json", "--reference", ref, tmp_path / "bob_1234.ipynb")
     report = json.loads(res.stdout)["notebooks"][0]
     assert res.returncode == 0, res.stdout
-    assert report["reference"] == str(tmp_path / "teacher" / "02_ch.ipynb") and report["extra_check_cells"] == [2]
+    assert (report["reference"], report["reference_found_by"]) == (str(teacher), "its metadata")
     assert [c["status"] for c in report["checks"]] == ["pass", "pass"]
     assert [a["code"] for a in report["answers"]] == ["# Your turn 1\nanswer = 2", "# Your turn 2\nother = 3"]
-    del copy.metadata["diffusion_lite"]  # an older copy: found by its title
+    res = _grade("--show-answers", "--reference", ref, tmp_path / "bob_1234.ipynb")
+    assert "(found by its metadata)" in res.stdout and "      other = 3" in res.stdout
+    copy.metadata["diffusion_lite"]["chapter"] = "../bob_1234"  # pointing at itself
+    nbformat.write(copy, tmp_path / "sneaky.ipynb")
+    res = _grade("--reference", ref, tmp_path / "sneaky.ipynb")
+    assert res.returncode == 1 and "FAIL  not graded: no teacher's copy of this chapter" in res.stdout
+    (ref / "03_other.ipynb").unlink()
+    del copy.metadata["diffusion_lite"]  # an older copy: found by its title, now unique
     nbformat.write(copy, tmp_path / "renamed.ipynb")
-    report = json.loads(_grade("--json", "--reference", tmp_path / "teacher", tmp_path / "renamed.ipynb").stdout)
-    assert report["notebooks"][0]["reference"] == str(teacher) and report["ok"] is True
-    copy.cells[0].source = "# Another chapter"
-    nbformat.write(copy, tmp_path / "unknown.ipynb")
-    res = _grade("--reference", tmp_path / "teacher", tmp_path / "unknown.ipynb")
-    assert res.returncode == 1 and "no teacher's copy of this chapter" in res.stdout
+    report = json.loads(_grade("--json", "--reference", ref, tmp_path / "renamed.ipynb").stdout)["notebooks"][0]
+    assert (report["reference"], report["reference_found_by"], report["ok"]) == (str(teacher), "its title", True)
+
+
+def test_grade_matches_the_teachers_checks_by_code_not_position(tmp_path):
+    """A student's own cells, even ones starting '# Check' or a scratch copy of a check pasted above the answer
+    (failing there), neither count nor shift the teacher's checks; their errors are listed."""
+    (tmp_path / "teacher").mkdir()
+    _synthetic(tmp_path / "teacher" / "ch.ipynb", "# Your turn 2\nother = 3")
+    sub = _synthetic(tmp_path / "ch.ipynb", "# Your turn 2\nother = 3")
+    nb = nbformat.read(sub, as_version=4)
+    nb.cells.insert(4, new_code_cell(nb.cells[5].source))  # the scratch copy of check 2, before the answer
+    nb.cells.insert(1, new_code_cell("# Check my values first\nraise ValueError('mine')"))
+    nb.cells[7].source = nb.cells[7].source.replace("\n", "   \r\n")  # line endings and trailing spaces do not count
+    nbformat.write(nb, sub)
+    res = _grade("--json", "--reference", tmp_path / "teacher", sub)
+    report = json.loads(res.stdout)["notebooks"][0]
+    assert res.returncode == 0, res.stdout
+    assert [(c["cell"], c["status"]) for c in report["checks"]] == [(3, "pass"), (7, "pass")]
+    assert report["extra_check_cells"] == [1, 5]
+    assert [(e["cell"], e["error"].split(":")[0]) for e in report["errors_outside_checks"]] == [
+        (1, "ValueError"), (5, "NameError")]
