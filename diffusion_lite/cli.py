@@ -83,17 +83,19 @@ def inside_pretrained(out: str | os.PathLike) -> bool:
     return False
 
 
-def check_not_shipped(out: str, replace_shipped: bool = False, can_replace: bool = False) -> None:
+def check_not_shipped(out: str, replace_shipped: bool = False, can_replace: bool = False,
+                      how_to_replace: str = "`diffusion-lite export ... --replace-shipped`") -> None:
     """--out must not replace a shipped model: neither a path inside the package's pretrained folder (unless
-    ``replace_shipped``: export's --replace-shipped, which its message mentions when ``can_replace``), nor the
-    bare name of a shipped model in the current folder (checkpoints.resolve prefers local files and run folders,
-    so every later use of that name here would load the new files instead of the shipped ones)."""
+    ``replace_shipped``: export's --replace-shipped, which its message mentions, as ``how_to_replace``, when
+    ``can_replace``), nor the bare name of a shipped model in the current folder (checkpoints.resolve prefers local
+    files and run folders, so every later use of that name here would load the new files instead of the shipped
+    ones)."""
     from .checkpoints import PRETRAINED_DIR, list_pretrained
 
     path = Path(str(out).removesuffix(".safetensors").removesuffix(".json")).resolve()
     if inside_pretrained(path):
         if not replace_shipped:
-            hint = " (maintainers re-training a shipped model: `diffusion-lite export ... --replace-shipped`)"
+            hint = f" (maintainers re-training a shipped model: {how_to_replace})"
             raise CLIError(f"--out {out} is inside the package's pretrained folder ({PRETRAINED_DIR.resolve()}): "
                            "it would replace or add to the shipped models; choose a path outside it"
                            + (hint if can_replace else ""))

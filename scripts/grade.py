@@ -131,7 +131,7 @@ def _headings(nb) -> list[str | None]:
 
 def _code(cell) -> str:
     """A cell's code as compared with the teacher's: line endings and trailing spaces do not count."""
-    return "\n".join(line.rstrip() for line in cell.source.replace("\r\n", "\n").strip().splitlines())
+    return "\n".join(line.rstrip() for line in cell.source.strip().splitlines())  # splitlines: \n, \r\n, \r
 
 
 def _sources(nb, role: str) -> list[str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from diffusion_lite import captions as C
-from diffusion_lite.cli import CLIError, check_not_shipped, inside_pretrained
+from diffusion_lite.cli import CLIError, check_not_shipped
 from diffusion_lite.clip import CLIPModel, retrieval_recall, save_clip, zero_shot_accuracy
 from diffusion_lite.clip_train import train_clip
 from diffusion_lite.data import load_dataset
@@ -152,10 +152,10 @@ def main(argv=None) -> None:
                    "shipped model regenerates its card, so re-apply the card's hand-written sections from git")
     args = p.parse_args(argv)
     try:  # before training, not after: the same guard as every diffusion-lite command
-        check_not_shipped(str(args.out), replace_shipped=args.replace_shipped)
+        check_not_shipped(str(args.out), replace_shipped=args.replace_shipped, can_replace=True,
+                          how_to_replace="add --replace-shipped")
     except CLIError as e:
-        hint = " (to re-train the shipped model: add --replace-shipped)" if inside_pretrained(args.out) else ""
-        p.error(f"{e}{hint}")
+        p.error(str(e))
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)  # weight initialisation
