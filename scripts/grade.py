@@ -253,6 +253,16 @@ def grade(path: Path, cwd: Path | None = None, timeout: float = 1800, cell_timeo
     return report
 
 
+_LATEX = ((r"\bar\alpha", "alpha_bar"), (r"\mid", "|"), ("$", ""), ("\\", ""))
+
+
+def plain(heading: str) -> str:
+    """A heading as a terminal shows it: the markdown's LaTeX ($q(x_t \\mid x_0)$) as plain text (q(x_t | x_0))."""
+    for latex, text in _LATEX:
+        heading = heading.replace(latex, text)
+    return heading
+
+
 def print_report(r: dict, file=sys.stdout, show_answers: bool = False) -> None:
     p = lambda *a: print(*a, file=file)
     if r.get("not_graded"):
@@ -270,7 +280,7 @@ def print_report(r: dict, file=sys.stdout, show_answers: bool = False) -> None:
     if not r["checks"] and not r["stopped"]:
         p("  FAIL  no check cells found (tag 'check', or a first line '# Check'): is this a course chapter?")
     for c in r["checks"]:
-        where = f"{c['heading']} > {c['name']}" if c["heading"] else c["name"]
+        where = f"{plain(c['heading'])} > {c['name']}" if c["heading"] else c["name"]
         p(f"  {c['status'].upper()}  {where}")
         if c["error"]:
             p(f"        {c['error']}")
@@ -286,7 +296,7 @@ def print_report(r: dict, file=sys.stdout, show_answers: bool = False) -> None:
                                                        else ""))
     if show_answers:
         for a in r.get("answers", []):
-            p(f"  --- answer, cell {a['cell']} ({a['heading']}):")
+            p(f"  --- answer, cell {a['cell']} ({plain(a['heading'] or '')}):")
             p("\n".join("      " + line for line in a["code"].splitlines()))
 
 

@@ -5,6 +5,7 @@ No real chapter is executed here (nbval does that); grade.py runs only a tiny sy
 
 import hashlib
 import importlib.util
+import io
 import json
 import subprocess
 import sys
@@ -140,6 +141,20 @@ def _synthetic(path, answer_cell, solution=False):
         cells.insert(5, new_code_cell("# Solution 2\nother = 3", metadata={"tags": ["solution"]}))
     nbformat.write(new_notebook(cells=cells), path)
     return path
+
+
+def test_grade_prints_headings_without_latex():
+    """The terminal report shows a heading's LaTeX as plain text (the JSON keeps the markdown as written)."""
+    grade = _load("grade")
+    assert grade.plain(r"Exercise 1: $\bar\alpha$ from the betas") == "Exercise 1: alpha_bar from the betas"
+    assert grade.plain(r"3. The closed form $q(x_t \mid x_0)$") == "3. The closed form q(x_t | x_0)"
+    report = {"notebook": "ch.ipynb", "seconds": 1.0, "solution_cells": [], "stopped": None, "passed": 1, "total": 1,
+              "ok": True, "errors_outside_checks": [],
+              "checks": [{"heading": r"Exercise: pixels to $[-1, 1]$", "name": "Check", "status": "pass",
+                          "error": None}]}
+    out = io.StringIO()
+    grade.print_report(report, file=out)
+    assert "PASS  Exercise: pixels to [-1, 1] > Check" in out.getvalue()
 
 
 def _grade(*args):
