@@ -8,8 +8,8 @@ branch is the empty prompt (the model was trained with prompts dropped to "" wit
 p_uncond), or a negative prompt. Sampling never reads p_uncond.
 
 Guidance interval (Kynkaanniemi et al. 2024, "Applying guidance in a limited interval improves sample and
-distribution quality"): guidance at the noisiest steps mostly collapses diversity (it decides the global
-layout of every sample the same way), and at the least noisy steps it does little. With
+distribution quality in diffusion models"): guidance at the noisiest steps mostly collapses diversity (it
+decides the global layout of every sample the same way), and at the least noisy steps it does little. With
 ``interval=(t_lo, t_hi)`` the scale s is applied only for t_lo <= t <= t_hi, and the purely conditional
 model (s = 1) elsewhere.
 

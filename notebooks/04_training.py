@@ -354,12 +354,13 @@ assert pred[50]["mse_x0"].mean() < pred[750]["mse_x0"].mean()  # clean image: ha
 # Diffusion models keep such an average alongside the trained weights and use it for sampling
 # (Song & Ermon 2020; Ho et al. 2020):
 # $$\theta_\text{EMA} \leftarrow d\,\theta_\text{EMA} + (1 - d)\,\theta \qquad\text{after every step.}$$
-# The decay $d$ sets the length of the memory: roughly the last $1/(1-d)$ steps count (1,000 steps for the usual
-# $d = 0.999$; for this short run we ask for $d = 0.99$, about 100 steps). A warm-up uses a smaller decay for the
-# first updates, so the average does not stay stuck near the random initialisation: after $n$ updates the decay
-# is $d_n = \min(d, (1 + n)/(10 + n))$, which reaches $0.99$ only after 890 updates. In a run as short as this
-# one the warm-up is the whole story, as the cell below prints: in the default mode the memory grows from a few
-# steps to a few dozen.
+# The decay $d$ sets the length of the memory: roughly the last $1/(1-d)$ steps count (1,000 steps for
+# $d = 0.999$, this package's default; DDPM and Stable Diffusion, trained for hundreds of thousands of steps, use
+# $0.9999$, about 10,000 steps; for this short run we ask for $d = 0.99$, about 100 steps). A warm-up uses a
+# smaller decay for the first updates, so the average does not stay stuck near the random initialisation: after
+# $n$ updates the decay is $d_n = \min(d, (1 + n)/(10 + n))$, which reaches $0.99$ only after 890 updates. In a
+# run as short as this one the warm-up is the whole story, as the cell below prints: in the default mode the
+# memory grows from a few steps to a few dozen.
 
 # %%
 print(inspect.getsource(EMA))

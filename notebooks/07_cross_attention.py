@@ -5,10 +5,11 @@
 # that know what "thick" or "seven" look like. The U-Net of [chapter 03](03_unet.ipynb) knows how to denoise
 # images. This chapter connects the two: how does every pixel of a feature map get to read the prompt?
 #
-# The answer in Stable Diffusion (Rombach et al. 2022), Imagen and most text-to-image models since is
-# **cross-attention**: the image asks, the text answers. We take the layer apart, see where it sits in the
-# U-Net, and then watch it at work in the shipped text-to-image model: which pixels look at which word, at
-# every step of the denoising, and what happens to the picture when we change a single word.
+# The answer in Stable Diffusion (Rombach et al. 2022), Imagen, SDXL and many text-to-image models since is
+# **cross-attention**: the image asks, the text answers. (The newest transformer models, Stable Diffusion 3 and
+# FLUX.1, instead attend jointly over the text and image tokens together; chapter 00.) We take the layer apart,
+# see where it sits in the U-Net, and then watch it at work in the shipped text-to-image model: which pixels look
+# at which word, at every step of the denoising, and what happens to the picture when we change a single word.
 #
 # ## Learning goals
 #
