@@ -11,11 +11,10 @@ reads the configs stored in the JSON.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
-import secrets
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from . import files
 from .utils import get_device
 
 FORMAT_VERSION = 1
@@ -66,67 +66,18 @@ def _device(device: str | torch.device) -> torch.device:
     return get_device(str(device))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Flush a rename to disk (POSIX); a no-op where folders cannot be opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _create_temp(folder: Path, name: str) -> str:
-    """Create an empty, uniquely named file next to ``name`` with the usual permissions (0666 minus the umask).
-
-    ``os.open(..., 0o666)`` lets the OS apply the umask, so it never has to be read (reading it means
-    setting it, which races with other threads); ``tempfile.mkstemp`` would make the file 0600.
-    """
-    for _ in range(100):
-        tmp = folder / f".{name}.{secrets.token_hex(4)}.tmp"
-        try:
-            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-        except FileExistsError:
-            continue
-        return str(tmp)
-    raise FileExistsError(f"could not create a temporary file in {folder}")
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _create_temp(path.parent, path.name)
-    try:
-        mode = os.stat(tmp).st_mode & 0o777  # 0666 minus the umask, applied by the OS
-        write(tmp)
-        os.chmod(tmp, mode)  # writers that re-create the file (safetensors does, as 0600) keep it
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def _pending(sidecar: Path) -> Path:
+    """Where save_checkpoint keeps the new JSON between renaming the new weights into place and renaming it."""
+    return sidecar.with_name(f".{sidecar.name}.pending")
 
 
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
     """Save ``tensors`` and JSON-serialisable ``meta`` as PATH.safetensors + PATH.json. Returns the stem.
 
-    The weights are renamed into place first and the JSON last, so a crash leaves the previous pair
-    or a JSON whose sha256 no longer matches (reported at load time), never a half-written file.
+    Both files are written whole under temporary names first; the new JSON then waits as ``.PATH.json.pending``
+    while the weights are renamed into place, and is renamed last. So a crash leaves the previous pair, or (killed
+    between the two renames) the new weights next to the pending JSON that matches them, which
+    ``load_checkpoint`` reads (with a warning); never a half-written file, and never weights that no JSON matches.
     """
     stem = _stem(path)
     weights, sidecar = _files(stem)
@@ -135,10 +86,27 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
     except (TypeError, ValueError) as e:
         raise TypeError(f"checkpoint metadata must be JSON-serialisable (numbers, strings, lists, dicts): {e}") from e
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    _atomic_write(weights, lambda tmp: save_file(tensors, tmp))
-    meta = {**meta, "format_version": FORMAT_VERSION, "weights_sha256": _sha256(weights)}
-    text = json.dumps(meta, indent=2, sort_keys=True)
-    _atomic_write(sidecar, lambda tmp: Path(tmp).write_text(text))
+    pending = _pending(sidecar)
+    w_tmp = j_tmp = None
+    weights_in_place = False
+    try:
+        w_tmp = files.write_temp(weights, lambda tmp: save_file(tensors, tmp))
+        sha = files.sha256_file(w_tmp)
+        text = json.dumps({**meta, "format_version": FORMAT_VERSION, "weights_sha256": sha}, indent=2, sort_keys=True)
+        j_tmp = files.write_temp(sidecar, lambda tmp: Path(tmp).write_text(text))
+        os.replace(j_tmp, pending)
+        j_tmp = None
+        os.replace(w_tmp, weights)
+        w_tmp, weights_in_place = None, True
+        files.fsync_dir(weights.parent)
+        os.replace(pending, sidecar)
+        files.fsync_dir(sidecar.parent)
+    except BaseException:
+        files.remove_if_exists(w_tmp)
+        files.remove_if_exists(j_tmp)
+        if not weights_in_place:  # the previous pair is intact; once the new weights are in, pending is their JSON
+            files.remove_if_exists(pending)
+        raise
     return stem
 
 
@@ -209,7 +177,9 @@ def load_checkpoint(path_or_name: str | os.PathLike, device: str | torch.device 
         raise CheckpointError(f"{sidecar} has checkpoint format version {version!r}, but diffusion_lite "
                               f"{__version__} reads versions up to {FORMAT_VERSION}: it was written by a newer "
                               "release of the package; upgrade it to load this checkpoint")
-    if verify and meta.get("weights_sha256") and _sha256(weights) != meta["weights_sha256"]:
+    if _pending(sidecar).exists():
+        meta = _finish_interrupted_save(weights, sidecar, meta)
+    if verify and meta.get("weights_sha256") and files.sha256_file(weights) != meta["weights_sha256"]:
         raise CheckpointError(f"{weights.name} does not match the sha256 recorded in {sidecar.name}: "
                               "the weights are corrupt or belong to another checkpoint")
     try:
@@ -217,6 +187,34 @@ def load_checkpoint(path_or_name: str | os.PathLike, device: str | torch.device 
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"cannot read {weights} as safetensors ({e}); the checkpoint is corrupt") from e
     return {k: v.to(device) for k, v in tensors.items()}, meta
+
+
+def read_meta(path: str | os.PathLike) -> Any:
+    """The JSON of checkpoint ``path`` as load_checkpoint sees it (the pending JSON of a save interrupted between
+    its two renames, if that matches the weights); json.JSONDecodeError for a file that is not JSON."""
+    weights, sidecar = _files(_stem(path))
+    meta = json.loads(sidecar.read_text())
+    if isinstance(meta, dict) and _pending(sidecar).exists() and weights.exists():
+        meta = _finish_interrupted_save(weights, sidecar, meta)
+    return meta
+
+
+def _finish_interrupted_save(weights: Path, sidecar: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """The metadata that belongs to ``weights``: ``meta`` (from ``sidecar``), or, when a save was killed between
+    renaming its weights into place and renaming its JSON, the pending JSON that matches them (with a warning)."""
+    pending = _pending(sidecar)
+    sha = files.sha256_file(weights)
+    if meta.get("weights_sha256") == sha:
+        return meta  # a save killed before it touched the weights: the pair is whole, the pending file is stale
+    try:
+        new = json.loads(pending.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return meta  # not ours to read: the sha256 check below reports the mismatch
+    if not isinstance(new, dict) or new.get("weights_sha256") != sha:
+        return meta
+    warnings.warn(f"{sidecar.stem}: a save was interrupted after writing {weights.name}; reading its metadata from "
+                  f"{pending.name} (the next save of this checkpoint replaces both)", stacklevel=3)
+    return new
 
 
 def load(path_or_name: str | os.PathLike, device: str | torch.device = "cpu"):

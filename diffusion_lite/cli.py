@@ -150,9 +150,9 @@ def check_out(args) -> None:
     if not folder.is_dir():
         raise CLIError(f"--out {out}: {folder} is a file, so no folder can be made there")
     try:  # a real file, not os.access: that says yes to root on a read-only disk or in /proc
-        from .checkpoints import _create_temp
+        from .files import create_temp
 
-        os.remove(_create_temp(folder, out.name))
+        os.remove(create_temp(folder, out.name))
     except OSError as e:
         raise CLIError(f"--out {out}: cannot write in {folder} ({e.strerror or e})") from None
 

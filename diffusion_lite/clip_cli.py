@@ -18,6 +18,7 @@ RUN_OPTIONS = {"--dataset": ("dataset", "name"), "--subset": ("dataset", "subset
 
 def _partial_run(partial: str, args) -> dict | None:
     """The meta of the interrupted run at PARTIAL.{safetensors,json}, checked to be this command's; None if none."""
+    from .checkpoints import read_meta
     from .cli import CLIError
     from .clip_train import RUN_KIND
 
@@ -26,7 +27,7 @@ def _partial_run(partial: str, args) -> dict | None:
         return None
     afresh = f"delete {sidecar} and {weights} to start afresh"
     try:
-        saved = json.loads(sidecar.read_text())
+        saved = read_meta(sidecar)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CLIError(f"{sidecar} is not valid JSON ({e}), so the interrupted run cannot be resumed; restore it from "
                        f"a copy, or {afresh}") from None

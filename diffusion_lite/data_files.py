@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
 import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .files import sha256_file
 
 if TYPE_CHECKING:
     from .data import DatasetInfo
@@ -31,8 +32,8 @@ def stat_key(p: Path) -> tuple[str, int, int]:  # cache key: a changed file is r
 
 @functools.lru_cache(maxsize=64)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    """sha256 of a file (at most tens of MB here), cached per process for an unchanged (size, mtime)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """sha256 of a file, cached per process for an unchanged (size, mtime)."""
+    return sha256_file(path)
 
 
 def verify_checksums(files: list[Path]) -> None:

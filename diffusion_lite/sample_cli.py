@@ -36,7 +36,8 @@ def cmd_sample(args) -> None:
     import numpy as np
     import torch
 
-    from .checkpoints import _atomic_write, load
+    from .checkpoints import load
+    from .files import atomic_write
     from .utils import randn, to_uint8
     from .viz import save_grid
 
@@ -95,7 +96,7 @@ def cmd_sample(args) -> None:
         def write(tmp):
             with open(tmp, "wb") as f:  # a file object: numpy would append ".npz" to a name ending in ".NPZ"
                 np.savez_compressed(f, images=to_uint8(images).numpy(), **extra)
-        _atomic_write(out, write)  # an existing file is replaced whole or kept
+        atomic_write(out, write)  # an existing file is replaced whole or kept
     print(f"wrote {len(images)} samples to {out} ({args.sampler}, {args.steps} steps, {dt:.1f} s)")
 
 

@@ -15,13 +15,14 @@ from .train_cli import MODEL_PRESETS, TRAIN_OPTIONS, _unet_config
 def read_run(out: Path) -> dict | None:
     """The metadata of the run in folder ``out`` to resume, or None for a new run; CLIError for a folder that
     holds a checkpoint that cannot be resumed (invalid JSON, no weights, an exported model)."""
+    from .checkpoints import read_meta
     from .cli import CLIError
 
     if not (out / "checkpoint.json").exists():
         return None
     try:
-        saved = json.loads((out / "checkpoint.json").read_text())
-    except json.JSONDecodeError as e:
+        saved = read_meta(out / "checkpoint.json")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CLIError(f"{out / 'checkpoint.json'} is not valid JSON ({e}), so the run cannot be resumed; restore "
                        "it from a copy, or choose a new --out to start afresh") from None
     if not (out / "checkpoint.safetensors").exists():  # say so before announcing a resume

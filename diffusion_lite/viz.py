@@ -51,7 +51,7 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, s
     left as it was."""
     from PIL import Image
 
-    from .checkpoints import _atomic_write
+    from .files import atomic_write
 
     path = Path(path)
     fmt = Image.registered_extensions().get(path.suffix.lower())
@@ -62,7 +62,7 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, s
     img = Image.fromarray(grid)
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    _atomic_write(path, lambda tmp: img.save(tmp, format=fmt))
+    atomic_write(path, lambda tmp: img.save(tmp, format=fmt))
     return path
 
 

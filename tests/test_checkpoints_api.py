@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from diffusion_lite import checkpoints
+from diffusion_lite import checkpoints, files
 from diffusion_lite.checkpoints import CheckpointError, load, load_checkpoint, load_pretrained, save_checkpoint
 from diffusion_lite.config import ScheduleConfig, UNetConfig
 from diffusion_lite.pipeline import DiffusionPipeline, pipeline_from_checkpoint
@@ -186,9 +186,8 @@ def test_a_save_with_bad_metadata_keeps_the_previous_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("step", ["weights", "json"])
 def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch, step):
-    """Ctrl-C half-way through writing a file: no temp file is left, and no half-written file replaces a whole one.
-    Cut in the weights, the old pair still loads; cut in the JSON, the new weights meet the old JSON, which load
-    refuses by its sha256 (never a silent mix)."""
+    """Ctrl-C half-way through writing either file: no temp file is left, no half-written file replaces a whole
+    one, and the previous pair still loads (both files are written whole before either is renamed into place)."""
     stem = tmp_path / "model"
     save_checkpoint(stem, {"w": torch.ones(3)}, {"kind": "test", "step": 1})
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
@@ -205,15 +204,49 @@ def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(stem, {"w": torch.zeros(3)}, {"kind": "test", "step": 2})
     monkeypatch.undo()
-    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    if step == "weights":
-        assert after == before  # nothing of the new save reached the folder
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing of the new save is left
+    tensors, meta = load_checkpoint(stem)
+    assert meta["step"] == 1 and torch.equal(tensors["w"], torch.ones(3))
+
+
+def test_a_kill_between_the_two_renames_loses_neither_checkpoint(tmp_path, monkeypatch):
+    """Killed (no clean-up runs) after the new weights are renamed into place and before their JSON is: the old
+    JSON no longer matches, but the pending JSON does, and load reads it with a warning; the next save tidies up.
+    Killed before the weights are renamed, the stale pending JSON is ignored and the old pair loads silently."""
+    stem = tmp_path / "model"
+    save_checkpoint(stem, {"w": torch.ones(3)}, {"kind": "test", "step": 1})
+    real_replace = os.replace
+
+    def killed_before(target_suffix):
+        def replace(src, dst):
+            if str(dst).endswith(target_suffix):
+                raise SystemExit("killed")  # stands for SIGKILL: below, nothing is cleaned up
+            real_replace(src, dst)
+        return replace
+
+    monkeypatch.setattr(files, "remove_if_exists", lambda path: None)  # a killed process cleans nothing
+    monkeypatch.setattr(checkpoints.os, "replace", killed_before(".safetensors"))
+    with pytest.raises(SystemExit):
+        save_checkpoint(stem, {"w": torch.zeros(3)}, {"kind": "test", "step": 2})
+    monkeypatch.setattr(checkpoints.os, "replace", real_replace)
+    assert (tmp_path / ".model.json.pending").exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the old pair is whole: no warning
         tensors, meta = load_checkpoint(stem)
-        assert meta["step"] == 1 and torch.equal(tensors["w"], torch.ones(3))
-    else:
-        assert sorted(after) == sorted(before) and after["model.json"] == before["model.json"]
-        with pytest.raises(CheckpointError, match="sha256|does not match|changed"):
-            load_checkpoint(stem)
+    assert meta["step"] == 1 and torch.equal(tensors["w"], torch.ones(3))
+
+    monkeypatch.setattr(checkpoints.os, "replace", killed_before(".json"))
+    with pytest.raises(SystemExit):
+        save_checkpoint(stem, {"w": torch.zeros(3)}, {"kind": "test", "step": 3})
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "model.json").read_text())["step"] == 1  # the old JSON, for the new weights
+    with pytest.warns(UserWarning, match="a save was interrupted"):
+        tensors, meta = load_checkpoint(stem)
+    assert meta["step"] == 3 and torch.equal(tensors["w"], torch.zeros(3))
+    save_checkpoint(stem, tensors, {"kind": "test", "step": 4})
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".tmp")) == ["model.json",
+                                                                                           "model.safetensors"]
+    assert load_checkpoint(stem)[1]["step"] == 4
 
 
 @pytest.mark.skipif(not hasattr(os, "umask") or os.name != "posix", reason="POSIX permissions")

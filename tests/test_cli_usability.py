@@ -74,21 +74,22 @@ def test_ctrl_c_or_a_scheduler_stop_ends_training_between_steps_with_the_run_sav
 def test_a_second_ctrl_c_during_the_save_waits_until_the_checkpoint_is_whole(tmp_path, monkeypatch):
     """The impatient double Ctrl-C: the second one lands while the run is written. Cut between the weights and
     their JSON, the checkpoint would be refused (sha256 mismatch) and the whole run lost."""
-    import diffusion_lite.checkpoints as ckpt_module
     import diffusion_lite.train as train_module
+    from diffusion_lite import files
 
     images = load_dataset("mnist", "train", subset=32, balanced=True).images
     schedule = Schedule.from_config(ScheduleConfig("linear", T=100))
     cfg = TrainConfig(steps=6, batch_size=4, checkpoint_every=100, log_every=1)
     tiny = UNetConfig(base_channels=8, channel_mults=(1, 2), attn_resolutions=(), groups=4)
-    real_atomic_write = ckpt_module._atomic_write
+    real_fsync_dir, calls = files.fsync_dir, []
 
-    def second_ctrl_c_after_the_weights(path, write):
-        real_atomic_write(path, write)
-        if path.suffix == ".safetensors":
-            os.kill(os.getpid(), signal.SIGINT)  # between the weights and the JSON
+    def second_ctrl_c_after_the_weights(folder):
+        real_fsync_dir(folder)
+        calls.append(folder)
+        if len(calls) == 1:  # save_checkpoint's first: the new weights are in place, their JSON not yet
+            os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(ckpt_module, "_atomic_write", second_ctrl_c_after_the_weights)
+    monkeypatch.setattr(files, "fsync_dir", second_ctrl_c_after_the_weights)
     torch.manual_seed(0)
     with pytest.raises(KeyboardInterrupt) as e:
         fit(UNet(tiny), schedule, images, cfg, run_dir=tmp_path / "cut", progress=False,
@@ -96,7 +97,7 @@ def test_a_second_ctrl_c_during_the_save_waits_until_the_checkpoint_is_whole(tmp
     assert not isinstance(e.value, train_module.TrainingInterrupted)  # the second Ctrl-C's: no message, at once
     monkeypatch.undo()
     saved = json.loads((tmp_path / "cut" / "checkpoint.json").read_text())
-    assert saved["train_state"]["step"] == 3  # the save completed, JSON and weights agree
+    assert saved["train_state"]["step"] == 3 and len(calls) == 2  # the save completed, JSON and weights agree
     assert fit(UNet(tiny), schedule, images, cfg, run_dir=tmp_path / "cut", progress=False)["step"] == 6
 
 
@@ -202,6 +203,7 @@ def test_one_prompt_fills_a_square_grid_several_get_a_row_each(tmp_path, capsys,
 
 def test_an_unwritable_out_is_refused_before_sampling(tmp_path, capsys, monkeypatch):
     import diffusion_lite.checkpoints as ckpt
+    from diffusion_lite import files
 
     monkeypatch.setattr(ckpt, "load", lambda *a: pytest.fail("sampled although --out cannot be written"))
     base = ["sample", "--checkpoint", "mnist-text2img", "--prompt", "7", "--n", "1", "--steps", "1"]
@@ -212,7 +214,7 @@ def test_an_unwritable_out_is_refused_before_sampling(tmp_path, capsys, monkeypa
 
     def refuse(folder, name):  # what a read-only disk, or /proc, does even for root (whom os.access lets through)
         raise PermissionError(13, "Read-only file system")
-    monkeypatch.setattr(ckpt, "_create_temp", refuse)
+    monkeypatch.setattr(files, "create_temp", refuse)
     err = error(capsys, *base, "--out", str(locked / "g.png"))
     assert f"cannot write in {locked} (Read-only file system)" in err
     assert list(locked.iterdir()) == []
