@@ -90,9 +90,9 @@ def _check_dataset(dataset: str) -> None:
 
 
 def fix_articles(text: str) -> str:
-    """'a' -> 'an' before a vowel sound ('an eight', 'an 8', 'an upright seven', 'an ankle boot'), but
-    not before words that start with a consonant sound ('a one', 'a uniform')."""
-    return re.sub(r"\b([Aa]) (?=[aeiouAEIOU8])(?!one\b|uni)", r"\1n ", text)
+    """'a' -> 'an' before a vowel sound ('an eight', 'an 8', 'an 11', 'an upright seven', 'an ankle boot'), but
+    not before words that start with a consonant sound ('a one', 'a uniform', 'a 1')."""
+    return re.sub(r"\b([Aa]) (?=[aeiouAEIOU8]|1[18]\b)(?!one\b|uni)", r"\1n ", text)
 
 
 # ------------------------------------------------------------------------------- measured attributes

@@ -122,6 +122,11 @@ class UNetConfig(_Serializable):
             if bad:  # else the block is silently left out (a text model that ignores its text)
                 raise ValueError(f"{name}={tuple(getattr(self, name))}: this U-Net has no level at {bad} pixels; "
                                  f"its levels are {levels}")
+            for r in getattr(self, name):
+                c = self.base_channels * self.channel_mults[levels.index(r)]
+                if c % self.num_heads:
+                    raise ValueError(f"{name} includes {r}, where the U-Net has {c} channels, which num_heads="
+                                     f"{self.num_heads} does not divide (each head gets channels / num_heads)")
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ def cmd_evaluate(args) -> None:
     from .checkpoints import load
     from .cli import CLIError, _setup
     from .evaluation import evaluate_pipeline
+    from .files import atomic_write
     from .metrics import load_eval_classifier
     from .sample_cli import _cads, check_guidance_args
 
@@ -65,8 +66,8 @@ def cmd_evaluate(args) -> None:
     report["settings"]["checkpoint"] = str(args.checkpoint)
     if args.attributes:
         report["attribute_adherence"] = attribute_adherence_report(pipe, n_per_digit=args.attributes, **kw)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    text = json.dumps(report, indent=2) + "\n"
+    atomic_write(out, lambda tmp: Path(tmp).write_text(text))  # an older report is replaced whole or kept
     print(format_report(report))
     print(f"wrote {out}")
 

@@ -134,6 +134,10 @@ def classifier_free_guidance(eps_fn: Callable[..., torch.Tensor], cond: tuple[to
     if cads is not None and T is None:
         raise ValueError("CADS needs T, the number of timesteps of the schedule, to anneal over t / (T - 1)")
     if interval is not None:
+        if len(interval) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers.Real)
+                                     or not float(v).is_integer()
+                                     for v in interval):
+            raise ValueError(f"interval must be two whole timesteps (t_lo, t_hi), got {tuple(interval)}")
         t_lo, t_hi = (int(v) for v in interval)
         if not 0 <= t_lo <= t_hi:
             raise ValueError(f"interval must be (t_lo, t_hi) with 0 <= t_lo <= t_hi, got {tuple(interval)}")

@@ -141,6 +141,8 @@ class CrossAttention(nn.Module):
 
     def __init__(self, c: int, context_dim: int, num_heads: int = 4):
         super().__init__()
+        if c % num_heads:
+            raise ValueError(f"channels {c} not divisible by num_heads={num_heads}")
         self.h = num_heads
         self.q = nn.Linear(c, c, bias=False)
         self.kv = nn.Linear(context_dim, 2 * c, bias=False)

@@ -133,7 +133,7 @@ def feature_statistics(feats: Features) -> tuple[torch.Tensor, torch.Tensor]:
     f = _as_float64(feats, "features")
     if f.ndim != 2 or f.shape[0] < 2:
         raise ValueError(f"expected features of shape (N, F) with N >= 2, got {tuple(f.shape)}")
-    return f.mean(0), torch.cov(f.T)
+    return f.mean(0), torch.cov(f.T).reshape(f.shape[1], f.shape[1])  # torch.cov gives a 0-d tensor for F = 1
 
 
 def fid(feats_a: Features, feats_b: Features) -> float:
@@ -296,7 +296,7 @@ def evaluate_samples(classifier: Classifier, samples: torch.Tensor, labels: torc
         ref = extract_features(classifier, reference[:2 * n], batch_size)  # only the rows used
         ref_cmp = ref[:n] if ref.shape[0] >= 2 * n else ref
         report["n_reference"] = ref_cmp.shape[0]
-        if n >= 2:
+        if n >= 2 and ref_cmp.shape[0] >= 2:  # a covariance (and KID's unbiased estimate) needs two of each
             report["fid"] = fid(feats, ref_cmp)
             size = min(1000, n, ref_cmp.shape[0])
             report["kid_mean"], report["kid_std"] = kid(feats, ref_cmp, kid_subsets, size, generator)

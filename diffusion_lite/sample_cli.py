@@ -127,7 +127,8 @@ def add_guidance_args(p: argparse.ArgumentParser) -> None:
                    help="condition-annealed sampling: noise the prompt tokens early in the chain with this "
                         "scale (Sadat et al. 2024; 0.5 is a good start for mnist-text2img)")
     p.add_argument("--cads-window", type=float, nargs=2, default=None, metavar=("TAU1", "TAU2"),
-                   help="with --cads: full prompt for t/T <= TAU1, pure noise for t/T >= TAU2 (default 0.6 0.9)")
+                   help="with --cads: full prompt for t/(T-1) <= TAU1, pure noise for t/(T-1) >= TAU2 "
+                        "(default 0.6 0.9)")
 
 
 def check_guidance_args(args, pipe) -> None:

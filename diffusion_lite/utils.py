@@ -45,15 +45,19 @@ def generator_device(generator: torch.Generator | None) -> torch.device:
 
 def randn(shape, generator: torch.Generator | None = None, device: torch.device | str | None = None,
           dtype: torch.dtype | None = None) -> torch.Tensor:
-    """N(0, I) of ``shape``, drawn on the generator's device and moved to ``device`` (default: cpu).
+    """N(0, I) of ``shape``, drawn in float32 on the generator's device, then moved to ``device`` (default: cpu)
+    and cast to ``dtype`` (default: float32).
 
     torch.randn needs the generator and the output on the same device (a CPU generator with
     device="cuda" raises), so the project draws where the generator lives: a CPU generator gives
-    the same numbers whether the model runs on the CPU, a GPU or MPS.
+    the same numbers whether the model runs on the CPU, a GPU or MPS. It also draws different numbers
+    in float64 than in float32, so the draw is always float32: a float64 (or float16) run sees the same
+    noise as a float32 one, up to rounding.
     """
     device = torch.device(device) if device is not None else torch.device("cpu")
     gen_device = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
+    x = torch.randn(shape, generator=generator, device=gen_device, dtype=torch.float32)
+    return x.to(device=device, dtype=dtype if dtype is not None else torch.float32)
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -37,6 +37,10 @@ def test_train_config_rejects_bad_values(bad, match):
     (dict(channel_mults=()), "channel_mults must be a non-empty tuple"),
     (dict(channel_mults=(1, 0)), "channel_mults must be a non-empty tuple"),
     (dict(context_dim=0), "context_dim must be an integer >= 1"),
+    (dict(base_channels=24, num_heads=5), "attn_resolutions includes 7, where the U-Net has 48 channels, which "
+                                          "num_heads=5 does not divide"),
+    (dict(base_channels=24, num_heads=5, attn_resolutions=(), cross_attn_resolutions=(7,), context_dim=8),
+     "cross_attn_resolutions includes 7, where the U-Net has 48 channels"),
 ])
 def test_unet_config_rejects_bad_values(bad, match):
     with pytest.raises(ValueError, match=match):

@@ -193,6 +193,16 @@ def test_evaluate_samples_report(clf, mnist_test):
     assert bad["fid"] > 3 * report["fid"] and bad["kid_mean"] > report["kid_mean"]
     small_ref = metrics.evaluate_samples(clf, real, reference=images[500:800], kid_subsets=2)
     assert small_ref["fid_floor"] is None and small_ref["n_reference"] == 300 and small_ref["accuracy"] is None
+    one_ref = metrics.evaluate_samples(clf, real[:4], labels[:4], reference=images[500:501], kid_subsets=2)
+    assert one_ref["accuracy"] == 1.0 and (one_ref["fid"], one_ref["kid_mean"]) == (None, None)  # not computable
+
+
+def test_fid_of_one_feature_is_the_1d_formula():
+    """F = 1: (mu1 - mu2)^2 + (sigma1 - sigma2)^2, the closed form for two 1-D Gaussians."""
+    a = torch.randn(200, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    b = 2 + 3 * torch.randn(300, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    want = (a.mean() - b.mean()) ** 2 + (a.std() - b.std()) ** 2
+    assert metrics.fid(a, b) == pytest.approx(float(want), rel=1e-9)
 
 
 def test_kid_bias_script_draws_disjoint_class_balanced_sets(capsys):

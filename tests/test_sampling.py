@@ -82,6 +82,24 @@ def test_ddpm_under_disperses_on_a_coarse_grid_as_its_docstring_says():
         assert abs(got - want) < 0.01, std
 
 
+def test_float64_sampling_sees_the_same_noise_as_float32():
+    """torch.randn draws other numbers in float64 than in float32 from the same generator; the samplers' noise must
+    not, or a float64 run (a precision reference) gives different images. Also the training loss's noise."""
+    s = Schedule.from_config(ScheduleConfig("cosine", T=100))
+    fn = _toy_gaussian_eps_fn(s, 0.0, 0.5)
+    x_T = torch.randn(64, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    for sampler, eta in (("ddpm", None), ("ddim", 1.0)):
+        kw = {} if eta is None else {"eta": eta}
+        out = {dt: sample(fn, s, sampler=sampler, x_T=x_T.to(dt), steps=20, generator=torch.Generator().manual_seed(1),
+                          progress=False, **kw) for dt in (torch.float32, torch.float64)}
+        assert out[torch.float64].dtype == torch.float64
+        torch.testing.assert_close(out[torch.float64].float(), out[torch.float32], atol=1e-4, rtol=0)
+    x0 = torch.zeros(64, 1, 2, 2)
+    noise = {dt: q_sample(s, x0.to(dt), torch.full((64,), 50), generator=torch.Generator().manual_seed(2))
+             for dt in (torch.float32, torch.float64)}
+    torch.testing.assert_close(noise[torch.float64].float(), noise[torch.float32], atol=1e-6, rtol=0)
+
+
 def test_timesteps_and_callback(gen):
     s = Schedule.from_config()
     ts = timesteps(s, 10)
@@ -153,6 +171,10 @@ def test_cfg_guidance_interval_guides_only_inside(gen):
     torch.testing.assert_close(out0[[0, 3]], cond[[0, 3]])
     with pytest.raises(ValueError, match="t_lo <= t_hi"):
         classifier_free_guidance(_toy_text_eps, c, u, 3.0, interval=(500, 100))
+    for bad in ((0.5, 999.9), (0, float("nan")), (0, float("inf")), (100,), (0, 5, 9), (True, 5)):
+        with pytest.raises(ValueError, match="interval must be two whole timesteps"):  # not truncated to (0, 999)
+            classifier_free_guidance(_toy_text_eps, c, u, 3.0, interval=bad)
+    torch.testing.assert_close(classifier_free_guidance(_toy_text_eps, c, u, 3.0, interval=(100.0, 500.0))(x, t), out)
     for bad in (-1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="guidance scale s must be finite and >= 0"):
             classifier_free_guidance(_toy_text_eps, c, u, bad)
