@@ -54,6 +54,9 @@ def randn(shape, generator: torch.Generator | None = None, device: torch.device 
     in float64 than in float32, so the draw is always float32: a float64 (or float16) run sees the same
     noise as a float32 one, up to rounding.
     """
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)) or None, got "
+                        f"{type(generator).__name__} {generator!r}")
     device = torch.device(device) if device is not None else torch.device("cpu")
     gen_device = generator.device if generator is not None else device
     x = torch.randn(shape, generator=generator, device=gen_device, dtype=torch.float32)

@@ -121,6 +121,8 @@ def test_sampler_errors(gen):
         sample_ddim(lambda x, t: x, s, shape=(1, 1, 2, 2), steps=1000)
     with pytest.raises(ValueError, match="model_fn returned shape"):
         sample_ddim(lambda x, t: x[:, :, :1], s, shape=(1, 1, 2, 2), steps=2, progress=False)
+    with pytest.raises(TypeError, match=r"generator must be a torch.Generator .* got int 0"):  # a seed is not one
+        sample_ddpm(lambda x, t: x, s, shape=(1, 1, 2, 2), steps=2, generator=0, progress=False)
 
 
 def test_same_seed_same_samples():
