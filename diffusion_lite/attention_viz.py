@@ -20,7 +20,10 @@ from .tokenizer import PAD
 
 
 def token_labels(tokenizer, prompt: str) -> list[str]:
-    """The real tokens of a prompt as the model sees them: ["<bos>", "a", "thick", "seven", "<eos>"]."""
+    """The real tokens of a prompt as the model sees them: ["<bos>", "a", "thick", "seven", "<eos>"]; also for a
+    Hugging Face CLIP tokenizer (an HFTextEncoder's ``.tokenizer``): ["<|startoftext|>", "a</w>", ...]."""
+    if hasattr(tokenizer, "convert_ids_to_tokens"):  # transformers: its own special tokens, no padding here
+        return tokenizer.convert_ids_to_tokens(tokenizer([prompt])["input_ids"][0])
     ids = tokenizer.encode([prompt], on_unknown="unk")[0][0]
     return [tokenizer.vocab[i] for i in ids.tolist() if i != PAD]
 

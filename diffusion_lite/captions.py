@@ -122,6 +122,8 @@ def thickness(images: torch.Tensor) -> torch.Tensor:
 
     A strip of width w and length l >> w has area A = w l and edge length P = 2 l, so 2A/P = w,
     whatever its shape; no skeleton is needed. P = sum sqrt(dI/dx^2 + dI/dy^2) with central differences.
+    The measure holds from about 2 px up (strips 3 and 4 px wide measure 2.96 and 3.93): central differences
+    cannot resolve a narrower stroke, so 1- and 2-px strips both measure about 2 (MNIST strokes are 2-4 px).
     """
     ink = _ink(images)
     p = torch.nn.functional.pad(ink, (2, 2, 2, 2))  # (N, H+4, W+4), zeros outside

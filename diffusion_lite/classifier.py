@@ -18,7 +18,6 @@ Architecture (``ClassifierConfig`` defaults), for x: (N, 1, 28, 28) in [-1, 1]::
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -125,7 +124,8 @@ def train_classifier(model: Classifier, dataset: Any, *, epochs: float = 3.0, ba
 
     dataset: anything with ``.images`` (N, C, H, W) float in [-1, 1] and ``.labels`` (N,) long, such as
     ``data.load_dataset("mnist")``. Each epoch visits every image once in a random order; each batch is
-    augmented with random shifts of up to ``max_shift`` pixels. ``device`` defaults to the model's device.
+    augmented with random shifts of up to ``max_shift`` pixels (an epoch's last batch, if it would hold a single
+    image, is left out: BatchNorm needs two). ``device`` defaults to the model's device.
     ``generator`` draws the batch order and the shifts; dropout draws from the global torch RNG (as in ``fit``),
     so seed that too (``torch.manual_seed``, as scripts/train_classifier.py does) for a repeatable run.
     Returns a JSON-able training record: steps, epochs, wall time, final loss, settings.
@@ -136,12 +136,15 @@ def train_classifier(model: Classifier, dataset: Any, *, epochs: float = 3.0, ba
                          f"got {type(dataset).__name__}")
     if images.shape[0] != labels.shape[0] or labels.ndim != 1:
         raise ValueError(f"images {tuple(images.shape)} and labels {tuple(labels.shape)} do not match")
-    if epochs <= 0 or batch_size < 1:
-        raise ValueError(f"epochs must be > 0 and batch_size >= 1, got {epochs}, {batch_size}")
+    if epochs <= 0 or batch_size < 2:  # BatchNorm needs two images to normalise over
+        raise ValueError(f"epochs must be > 0 and batch_size >= 2, got {epochs}, {batch_size}")
+    if images.shape[0] < 2:
+        raise ValueError(f"need at least 2 images to train on, got {images.shape[0]}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device).train()
     N = images.shape[0]
-    per_epoch = math.ceil(N / batch_size)
+    starts = [i for i in range(0, N, batch_size) if N - i >= 2]  # a last batch of one image is left out (BatchNorm)
+    per_epoch = len(starts)
     steps = max(1, round(epochs * per_epoch))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
@@ -150,7 +153,7 @@ def train_classifier(model: Classifier, dataset: Any, *, epochs: float = 3.0, ba
     bar = tqdm(total=steps, desc="classifier", disable=progress_disabled(progress), dynamic_ncols=True)
     while step < steps:
         order = torch.randperm(N, generator=generator, device=gen_device).cpu()
-        for i in range(0, N, batch_size):
+        for i in starts:
             if step == steps:
                 break
             idx = order[i:i + batch_size]
@@ -179,6 +182,8 @@ def accuracy(model: Classifier, images: torch.Tensor, labels: torch.Tensor, batc
     if labels.shape != (images.shape[0],):
         raise ValueError(f"expected one label per image, labels of shape ({images.shape[0]},), "
                          f"got {tuple(labels.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError("no images: the accuracy of 0 images is undefined")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

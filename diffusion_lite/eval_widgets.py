@@ -28,6 +28,13 @@ from .viz import make_grid
 N_OPTIONS = (50, 100, 200, 500)  # sample counts offered by the widget
 
 
+def shift(images: torch.Tensor, px: int) -> torch.Tensor:
+    """``images`` (N, C, H, W) in [-1, 1] moved ``px`` pixels right and down; background (-1) fills the strip they
+    leave, and what crosses the right or bottom edge is gone (not wrapped round, as torch.roll would)."""
+    H, W = images.shape[-2:]
+    return F.pad(images, (px, 0, px, 0), value=-1.0)[..., :H, :W]
+
+
 def _blur(x: torch.Tensor, sigma: float, noise: torch.Tensor) -> torch.Tensor:
     """Gaussian blur with standard deviation ``sigma`` pixels; the background (-1) stays black."""
     if sigma <= 0:
@@ -69,7 +76,7 @@ DISTORTIONS = {
     "Gaussian noise": Distortion(lambda x, sd, noise: (x + sd * noise).clamp(-1, 1), (0.0, 0.1, 0.2, 0.3, 0.5),
                                  "sd {:g}", "noise standard deviation"),
     "blur": Distortion(_blur, (0.0, 0.5, 0.75, 1.0, 1.5), "sigma {:g} px", "blur sigma (pixels)"),
-    "shift": Distortion(lambda x, px, noise: torch.roll(x, (int(px), int(px)), dims=(2, 3)), (0, 1, 2, 3, 4),
+    "shift": Distortion(lambda x, px, noise: shift(x, int(px)), (0, 1, 2, 3, 4),
                         "{:g} px right and down", "shift right and down (pixels)"),
     "thicker strokes": Distortion(_thicken, (0, 1, 2, 3, 4), "+{:g} px", "strokes thicker by (pixels)"),
     "rotation": Distortion(_rotate, (0, 10, 20, 30, 45), "{:g} degrees", "rotation (degrees)"),

@@ -71,7 +71,7 @@ class HFTextEncoder:
                              f"(local_files_only={local_files_only}): {e}") from e
         self.model.eval().requires_grad_(False).to(device)
         limit = self.model.config.max_position_embeddings
-        max_length = max_length or min(self.tokenizer.model_max_length, limit)
+        max_length = min(self.tokenizer.model_max_length, limit) if max_length is None else max_length
         if not 2 <= max_length <= limit:
             raise ValueError(f"max_length must be in [2, {limit}] (the model's position embeddings), got {max_length}")
         self.max_length, self.truncate, self.name = max_length, truncate, str(name_or_path)
@@ -94,6 +94,9 @@ class HFTextEncoder:
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
             raise ValueError("expected a list of strings; wrap a single prompt as [prompt]")
         prompts = list(prompts)
+        if not prompts:  # as the package's Tokenizer: no rows (transformers raises an IndexError)
+            empty = torch.zeros(0, self.max_length, dtype=torch.long)
+            return empty, empty.bool()
         if not self.truncate:
             lengths = [len(ids) for ids in self.tokenizer(prompts)["input_ids"]]
             too_long = [p for p, n in zip(prompts, lengths) if n > self.max_length]
@@ -109,6 +112,8 @@ class HFTextEncoder:
         """Frozen per-token features: (context (B, L, D) float32, mask (B, L) bool) on the model's device."""
         ids, mask = self.encode(prompts)
         ids, mask = ids.to(self.device), mask.to(self.device)
+        if not len(ids):  # transformers cannot run an empty batch
+            return torch.zeros(0, self.max_length, self.context_dim, device=self.device), mask
         hidden = self.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state  # (B, L, D)
         return hidden.float(), mask
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 import warnings
 from typing import Any
 
@@ -29,14 +30,15 @@ from .utils import caller_stacklevel
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 ON_UNKNOWN = ("error", "warn", "unk")
-_WORD = re.compile(r"[a-z]+|[0-9]+|[^\sa-z0-9]")
+_WORD = re.compile(r"[^\W\d_]+|\d+|[^\w\s]|_")  # letters (any script), digits, one mark
 
 
 def split_words(text: str) -> list[str]:
-    """Lowercase and split into words, numbers and single punctuation marks."""
+    """Lowercase and split into words, numbers and single punctuation marks, after Unicode NFKC normalisation
+    (full-width "７" is "7"; "café" stays one word, which the vocabulary may not know)."""
     if not isinstance(text, str):
         raise ValueError(f"expected a string, got {type(text).__name__}")
-    return _WORD.findall(text.lower())
+    return _WORD.findall(unicodedata.normalize("NFKC", text).lower())
 
 
 class Tokenizer:
@@ -105,7 +107,15 @@ class Tokenizer:
             raise ValueError("encode expects a list of strings; wrap a single prompt as [prompt]")
         mode = on_unknown or self.on_unknown
         self._check_mode(mode)
-        unknown = list(dict.fromkeys(w for t in texts for w in self.unknown_words(t)))
+        room = self.max_length - 2
+        split = [split_words(text) for text in texts]
+        for text, words in zip(texts, split):
+            if len(words) > room and not truncate:
+                raise ValueError(f"prompt {text!r} has {len(words)} words; max_length={self.max_length} "
+                                 f"allows {room} (plus <bos> and <eos>); shorten it (from Python, "
+                                 "encode(..., truncate=True) cuts it to fit)")
+        split = [words[:room] for words in split]  # what is encoded: unknown words cut off are not reported
+        unknown = list(dict.fromkeys(w for words in split for w in words if w not in self.index))
         marks, vocab = self._unknown_hints(unknown) if unknown else ("", "")
         if unknown and mode == "error":
             raise ValueError(f"unknown word(s) {unknown} not in the {len(self)}-token vocabulary{marks}; rephrase, "
@@ -114,14 +124,8 @@ class Tokenizer:
             warnings.warn(f"unknown word(s) {unknown} mapped to <unk>: the model ignores their meaning{marks}{vocab}",
                           stacklevel=caller_stacklevel())
         ids = torch.full((len(texts), self.max_length), PAD, dtype=torch.long)
-        room = self.max_length - 2
-        for i, text in enumerate(texts):
-            words = split_words(text)
-            if len(words) > room and not truncate:
-                raise ValueError(f"prompt {text!r} has {len(words)} words; max_length={self.max_length} "
-                                 f"allows {room} (plus <bos> and <eos>); shorten it (from Python, "
-                                 "encode(..., truncate=True) cuts it to fit)")
-            seq = [BOS] + [self.index.get(w, UNK) for w in words[:room]] + [EOS]
+        for i, words in enumerate(split):
+            seq = [BOS] + [self.index.get(w, UNK) for w in words] + [EOS]
             ids[i, : len(seq)] = torch.tensor(seq)
         return ids, ids != PAD
 
@@ -129,6 +133,8 @@ class Tokenizer:
         """ids (B, L) -> B strings, without <bos>, <eos>, <pad> (<unk> stays visible)."""
         if ids.dim() != 2:
             raise ValueError(f"expected ids of shape (B, L), got {tuple(ids.shape)}")
+        if ids.numel() and (ids.min() < 0 or ids.max() >= len(self.vocab)):
+            raise ValueError(f"token ids must be in [0, {len(self.vocab)}), got {ids.min().item()}..{ids.max().item()}")
         texts = []
         for row in ids.tolist():
             words = [self.vocab[i] for i in row if i not in (PAD, BOS, EOS)]

@@ -35,6 +35,8 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = GRID
         raise ValueError(f"images must be float in [-1, 1] or uint8 in [0, 255], got {images.dtype}")
     x = x.permute(0, 2, 3, 1).numpy()  # (B, H, W, C)
     B, H, W, C = x.shape
+    if B == 0:
+        raise ValueError("no images to show: got a batch of 0")
     nrow = _grid_cols(B, nrow)
     rows = int(np.ceil(B / nrow))
     grid = np.full((rows * (H + padding) + padding, nrow * (W + padding) + padding, C), pad_value, np.uint8)

@@ -142,6 +142,8 @@ def reverse_jump_figure(schedule: Schedule, x_t: float = 0.5, t: int | None = No
     """
     T = schedule.T
     t = T - 1 if t is None else _check_t(schedule, t)
+    if t < 1:
+        raise ValueError(f"t must be >= 1 for a reverse jump to an earlier s < t, got {t}")
     if s_values is None:  # one step back, back to where alpha_bar is 0.25 and 0.75, and back to the data
         ab = schedule.alpha_bar.cpu().numpy()
         middle = [int(np.argmin(np.abs(ab - a))) for a in (0.25, 0.75)]

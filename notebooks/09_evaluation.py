@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from diffusion_lite import evaluation, metrics
 from diffusion_lite.checkpoints import load_pretrained
 from diffusion_lite.data import load_dataset
-from diffusion_lite.eval_widgets import distortion_figure, distortion_sweep, distortion_widget
+from diffusion_lite.eval_widgets import distortion_figure, distortion_sweep, distortion_widget, shift
 from diffusion_lite.utils import get_device, seed_everything
 from diffusion_lite.viz import show_grid
 
@@ -457,7 +457,7 @@ clean, ref_feats = pool_images[2000:2000 + n_t], pool_feats[:n_t]
 blur_kernel = torch.tensor([[1.0, 2, 1], [2, 4, 2], [1, 2, 1]])[None, None] / 16
 distortions = {
     "none (another real set)": lambda x: x,
-    "shift by 2 px": lambda x: torch.roll(x, (2, 2), dims=(2, 3)),
+    "shift by 2 px": lambda x: shift(x, 2),
     "thicker strokes": lambda x: F.max_pool2d(x, 3, stride=1, padding=1),
     "blur (3x3)": lambda x: F.conv2d(x + 1, blur_kernel, padding=1) - 1,
     "noise, sd 0.3": lambda x: (x + 0.3 * torch.randn(x.shape, generator=g)).clamp(-1, 1),

@@ -257,6 +257,24 @@ def test_too_long_prompt_errors_naming_the_limit(tok):
         tok.encode([long])
     ids, mask = tok.encode([long], truncate=True)
     assert mask.all() and ids[0, -1] == EOS
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "zebra" is cut off with the rest, so it is not reported as unknown
+        tok.encode([long + " zebra"], truncate=True)
+
+
+def test_non_ascii_text_is_normalised_and_unknown_words_are_named_whole(tok):
+    assert split_words("Café ７, ＳＥＶＥＮ") == ["café", "7", ",", "seven"]  # NFKC: full-width is plain
+    assert tok.encode(["ＳＥＶＥＮ ７"])[0].tolist() == tok.encode(["seven 7"])[0].tolist()
+    with pytest.warns(UserWarning, match=r"\['café'\]"):
+        tok.encode(["a café seven"])
+
+
+def test_decode_rejects_ids_outside_the_vocabulary(tok):
+    with pytest.raises(ValueError, match=r"token ids must be in \[0, "):
+        tok.decode(torch.tensor([[1, -1, 2]]))
+    with pytest.raises(ValueError, match="token ids"):
+        tok.decode(torch.tensor([[len(tok.vocab)]]))
 
 
 def test_encode_rejects_a_bare_string(tok):

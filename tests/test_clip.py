@@ -196,6 +196,12 @@ def test_hf_text_encoder_on_a_tiny_local_model(tmp_path):
         enc.text_tokens(["a very long prompt about cats"])
     with pytest.raises(ValueError, match="list of strings"):
         enc.text_tokens("a cat")
+    ctx0, mask0 = enc.text_tokens([])  # no prompts, no rows (as the package's tokenizer)
+    assert ctx0.shape == (0, 24, 32) and mask0.shape == (0, 24)
+    with pytest.raises(ValueError, match=r"max_length must be in \[2, 24\].*got 0"):
+        HFTextEncoder(tmp_path, max_length=0)  # not read as "the default"
+    from diffusion_lite.attention_viz import token_labels
+    assert token_labels(enc.tokenizer, "a cat") == ["<|startoftext|>", "a</w>", "c", "a", "t</w>", "<|endoftext|>"]
     with pytest.raises(ValueError, match="no such folder"):
         HFTextEncoder(tmp_path / "missing")
     with pytest.raises(ValueError, match="is a file; expected a folder"):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from diffusion_lite import checkpoints, metrics
-from diffusion_lite.classifier import Classifier, ClassifierConfig, random_shift, save_classifier
+from diffusion_lite.classifier import Classifier, ClassifierConfig, random_shift, save_classifier, train_classifier
 from diffusion_lite.data import load_dataset
 
 
@@ -116,6 +116,19 @@ def test_shipped_classifier_accuracy_on_mnist_test(clf, mnist_test):
     images, labels = mnist_test
     assert images.shape[0] == 10000
     assert metrics.conditional_accuracy(clf, images, labels) >= 0.99
+
+
+def test_train_classifier_leaves_out_a_last_batch_of_one_image():
+    """N = 9 with batches of 4: 4 + 4 + 1, and BatchNorm cannot train on one image; the 1 is left out, not fatal."""
+    ds = load_dataset("mnist", "test", subset=9)
+    record = train_classifier(Classifier(ClassifierConfig()), ds, epochs=1, batch_size=4,
+                              generator=torch.Generator().manual_seed(0), progress=False)
+    assert record["steps"] == 2
+    with pytest.raises(ValueError, match="batch_size >= 2"):
+        train_classifier(Classifier(ClassifierConfig()), ds, batch_size=1, progress=False)
+    from diffusion_lite.classifier import accuracy
+    with pytest.raises(ValueError, match="accuracy of 0 images is undefined"):
+        accuracy(Classifier(ClassifierConfig()), ds.images[:0], ds.labels[:0])
 
 
 def test_classifier_checkpoint_round_trip(tmp_path):

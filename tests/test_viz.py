@@ -41,6 +41,8 @@ def test_make_grid_tiles_images_with_padding():
     assert g[6:10, 11:15].min() == 255, "the 6th cell is empty"
     with pytest.raises(ValueError, match="B, C, H, W"):
         make_grid(torch.zeros(1, 4, 4))
+    with pytest.raises(ValueError, match="batch of 0"):
+        make_grid(torch.zeros(0, 1, 4, 4))
 
 
 def test_shape_trace_follows_the_unet_and_removes_its_hooks():

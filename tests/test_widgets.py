@@ -112,6 +112,8 @@ def test_reverse_jump_figure_default_panels(linear100):
     fig = reverse_jump_figure(linear100)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[0].startswith("1 step(s) back: s = 98") and "s = 0" in titles[-1]
+    with pytest.raises(ValueError, match="t must be >= 1 for a reverse jump"):  # not "got -1", a t never given
+        reverse_jump_figure(linear100, t=0)
 
 
 def test_schedule_comparison_shows_each_schedule_at_same_t(digits):
