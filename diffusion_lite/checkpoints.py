@@ -163,12 +163,14 @@ def load_checkpoint(path_or_name: str | os.PathLike, device: str | torch.device 
     stem = resolve(path_or_name)
     weights, sidecar = _files(stem)
     for f in (weights, sidecar):
-        if not f.exists():
+        if not f.exists() and not (f == sidecar and has_metadata(stem)):
             raise CheckpointError(f"checkpoint {stem} is incomplete: {f.name} is missing")
     try:
-        meta = json.loads(sidecar.read_text())
+        meta = read_meta(stem)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{sidecar} is not valid JSON ({e}); the checkpoint is corrupt") from e
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {stem} is incomplete: {sidecar.name} is missing") from None
     if not isinstance(meta, dict) or "kind" not in meta:
         raise CheckpointError(f"{sidecar} has no 'kind' field; not a diffusion_lite checkpoint")
     version = meta.get("format_version", FORMAT_VERSION)
@@ -177,10 +179,8 @@ def load_checkpoint(path_or_name: str | os.PathLike, device: str | torch.device 
         raise CheckpointError(f"{sidecar} has checkpoint format version {version!r}, but diffusion_lite "
                               f"{__version__} reads versions up to {FORMAT_VERSION}: it was written by a newer "
                               "release of the package; upgrade it to load this checkpoint")
-    if _pending(sidecar).exists():
-        meta = _finish_interrupted_save(weights, sidecar, meta)
     if verify and meta.get("weights_sha256") and files.sha256_file(weights) != meta["weights_sha256"]:
-        raise CheckpointError(f"{weights.name} does not match the sha256 recorded in {sidecar.name}: "
+        raise CheckpointError(f"{weights} does not match the sha256 recorded in {sidecar.name}: "
                               "the weights are corrupt or belong to another checkpoint")
     try:
         tensors = load_file(str(weights), device="cpu")  # then moved: safetensors refuses e.g. "cpu:0"
@@ -191,12 +191,23 @@ def load_checkpoint(path_or_name: str | os.PathLike, device: str | torch.device 
 
 def read_meta(path: str | os.PathLike) -> Any:
     """The JSON of checkpoint ``path`` as load_checkpoint sees it (the pending JSON of a save interrupted between
-    its two renames, if that matches the weights); json.JSONDecodeError for a file that is not JSON."""
+    its two renames, if that matches the weights); json.JSONDecodeError for a file that is not JSON,
+    FileNotFoundError when there is none."""
     weights, sidecar = _files(_stem(path))
-    meta = json.loads(sidecar.read_text())
-    if isinstance(meta, dict) and _pending(sidecar).exists() and weights.exists():
+    pending = _pending(sidecar)
+    meta = json.loads(sidecar.read_text()) if sidecar.exists() or not pending.exists() else {}
+    if isinstance(meta, dict) and pending.exists() and weights.exists():
         meta = _finish_interrupted_save(weights, sidecar, meta)
+    if meta == {} and not sidecar.exists():
+        raise FileNotFoundError(f"{sidecar} does not exist")
     return meta
+
+
+def has_metadata(path: str | os.PathLike) -> bool:
+    """Whether checkpoint ``path`` has its JSON: PATH.json, or (its first save killed between its two renames)
+    the pending JSON beside its weights, which read_meta and load_checkpoint read."""
+    weights, sidecar = _files(_stem(path))
+    return sidecar.exists() or (_pending(sidecar).exists() and weights.exists())
 
 
 def _finish_interrupted_save(weights: Path, sidecar: Path, meta: dict[str, Any]) -> dict[str, Any]:

@@ -106,19 +106,31 @@ def check_not_shipped(out: str, replace_shipped: bool = False, can_replace: bool
                        f"every later use of {name!r} in this folder; choose another name (e.g. my-{name})")
 
 
+def _kind_of(sidecar: Path) -> str:
+    """What a checkpoint's JSON says it holds, for messages: "a 'clip' checkpoint", or why that is unknown."""
+    try:
+        kind = json.loads(sidecar.read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return "its JSON is missing or unreadable"
+    return f"a {kind!r} checkpoint"
+
+
 def cmd_export(args) -> None:
     from .checkpoints import load
 
-    check_stem(args.out)
+    stem = check_stem(args.out)  # as save_checkpoint names it
     check_not_shipped(args.out, replace_shipped=args.replace_shipped, can_replace=True)
+    target = Path(stem + ".json")
+    if target.is_file() and "train_state" in target.read_text():
+        raise CLIError(f"{target} is a training checkpoint (it resumes a run); export to another --out")
+    existing = [f for f in (target, Path(stem + ".safetensors")) if f.exists()]
+    if existing and not args.overwrite and not (args.replace_shipped and inside_pretrained(stem)):
+        raise CLIError(f"{existing[0]} exists ({_kind_of(target)}); export to another --out, or add --overwrite "
+                       "to replace it")
     pipe = load(args.run)
     if not hasattr(pipe, "save"):
         raise CLIError(f"export turns a diffusion run into an inference checkpoint; {args.run} is a "
                        f"{type(pipe).__name__} checkpoint (copy its .safetensors and .json files instead)")
-    stem = check_stem(args.out)  # as save_checkpoint names it
-    target = Path(stem + ".json")
-    if target.is_file() and "train_state" in target.read_text():
-        raise CLIError(f"{target} is a training checkpoint (it resumes a run); export to another --out")
     if args.card:
         try:
             card = json.loads(Path(args.card).read_text())
@@ -174,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     def common(sp):
         sp.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
         sp.add_argument("--threads", type=_positive(), default=None, help="CPU threads for torch")
-        sp.add_argument("--quiet", action="store_true", help="no progress bars (as TQDM_DISABLE=1), e.g. in logs")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars (as TQDM_DISABLE=1), e.g. in logs; "
+                        "train and train-clip print a plain line every 5%% of the run instead")
 
     from . import sample_cli, train_cli
 
@@ -185,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--run", required=True, help="run folder of `diffusion-lite train` (or a checkpoint)")
     e.add_argument("--out", required=True, help="checkpoint stem: writes OUT.safetensors and OUT.json")
     e.add_argument("--card", default=None, help="JSON file with model-card facts to store")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --out")
     e.add_argument("--replace-shipped", action="store_true",
                    help="allow --out inside the package's pretrained folder (maintainers re-training a shipped model)")
     e.set_defaults(func=cmd_export)

@@ -18,12 +18,16 @@ RUN_OPTIONS = {"--dataset": ("dataset", "name"), "--subset": ("dataset", "subset
 
 def _partial_run(partial: str, args) -> dict | None:
     """The meta of the interrupted run at PARTIAL.{safetensors,json}, checked to be this command's; None if none."""
-    from .checkpoints import read_meta
+    from .checkpoints import has_metadata, read_meta
     from .cli import CLIError
     from .clip_train import RUN_KIND
+    from .files import sha256_file
 
     sidecar, weights = Path(partial + ".json"), Path(partial + ".safetensors")
-    if not sidecar.exists():
+    if not has_metadata(partial):
+        if weights.exists():  # a new run would overwrite these weights
+            raise CLIError(f"{weights} has no {sidecar.name} beside it, so the interrupted run cannot be resumed, and "
+                           f"a new run would overwrite it; restore the JSON from a copy, or delete {weights}")
         return None
     afresh = f"delete {sidecar} and {weights} to start afresh"
     try:
@@ -38,6 +42,9 @@ def _partial_run(partial: str, args) -> dict | None:
     if not weights.exists():
         raise CLIError(f"{sidecar} has no {weights.name} beside it, so the interrupted run cannot be resumed; restore "
                        f"the weights from a copy, or {afresh}")
+    if saved.get("weights_sha256") and sha256_file(weights) != saved["weights_sha256"]:
+        raise CLIError(f"{weights} does not match the sha256 recorded in {sidecar.name} (corrupt, or from another "
+                       f"run), so the interrupted run cannot be resumed; restore both from a copy, or {afresh}")
     show = lambda v: "not given" if v is None else repr(v)  # noqa: E731
     diffs = []
     for option, keys in RUN_OPTIONS.items():
@@ -65,7 +72,7 @@ def cmd_train_clip(args) -> None:
     from .clip_train import train_clip
     from .data import load_dataset
     from .train_state import TrainingInterrupted
-    from .utils import get_device
+    from .utils import LogLines, get_device
 
     stem = check_stem(args.out)
     check_not_shipped(args.out)
@@ -83,7 +90,8 @@ def cmd_train_clip(args) -> None:
     device = get_device(args.device)
     train = load_dataset(args.dataset, "train", subset=args.subset, balanced=args.subset is not None,
                          download=args.download)
-    test = load_dataset(args.dataset, "test", subset=2000, download=args.download)
+    test = load_dataset(args.dataset, "test", download=args.download)
+    n_test = min(2000, len(test))  # the zero-shot check: the first 2,000 test images (all, in a smaller test set)
     if args.batch_size > len(train):  # a contrastive batch holds distinct images: none may repeat
         raise CLIError(f"--batch-size {args.batch_size} is larger than the {len(train)} training images; use "
                        f"--batch-size {len(train)} or less (or a larger --subset)")
@@ -94,22 +102,25 @@ def cmd_train_clip(args) -> None:
         print(f"resuming the interrupted run {partial} from step {saved['train_state']['step']} of {args.steps}")
     meta = {"dataset": {"name": args.dataset, "subset": args.subset}, "seed": args.seed}
     try:
+        log = LogLines("train-clip", args.steps, saved["train_state"]["step"] if saved else 0) if args.quiet else None
         history = train_clip(model, train, steps=args.steps, batch_size=args.batch_size, lr=args.lr, generator=g,
-                             device=device, checkpoint=partial, checkpoint_every=args.checkpoint_every, meta=meta)
+                             device=device, checkpoint=partial, checkpoint_every=args.checkpoint_every, meta=meta,
+                             callback=log)
     except TrainingInterrupted as e:  # cli.main prints it and exits with 128 + the signal
         raise TrainingInterrupted(f"{e}; rerun the same command to resume it ({stem}.safetensors and {stem}.json are "
                                   "written when training completes)", e.signum) from None
     minutes = json.loads(Path(partial + ".json").read_text())["train_state"]["seconds"] / 60  # all sessions
     model.eval()
     with torch.no_grad():
-        acc = zero_shot_accuracy(model, test.images.to(device), test.labels.to(device), class_prompts(args.dataset))
+        acc = zero_shot_accuracy(model, test.images[:n_test].to(device), test.labels[:n_test].to(device),
+                                 class_prompts(args.dataset))
     meta["card"] = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
                     "minutes": round(minutes, 2), "final_loss": round(sum(history[-20:]) / min(20, len(history)), 4),
-                    "zero_shot_accuracy_test2000": round(acc, 4)}
+                    f"zero_shot_accuracy_test{n_test}": round(acc, 4)}
     stem = save_clip(stem, model, {"dataset": meta["dataset"], "card": meta["card"]})
     for f in (".json", ".safetensors"):  # the finished encoder is written: the run is no longer needed
         Path(partial + f).unlink(missing_ok=True)
-    print(f"zero-shot accuracy on 2,000 {args.dataset} test images: {acc:.2%} ({minutes:.1f} min of training)")
+    print(f"zero-shot accuracy on {n_test:,} {args.dataset} test images: {acc:.2%} ({minutes:.1f} min of training)")
     print(f"wrote {stem}.safetensors and {stem}.json; train a text-to-image model on it with:")
     print(f"  diffusion-lite train --dataset {args.dataset} --text {stem} --cross-attn 7 --steps 4000 "
           "--out runs/text2img")
@@ -125,7 +136,7 @@ def add_parser(sub, common) -> None:
     p.add_argument("--batch-size", type=_positive(), default=256)
     p.add_argument("--lr", type=_positive(float), default=2e-3)
     p.add_argument("--width", type=_positive(), default=64, help="text token width D (the U-Net's context_dim)")
-    p.add_argument("--subset", type=_positive(), default=None, help="train on K images (balanced)")
+    p.add_argument("--subset", type=_positive(), default=None, help="train on K images, K / 10 of each class")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the initial weights and the batches")
     p.add_argument("--download", action="store_true", help="fetch the dataset with torchvision if not found (online)")
     p.add_argument("--checkpoint-every", type=_positive(), default=500,

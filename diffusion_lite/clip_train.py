@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import add_prefix, load_checkpoint, load_state_strict, save_checkpoint, split_prefix
+from .checkpoints import add_prefix, has_metadata, load_checkpoint, load_state_strict, save_checkpoint, split_prefix
 from .clip import CLIPModel, clip_loss
 from .metrics import check_images
 from .train_state import StopOnInterrupt, TrainingInterrupted, keeps_caller_state, load_optimizer, optimizer_tensors
@@ -133,7 +133,11 @@ class _ClipRun:
         if any(k in _OWN_META for k in self.meta):
             raise ValueError(f"meta may not set {', '.join(repr(k) for k in self.meta if k in _OWN_META)}: train_clip "
                              "writes those entries itself")
-        if self.stem is not None and Path(f"{self.stem}.json").exists():
+        if self.stem is not None and not has_metadata(self.stem) and Path(f"{self.stem}.safetensors").exists():
+            raise FileExistsError(f"{self.stem}.safetensors has no {Path(self.stem).name}.json beside it: the run "
+                                  "cannot be resumed and a new one would overwrite it; restore the JSON, or choose "
+                                  "another checkpoint")
+        if self.stem is not None and has_metadata(self.stem):
             self.tensors, self.saved = load_checkpoint(self.stem, "cpu")
             self._check(self.saved)
             self.meta = {**{k: v for k, v in self.saved.items() if k not in _OWN_META}, **self.meta}

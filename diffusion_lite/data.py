@@ -141,8 +141,7 @@ def _locate(name: str, split: str, root) -> tuple[Path, list[Path]]:
     tried = []
     for base in search_dirs(name, root):
         if any((base / (wanted[0] + s)).is_file() for s in suffixes):  # the files themselves, not their parent
-            tried.append(f"{base}  (holds {wanted[0]} itself: expected it in {base / _LAYOUTS[name][0]}; MNIST and "
-                         "Fashion-MNIST share file names, so each needs its own folder)")
+            tried.append(f"{base}  (holds {wanted[0]} itself: {_files_itself_hint(name, base)})")
         for sub in _LAYOUTS[name]:
             folder = base / sub
             if not folder.is_dir():
@@ -156,6 +155,17 @@ def _locate(name: str, split: str, root) -> tuple[Path, list[Path]]:
     raise DatasetNotFoundError(_not_found_message(name, split, tried))
 
 
+def _files_itself_hint(name: str, base: Path) -> str:
+    """What to do when a searched folder holds the dataset's files directly instead of in a sub-folder."""
+    for sub in map(Path, _LAYOUTS[name]):  # e.g. .../cifar-10-batches-py given: its parent was meant
+        if len(base.parts) > len(sub.parts) and base.parts[-len(sub.parts):] == sub.parts:
+            return f"give {base.parents[len(sub.parts) - 1]} instead, the folder that contains {sub}/"
+    if name == "cifar10":
+        return f"expected it in {base / 'cifar-10-batches-py'}: give the folder that contains cifar-10-batches-py/"
+    return (f"expected it in {base / _LAYOUTS[name][0]}; MNIST and Fashion-MNIST share file names, so each needs its "
+            "own folder")
+
+
 def _expected_files(name: str) -> str:
     """The files of both splits, for messages that tell a user what to copy where."""
     if name == "cifar10":
@@ -165,8 +175,8 @@ def _expected_files(name: str) -> str:
 
 
 def _not_found_message(name: str, split: str, tried: list[str]) -> str:
-    how = [f"  - online: load_dataset({name!r}, download=True) or the CLI's --download "
-           f"(torchvision saves it under {CACHE_DIR}, or under `root` if given)"]
+    how = [f"  - online: --download (Python: load_dataset({name!r}, download=True)); torchvision saves it under "
+           f"{CACHE_DIR} (Python: or under root=<dir>)"]
     if name == "mnist":
         how.append("  - MNIST ships in the diffusion-lite source repository's data/mnist/, not in a wheel: work in a "
                    "git checkout (`pip install -e .` there)")
@@ -174,7 +184,7 @@ def _not_found_message(name: str, split: str, tried: list[str]) -> str:
         how.append("  - Debian/Ubuntu, offline-friendly: sudo apt-get install dataset-fashion-mnist "
                    f"(installs {DEBIAN_DIR / 'fashion-mnist'}/)")
     how.append(f"  - or copy {_expected_files(name)} to <dir>/{_LAYOUTS[name][0]}/ and set {ENV_VAR}=<dir> "
-               "(or root=<dir>)")
+               "(Python: or root=<dir>)")
     return (f"{name} ({split} split) not found. Looked in:\n" + "\n".join(f"  {t}" for t in tried)
             + "\nTo get it:\n" + "\n".join(how))
 
@@ -183,7 +193,7 @@ def _select(info: DatasetInfo, split: str, labels: np.ndarray, subset, balanced:
     """Indices to keep: all, the first ``subset``, or the first ``subset // C`` of each class (file order)."""
     if subset is None:
         if balanced:
-            raise ValueError("balanced=True needs subset=K (it keeps K // num_classes images per class)")
+            raise ValueError("balanced=True needs subset=K (it keeps K / num_classes images per class)")
         return slice(None)
     n, c = len(labels), info.num_classes
     if not balanced:
@@ -191,7 +201,12 @@ def _select(info: DatasetInfo, split: str, labels: np.ndarray, subset, balanced:
             raise ValueError(f"subset={subset} but {info.name} {split} has only {n} images")
         return slice(0, subset)
     if subset < c:
-        raise ValueError(f"balanced subset={subset} is smaller than the number of classes ({c})")
+        raise ValueError(f"balanced subset={subset} is smaller than the number of classes ({c}); use {c}, or a "
+                         f"multiple of {c}")
+    if subset % c:  # K // C per class would train on fewer images than asked for
+        lo, hi = subset // c * c, (subset // c + 1) * c
+        raise ValueError(f"balanced subset={subset} must be a multiple of the number of classes ({c}), the same "
+                         f"number of each: use {lo} or {hi}")
     per_class = subset // c
     keep = [np.flatnonzero(labels == k)[:per_class] for k in range(c)]  # first per_class of each class
     short = [f"{info.classes[k]!r}: {len(keep[k])}" for k in range(c) if len(keep[k]) < per_class]
@@ -201,14 +216,29 @@ def _select(info: DatasetInfo, split: str, labels: np.ndarray, subset, balanced:
     return np.sort(np.concatenate(keep))  # back to file order
 
 
+def _remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` if it holds nothing but empty folders (what torchvision leaves when a download fails);
+    a folder with any file in it is kept as it is."""
+    try:
+        if any(not p.is_dir() or p.is_symlink() for p in folder.rglob("*")):
+            return
+        for d in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True) + [folder]:
+            d.rmdir()  # only ever removes an empty folder
+    except OSError:  # raced with another process, or no permission: leave it
+        pass
+
+
 def _download(name: str, root) -> None:
     """Fetch ``name`` with torchvision into ``root`` or CACHE_DIR, in torchvision's layout (needs network)."""
     import torchvision.datasets as tvd  # only needed here
     target = Path(root).expanduser() if root is not None else CACHE_DIR  # torchvision creates it
     cls = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10}[name]
+    created = not target.exists()
     try:
         cls(root=str(target), download=True)  # fetches both splits
     except (OSError, RuntimeError) as e:  # urllib's URLError is an OSError; torchvision raises RuntimeError
+        if created:
+            _remove_if_empty(target)
         raise DatasetDownloadError(
             f"could not download {name} with torchvision into {target} ({type(e).__name__}: {e}). Without network, "
             f"copy {_expected_files(name)} to <dir>/{_LAYOUTS[name][0]}/ and set {ENV_VAR}=<dir>") from e
@@ -219,13 +249,14 @@ def load_dataset(name: str, split: str = "train", *, root: str | os.PathLike | N
     """Load a split of ``name`` ("mnist", "fashion-mnist", "cifar10") into memory.
 
     Returns an ImageDataset: images float32 (N, C, H, W) in [-1, 1] ((1, 28, 28) or (3, 32, 32)), labels
-    long (N,). ``subset=K`` keeps the first K images; with ``balanced=True`` the first K // num_classes of
-    each class (N = (K // num_classes) * num_classes), in file order. ValueError for an unknown name/split
+    long (N,). ``subset=K`` keeps the first K images; with ``balanced=True`` the first K / num_classes of
+    each class (K must be a multiple of num_classes), in file order. ValueError for an unknown name/split
     or an impossible subset; DatasetNotFoundError (a FileNotFoundError) when no searched folder has the
     files, or when ``root`` is given but is not a folder (without ``download``; a ``root`` that exists is
-    searched first, then the default places); DatasetChecksumError when a file differs from its SHA256SUMS
-    entry. ``download=True`` fetches missing files with torchvision into ``root`` or CACHE_DIR. Raw arrays
-    are cached per process.
+    searched first, then the default places); DatasetChecksumError (a ValueError) when a file differs from its
+    SHA256SUMS entry or is truncated / not in its format. ``download=True`` fetches missing files with
+    torchvision into ``root`` or CACHE_DIR (a folder it created is removed again if the download fails and
+    leaves it empty). Raw arrays are cached per process.
     """
     info = dataset_info(name)
     if split not in SPLITS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import gzip
 import pickle
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,17 @@ if TYPE_CHECKING:
 
 
 class DatasetChecksumError(ValueError):
-    """A data file's sha256 differs from the one in the SHA256SUMS manifest next to it."""
+    """A data file is damaged: its sha256 differs from the one in the SHA256SUMS manifest next to it, or (checked
+    while reading, manifest or not) it is truncated or not in its format, e.g. a gzip or pickle cut short."""
+
+
+# How to get a damaged file again, worded for the command line and for Python
+REFETCH = ("delete it and copy it again, or download it again with --download "
+           "(Python: load_dataset(..., download=True))")
+
+
+def _damaged(path, problem: str) -> DatasetChecksumError:
+    return DatasetChecksumError(f"{path} is corrupt or incomplete ({problem}); {REFETCH}")
 
 
 def stat_key(p: Path) -> tuple[str, int, int]:  # cache key: a changed file is read again
@@ -53,26 +64,41 @@ def verify_checksums(files: list[Path]) -> None:
                                            f"{expected[p.name]}; restore it (e.g. `git checkout -- {p}`)")
 
 
+def _unpickle(path) -> object:
+    """The object in a pickle file (CIFAR-10's format); DatasetChecksumError naming the file if it is cut short
+    or not a pickle (a damaged pickle fails in many ways, so every error of decoding it is one)."""
+    with open(path, "rb") as f:
+        try:
+            return pickle.load(f, encoding="latin1")
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+                ImportError) as e:  # EOFError: empty; UnpicklingError: cut short; others: random bytes
+            raise _damaged(path, f"not a complete pickle: {type(e).__name__}: {e}") from e
+
+
 @functools.lru_cache(maxsize=16)
 def read_idx(path: str, size: int, mtime_ns: int) -> np.ndarray:
     """An IDX file of unsigned bytes (gzip or not) -> read-only uint8 array of the shape in its header."""
     with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
-        buf = f.read()
+        try:
+            buf = f.read()
+        except (gzip.BadGzipFile, EOFError, zlib.error) as e:  # not gzip / cut short / damaged in the middle
+            raise _damaged(path, f"not a complete gzip file: {type(e).__name__}: {e}") from e
     if len(buf) < 4 or buf[:3] != b"\x00\x00\x08":
         raise ValueError(f"{path}: not an IDX file of unsigned bytes (magic {buf[:4].hex()}, want 000008..)")
     ndim = buf[3]
+    if len(buf) < 4 + 4 * ndim:
+        raise _damaged(path, f"{len(buf)} bytes, shorter than its {ndim}-dimension header")
     dims = tuple(int(d) for d in np.frombuffer(buf, dtype=">i4", count=ndim, offset=4))
     data = np.frombuffer(buf, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: header says shape {dims} but the file holds {data.size} bytes")
+        raise _damaged(path, f"header says shape {dims} but the file holds {data.size} bytes")
     return data.reshape(dims)
 
 
 @functools.lru_cache(maxsize=16)
 def read_cifar_batch(path: str, size: int, mtime_ns: int) -> tuple[np.ndarray, np.ndarray]:
     """A CIFAR-10 python batch (the dataset's own pickle format) -> uint8 (N, 3, 32, 32), int64 (N,)."""
-    with open(path, "rb") as f:
-        d = pickle.load(f, encoding="latin1")
+    d = _unpickle(path)
     if not isinstance(d, dict) or not {"data", "labels"} <= d.keys():
         raise ValueError(f"{path}: expected a dict with 'data' (N, 3072) and 'labels' (N,)")
     data, labels = np.asarray(d["data"], dtype=np.uint8), np.asarray(d["labels"], dtype=np.int64)
@@ -89,8 +115,8 @@ def read_raw(info: DatasetInfo, folder: Path, files: list[Path]) -> tuple[np.nda
     if info.name == "cifar10":
         meta = folder / "batches.meta"
         if meta.is_file():
-            with open(meta, "rb") as f:
-                names = tuple(pickle.load(f, encoding="latin1").get("label_names", ()))
+            d = _unpickle(meta)
+            names = tuple(d.get("label_names", ())) if isinstance(d, dict) else None
             if names != info.classes:
                 raise ValueError(f"{meta}: label_names {names} differ from CIFAR-10's {info.classes}")
         batches = [read_cifar_batch(*stat_key(p)) for p in files]  # train: 5 x 10,000 images

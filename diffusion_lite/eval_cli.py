@@ -18,13 +18,22 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def _kid_excess(report: dict):
+    """KID - floor, or why an unconditional model's report has none (evaluation.score_samples): its draws are
+    random, not class-balanced, so KID itself is centred on 0 and subtracting the floor would only add noise."""
+    v = report.get("kid_excess")
+    if v is None and (report.get("settings") or {}).get("model") == "unconditional":
+        return "n/a (unconditional model: read KID itself, ~0 for a perfect one)"
+    return v
+
+
 def format_report(report: dict) -> str:
     """A short two-column table of the headline numbers of an evaluate_pipeline report."""
     acc = report.get("accuracy")
     rows = [("n", report["n"]), ("conditional accuracy", None if acc is None else f"{acc:.1%}"), ("FID", report["fid"]),
             ("FID floor (real vs real)", report["fid_floor"]), ("FID / floor", report["fid_ratio"]),
             ("KID", report["kid_mean"]), ("KID floor", report["kid_floor"]),
-            ("KID - floor", report.get("kid_excess")), ("diversity", report["diversity"]),
+            ("KID - floor", _kid_excess(report)), ("diversity", report["diversity"]),
             ("diversity of real data", report["diversity_real"]), ("images/s (sampling)", report["images_per_s"]),
             ("wall time (s)", report["wall_time_s"])]
     rows += [(f"attribute adherence: {a}", r["adherence"])

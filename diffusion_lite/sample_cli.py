@@ -80,11 +80,18 @@ def cmd_sample(args) -> None:
               negative_prompt=args.negative_prompt, steps=args.steps, sampler=args.sampler, eta=args.eta,
               generator=gen, guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
               cads=_cads(args, pipe))
-    chunks = []
-    for s in range(0, B, args.batch_size):  # memory grows with the batch: at most --batch-size images at once
-        e = min(B, s + args.batch_size)
-        chunks.append(pipe.sample(all_prompts[s:e], x_T=x_T[s:e], **kw) if all_prompts
-                      else pipe.sample(n=e - s, x_T=x_T[s:e], **kw))
+    chunks, starts = [], range(0, B, args.batch_size)
+    bar = _batches_bar(pipe, args, len(starts))
+    if bar is not None:  # several batches: one bar over all of them instead of one "DDIM 0/50" bar per batch
+        kw.update(progress=False, callback=lambda info: bar.update(1))
+    try:
+        for s in starts:  # memory grows with the batch: at most --batch-size images at once
+            e = min(B, s + args.batch_size)
+            chunks.append(pipe.sample(all_prompts[s:e], x_T=x_T[s:e], **kw) if all_prompts
+                          else pipe.sample(n=e - s, x_T=x_T[s:e], **kw))
+    finally:
+        if bar is not None:
+            bar.close()
     images = torch.cat(chunks)
     dt = time.perf_counter() - t0
     if out.suffix.lower() == ".png":
@@ -98,6 +105,21 @@ def cmd_sample(args) -> None:
                 np.savez_compressed(f, images=to_uint8(images).numpy(), **extra)
         atomic_write(out, write)  # an existing file is replaced whole or kept
     print(f"wrote {len(images)} samples to {out} ({args.sampler}, {args.steps} steps, {dt:.1f} s)")
+
+
+def _batches_bar(pipe, args, n_batches: int):
+    """For more than one batch, one progress bar over every sampler step of every batch, named as evaluate's
+    (e.g. "DDIM 50 steps x 3 batches of <= 256"); None for one batch, which shows pipe.sample's own "DDIM" bar."""
+    if n_batches <= 1:
+        return None
+    from tqdm.auto import tqdm
+
+    from .sampling import timesteps
+    from .utils import progress_disabled
+
+    return tqdm(total=n_batches * len(timesteps(pipe.schedule, args.steps)), unit="step", leave=False,
+                desc=f"{args.sampler.upper()} {args.steps} steps x {n_batches} batches of <= {args.batch_size}",
+                disable=progress_disabled(True))
 
 
 def _prompt_rows(images, n_prompts: int, n: int) -> tuple["torch.Tensor", int | None]:  # noqa: F821
@@ -133,8 +155,9 @@ def add_guidance_args(p: argparse.ArgumentParser) -> None:
 
 def check_guidance_args(args, pipe) -> None:
     """Options that would be silently ignored are errors: guidance options on an unconditional model, an
-    interval outside the schedule's timesteps, --cads-window without --cads, --eta with the DDPM sampler;
-    so is --steps above the model's T."""
+    interval outside the schedule's timesteps, a negative prompt at s = 1 (unused) or s = 0 (it alone makes the
+    images), an interval at s = 1, --cads at s = 0, --cads-window without --cads, --eta with the DDPM sampler;
+    so is --steps above the model's T. (The Python API, pipeline.model_fn, takes all of these.)"""
     import math
 
     given = [f"--{name.replace('_', '-')}" for name in ("guidance", "guidance_interval", "negative_prompt", "cads")
@@ -158,6 +181,13 @@ def check_guidance_args(args, pipe) -> None:
     if args.guidance == 1 and getattr(args, "negative_prompt", None) is not None:
         raise CLIError("--negative-prompt replaces the unconditional branch, which guidance 1 does not use "
                        "(s = 1 is the conditional model alone); use a scale other than 1")
+    if args.guidance == 0 and getattr(args, "negative_prompt", None) is not None:
+        raise CLIError("--negative-prompt replaces the unconditional branch, which is all that guidance 0 uses (s = 0 "
+                       "is the unconditional model alone), so the images would come from the negative prompt alone; "
+                       "to sample it, pass it as --prompt, or use a scale above 0")
+    if args.guidance == 1 and args.guidance_interval is not None:
+        raise CLIError("--guidance-interval applies the scale inside T_LO..T_HI and s = 1 outside it, so with "
+                       "guidance 1 it changes nothing; drop --guidance-interval or use a scale other than 1")
     if args.guidance == 0 and args.cads is not None:
         raise CLIError("--cads noises the prompt, which guidance 0 does not use (s = 0 is the unconditional "
                        "model alone); drop --cads or use a scale above 0")

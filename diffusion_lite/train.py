@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import add_prefix, load_checkpoint, load_state_strict, save_checkpoint, split_prefix
+from .checkpoints import add_prefix, has_metadata, load_checkpoint, load_state_strict, save_checkpoint, split_prefix
 from .config import ScheduleConfig, TrainConfig, UNetConfig
 from .schedules import Schedule, extract, q_sample, v_target
 from .train_state import (  # noqa: F401  (resume_conflicts: public, used by the CLI)
@@ -178,7 +178,10 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     step, seconds, running = 0, 0.0, None
     ckpt = Path(run_dir) / "checkpoint" if run_dir is not None else None
 
-    if ckpt is not None and ckpt.with_suffix(".json").exists():
+    if ckpt is not None and not has_metadata(ckpt) and ckpt.with_name("checkpoint.safetensors").exists():
+        raise FileExistsError(f"{ckpt}.safetensors has no checkpoint.json beside it: the run cannot be resumed and "
+                              "a new one would overwrite it; restore the JSON, or choose another run_dir")
+    if ckpt is not None and has_metadata(ckpt):
         tensors, saved = load_checkpoint(ckpt, "cpu")  # load_state_dict copies to the model's device; AdamW's
         # step counts must stay on the CPU (on a GPU, AdamW reads them back with .item() every step)
         if "train_state" not in saved:

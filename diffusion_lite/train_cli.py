@@ -69,12 +69,21 @@ def cmd_train(args) -> None:
     from .train import fit
     from .train_cli_resume import check_resume_text, fine_tune_start, read_run, resume_conflicts
     from .unet import UNet
+    from .utils import LogLines
 
     check_not_shipped(args.out)
+    # options whose default is filled in below: a resume conflict on one of them says "(the default)"
+    args.defaulted = {o for o, v in (("--model", args.model), ("--schedule", args.schedule),
+                                     ("--cross-attn", args.cross_attn), ("--prediction", args.prediction),
+                                     ("--p-uncond", args.p_uncond)) if v is None}
     if args.balanced and args.subset is None:
         raise CLIError("--balanced needs --subset K (it keeps K / 10 images of each class)")
     device = _setup(args)
     out = Path(args.out)
+    for f in (out.with_name(out.name + ".json"), out.with_name(out.name + ".safetensors")):
+        if f.exists():  # load(OUT) and --checkpoint OUT would find that file, not this run's folder
+            raise CLIError(f"--out {out}: {f} exists beside it, so `--checkpoint {out}` would load that file instead "
+                           "of this run; choose another --out")
     saved = read_run(out)  # None: a new run
     resume = saved is not None
     text_tensors, text_meta, text = None, None, None
@@ -151,10 +160,9 @@ def cmd_train(args) -> None:
         cond_fn = text_cond_fn(text, caption_fn, tcfg.p_uncond)
     meta = {"unet": ucfg.to_dict(), "schedule": scfg.to_dict(), "prediction": tcfg.prediction, "text": text_meta,
             "dataset": {"name": args.dataset, "subset": args.subset, "balanced": args.balanced, "n": len(ds)}}
-    if args.text:
-        meta["text_from"] = str(args.text)
-    if args.init_from:
-        meta["init_from"] = str(args.init_from)
+    for key, value in (("text_from", args.text), ("init_from", args.init_from)):  # as first given: a resume may
+        if value:                                                                  # spell the same file otherwise
+            meta[key] = saved.get(key, str(value)) if resume else str(value)
     extra = {f"text.{k}": v for k, v in text_tensors.items()} if text_tensors else None
     done = saved["train_state"]["step"] if resume else 0
     todo = f"step {tcfg.steps}" if done + 1 == tcfg.steps else f"steps {done + 1}-{tcfg.steps}"
@@ -162,8 +170,9 @@ def cmd_train(args) -> None:
     print(f"training a {unet.num_parameters() / 1e6:.2f}M-parameter U-Net on {len(ds)} {args.dataset} images "
           f"for {steps} on {device}; checkpoints in {out}/")
     try:
+        log = LogLines("train", tcfg.steps, done) if args.quiet else None  # a log file gets lines, not a bar
         res = fit(unet, schedule, ds.images, tcfg, labels=ds.labels, cond_fn=cond_fn, run_dir=out, meta=meta,
-                  extra_tensors=extra)
+                  extra_tensors=extra, callback=log)
     except FloatingPointError as e:  # a resume keeps the run's settings, so a lower --lr needs a new run
         raise CLIError(f"{e}, with a new --out (or after deleting {out}: a run resumes with its own "
                        "settings)") from None

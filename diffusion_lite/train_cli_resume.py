@@ -15,10 +15,15 @@ from .train_cli import MODEL_PRESETS, TRAIN_OPTIONS, _unet_config
 def read_run(out: Path) -> dict | None:
     """The metadata of the run in folder ``out`` to resume, or None for a new run; CLIError for a folder that
     holds a checkpoint that cannot be resumed (invalid JSON, no weights, an exported model)."""
-    from .checkpoints import read_meta
+    from .checkpoints import has_metadata, read_meta
     from .cli import CLIError
+    from .files import sha256_file
 
-    if not (out / "checkpoint.json").exists():
+    if not has_metadata(out / "checkpoint"):
+        if (out / "checkpoint.safetensors").exists():  # a new run would overwrite these weights
+            raise CLIError(f"{out / 'checkpoint.safetensors'} has no checkpoint.json beside it, so the run cannot be "
+                           "resumed, and a new run would overwrite it; restore the JSON from a copy, or choose a new "
+                           "--out")
         return None
     try:
         saved = read_meta(out / "checkpoint.json")
@@ -28,8 +33,14 @@ def read_run(out: Path) -> dict | None:
     if not (out / "checkpoint.safetensors").exists():  # say so before announcing a resume
         raise CLIError(f"{out / 'checkpoint.json'} has no checkpoint.safetensors beside it, so the run cannot be "
                        "resumed; restore the weights from a copy, or choose a new --out to start afresh")
-    if "train_state" not in saved:
-        raise CLIError(f"{out / 'checkpoint.json'} is a {saved.get('kind', 'non-training')!r} checkpoint without a "
+    sha = saved.get("weights_sha256") if isinstance(saved, dict) else None
+    if sha and sha256_file(out / "checkpoint.safetensors") != sha:  # before "resuming" or "nothing to do"
+        raise CLIError(f"{out / 'checkpoint.safetensors'} does not match the sha256 recorded in checkpoint.json "
+                       "(corrupt, or copied from another run), so the run cannot be resumed; restore both files from "
+                       "a copy, or choose a new --out to start afresh")
+    if not isinstance(saved, dict) or "train_state" not in saved:
+        kind = saved.get("kind", "non-training") if isinstance(saved, dict) else "non-training"
+        raise CLIError(f"{out / 'checkpoint.json'} is a {kind!r} checkpoint without a "
                        "training state (an exported model?), so it cannot be resumed: choose a new --out, or start "
                        f"from its weights with --init-from {out}")
     return saved
@@ -92,7 +103,7 @@ def resume_conflicts(saved: dict, args, ucfg, scfg, tcfg) -> list[str]:
                                ("balanced", "--balanced", args.balanced)):
         if key in ds and ds[key] != value:
             diffs.append((option, ds[key], value))
-    if saved.get("init_from") != args.init_from:
+    if not _same_checkpoint(saved.get("init_from"), args.init_from):
         diffs.append(("--init-from", saved.get("init_from"), args.init_from))
     elif not args.init_from:  # with --init-from, the architecture and schedule come from that checkpoint
         run_u = UNetConfig.from_dict(saved["unet"])
@@ -104,7 +115,22 @@ def resume_conflicts(saved: dict, args, ucfg, scfg, tcfg) -> list[str]:
         run_s = ScheduleConfig.from_dict(saved["schedule"])
         diffs += [("--schedule" if k == "kind" else f"schedule {k}", v, getattr(scfg, k))
                   for k, v in run_s.to_dict().items() if getattr(scfg, k) != v]
-    return [f"{option}: saved {show(a)}, requested {show(b)}" for option, a, b in diffs]
+    defaulted = getattr(args, "defaulted", set())
+    return [f"{option}: saved {show(a)}, requested {show(b)}"
+            + (f" (the default, as {option} was not given)" if option in defaulted else "") for option, a, b in diffs]
+
+
+def _same_checkpoint(a: str | None, b: str | None) -> bool:
+    """Whether two --init-from arguments name the same checkpoint ('base', './base', an absolute path, or a
+    shipped model's name); a name that no longer resolves is compared as written."""
+    from .checkpoints import CheckpointError, resolve
+
+    if a == b or a is None or b is None:
+        return a == b
+    try:
+        return resolve(a).resolve() == resolve(b).resolve()
+    except CheckpointError:
+        return False
 
 
 def fine_tune_start(args, text, text_meta: dict | None, C: int, H: int):

@@ -91,6 +91,32 @@ def progress_disabled(progress: bool) -> bool:
     return (not progress) or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
 
 
+class LogLines:
+    """A training callback for logs (the CLI's --quiet): one plain line about every 5% of the run, e.g.
+    ``train: step 400/2000 (20%), loss 0.0517 over steps 301-400, 1.4 min, ~5.6 min left``. Takes fit's and
+    train_clip's callback dicts ({"step", "loss", ...})."""
+
+    def __init__(self, what: str, total: int, start: int = 0, file=None):
+        import time
+
+        self.what, self.total, self.start, self.file = what, total, start, file
+        self.every = max(1, (total - start) // 20)
+        self.t0, self.clock, self.losses = time.perf_counter(), time.perf_counter, []
+
+    def __call__(self, info: dict) -> None:
+        step = info["step"]
+        self.losses.append(float(info["loss"]))
+        if (step - self.start) % self.every and step != self.total:
+            return
+        minutes = (self.clock() - self.t0) / 60
+        left = minutes / max(1, step - self.start) * (self.total - step)
+        first = step - len(self.losses) + 1
+        print(f"{self.what}: step {step}/{self.total} ({step / self.total:.0%}), loss "
+              f"{sum(self.losses) / len(self.losses):.4f} over steps {first}-{step}, {minutes:.1f} min, "
+              f"~{left:.1f} min left", file=self.file or sys.stdout, flush=True)
+        self.losses = []
+
+
 def caller_stacklevel() -> int:
     """stacklevel for warnings.warn in our caller that names the first frame outside diffusion_lite and torch
     (the user's line, not a decorator of torch's or the package's internals)."""

@@ -23,7 +23,7 @@ S = dict(steps=2, progress=False)
 
 @pytest.fixture(scope="module")
 def images():
-    return load_dataset("mnist", "train", subset=32, balanced=True).images
+    return load_dataset("mnist", "train", subset=30, balanced=True).images
 
 
 @pytest.fixture(scope="module")

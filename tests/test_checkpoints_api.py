@@ -248,6 +248,16 @@ def test_a_kill_between_the_two_renames_loses_neither_checkpoint(tmp_path, monke
                                                                                            "model.safetensors"]
     assert load_checkpoint(stem)[1]["step"] == 4
 
+    first = tmp_path / "first"  # the very first save of a checkpoint, killed between the renames: no JSON yet
+    monkeypatch.setattr(files, "remove_if_exists", lambda path: None)
+    monkeypatch.setattr(checkpoints.os, "replace", killed_before(".json"))
+    with pytest.raises(SystemExit):
+        save_checkpoint(first, {"w": torch.ones(2)}, {"kind": "test", "step": 1})
+    monkeypatch.undo()
+    assert not (tmp_path / "first.json").exists() and checkpoints.has_metadata(first)
+    with pytest.warns(UserWarning, match="a save was interrupted"):
+        assert load_checkpoint(first)[1]["step"] == 1
+
 
 @pytest.mark.skipif(not hasattr(os, "umask") or os.name != "posix", reason="POSIX permissions")
 @pytest.mark.parametrize("umask", [0o022, 0o077])

@@ -44,7 +44,7 @@ def error(capsys, *args) -> str:
 def test_ctrl_c_or_a_scheduler_stop_ends_training_between_steps_with_the_run_saved(tmp_path, signame):
     """Ctrl-C, and the SIGTERM/SIGHUP of `timeout`, SLURM, `docker stop` or a closed terminal: nothing is lost."""
     sig = getattr(signal, signame)
-    images = load_dataset("mnist", "train", subset=32, balanced=True).images
+    images = load_dataset("mnist", "train", subset=30, balanced=True).images
     schedule = Schedule.from_config(ScheduleConfig("linear", T=100))
     cfg = TrainConfig(steps=6, batch_size=4, checkpoint_every=100, log_every=1)
     tiny = UNetConfig(base_channels=8, channel_mults=(1, 2), attn_resolutions=(), groups=4)
@@ -77,7 +77,7 @@ def test_a_second_ctrl_c_during_the_save_waits_until_the_checkpoint_is_whole(tmp
     import diffusion_lite.train as train_module
     from diffusion_lite import files
 
-    images = load_dataset("mnist", "train", subset=32, balanced=True).images
+    images = load_dataset("mnist", "train", subset=30, balanced=True).images
     schedule = Schedule.from_config(ScheduleConfig("linear", T=100))
     cfg = TrainConfig(steps=6, batch_size=4, checkpoint_every=100, log_every=1)
     tiny = UNetConfig(base_channels=8, channel_mults=(1, 2), attn_resolutions=(), groups=4)

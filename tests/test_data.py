@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,7 +73,7 @@ def test_subset_is_first_k(no_env):
 
 def test_balanced_subset_takes_first_of_each_class_in_file_order(no_env):
     full = load_dataset("mnist", "test")
-    sub = load_dataset("mnist", "test", subset=105, balanced=True)
+    sub = load_dataset("mnist", "test", subset=100, balanced=True)
     assert len(sub) == 100 and torch.bincount(sub.labels, minlength=10).tolist() == [10] * 10
     expected = np.sort(np.concatenate([np.flatnonzero(full.labels.numpy() == k)[:10] for k in range(10)]))
     assert torch.equal(sub.labels, full.labels[expected]) and torch.equal(sub.images, full.images[expected])
@@ -81,8 +82,9 @@ def test_balanced_subset_takes_first_of_each_class_in_file_order(no_env):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(subset=5, balanced=True), "smaller than the number of classes"),
+        (dict(subset=5, balanced=True), r"smaller than the number of classes \(10\); use 10, or a multiple of 10"),
         (dict(balanced=True), "needs subset"),
+        (dict(subset=15, balanced=True), r"multiple of the number of classes \(10\).*use 10 or 20"),
         (dict(subset=10001), "only 10000"),
         (dict(subset=10000, balanced=True), "needs 1000 images per class.*'5': 892"),  # 892 fives in test
         (dict(subset=0), "positive int"),
@@ -339,3 +341,162 @@ def test_pointing_at_the_files_folder_itself_says_to_point_at_its_parent(isolate
     monkeypatch.setenv(data.ENV_VAR, str(flat))
     with pytest.raises(DatasetNotFoundError, match=r"holds t10k-images-idx3-ubyte itself: expected it in .*env/mnist"):
         load_dataset("mnist", "test")
+
+
+def _cut_half(b: bytes) -> bytes:
+    return b[: len(b) // 2]
+
+
+def _flip_middle(b: bytes) -> bytes:
+    mid = len(b) // 2
+    return b[:mid] + bytes(x ^ 0xFF for x in b[mid:mid + 64]) + b[mid + 64:]
+
+
+@pytest.mark.parametrize("damage, match", [
+    (_cut_half, "EOFError: Compressed file ended before the end-of-stream marker"),  # a half-copied download
+    (lambda b: np.random.default_rng(0).bytes(3000), "BadGzipFile: Not a gzipped file"),  # not gzip at all
+    (_flip_middle, "not a complete gzip file"),  # damaged in the middle (zlib error or CRC check)
+])
+def test_a_damaged_gzip_without_a_manifest_is_named_with_how_to_get_it_again(isolated, damage, match):
+    """A truncated or foreign .gz is a DatasetChecksumError (a ValueError, so the CLI prints one line) that names
+    the file, says it is corrupt or incomplete and how to get it again; not a bare EOFError / BadGzipFile."""
+    d = isolated / "root" / "mnist"
+    d.mkdir(parents=True)
+    for f in MNIST_DIR.glob("t10k-*.gz"):  # copied by hand: no SHA256SUMS beside them
+        shutil.copy(f, d / f.name)
+    images = d / "t10k-images-idx3-ubyte.gz"
+    images.chmod(0o644)
+    images.write_bytes(damage(images.read_bytes()))
+    with pytest.raises(DatasetChecksumError, match=match) as e:
+        load_dataset("mnist", "test", root=isolated / "root")
+    msg = str(e.value)
+    assert msg.startswith(f"{images} is corrupt or incomplete")
+    assert "delete it" in msg and "--download (Python: load_dataset(..., download=True))" in msg
+
+
+def test_the_cli_shows_a_truncated_training_file_as_a_one_line_error(isolated, monkeypatch, capsys):
+    from diffusion_lite import cli
+
+    d = isolated / "env" / "mnist"  # $DIFFUSION_LITE_DATA/mnist/, the four files, the training images cut short
+    d.mkdir(parents=True)
+    for f in MNIST_DIR.glob("*.gz"):
+        shutil.copy(f, d / f.name)
+    images = d / "train-images-idx3-ubyte.gz"
+    images.chmod(0o644)
+    images.write_bytes(_cut_half(images.read_bytes()))
+    monkeypatch.setenv(data.ENV_VAR, str(isolated / "env"))
+    code = cli.main(["train", "--dataset", "mnist", "--steps", "1", "--model", "tiny", "--threads", "1",
+                     "--out", str(isolated / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"error: {images} is corrupt or incomplete" in err and "--download" in err
+
+
+@pytest.mark.parametrize("fname, damage, match", [
+    ("data_batch_3", _cut_half, "UnpicklingError: pickle data was truncated"),
+    ("data_batch_3", lambda b: b"", "EOFError"),
+    ("data_batch_3", lambda b: np.random.default_rng(0).bytes(3000), "not a complete pickle"),
+    ("batches.meta", _cut_half, "UnpicklingError: pickle data was truncated"),
+])
+def test_a_damaged_cifar_batch_is_named_with_how_to_get_it_again(isolated, fname, damage, match):
+    folder = isolated / "root" / "cifar-10-batches-py"
+    _write_cifar(folder, np.random.default_rng(2))
+    bad = folder / fname
+    bad.write_bytes(damage(bad.read_bytes()))
+    with pytest.raises(DatasetChecksumError, match=match) as e:
+        load_dataset("cifar10", root=isolated / "root")
+    assert str(e.value).startswith(f"{bad} is corrupt or incomplete") and "--download" in str(e.value)
+
+
+def test_pointing_at_the_cifar_batch_folder_itself_says_to_point_at_its_parent(isolated, monkeypatch):
+    batches = isolated / "env" / "cifar-10-batches-py"
+    _write_cifar(batches, np.random.default_rng(3))
+    monkeypatch.setenv(data.ENV_VAR, str(batches))
+    with pytest.raises(DatasetNotFoundError) as e:
+        load_dataset("cifar10")
+    msg = str(e.value)
+    assert (f"holds data_batch_1 itself: give {isolated / 'env'} instead, the folder that contains "
+            "cifar-10-batches-py/") in msg
+    assert "MNIST" not in msg.split("To get it:")[0]  # the MNIST / Fashion-MNIST file-name clash is no reason here
+    monkeypatch.setenv(data.ENV_VAR, str(isolated / "env"))  # as the hint says: found
+    assert load_dataset("cifar10").source == batches
+    other = isolated / "loose"  # batches in a folder of another name
+    shutil.copytree(batches, other)
+    monkeypatch.delenv(data.ENV_VAR)
+    with pytest.raises(DatasetNotFoundError, match=r"holds test_batch itself: expected it in "
+                       r".*loose/cifar-10-batches-py: give the folder that contains cifar-10-batches-py/"):
+        load_dataset("cifar10", "test", root=other)
+
+
+def test_pointing_at_torchvisions_raw_folder_says_to_point_at_the_folder_above_it(isolated, monkeypatch):
+    raw = isolated / "env" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    shutil.copy(MNIST_DIR / "t10k-images-idx3-ubyte.gz", raw)
+    monkeypatch.setenv(data.ENV_VAR, str(raw))
+    with pytest.raises(DatasetNotFoundError, match=r"holds t10k-images-idx3-ubyte itself: give .*env instead, the "
+                                                   r"folder that contains MNIST/raw/"):
+        load_dataset("mnist", "test")
+
+
+def test_not_found_hints_read_for_the_command_line_and_for_python(isolated):
+    with pytest.raises(DatasetNotFoundError) as e:
+        load_dataset("cifar10")
+    msg = str(e.value)
+    assert "--download (Python: load_dataset('cifar10', download=True))" in msg
+    assert f"set {data.ENV_VAR}=<dir> (Python: or root=<dir>)" in msg
+
+
+def _offline(created=()):
+    """A torchvision dataset class that, like torchvision offline, creates ``created`` under root, then fails."""
+    import urllib.error
+
+    class Offline:
+        def __init__(self, root, download=False, **kw):
+            for sub in created:
+                (Path(root) / sub).mkdir(parents=True, exist_ok=True)
+            raise urllib.error.URLError("[Errno -2] Name or service not known")
+    return Offline
+
+
+def test_a_failed_download_removes_the_empty_folder_it_created(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # never the real ~/.cache
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    for attr in ("REPO_DATA_DIR", "DEBIAN_DIR"):
+        monkeypatch.setattr(data, attr, tmp_path / "empty")
+    cache = tmp_path / "home" / ".cache" / "diffusion_lite"
+    monkeypatch.setattr(data, "CACHE_DIR", cache)
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", _offline())
+    monkeypatch.setattr(torchvision.datasets, "MNIST", _offline(["MNIST/raw"]))  # torchvision makes raw/ first
+    for name in ("cifar10", "mnist"):
+        with pytest.raises(data.DatasetDownloadError):
+            load_dataset(name, download=True)
+        assert not cache.exists()
+    with pytest.raises(data.DatasetDownloadError):  # the same for a root= the download created
+        load_dataset("mnist", root=tmp_path / "new-root", download=True)
+    assert not (tmp_path / "new-root").exists()
+    cache.mkdir(parents=True)  # a folder that was there before is kept, even empty
+    with pytest.raises(data.DatasetDownloadError):
+        load_dataset("cifar10", download=True)
+    assert cache.is_dir()
+
+
+def test_a_failed_download_keeps_a_created_folder_holding_a_file(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    cache = tmp_path / "cache" / "diffusion_lite"
+    monkeypatch.setattr(data, "CACHE_DIR", cache)
+    monkeypatch.setattr(data, "REPO_DATA_DIR", None)
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+
+    class PartlyDownloaded:
+        def __init__(self, root, download=False, **kw):
+            Path(root).mkdir(parents=True)
+            (Path(root) / "cifar-10-python.tar.gz").write_bytes(b"partial")
+            raise RuntimeError("File not found or corrupted.")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", PartlyDownloaded)
+    with pytest.raises(data.DatasetDownloadError):
+        load_dataset("cifar10", download=True)
+    assert (cache / "cifar-10-python.tar.gz").read_bytes() == b"partial"  # not ours to delete

@@ -122,7 +122,7 @@ def test_cli_ema_decay_must_be_below_one(tmp_path, capsys, value):
 
 @pytest.fixture(scope="module")
 def images():
-    return load_dataset("mnist", "train", subset=64, balanced=True).images
+    return load_dataset("mnist", "train", subset=60, balanced=True).images
 
 
 def test_fit_refuses_to_resume_with_other_settings(tmp_path, images):

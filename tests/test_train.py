@@ -20,7 +20,7 @@ def _meta(unet, schedule):
 
 @pytest.fixture(scope="module")
 def mnist_small():
-    return load_dataset("mnist", "train", subset=512, balanced=True).images
+    return load_dataset("mnist", "train", subset=510, balanced=True).images
 
 
 def test_training_lowers_the_loss(mnist_small):
@@ -105,8 +105,9 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
         load(tmp_path / "missing")
     save_checkpoint(tmp_path / "x", {"w": torch.zeros(3)}, {"kind": "diffusion"})
     (tmp_path / "x.safetensors").write_bytes(b"garbage" * 10)
-    with pytest.raises(CheckpointError, match="does not match the sha256"):
+    with pytest.raises(CheckpointError, match="does not match the sha256") as e:
         load_checkpoint(tmp_path / "x")
+    assert str(tmp_path / "x.safetensors") in str(e.value)  # the folder too: run folders all hold checkpoint.*
     with pytest.raises(CheckpointError, match="corrupt"):
         load_checkpoint(tmp_path / "x", verify=False)
     (tmp_path / "x.json").write_text("{not json")
@@ -183,3 +184,15 @@ def test_a_diverging_loss_is_reported(mnist_small):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the default learning rate: the loss falls, no warning
         fit(UNet(TINY), s, mnist_small[:64], cfg.replace(lr=2e-3), progress=False)
+
+
+def test_fit_does_not_overwrite_weights_that_lost_their_json(tmp_path, mnist_small):
+    """A run folder holding checkpoint.safetensors but no checkpoint.json cannot be resumed, and starting afresh
+    there would overwrite the weights: fit refuses and leaves them as they are."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.safetensors").write_bytes(b"weights whose JSON was lost")
+    with pytest.raises(FileExistsError, match="no checkpoint.json beside it"):
+        fit(UNet(TINY), Schedule.from_config(ScheduleConfig("linear", T=100)), mnist_small[:16],
+            TrainConfig(steps=1, batch_size=4), run_dir=run, progress=False)
+    assert (run / "checkpoint.safetensors").read_bytes() == b"weights whose JSON was lost"
