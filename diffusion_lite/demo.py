@@ -18,6 +18,7 @@ DEMO_PROMPTS = [
 def run_demo(out: Path, device: str | None = None, seed: int = 0) -> list[Path]:
     """Sample from the shipped models (or, without them, train a tiny model for ~40 s); returns the PNGs."""
     from .checkpoints import list_pretrained, load_pretrained
+    from .files import atomic_write
     from .utils import get_device, source_checkout
     from .viz import save_grid
 
@@ -32,8 +33,8 @@ def run_demo(out: Path, device: str | None = None, seed: int = 0) -> list[Path]:
         print(f"text-to-image: {len(DEMO_PROMPTS)} prompts x 6 samples, guidance 3, 25 DDIM steps ...")
         imgs = pipe.sample(prompts, guidance=3.0, steps=25, generator=torch.Generator().manual_seed(seed))
         written.append(save_grid(imgs, out / "demo_text2img.png", nrow=6, scale=3))
-        (out / "demo_text2img_prompts.txt").write_text(
-            "Rows, top to bottom (6 samples each):\n" + "\n".join(DEMO_PROMPTS) + "\n")
+        rows = "Rows, top to bottom (6 samples each):\n" + "\n".join(DEMO_PROMPTS) + "\n"
+        atomic_write(out / "demo_text2img_prompts.txt", lambda tmp: Path(tmp).write_text(rows))
     if "mnist-uncond" in have:
         pipe = load_pretrained("mnist-uncond", dev)
         # DDPM: for this briefly trained model its stochastic steps give cleaner digits than DDIM

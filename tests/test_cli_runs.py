@@ -99,3 +99,14 @@ def test_train_clip_checks_zero_shot_on_a_test_split_smaller_than_2000(tmp_path,
     assert rc == 0 and "zero-shot accuracy on 40 mnist test images" in out, err
     card = json.loads((tmp_path / "c.json").read_text())["card"]
     assert 0 <= card["zero_shot_accuracy_test40"] <= 1
+
+
+def test_demo_writes_its_pictures_and_the_prompt_of_each_row(tmp_path, capsys):
+    """`make demo` is a newcomer's first command: two pictures from the shipped models, and the prompts' file."""
+    rc, out, err = cli(capsys, "demo", "--threads", "1", "--quiet", "--out", str(tmp_path / "demo"))
+    assert rc == 0, err
+    names = sorted(p.name for p in (tmp_path / "demo").iterdir())
+    assert names == ["demo_text2img.png", "demo_text2img_prompts.txt", "demo_uncond.png"]
+    rows = (tmp_path / "demo" / "demo_text2img_prompts.txt").read_text().splitlines()
+    assert rows[0].startswith("Rows, top to bottom") and len(rows) == 11 and "a thick five" in rows
+    assert str(tmp_path / "demo" / "demo_uncond.png") in out
