@@ -417,7 +417,8 @@ with torch.no_grad():
     layer(x, ctx, ctx_mask)
     ref_probs = layer.capture[0]["probs"]
     layer.capture = None
-torch.testing.assert_close(my_probs, ref_probs)
+torch.testing.assert_close(my_probs, ref_probs, msg=lambda m: (
+    f"my_probs differs from the layer's own probabilities (scores scaled by 1/sqrt(d)? padding masked?):\n{m}"))
 assert (my_probs[1, :, :, 2:] == 0).all(), 'the empty prompt "" has two real tokens: <bos> and <eos>'
 print("my_probs matches the layer's own attention probabilities; shape", tuple(my_probs.shape))
 

@@ -386,8 +386,10 @@ my_eps_hs = (1 + w) * eps_c - w * eps_u
 with torch.no_grad():
     guided = classifier_free_guidance(pipe.unet, cond, uncond, s)  # wraps the U-Net: model_fn(x_t, t) -> eps
     package_eps = guided(x_t, t)  # both branches in one batch of 2B, combined at scale s
-torch.testing.assert_close(my_eps, package_eps, atol=1e-4, rtol=1e-4)
-torch.testing.assert_close(my_eps_hs, package_eps, atol=1e-4, rtol=1e-4)
+torch.testing.assert_close(my_eps, package_eps, atol=1e-4, rtol=1e-4, msg=lambda m: (
+    f"my_eps, eps_u + s (eps_c - eps_u), differs from classifier_free_guidance at s = {s:g}:\n{m}"))
+torch.testing.assert_close(my_eps_hs, package_eps, atol=1e-4, rtol=1e-4, msg=lambda m: (
+    f"my_eps_hs, (1 + w) eps_c - w eps_u with w = s - 1 = {s - 1:g}, differs from classifier_free_guidance:\n{m}"))
 print(f"my_eps and my_eps_hs match classifier_free_guidance at s = {s:g} (w = {s - 1:g})")
 
 # %% [markdown]

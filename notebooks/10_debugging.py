@@ -313,11 +313,12 @@ symptoms_widget(ts, fig_curves, fig_samples, fig_scores)
 # of sections 2-4 that change its loss (the $[0, 1]$ one at evaluation), in a shuffled order, measured on a
 # different draw of held-out digits with other noise, so they match none of the curves above exactly. Define a
 # function **`diagnose(curve)`** that takes a list of losses at `ts` and returns the name (a key of `curves`) of
-# the variant whose curve is closest, comparing $\log$ losses (the curves span two orders of magnitude), and store
-# your answers as **`diagnosis`** `= {"A": name, ..., "D": name}`. Write them in the "Your turn" cell and run
-# it, then run the **check** cell below the collapsed solution. It passes `diagnosis` to `check_diagnosis`,
-# which compares it with a SHA-256 hash of the right answer, so it says whether all four are right without
-# telling you which are; and it checks that `diagnose` finds each curve of this chapter under its own name.
+# the variant whose curve is closest (we suggest comparing $\log$ losses: the curves span two orders of magnitude,
+# and on raw losses the largest values mostly decide the distance), and store your answers as **`diagnosis`**
+# `= {"A": name, ..., "D": name}`. Write them in the "Your turn" cell and run it, then run the **check** cell
+# below the collapsed solution. It passes `diagnosis` to `check_diagnosis`, which compares it with a SHA-256 hash
+# of the right answer, so it says whether all four are right without telling you which are; and it checks that
+# `diagnose` finds each curve of this chapter under its own name.
 # Skip the collapsed cell unless you want to see a solution: running it replaces your `diagnose` and
 # `diagnosis` with the solution's.
 
@@ -351,7 +352,7 @@ mystery = mystery_curves()
 # Your turn: define diagnose and diagnosis here, run this cell, then run the check cell below the collapsed
 # solution. The inputs: mystery = {"A": losses at ts, ..., "D": ...}, curves = {variant name: losses at ts}.
 # def diagnose(curve: list[float]) -> str:
-#     """The name in curves of the variant whose loss curve is closest to curve, comparing log losses."""
+#     """The name in curves of the variant whose loss curve is closest to curve (e.g. comparing log losses)."""
 #     ...
 #
 #

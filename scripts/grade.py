@@ -64,11 +64,14 @@ def cell_role(cell) -> str | None:
     return None
 
 
-def first_error_line(cell) -> str | None:
-    """'Ename: first line of the message' of the cell's first error output, or None."""
+def error_text(cell, max_lines: int = 4) -> str | None:
+    """'Ename: message' of the cell's first error output, or None. The message keeps its first ``max_lines``
+    non-empty lines: a check's "my_x differs from x:" goes on to say by how much (torch's assert_close)."""
     for out in cell.get("outputs", []):
         if out.get("output_type") == "error":
-            value = ANSI.sub("", str(out.get("evalue", ""))).strip().split("\n", 1)[0]
+            lines = [line.rstrip() for line in ANSI.sub("", str(out.get("evalue", ""))).strip().splitlines()
+                     if line.strip()][:max_lines]
+            value = "\n".join(lines)
             return f"{out.get('ename', 'Error')}: {value}" if value else str(out.get("ename", "Error"))
     return None
 
@@ -236,14 +239,14 @@ def grade(path: Path, cwd: Path | None = None, timeout: float = 1800, cell_timeo
         if stopped_at is not None and i >= stopped_at:
             status, reason, error = "fail", "not run", f"not run: {why}"
         else:
-            error = first_error_line(cell)
+            error = error_text(cell)
             status, reason = ("fail", "error") if error else ("pass", None)
         report["checks"].append({"cell": i, "heading": headings[i], "name": name, "status": status,
                                  "reason": reason, "error": error})
     for i, cell in enumerate(nb.cells):
         if stopped_at is not None and i >= stopped_at:
             break  # the cell stopped (interrupted) and those never run
-        if i not in checks and cell.cell_type == "code" and (error := first_error_line(cell)):
+        if i not in checks and cell.cell_type == "code" and (error := error_text(cell)):
             report["errors_outside_checks"].append({"cell": i, "first_line": cell.source.split("\n", 1)[0],
                                                     "error": error})
     report["passed"] = sum(c["status"] == "pass" for c in report["checks"])
@@ -283,12 +286,12 @@ def print_report(r: dict, file=sys.stdout, show_answers: bool = False) -> None:
         where = f"{plain(c['heading'])} > {c['name']}" if c["heading"] else c["name"]
         p(f"  {c['status'].upper()}  {where}")
         if c["error"]:
-            p(f"        {c['error']}")
+            p("\n".join(f"        {line}" for line in c["error"].splitlines()))
     if r.get("extra_check_cells"):
         p(f"  note: cell(s) {', '.join(map(str, r['extra_check_cells']))} look like checks but are not the teacher's "
           "(not graded)")
     for e in r["errors_outside_checks"]:
-        p(f"  note: cell {e['cell']} ({e['first_line'][:60]}) raised {e['error']}")
+        p(f"  note: cell {e['cell']} ({e['first_line'][:60]}) raised {e['error'].splitlines()[0]}")
     if r["stopped"]:
         p(f"  note: stopped early: {r['stopped']}")
     p(f"  {r['passed']}/{r['total']} checks passed" + (", but FAIL: the teacher's solution cells are present"

@@ -181,6 +181,18 @@ def test_grade_reports_pass_and_fail(tmp_path):
     assert wrong.read_bytes() == before, "grade.py wrote into the submission"
 
 
+def test_grade_keeps_the_lines_that_say_how_an_answer_differs(tmp_path):
+    """A check's "my_x differs from x:" is followed by the numbers (torch's assert_close): the report keeps them."""
+    nb = _synthetic(tmp_path / "ch.ipynb", "# Your turn 2\nother = 4")
+    book = nbformat.read(nb, as_version=4)
+    book.cells[5].source = "# Check 2: your other\nassert other == 3, f'other differs from 3:\\n\\n  got {other}'"
+    nbformat.write(book, nb)
+    res = _grade("--json", "--no-reference", nb)
+    error = json.loads(res.stdout)["notebooks"][0]["checks"][1]["error"]
+    assert error == "AssertionError: other differs from 3:\n  got 4"
+    assert "        AssertionError: other differs from 3:\n          got 4" in _grade("--no-reference", nb).stdout
+
+
 def test_grade_fails_a_handed_in_teachers_copy_unless_solutions_are_allowed(tmp_path):
     """The teacher's solution cells replace the student's answers before the checks run, so a submission holding
     them fails even though every check passes; --allow-solutions grades it anyway (with a warning)."""
