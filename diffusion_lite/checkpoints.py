@@ -4,6 +4,7 @@ A checkpoint named ``PATH`` is the pair ``PATH.safetensors`` (tensors) and ``PAT
 ``kind``, configs, schedule, training state, dataset, and the sha256 of the weights, so a weights file
 that does not belong to its JSON is caught). Either file's path, or the stem, may be passed. Only those
 two suffixes are stripped: any other dot is part of the name ("model-v1.5" is model-v1.5.safetensors).
+While a save is under way its new JSON waits as a hidden ``.PATH.json.pending`` (see ``save_checkpoint``).
 
 Models are rebuilt from the file alone: ``meta["kind"]`` names a builder (see ``BUILDERS``), which
 reads the configs stored in the JSON.
@@ -23,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import files
-from .utils import get_device
+from .utils import caller_stacklevel, get_device
 
 FORMAT_VERSION = 1
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -76,8 +77,8 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
 
     Both files are written whole under temporary names first; the new JSON then waits as ``.PATH.json.pending``
     while the weights are renamed into place, and is renamed last. So a crash leaves the previous pair, or (killed
-    between the two renames) the new weights next to the pending JSON that matches them, which
-    ``load_checkpoint`` reads (with a warning); never a half-written file, and never weights that no JSON matches.
+    between the two renames) the new weights next to the pending JSON that matches them, which the next load or
+    save renames into place (``finish_interrupted_save``); never a half-written file, never weights no JSON matches.
     """
     stem = _stem(path)
     weights, sidecar = _files(stem)
@@ -86,16 +87,17 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
     except (TypeError, ValueError) as e:
         raise TypeError(f"checkpoint metadata must be JSON-serialisable (numbers, strings, lists, dicts): {e}") from e
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    finish_interrupted_save(stem)  # the pair on disk is whole before this save starts (a pending JSON is its own)
     pending = _pending(sidecar)
     w_tmp = j_tmp = None
-    weights_in_place = False
+    pending_is_ours = weights_in_place = False
     try:
         w_tmp = files.write_temp(weights, lambda tmp: save_file(tensors, tmp))
         sha = files.sha256_file(w_tmp)
         text = json.dumps({**meta, "format_version": FORMAT_VERSION, "weights_sha256": sha}, indent=2, sort_keys=True)
         j_tmp = files.write_temp(sidecar, lambda tmp: Path(tmp).write_text(text))
         os.replace(j_tmp, pending)
-        j_tmp = None
+        j_tmp, pending_is_ours = None, True
         os.replace(w_tmp, weights)
         w_tmp, weights_in_place = None, True
         files.fsync_dir(weights.parent)
@@ -104,10 +106,59 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
     except BaseException:
         files.remove_if_exists(w_tmp)
         files.remove_if_exists(j_tmp)
-        if not weights_in_place:  # the previous pair is intact; once the new weights are in, pending is their JSON
-            files.remove_if_exists(pending)
+        if pending_is_ours and not weights_in_place:  # the previous pair is intact; once the new weights are in,
+            files.remove_if_exists(pending)           # the pending JSON is theirs and must stay
         raise
     return stem
+
+
+def finish_interrupted_save(path: str | os.PathLike) -> bool:
+    """Finish a save of checkpoint ``path`` that was killed between renaming its new weights into place and
+    renaming their JSON: the pending JSON that matches the weights becomes PATH.json (with a warning). Returns
+    whether it did. A pending JSON that does not match the weights (a save killed before it touched them) is
+    left alone; the pair beside it is whole. Called by every load and save, so nothing else sees the pending file.
+    """
+    weights, sidecar = _files(_stem(path))
+    pending = _pending(sidecar)
+    if not (pending.exists() and weights.exists()):
+        return False
+    try:
+        new = json.loads(pending.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    sha = files.sha256_file(weights)
+    if not isinstance(new, dict) or new.get("weights_sha256") != sha:
+        return False
+    try:
+        os.replace(pending, sidecar)
+    except OSError as e:
+        raise CheckpointError(f"{weights} was saved, but its JSON is still {pending} (the save was interrupted) and "
+                              f"cannot be renamed to {sidecar.name} here ({e}); rename it to finish the save") from e
+    files.fsync_dir(sidecar.parent)
+    warnings.warn(f"{_stem(path)}: a save was interrupted after writing {weights.name}; finished it ({pending.name} "
+                  f"renamed to {sidecar.name})", stacklevel=caller_stacklevel())
+    return True
+
+
+def check_resumable(path: str | os.PathLike, how_to_start_afresh: str = "choose another place for the run") -> None:
+    """Before a training run resumes from, or starts at, checkpoint ``path``: finish an interrupted save, then
+    refuse (CheckpointError) weights that have no JSON (the run cannot be resumed, and a new run would overwrite
+    them) or that do not match their JSON's sha256 (corrupt, or from another run)."""
+    weights, sidecar = _files(_stem(path))
+    finish_interrupted_save(path)
+    if weights.exists() and not sidecar.exists():
+        raise CheckpointError(f"{weights} has no {sidecar.name} beside it, so the run cannot be resumed, and a new "
+                              f"run would overwrite it; restore the JSON from a copy, or {how_to_start_afresh}")
+    if not (weights.exists() and sidecar.exists()):
+        return
+    try:
+        sha = json.loads(sidecar.read_text()).get("weights_sha256")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return  # not JSON (or not an object): the caller's reading of it says so
+    if sha and files.sha256_file(weights) != sha:
+        raise CheckpointError(f"{weights} does not match the sha256 recorded in {sidecar.name} (corrupt, or copied "
+                              "from another run), so the run cannot be resumed; restore both files from a copy, or "
+                              f"{how_to_start_afresh}")
 
 
 def resolve(path_or_name: str | os.PathLike) -> Path:
@@ -115,8 +166,10 @@ def resolve(path_or_name: str | os.PathLike) -> Path:
     stem = _stem(path_or_name)
     if any(f.exists() for f in _files(stem)):
         return stem
-    if Path(path_or_name).is_dir() and (Path(path_or_name) / "checkpoint.json").exists():
-        return Path(path_or_name) / "checkpoint"
+    if Path(path_or_name).is_dir():  # a run folder (whose first save may have been interrupted)
+        finish_interrupted_save(Path(path_or_name) / "checkpoint")
+        if (Path(path_or_name) / "checkpoint.json").exists():
+            return Path(path_or_name) / "checkpoint"
     named = PRETRAINED_DIR / str(path_or_name)
     if _files(named)[1].exists():
         return named
@@ -162,15 +215,14 @@ def load_checkpoint(path_or_name: str | os.PathLike, device: str | torch.device 
     device = _device(device)
     stem = resolve(path_or_name)
     weights, sidecar = _files(stem)
+    finish_interrupted_save(stem)
     for f in (weights, sidecar):
-        if not f.exists() and not (f == sidecar and has_metadata(stem)):
+        if not f.exists():
             raise CheckpointError(f"checkpoint {stem} is incomplete: {f.name} is missing")
     try:
-        meta = read_meta(stem)
+        meta = json.loads(sidecar.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{sidecar} is not valid JSON ({e}); the checkpoint is corrupt") from e
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {stem} is incomplete: {sidecar.name} is missing") from None
     if not isinstance(meta, dict) or "kind" not in meta:
         raise CheckpointError(f"{sidecar} has no 'kind' field; not a diffusion_lite checkpoint")
     version = meta.get("format_version", FORMAT_VERSION)
@@ -187,45 +239,6 @@ def load_checkpoint(path_or_name: str | os.PathLike, device: str | torch.device 
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"cannot read {weights} as safetensors ({e}); the checkpoint is corrupt") from e
     return {k: v.to(device) for k, v in tensors.items()}, meta
-
-
-def read_meta(path: str | os.PathLike) -> Any:
-    """The JSON of checkpoint ``path`` as load_checkpoint sees it (the pending JSON of a save interrupted between
-    its two renames, if that matches the weights); json.JSONDecodeError for a file that is not JSON,
-    FileNotFoundError when there is none."""
-    weights, sidecar = _files(_stem(path))
-    pending = _pending(sidecar)
-    meta = json.loads(sidecar.read_text()) if sidecar.exists() or not pending.exists() else {}
-    if isinstance(meta, dict) and pending.exists() and weights.exists():
-        meta = _finish_interrupted_save(weights, sidecar, meta)
-    if meta == {} and not sidecar.exists():
-        raise FileNotFoundError(f"{sidecar} does not exist")
-    return meta
-
-
-def has_metadata(path: str | os.PathLike) -> bool:
-    """Whether checkpoint ``path`` has its JSON: PATH.json, or (its first save killed between its two renames)
-    the pending JSON beside its weights, which read_meta and load_checkpoint read."""
-    weights, sidecar = _files(_stem(path))
-    return sidecar.exists() or (_pending(sidecar).exists() and weights.exists())
-
-
-def _finish_interrupted_save(weights: Path, sidecar: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    """The metadata that belongs to ``weights``: ``meta`` (from ``sidecar``), or, when a save was killed between
-    renaming its weights into place and renaming its JSON, the pending JSON that matches them (with a warning)."""
-    pending = _pending(sidecar)
-    sha = files.sha256_file(weights)
-    if meta.get("weights_sha256") == sha:
-        return meta  # a save killed before it touched the weights: the pair is whole, the pending file is stale
-    try:
-        new = json.loads(pending.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return meta  # not ours to read: the sha256 check below reports the mismatch
-    if not isinstance(new, dict) or new.get("weights_sha256") != sha:
-        return meta
-    warnings.warn(f"{sidecar.stem}: a save was interrupted after writing {weights.name}; reading its metadata from "
-                  f"{pending.name} (the next save of this checkpoint replaces both)", stacklevel=3)
-    return new
 
 
 def load(path_or_name: str | os.PathLike, device: str | torch.device = "cpu"):

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .checkpoints import load_state_strict, save_checkpoint
 from .config import _Serializable
-from .utils import progress_disabled
+from .utils import generator_device, progress_disabled
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | N
     if max_shift == 0:
         return x
     N, C, H, W = x.shape
-    gen_device = generator.device if generator is not None else x.device
+    gen_device = generator_device(generator) if generator is not None else x.device
     d = torch.randint(0, 2 * max_shift + 1, (2, N), generator=generator, device=gen_device).to(x.device)
     xp = F.pad(x, (max_shift,) * 4, value=-1.0)  # (N, C, H + 2s, W + 2s)
     rows = d[0][:, None] + torch.arange(H, device=x.device)  # (N, H)
@@ -148,7 +148,7 @@ def train_classifier(model: Classifier, dataset: Any, *, epochs: float = 3.0, ba
     steps = max(1, round(epochs * per_epoch))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
-    gen_device = generator.device if generator is not None else torch.device("cpu")
+    gen_device = generator_device(generator)
     t0, step, avg = time.time(), 0, None
     bar = tqdm(total=steps, desc="classifier", disable=progress_disabled(progress), dynamic_ncols=True)
     while step < steps:

@@ -62,9 +62,10 @@ def check_stem(out: str) -> str:
     if suffix.lower() in (".png", ".jpg", ".npz", ".npy", ".pt", ".pth", ".ckpt", ".bin", ".pkl"):
         raise CLIError(f"--out is a checkpoint stem: it writes STEM.safetensors and STEM.json; drop the {suffix!r} "
                        f"(got {out!r})")
-    if out.endswith(("/", os.sep)) or Path(out).is_dir():
-        raise CLIError(f"--out {out} is a folder; expected a checkpoint stem (e.g. {Path(out) / 'clip'})")
-    return out.removesuffix(".safetensors").removesuffix(".json")
+    stem = out.removesuffix(".safetensors").removesuffix(".json")
+    if out.endswith(("/", os.sep)) or Path(out).is_dir() or Path(stem).is_dir():  # a run folder named like it too
+        raise CLIError(f"--out {out} is a folder; expected a checkpoint stem (e.g. {Path(stem) / 'clip'})")
+    return stem
 
 
 def inside_pretrained(out: str | os.PathLike) -> bool:

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import add_prefix, has_metadata, load_checkpoint, load_state_strict, save_checkpoint, split_prefix
+from .checkpoints import add_prefix, check_resumable, load_checkpoint, load_state_strict, save_checkpoint, split_prefix
 from .clip import CLIPModel, clip_loss
 from .metrics import check_images
 from .train_state import StopOnInterrupt, TrainingInterrupted, keeps_caller_state, load_optimizer, optimizer_tensors
@@ -85,7 +85,7 @@ def train_clip(model: CLIPModel, dataset, *, steps: int = 1000, batch_size: int 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     settings = {"steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
                 "warmup_steps": warmup_steps, "positives": positives, "dataset": name, "n_images": len(images),
-                "generator": None if generator is None else generator.device.type}
+                "generator": None if generator is None else generator_device(generator).type}
     run = _ClipRun(checkpoint, model, opt, sched, generator, settings, meta, checkpoint_every, callback)
     model.train()
     perm = lambda: torch.randperm(len(images), generator=generator, device=generator_device(generator)).cpu()
@@ -133,11 +133,9 @@ class _ClipRun:
         if any(k in _OWN_META for k in self.meta):
             raise ValueError(f"meta may not set {', '.join(repr(k) for k in self.meta if k in _OWN_META)}: train_clip "
                              "writes those entries itself")
-        if self.stem is not None and not has_metadata(self.stem) and Path(f"{self.stem}.safetensors").exists():
-            raise FileExistsError(f"{self.stem}.safetensors has no {Path(self.stem).name}.json beside it: the run "
-                                  "cannot be resumed and a new one would overwrite it; restore the JSON, or choose "
-                                  "another checkpoint")
-        if self.stem is not None and has_metadata(self.stem):
+        if self.stem is not None:
+            check_resumable(self.stem, "choose another checkpoint")
+        if self.stem is not None and Path(f"{self.stem}.json").exists():
             self.tensors, self.saved = load_checkpoint(self.stem, "cpu")
             self._check(self.saved)
             self.meta = {**{k: v for k, v in self.saved.items() if k not in _OWN_META}, **self.meta}

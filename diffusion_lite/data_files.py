@@ -84,7 +84,7 @@ def read_idx(path: str, size: int, mtime_ns: int) -> np.ndarray:
         except (gzip.BadGzipFile, EOFError, zlib.error) as e:  # not gzip / cut short / damaged in the middle
             raise _damaged(path, f"not a complete gzip file: {type(e).__name__}: {e}") from e
     if len(buf) < 4 or buf[:3] != b"\x00\x00\x08":
-        raise ValueError(f"{path}: not an IDX file of unsigned bytes (magic {buf[:4].hex()}, want 000008..)")
+        raise _damaged(path, f"not an IDX file of unsigned bytes: magic {buf[:4].hex() or 'none'}, want 000008..")
     ndim = buf[3]
     if len(buf) < 4 + 4 * ndim:
         raise _damaged(path, f"{len(buf)} bytes, shorter than its {ndim}-dimension header")
@@ -100,7 +100,7 @@ def read_cifar_batch(path: str, size: int, mtime_ns: int) -> tuple[np.ndarray, n
     """A CIFAR-10 python batch (the dataset's own pickle format) -> uint8 (N, 3, 32, 32), int64 (N,)."""
     d = _unpickle(path)
     if not isinstance(d, dict) or not {"data", "labels"} <= d.keys():
-        raise ValueError(f"{path}: expected a dict with 'data' (N, 3072) and 'labels' (N,)")
+        raise _damaged(path, "expected a dict with 'data' (N, 3072) and 'labels' (N,)")
     data, labels = np.asarray(d["data"], dtype=np.uint8), np.asarray(d["labels"], dtype=np.int64)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != data.shape[:1]:
         raise ValueError(f"{path}: expected data (N, 3072), labels (N,), got {data.shape}, {labels.shape}")

@@ -34,13 +34,11 @@ from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from . import captions, metrics
 from .classifier import Classifier
 from .guidance import CADS
-from .sampling import timesteps
-from .utils import progress_disabled
+from .sampling import batches_bar
 
 EVAL_TEMPLATES = ("the digit {name}", "a handwritten {digit}", "a photo of a {name}", "a drawing of the number {digit}",
                   "{name}", "a picture of the digit {digit}", "a sketch of a {name}", "the number {digit}")
@@ -154,12 +152,7 @@ def generate(pipe, n: int, prompts: Sequence[str] | None = None, *, guidance: fl
         x_T = torch.randn((n, c.in_channels, c.image_size, c.image_size), generator=torch.Generator().manual_seed(seed))
     out = []
     starts = range(0, n, batch_size)
-    # one bar over every sampler step of every batch: a bar over batches would sit still for minutes; named as
-    # the sampler's own bar ("DDIM"), as `diffusion-lite sample` names its bar over several batches
-    batches = f"{len(starts)} batch{'es' if len(starts) > 1 else ''}"
-    bar = tqdm(total=len(starts) * len(timesteps(pipe.schedule, steps)), unit="step", leave=False,
-               desc=f"{str(sampler).upper()} {steps} steps x {batches} of <= {batch_size}",
-               disable=progress_disabled(progress))
+    bar = batches_bar(pipe.schedule, sampler, steps, len(starts), batch_size, progress)
     for i, s in enumerate(starts):
         g = torch.Generator().manual_seed(seed + 1 + i)
         kw = dict(steps=steps, sampler=sampler, generator=g, progress=False, x_T=x_T[s:s + batch_size],

@@ -110,16 +110,9 @@ def cmd_sample(args) -> None:
 def _batches_bar(pipe, args, n_batches: int):
     """For more than one batch, one progress bar over every sampler step of every batch, named as evaluate's
     (e.g. "DDIM 50 steps x 3 batches of <= 256"); None for one batch, which shows pipe.sample's own "DDIM" bar."""
-    if n_batches <= 1:
-        return None
-    from tqdm.auto import tqdm
+    from .sampling import batches_bar
 
-    from .sampling import timesteps
-    from .utils import progress_disabled
-
-    return tqdm(total=n_batches * len(timesteps(pipe.schedule, args.steps)), unit="step", leave=False,
-                desc=f"{args.sampler.upper()} {args.steps} steps x {n_batches} batches of <= {args.batch_size}",
-                disable=progress_disabled(True))
+    return batches_bar(pipe.schedule, args.sampler, args.steps, n_batches, args.batch_size) if n_batches > 1 else None
 
 
 def _prompt_rows(images, n_prompts: int, n: int) -> tuple["torch.Tensor", int | None]:  # noqa: F821

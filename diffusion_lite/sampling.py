@@ -141,6 +141,16 @@ def _loop(step_fn, model_fn: ModelFn, schedule: Schedule, shape, x_T, steps, gen
     return x.to(x_T.dtype)
 
 
+def batches_bar(schedule: Schedule, sampler: str, steps: int, n_batches: int, batch_size: int,
+                progress: bool = True):
+    """One tqdm bar over every sampler step of ``n_batches`` batches ("DDIM 50 steps x 4 batches of <= 256"): a
+    bar over batches would sit still for minutes. Update it from the samplers' callback; close it after."""
+    batches = f"{n_batches} batch{'es' if n_batches > 1 else ''}"
+    return tqdm(total=n_batches * len(timesteps(schedule, steps)), unit="step", leave=False,
+                desc=f"{str(sampler).upper()} {steps} steps x {batches} of <= {batch_size}",
+                disable=progress_disabled(progress))
+
+
 def sample_ddpm(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, steps: int | None = None,
                 generator: torch.Generator | None = None, callback: Callback | None = None, clip_x0: bool = True,
                 progress: bool = True, device=None) -> torch.Tensor:

@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import add_prefix, has_metadata, load_checkpoint, load_state_strict, save_checkpoint, split_prefix
+from .checkpoints import add_prefix, check_resumable, load_checkpoint, load_state_strict, save_checkpoint, split_prefix
 from .config import ScheduleConfig, TrainConfig, UNetConfig
 from .schedules import Schedule, extract, q_sample, v_target
 from .train_state import (  # noqa: F401  (resume_conflicts: public, used by the CLI)
@@ -37,7 +37,7 @@ from .train_state import (  # noqa: F401  (resume_conflicts: public, used by the
     resume_conflicts,
     run_meta,
 )
-from .utils import caller_stacklevel, progress_disabled, randn
+from .utils import caller_stacklevel, generator_device, progress_disabled, randn
 
 # cond_fn(images, labels, generator) -> extra keyword arguments for the U-Net (e.g. context, context_mask)
 CondFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], dict]
@@ -54,7 +54,7 @@ def diffusion_loss(model: torch.nn.Module, schedule: Schedule, x0: torch.Tensor,
     Returns a scalar, or the per-sample losses (B,) with ``reduce=False``.
     """
     B = x0.shape[0]
-    gen_device = generator.device if generator is not None else x0.device
+    gen_device = generator_device(generator) if generator is not None else x0.device
     if t is None:
         t = torch.randint(0, schedule.T, (B,), generator=generator, device=gen_device).to(x0.device)
     eps = randn(x0.shape, generator, x0.device, x0.dtype)  # drawn on the generator's device
@@ -178,10 +178,9 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     step, seconds, running = 0, 0.0, None
     ckpt = Path(run_dir) / "checkpoint" if run_dir is not None else None
 
-    if ckpt is not None and not has_metadata(ckpt) and ckpt.with_name("checkpoint.safetensors").exists():
-        raise FileExistsError(f"{ckpt}.safetensors has no checkpoint.json beside it: the run cannot be resumed and "
-                              "a new one would overwrite it; restore the JSON, or choose another run_dir")
-    if ckpt is not None and has_metadata(ckpt):
+    if ckpt is not None:
+        check_resumable(ckpt, "choose another run_dir")
+    if ckpt is not None and ckpt.with_name("checkpoint.json").exists():
         tensors, saved = load_checkpoint(ckpt, "cpu")  # load_state_dict copies to the model's device; AdamW's
         # step counts must stay on the CPU (on a GPU, AdamW reads them back with .item() every step)
         if "train_state" not in saved:

@@ -80,10 +80,12 @@ def cmd_train(args) -> None:
         raise CLIError("--balanced needs --subset K (it keeps K / 10 images of each class)")
     device = _setup(args)
     out = Path(args.out)
-    for f in (out.with_name(out.name + ".json"), out.with_name(out.name + ".safetensors")):
-        if f.exists():  # load(OUT) and --checkpoint OUT would find that file, not this run's folder
+    full = out.resolve()  # ("." has no name to put a suffix on)
+    for f in (full.with_name(full.name + ".json"), full.with_name(full.name + ".safetensors")):
+        if full.name and f.exists():  # load(OUT) and --checkpoint OUT would find that file, not this run's folder
+            what = "move or rename that file" if (out / "checkpoint.json").exists() else "choose another --out"
             raise CLIError(f"--out {out}: {f} exists beside it, so `--checkpoint {out}` would load that file instead "
-                           "of this run; choose another --out")
+                           f"of this run; {what}")
     saved = read_run(out)  # None: a new run
     resume = saved is not None
     text_tensors, text_meta, text = None, None, None

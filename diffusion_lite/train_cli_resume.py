@@ -15,29 +15,20 @@ from .train_cli import MODEL_PRESETS, TRAIN_OPTIONS, _unet_config
 def read_run(out: Path) -> dict | None:
     """The metadata of the run in folder ``out`` to resume, or None for a new run; CLIError for a folder that
     holds a checkpoint that cannot be resumed (invalid JSON, no weights, an exported model)."""
-    from .checkpoints import has_metadata, read_meta
+    from .checkpoints import check_resumable
     from .cli import CLIError
-    from .files import sha256_file
 
-    if not has_metadata(out / "checkpoint"):
-        if (out / "checkpoint.safetensors").exists():  # a new run would overwrite these weights
-            raise CLIError(f"{out / 'checkpoint.safetensors'} has no checkpoint.json beside it, so the run cannot be "
-                           "resumed, and a new run would overwrite it; restore the JSON from a copy, or choose a new "
-                           "--out")
+    check_resumable(out / "checkpoint", "choose a new --out to start afresh")  # before "resuming" or "nothing to do"
+    if not (out / "checkpoint.json").exists():
         return None
     try:
-        saved = read_meta(out / "checkpoint.json")
+        saved = json.loads((out / "checkpoint.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CLIError(f"{out / 'checkpoint.json'} is not valid JSON ({e}), so the run cannot be resumed; restore "
                        "it from a copy, or choose a new --out to start afresh") from None
     if not (out / "checkpoint.safetensors").exists():  # say so before announcing a resume
         raise CLIError(f"{out / 'checkpoint.json'} has no checkpoint.safetensors beside it, so the run cannot be "
                        "resumed; restore the weights from a copy, or choose a new --out to start afresh")
-    sha = saved.get("weights_sha256") if isinstance(saved, dict) else None
-    if sha and sha256_file(out / "checkpoint.safetensors") != sha:  # before "resuming" or "nothing to do"
-        raise CLIError(f"{out / 'checkpoint.safetensors'} does not match the sha256 recorded in checkpoint.json "
-                       "(corrupt, or copied from another run), so the run cannot be resumed; restore both files from "
-                       "a copy, or choose a new --out to start afresh")
     if not isinstance(saved, dict) or "train_state" not in saved:
         kind = saved.get("kind", "non-training") if isinstance(saved, dict) else "non-training"
         raise CLIError(f"{out / 'checkpoint.json'} is a {kind!r} checkpoint without a "

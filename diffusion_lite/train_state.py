@@ -105,7 +105,7 @@ class StopOnInterrupt:
 
     def _handler(self, signum, frame):
         if self.requested:
-            if self._saving:  # a second Ctrl-C between the weights and their JSON would lose the run: wait
+            if self._saving:  # a second Ctrl-C during the save waits for it: the run ends with a whole checkpoint
                 self._forced = True
                 return
             raise KeyboardInterrupt

@@ -39,14 +39,18 @@ def get_device(preferred: str | None = None) -> torch.device:
 
 
 def generator_device(generator: torch.Generator | None) -> torch.device:
-    """Where a draw with ``generator`` must happen (torch raises otherwise): its device, or the CPU for None."""
+    """Where a draw with ``generator`` must happen (torch raises otherwise): its device, or the CPU for None.
+    Anything else (a seed such as 0) is a TypeError that says how to make a generator."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)) or None, got "
+                        f"{type(generator).__name__} {generator!r}")
     return generator.device if generator is not None else torch.device("cpu")
 
 
 def randn(shape, generator: torch.Generator | None = None, device: torch.device | str | None = None,
           dtype: torch.dtype | None = None) -> torch.Tensor:
     """N(0, I) of ``shape``, drawn in float32 on the generator's device, then moved to ``device`` (default: cpu)
-    and cast to ``dtype`` (default: float32).
+    and cast to ``dtype`` (default: torch's default dtype).
 
     torch.randn needs the generator and the output on the same device (a CPU generator with
     device="cuda" raises), so the project draws where the generator lives: a CPU generator gives
@@ -54,13 +58,10 @@ def randn(shape, generator: torch.Generator | None = None, device: torch.device 
     in float64 than in float32, so the draw is always float32: a float64 (or float16) run sees the same
     noise as a float32 one, up to rounding.
     """
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)) or None, got "
-                        f"{type(generator).__name__} {generator!r}")
     device = torch.device(device) if device is not None else torch.device("cpu")
-    gen_device = generator.device if generator is not None else device
+    gen_device = generator_device(generator) if generator is not None else device
     x = torch.randn(shape, generator=generator, device=gen_device, dtype=torch.float32)
-    return x.to(device=device, dtype=dtype if dtype is not None else torch.float32)
+    return x.to(device=device, dtype=dtype if dtype is not None else torch.get_default_dtype())
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -211,8 +211,8 @@ def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypat
 
 def test_a_kill_between_the_two_renames_loses_neither_checkpoint(tmp_path, monkeypatch):
     """Killed (no clean-up runs) after the new weights are renamed into place and before their JSON is: the old
-    JSON no longer matches, but the pending JSON does, and load reads it with a warning; the next save tidies up.
-    Killed before the weights are renamed, the stale pending JSON is ignored and the old pair loads silently."""
+    JSON no longer matches, but the pending JSON does, and the next load (or save) finishes the save with a
+    warning. Killed before the weights are renamed, the stale pending JSON is ignored and the old pair loads."""
     stem = tmp_path / "model"
     save_checkpoint(stem, {"w": torch.ones(3)}, {"kind": "test", "step": 1})
     real_replace = os.replace
@@ -224,39 +224,42 @@ def test_a_kill_between_the_two_renames_loses_neither_checkpoint(tmp_path, monke
             real_replace(src, dst)
         return replace
 
-    monkeypatch.setattr(files, "remove_if_exists", lambda path: None)  # a killed process cleans nothing
-    monkeypatch.setattr(checkpoints.os, "replace", killed_before(".safetensors"))
-    with pytest.raises(SystemExit):
-        save_checkpoint(stem, {"w": torch.zeros(3)}, {"kind": "test", "step": 2})
-    monkeypatch.setattr(checkpoints.os, "replace", real_replace)
+    def killed_save(path, step, before):
+        monkeypatch.setattr(files, "remove_if_exists", lambda path: None)  # a killed process cleans nothing
+        monkeypatch.setattr(checkpoints.os, "replace", killed_before(before))
+        with pytest.raises(SystemExit):
+            save_checkpoint(path, {"w": torch.full((3,), float(step))}, {"kind": "test", "step": step})
+        monkeypatch.undo()
+
+    killed_save(stem, 2, ".safetensors")
     assert (tmp_path / ".model.json.pending").exists()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the old pair is whole: no warning
         tensors, meta = load_checkpoint(stem)
     assert meta["step"] == 1 and torch.equal(tensors["w"], torch.ones(3))
 
-    monkeypatch.setattr(checkpoints.os, "replace", killed_before(".json"))
-    with pytest.raises(SystemExit):
-        save_checkpoint(stem, {"w": torch.zeros(3)}, {"kind": "test", "step": 3})
-    monkeypatch.undo()
+    killed_save(stem, 3, ".json")
     assert json.loads((tmp_path / "model.json").read_text())["step"] == 1  # the old JSON, for the new weights
-    with pytest.warns(UserWarning, match="a save was interrupted"):
+    with pytest.warns(UserWarning, match="a save was interrupted after writing model.safetensors; finished it"):
         tensors, meta = load_checkpoint(stem)
-    assert meta["step"] == 3 and torch.equal(tensors["w"], torch.zeros(3))
-    save_checkpoint(stem, tensors, {"kind": "test", "step": 4})
+    assert meta["step"] == 3 and torch.equal(tensors["w"], torch.full((3,), 3.0))
+    assert not (tmp_path / ".model.json.pending").exists() and load_checkpoint(stem)[1]["step"] == 3
+
+    killed_save(stem, 4, ".json")  # then the next save fails early (a full disk): step 4 must survive it
+    monkeypatch.setattr(checkpoints, "save_file", lambda tensors, path: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.warns(UserWarning, match="finished it"), pytest.raises(OSError, match="disk full"):
+        save_checkpoint(stem, {"w": torch.zeros(3)}, {"kind": "test", "step": 5})
+    monkeypatch.undo()
+    assert load_checkpoint(stem)[1]["step"] == 4
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".tmp")) == ["model.json",
                                                                                            "model.safetensors"]
-    assert load_checkpoint(stem)[1]["step"] == 4
 
-    first = tmp_path / "first"  # the very first save of a checkpoint, killed between the renames: no JSON yet
-    monkeypatch.setattr(files, "remove_if_exists", lambda path: None)
-    monkeypatch.setattr(checkpoints.os, "replace", killed_before(".json"))
-    with pytest.raises(SystemExit):
-        save_checkpoint(first, {"w": torch.ones(2)}, {"kind": "test", "step": 1})
-    monkeypatch.undo()
-    assert not (tmp_path / "first.json").exists() and checkpoints.has_metadata(first)
-    with pytest.warns(UserWarning, match="a save was interrupted"):
-        assert load_checkpoint(first)[1]["step"] == 1
+    run = tmp_path / "run"  # a run folder whose very first save was killed between the renames: no JSON yet
+    killed_save(run / "checkpoint", 1, ".json")
+    assert not (run / "checkpoint.json").exists()
+    with pytest.warns(UserWarning, match="finished it"):
+        assert checkpoints.resolve(run) == run / "checkpoint"  # found as a run folder, as load(run) needs
+    assert load_checkpoint(run)[1]["step"] == 1
 
 
 @pytest.mark.skipif(not hasattr(os, "umask") or os.name != "posix", reason="POSIX permissions")

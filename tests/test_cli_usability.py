@@ -72,8 +72,8 @@ def test_ctrl_c_or_a_scheduler_stop_ends_training_between_steps_with_the_run_sav
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
 def test_a_second_ctrl_c_during_the_save_waits_until_the_checkpoint_is_whole(tmp_path, monkeypatch):
-    """The impatient double Ctrl-C: the second one lands while the run is written. Cut between the weights and
-    their JSON, the checkpoint would be refused (sha256 mismatch) and the whole run lost."""
+    """The impatient double Ctrl-C: the second one lands while the run is written. It waits until the save is
+    complete (cut between the weights and their JSON, the next load would have to finish the save)."""
     import diffusion_lite.train as train_module
     from diffusion_lite import files
 

@@ -192,7 +192,7 @@ def test_fit_does_not_overwrite_weights_that_lost_their_json(tmp_path, mnist_sma
     run = tmp_path / "run"
     run.mkdir()
     (run / "checkpoint.safetensors").write_bytes(b"weights whose JSON was lost")
-    with pytest.raises(FileExistsError, match="no checkpoint.json beside it"):
+    with pytest.raises(CheckpointError, match="has no checkpoint.json beside it, so the run cannot be resumed"):
         fit(UNet(TINY), Schedule.from_config(ScheduleConfig("linear", T=100)), mnist_small[:16],
             TrainConfig(steps=1, batch_size=4), run_dir=run, progress=False)
     assert (run / "checkpoint.safetensors").read_bytes() == b"weights whose JSON was lost"
