@@ -63,8 +63,11 @@ def check_stem(out: str) -> str:
         raise CLIError(f"--out is a checkpoint stem: it writes STEM.safetensors and STEM.json; drop the {suffix!r} "
                        f"(got {out!r})")
     stem = out.removesuffix(".safetensors").removesuffix(".json")
-    if out.endswith(("/", os.sep)) or Path(out).is_dir() or Path(stem).is_dir():  # a run folder named like it too
-        raise CLIError(f"--out {out} is a folder; expected a checkpoint stem (e.g. {Path(stem) / 'clip'})")
+    if out.endswith(("/", os.sep)) or Path(out).is_dir():
+        raise CLIError(f"--out {out} is a folder; expected a checkpoint stem (e.g. {Path(out) / 'clip'})")
+    if Path(stem).is_dir():  # STEM.json beside the folder STEM/: --checkpoint STEM would find only one of them
+        raise CLIError(f"--out {out}: {stem} is a folder (a run?), and {stem}.json beside it would shadow it for "
+                       f"`--checkpoint {stem}`; choose another name")
     return stem
 
 

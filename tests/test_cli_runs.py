@@ -98,3 +98,13 @@ def test_demo_writes_its_pictures_and_the_prompt_of_each_row(tmp_path, capsys):
     rows = (tmp_path / "demo" / "demo_text2img_prompts.txt").read_text().splitlines()
     assert rows[0].startswith("Rows, top to bottom") and len(rows) == 11 and "a thick five" in rows
     assert str(tmp_path / "demo" / "demo_uncond.png") in out
+
+
+def test_train_into_the_current_folder_and_export_beside_a_run_of_that_name(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _run(capsys, ".")  # `--out .` trains here
+    assert (tmp_path / "checkpoint.json").exists()
+    (tmp_path / "runs").mkdir()
+    _run(capsys, "runs/x")
+    err = error(capsys, "export", "--run", "runs/x", "--out", "runs/x.json")  # would shadow the run folder
+    assert "--out runs/x.json: runs/x is a folder (a run?), and runs/x.json beside it would shadow it" in err
