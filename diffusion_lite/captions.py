@@ -295,7 +295,7 @@ def class_names(dataset: str) -> list[str]:
 
 def class_prompts(dataset: str, template: str | None = None) -> list[str]:
     """One prompt per class from ``template`` with {name} (canonical name) and, for MNIST, {digit}:
-    class_prompts("mnist", "a handwritten {digit}") -> ["a handwritten 0", ..., "an 8", ...]."""
+    class_prompts("mnist", "a {digit}") -> ["a 0", ..., "an 8", ...]."""
     _check_dataset(dataset)
     template = template or DEFAULT_PROMPT[dataset]
     return [fix_articles(template.format(name=name, digit=i)) for i, name in enumerate(class_names(dataset))]

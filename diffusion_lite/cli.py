@@ -180,18 +180,30 @@ def cmd_demo(args) -> None:
     run_demo(Path(args.out), device=getattr(args, "device", None))
 
 
+EXAMPLES = """examples (each command's --help lists its options):
+  diffusion-lite demo                                                   # pictures from the shipped models
+  diffusion-lite sample --checkpoint mnist-text2img --prompt "a thick seven" --n 16 --guidance 3 --out seven.png
+  diffusion-lite train --dataset mnist --steps 2000 --out runs/uncond   # rerun the same command to resume
+  diffusion-lite train-clip --out my-clip
+  diffusion-lite train --dataset mnist --text my-clip --cross-attn 7 --steps 4000 --out runs/t2i
+  diffusion-lite export --run runs/t2i --out my-model
+  diffusion-lite evaluate --checkpoint mnist-text2img --n 1000 --guidance 3 --out report.json"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    p = argparse.ArgumentParser(prog="diffusion-lite", description="Train and sample small diffusion models.")
+    p = argparse.ArgumentParser(prog="diffusion-lite", description="Train and sample small diffusion models.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def common(sp):
         sp.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
         sp.add_argument("--threads", type=_positive(), default=None, help="CPU threads for torch")
-        sp.add_argument("--quiet", action="store_true", help="no progress bars (as TQDM_DISABLE=1), e.g. in logs; "
-                        "train and train-clip print a plain line every 5%% of the run instead")
+        logs = "; a plain line every 5%% of the run instead" if sp.prog.split()[-1] in ("train", "train-clip") else ""
+        sp.add_argument("--quiet", action="store_true",
+                        help=f"no progress bars (as TQDM_DISABLE=1), e.g. in logs{logs}")
 
     from . import sample_cli, train_cli
 

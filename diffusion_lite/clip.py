@@ -2,7 +2,7 @@
 
     clip = load_pretrained("mnist-clip")                  # a CLIPModel; clip.tokenizer is its Tokenizer
     context, mask = clip.text_tokens(["a thick seven"])   # (1, 16, D), (1, 16): what the U-Net attends to
-    preds = zero_shot_classify(clip, images, class_prompts("mnist"))
+    preds = zero_shot_classify(clip, images, captions.class_prompts("mnist"))  # (N,) class ids
 
 Radford et al. 2021 (CLIP): a text encoder and an image encoder map a batch of B (image, caption) pairs
 to unit vectors; the B x B cosine similarities divided by a learned temperature tau (that is, times the

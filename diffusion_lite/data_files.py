@@ -3,6 +3,7 @@ python batches, and the SHA256SUMS manifests checked before reading. ``data.load
 this module only reads them.
 
     images = read_idx(*stat_key(Path("data/mnist/train-images-idx3-ubyte.gz")))  # (60000, 28, 28) uint8
+    # (a path from the repository root; load_dataset finds the files from anywhere)
 """
 
 from __future__ import annotations

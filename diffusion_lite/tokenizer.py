@@ -9,7 +9,7 @@ empty prompt "" is ``<bos> <eos>``: two real tokens, the null prompt of classifi
 
 Why words and not sub-words (BPE, as CLIP)? Our captions use fewer than 100 distinct words, so one id
 per word keeps the vocabulary tiny and every token readable. The price: a word outside the vocabulary
-("sevens", "skinny", "5s") has no id. It becomes ``<unk>``, whose embedding the model never learned
+("sevens", "skinny", "digits") has no id. It becomes ``<unk>``, whose embedding the model never learned
 from, so the prompt loses that word's meaning; by default a warning names the unknown words
 (``on_unknown="warn"``), ``"error"`` raises, ``"unk"`` maps silently. A BPE tokenizer would split an
 unseen word into known pieces, but the pieces would still be ones the text encoder never saw together.

@@ -34,6 +34,7 @@ def _execute(py: Path):
     nb = jupytext.read(py)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata.setdefault("jupytext", {})["formats"] = "ipynb,py:percent"
+    nb.metadata["jupytext"].pop("text_representation", None)  # as `jupytext --sync` stores an .ipynb: no churn
     NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
                    resources={"metadata": {"path": str(NB_DIR)}}).execute()
     return nb

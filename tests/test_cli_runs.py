@@ -4,6 +4,7 @@ resumes check what they resume, and --quiet logs say how a run goes (from a revi
 import json
 import shutil
 
+import pytest
 from test_cli_usability import SMALL, cli, error
 
 from diffusion_lite.clip import CLIPModel, save_clip
@@ -108,3 +109,15 @@ def test_train_into_the_current_folder_and_export_beside_a_run_of_that_name(tmp_
     _run(capsys, "runs/x")
     err = error(capsys, "export", "--run", "runs/x", "--out", "runs/x.json")  # would shadow the run folder
     assert "--out runs/x.json: runs/x is a folder (a run?), and runs/x.json beside it would shadow it" in err
+
+
+def test_help_shows_examples_and_what_quiet_does_for_each_command(capsys):
+    with pytest.raises(SystemExit):
+        cli(capsys, "--help")
+    out = capsys.readouterr().out
+    assert "examples (each command's --help lists its options):" in out and "diffusion-lite demo" in out
+    for command, lines in (("train", True), ("train-clip", True), ("sample", False), ("evaluate", False)):
+        with pytest.raises(SystemExit):
+            cli(capsys, command, "--help")
+        text = " ".join(capsys.readouterr().out.split())
+        assert ("a plain line every 5% of the run instead" in text) == lines, command
