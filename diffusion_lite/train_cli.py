@@ -96,12 +96,6 @@ def cmd_train(args) -> None:
             raise CLIError(f"--text expects a CLIP checkpoint (kind 'clip'), got kind {text_meta['kind']!r}")
     if resume:
         check_resume_text(out, saved, args, text_meta)
-    if args.init_from:  # fine-tuning (and its resume) keeps the checkpoint's architecture, schedule and target
-        given = [o for o, v in (("--model", args.model), ("--cross-attn", args.cross_attn),
-                                ("--schedule", args.schedule)) if v is not None]
-        if given:
-            raise CLIError(f"{', '.join(given)} cannot be combined with --init-from: fine-tuning keeps the U-Net "
-                           f"and schedule of {args.init_from}; drop {' and '.join(given)}, or train from scratch")
     if not args.text:
         given = [o for o, v in (("--cross-attn", args.cross_attn), ("--p-uncond", args.p_uncond)) if v is not None]
         if given:
@@ -214,7 +208,8 @@ def add_parser(sub, common) -> None:
                    help="fine-tune: start from the U-Net weights of this checkpoint (name or path)")
     t.add_argument("--text", default=None, help="CLIP checkpoint (name or path): train a text-to-image model")
     t.add_argument("--cross-attn", type=int, nargs="+", default=None,
-                   help="with --text: resolutions with cross-attention (default 7 14)")
+                   help="with --text: resolutions with cross-attention (default 7 14; with --init-from, the "
+                        "checkpoint's)")
     t.add_argument("--p-uncond", type=float, default=None,
                    help="with --text: prompt dropout probability for CFG (default 0.1)")
     t.add_argument("--schedule", choices=["linear", "cosine", "sigmoid"], default=None,

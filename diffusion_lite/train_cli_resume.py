@@ -96,19 +96,33 @@ def resume_conflicts(saved: dict, args, ucfg, scfg, tcfg) -> list[str]:
             diffs.append((option, ds[key], value))
     if not _same_checkpoint(saved.get("init_from"), args.init_from):
         diffs.append(("--init-from", saved.get("init_from"), args.init_from))
-    elif not args.init_from:  # with --init-from, the architecture and schedule come from that checkpoint
-        run_u = UNetConfig.from_dict(saved["unet"])
-        if sorted(run_u.cross_attn_resolutions) != sorted(ucfg.cross_attn_resolutions):  # a set: order is free
-            diffs.append(("--cross-attn", list(run_u.cross_attn_resolutions), list(ucfg.cross_attn_resolutions)))
-        other = [f for f in run_u.to_dict() if f not in ("cross_attn_resolutions", "context_dim")]
-        if any(getattr(run_u, f) != getattr(ucfg, f) for f in other):
-            diffs.append(("--model", _preset_of(run_u), args.model))
-        run_s = ScheduleConfig.from_dict(saved["schedule"])
-        diffs += [("--schedule" if k == "kind" else f"schedule {k}", v, getattr(scfg, k))
-                  for k, v in run_s.to_dict().items() if getattr(scfg, k) != v]
+    else:
+        diffs += architecture_conflicts(args, UNetConfig.from_dict(saved["unet"]),
+                                        ScheduleConfig.from_dict(saved["schedule"]), ucfg, scfg)
     defaulted = getattr(args, "defaulted", set())
     return [f"{option}: saved {show(a)}, requested {show(b)}"
             + (f" (the default, as {option} was not given)" if option in defaulted else "") for option, a, b in diffs]
+
+
+def architecture_conflicts(args, run_u, run_s, ucfg, scfg) -> list[tuple]:
+    """(option, the run's value, this command's) for --model, --cross-attn and --schedule where this command's
+    U-Net config ``ucfg`` and schedule ``scfg`` differ from the run's ``run_u`` and ``run_s``. With --init-from
+    these come from that checkpoint, so only the options given are compared (an equal one is accepted)."""
+    defaulted = getattr(args, "defaulted", set())
+    asked = lambda option: not args.init_from or option not in defaulted  # noqa: E731
+    diffs = []
+    if asked("--cross-attn") and sorted(run_u.cross_attn_resolutions) != sorted(ucfg.cross_attn_resolutions):
+        diffs.append(("--cross-attn", list(run_u.cross_attn_resolutions), list(ucfg.cross_attn_resolutions)))
+    other = [f for f in run_u.to_dict() if f not in ("cross_attn_resolutions", "context_dim")]
+    if asked("--model") and any(getattr(run_u, f) != getattr(ucfg, f) for f in other):
+        diffs.append(("--model", _preset_of(run_u), args.model))
+    if args.init_from:  # --schedule names the kind; the checkpoint's other schedule settings are kept
+        if asked("--schedule") and run_s.kind != scfg.kind:
+            diffs.append(("--schedule", run_s.kind, scfg.kind))
+    else:
+        diffs += [("--schedule" if k == "kind" else f"schedule {k}", v, getattr(scfg, k))
+                  for k, v in run_s.to_dict().items() if getattr(scfg, k) != v]
+    return diffs
 
 
 def _same_checkpoint(a: str | None, b: str | None) -> bool:
@@ -150,6 +164,12 @@ def fine_tune_start(args, text, text_meta: dict | None, C: int, H: int):
               file=sys.stderr)
     ucfg = UNetConfig.from_dict(init_meta["unet"])
     scfg = ScheduleConfig.from_dict(init_meta["schedule"])
+    asked_u = _unet_config(args.model, C, H, ucfg.context_dim, args.cross_attn)
+    conflicts = architecture_conflicts(args, ucfg, scfg, asked_u, ScheduleConfig(kind=args.schedule or scfg.kind))
+    if conflicts:
+        raise CLIError(f"{'; '.join(f'{o} {b}: {args.init_from} has {a}' for o, a, b in conflicts)}. Fine-tuning "
+                       f"keeps the U-Net and schedule of {args.init_from}: drop "
+                       f"{' and '.join(o for o, _, _ in conflicts)}, or train from scratch")
     init_prediction = init_meta.get("prediction", "eps")
     if args.prediction is not None and args.prediction != init_prediction:
         raise CLIError(f"--prediction {args.prediction}: {args.init_from} was trained to predict "

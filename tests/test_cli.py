@@ -61,15 +61,18 @@ def test_init_from_fine_tunes_an_exported_model(tmp_path):
     run("export", "--run", str(src), "--out", str(tmp_path / "tiny"))
     ft = tmp_path / "ft"
     # the architecture, schedule and prediction target come from the checkpoint: asking for others is an error
-    for option, message in ((["--model", "base"], "--model cannot be combined with --init-from"),
-                            (["--schedule", "linear"], "--schedule cannot be combined with --init-from"),
-                            (["--cross-attn", "7"], "--cross-attn cannot be combined with --init-from"),
+    for option, message in ((["--model", "base"], "--model base: {} has tiny"),
+                            (["--schedule", "linear"], "--schedule linear: {} has cosine"),
+                            (["--model", "small", "--schedule", "sigmoid"], "drop --model and --schedule"),
+                            (["--cross-attn", "7"], "only applies to text-to-image training"),
                             (["--prediction", "v"], "was trained to predict eps")):
+        message = message.format(tmp_path / "tiny")
         p = run("train", "--dataset", "mnist", "--steps", "1", "--subset", "100", *option,
                 "--init-from", str(tmp_path / "tiny"), "--out", str(ft), check=False)
         assert p.returncode == 2 and message in p.stderr and not ft.exists(), p.stderr
-    # a negligible lr keeps the weights
+    # a negligible lr keeps the weights; options equal to the checkpoint's are accepted
     p = run("train", "--dataset", "mnist", "--steps", "1", "--batch-size", "8", "--subset", "100",
+            "--model", "tiny", "--schedule", "cosine", "--prediction", "eps",
             "--init-from", str(tmp_path / "tiny"), "--lr", "1e-12", "--out", str(ft), "--threads", "1")
     assert "initialising the U-Net from" in p.stdout and "eps target" in p.stdout
     before = load_file(str(tmp_path / "tiny.safetensors"))

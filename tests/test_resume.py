@@ -65,7 +65,11 @@ def test_cli_resume_of_a_fine_tune_needs_its_init_from(tmp_path, capsys):
     rc, out, err = train(capsys, "--steps", "2", *ft)  # the same command with more --steps resumes
     assert rc == 0 and "resuming" in out, err
     rc, out, err = train(capsys, "--steps", "3", "--model", "base", *ft)  # refused on resume too, not ignored
-    assert rc == 2 and "--model cannot be combined with --init-from" in err and "resuming" not in out
+    assert rc == 2 and "--model: saved 'tiny', requested 'base'" in err and "resuming" not in out
+    rc, out, err = train(capsys, "--steps", "3", "--schedule", "linear", *ft)
+    assert rc == 2 and "--schedule: saved 'cosine', requested 'linear'" in err and "resuming" not in out
+    rc, out, err = train(capsys, "--steps", "3", "--model", "tiny", "--schedule", "cosine", *ft)  # equal: accepted
+    assert rc == 0 and "resuming" in out, err
     rc, _, err = train(capsys, "--steps", "3", "--model", "tiny", "--out", str(run))
     assert rc == 2 and "--init-from: saved" in err and "requested not given" in err
 
