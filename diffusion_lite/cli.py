@@ -71,16 +71,17 @@ def check_stem(out: str) -> str:
     return stem
 
 
-def inside_pretrained(out: str | os.PathLike) -> bool:
-    """Whether ``out`` is the package's pretrained folder or lies inside it (symlinks, relative paths and
-    case-insensitive file systems included: every existing ancestor is compared with os.path.samefile)."""
+def inside_pretrained(out: str | os.PathLike, pretrained_dir: str | os.PathLike | None = None) -> bool:
+    """Whether ``out`` is the package's pretrained folder (or ``pretrained_dir``) or lies inside it (symlinks,
+    relative paths and case-insensitive file systems included: every existing ancestor is compared with
+    os.path.samefile)."""
     from .checkpoints import PRETRAINED_DIR
 
     path = Path(os.path.abspath(out))
     for folder in (path, *path.parents):
         if folder.exists():
             try:
-                if os.path.samefile(folder, PRETRAINED_DIR):
+                if os.path.samefile(folder, pretrained_dir or PRETRAINED_DIR):
                     return True
             except OSError:
                 pass
@@ -88,19 +89,23 @@ def inside_pretrained(out: str | os.PathLike) -> bool:
 
 
 def check_not_shipped(out: str, replace_shipped: bool = False, can_replace: bool = False,
-                      how_to_replace: str = "`diffusion-lite export ... --replace-shipped`") -> None:
+                      how_to_replace: str = "`diffusion-lite export ... --replace-shipped`",
+                      source_pretrained: str | os.PathLike | None = None) -> None:
     """--out must not replace a shipped model: neither a path inside the package's pretrained folder (unless
     ``replace_shipped``: export's --replace-shipped, which its message mentions, as ``how_to_replace``, when
     ``can_replace``), nor the bare name of a shipped model in the current folder (checkpoints.resolve prefers local
     files and run folders, so every later use of that name here would load the new files instead of the shipped
-    ones)."""
+    ones). ``source_pretrained``: the pretrained folder of the checkout a maintainer script runs from, guarded
+    the same way (it is not the installed package's when that script runs with another checkout's environment)."""
     from .checkpoints import PRETRAINED_DIR, list_pretrained
 
     path = Path(str(out).removesuffix(".safetensors").removesuffix(".json")).resolve()
-    if inside_pretrained(path):
+    folders = [PRETRAINED_DIR] + ([source_pretrained] if source_pretrained else [])
+    folder = next((f for f in folders if inside_pretrained(path, f)), None)
+    if folder is not None:
         if not replace_shipped:
             hint = f" (maintainers re-training a shipped model: {how_to_replace})"
-            raise CLIError(f"--out {out} is inside the package's pretrained folder ({PRETRAINED_DIR.resolve()}): "
+            raise CLIError(f"--out {out} is inside the package's pretrained folder ({Path(folder).resolve()}): "
                            "it would replace or add to the shipped models; choose a path outside it"
                            + (hint if can_replace else ""))
         return

@@ -153,7 +153,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     try:  # before training, not after: the same guard as every diffusion-lite command
         check_not_shipped(str(args.out), replace_shipped=args.replace_shipped, can_replace=True,
-                          how_to_replace="add --replace-shipped")
+                          how_to_replace="add --replace-shipped", source_pretrained=DEFAULT_OUT.parent)
     except CLIError as e:
         p.error(str(e))
 

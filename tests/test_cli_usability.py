@@ -390,6 +390,14 @@ def test_retraining_scripts_write_into_the_pretrained_folder_only_when_asked(scr
         mod.main(["--out", shipped, "--replace-shipped"])
     err = capsys.readouterr().err
     assert "is the name of a shipped model" in err and "--replace-shipped" not in err.split("error:")[-1]
+    # run from a second checkout with this one's environment: its own pretrained folder is guarded too
+    other = tmp_path / "checkout" / "diffusion_lite" / "pretrained"
+    other.mkdir(parents=True)
+    monkeypatch.setattr(mod, "DEFAULT_OUT", other / shipped)
+    with pytest.raises(SystemExit):
+        mod.main(["--out", str(other / shipped)])
+    err = capsys.readouterr().err
+    assert f"inside the package's pretrained folder ({other})" in err and "add --replace-shipped" in err
     assert {p.name: p.stat().st_mtime_ns for p in PRETRAINED_DIR.iterdir()} == before
 
 
