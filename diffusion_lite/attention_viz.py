@@ -54,20 +54,28 @@ def token_maps(records: list[dict], size: int | None = None, batch: slice | list
 @torch.no_grad()
 def sample_with_attention(pipe, prompts: list[str], *, guidance: float = 3.0, steps: int = 50,
                           generator: torch.Generator | None = None, x_T: torch.Tensor | None = None,
-                          size: int | None = None) -> tuple[torch.Tensor, list[dict]]:
+                          size: int | None = None, branch: str = "prompt") -> tuple[torch.Tensor, list[dict]]:
     """Sample with a text pipeline while recording its cross-attention maps at every step.
 
     Returns (images (B, C, H, W) in [-1, 1], frames): one frame per denoising step, {"i", "t",
-    "x0_hat": (B, C, H, W), "maps": (B, L, S, S)} with the maps of the *conditional* branch (the first
-    B rows of the guided batch; at guidance 0 only the empty prompt is run, and its maps are returned).
+    "x0_hat": (B, C, H, W), "maps": (B, L, S, S)} with the maps of one branch of the guided batch:
+    ``branch="prompt"`` the conditional one (its first B rows), ``"empty"`` the unconditional one (its last
+    B rows: the empty prompt's). Guidance 1 runs only the prompt and guidance 0 only the empty prompt: asking
+    there for the branch that is not run is a ValueError.
     """
     if isinstance(prompts, str):
         raise ValueError("prompts must be a list of strings (one image each)")
+    if branch not in ("prompt", "empty"):
+        raise ValueError(f"branch must be 'prompt' or 'empty', got {branch!r}")
+    if (branch, guidance) in (("prompt", 0.0), ("empty", 1.0)):
+        runs = "only the empty prompt" if guidance == 0 else "only the prompt"
+        raise ValueError(f"guidance {guidance:g} runs {runs}: there are no maps of branch {branch!r}")
     B, frames = len(prompts), []
+    rows = slice(B, 2 * B) if branch == "empty" and guidance != 0 else slice(0, B)
     with pipe.unet.capture_attention() as records:
         def callback(d: dict) -> None:
             frames.append({"i": d["i"], "t": d["t"], "x0_hat": d["x0_hat"].cpu(),
-                           "maps": token_maps(records, size, slice(0, B)).cpu()})
+                           "maps": token_maps(records, size, rows).cpu()})
             records.clear()  # the layers keep appending to this same list
 
         images = pipe.sample(prompts, guidance=guidance, steps=steps, generator=generator, x_T=x_T,

@@ -1,4 +1,4 @@
-"""Captions from labels and from attributes measured on the pixels (chapter 07: text conditioning).
+"""Captions from labels and from attributes measured on the pixels (chapter 06).
 
 A class label becomes varied natural language ("a handwritten 7", "the digit seven", "a photo of a seven",
 ...), and, for MNIST, sometimes carries words for three attributes measured from the image itself:

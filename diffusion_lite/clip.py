@@ -1,4 +1,4 @@
-"""A small CLIP: text and image encoders trained so matching pairs have similar embeddings (chapter 07).
+"""A small CLIP: text and image encoders trained so matching pairs have similar embeddings (chapter 06).
 
     clip = load_pretrained("mnist-clip")                  # a CLIPModel; clip.tokenizer is its Tokenizer
     context, mask = clip.text_tokens(["a thick seven"])   # (1, 16, D), (1, 16): what the U-Net attends to

@@ -1,4 +1,4 @@
-"""A pretrained Hugging Face CLIP text encoder behind the same interface as our CLIPModel (chapter 07).
+"""A pretrained Hugging Face CLIP text encoder behind the same interface as our CLIPModel (chapter 06).
 
     enc = HFTextEncoder("/path/to/clip-vit-base-patch32")    # a local folder (or a cached hub name)
     context, mask = enc.text_tokens(["a photo of a cat"])    # (1, 77, 512), (1, 77) bool

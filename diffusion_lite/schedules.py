@@ -7,7 +7,7 @@ symbol             code                        meaning
 =================  ==========================  ===============================================
 beta_t             ``betas[t]``                variance added at step t, eq. (2)
 alpha_t            ``alphas[t]``               1 - beta_t
-alpha_bar_t        ``alpha_bar[t]``            prod_{s<=t} alpha_s, eq. (4)
+alpha_bar_t        ``alpha_bar[t]``            prod_{i<=t} alpha_i, eq. (4)
 q(x_t | x_0)       :func:`q_sample`            N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)
 q(x_t | x_{t-1})   :func:`q_step`              N(sqrt(alpha_t) x_{t-1}, beta_t I), eq. (2)
 mu~_t, beta~_t     ``posterior_*``             q(x_{t-1} | x_t, x_0), eqs. (6)-(7)

@@ -1,4 +1,4 @@
-"""A word-level tokenizer that needs no download (chapter 07: text conditioning).
+"""A word-level tokenizer that needs no download (chapter 06).
 
     tok = Tokenizer.for_dataset("mnist")       # vocabulary = every word our captions can contain
     ids, mask = tok.encode(["a thick seven", ""])   # (2, 16) long, (2, 16) bool (True = real token)

@@ -169,7 +169,7 @@ plt.show()
 # chain for hundreds of steps each time would be wasteful. Fortunately we can jump straight from $x_0$ to
 # $x_t$. Define
 #
-# $$\alpha_t = 1 - \beta_t, \qquad \bar\alpha_t = \prod_{s=1}^{t} \alpha_s .$$
+# $$\alpha_t = 1 - \beta_t, \qquad \bar\alpha_t = \prod_{i=1}^{t} \alpha_i .$$
 #
 # **Claim** (DDPM eq. 4):
 #
@@ -250,12 +250,13 @@ for t in ts:
 # Both methods pass: the standardised errors of the per-pixel means have mean near 0 and standard deviation
 # near 1 (pure sampling noise, no bias), and the per-pixel variances match $1-\bar\alpha_t$ to within about
 # 1%. The same check as assertions, with tolerances of about four standard errors (the mean of 784 standard
-# normals has standard error 0.036, their std about 0.025):
+# normals has standard error 0.036, their std about 0.025, and the mean of 784 variance ratios, each from 300
+# copies, about $\sqrt{2/299}/\sqrt{784} \approx 0.003$):
 
 # %%
 for t, (_, _, *results) in stats.items():
     for z_mean, z_std, var_ratio in (results[:3], results[3:]):
-        assert abs(z_mean) < 0.15 and abs(z_std - 1) < 0.1 and abs(var_ratio - 1) < 0.03, (t, results)
+        assert abs(z_mean) < 0.15 and abs(z_std - 1) < 0.1 and abs(var_ratio - 1) < 0.012, (t, results)
 print("chain and closed form agree with q(x_t | x_0) at t =", ts)
 
 # %% [markdown]
@@ -376,7 +377,7 @@ print("my_q_sample matches diffusion_lite.schedules.q_sample")
 #   reverse of a big jump is multi-modal, and a squared-error guess of it is a blurry average.
 # - Sums of independent Gaussians are Gaussian, so the chain has a closed form:
 #   $q(x_t \mid x_0) = \mathcal N(\sqrt{\bar\alpha_t}\,x_0, (1-\bar\alpha_t)I)$ with
-#   $\bar\alpha_t = \prod_{s\le t}(1-\beta_s)$. `q_sample` implements it; simulation confirms that it matches
+#   $\bar\alpha_t = \prod_{i\le t}(1-\beta_i)$. `q_sample` implements it; simulation confirms that it matches
 #   the step-by-step chain in distribution (means, variances, histograms).
 # - $\sqrt{\bar\alpha_t}$ and $\sqrt{1-\bar\alpha_t}$ are the signal and noise weights; how they move with $t$
 #   is set by the schedule $\beta_t$, the subject of [chapter 02](02_noise_schedules.ipynb).

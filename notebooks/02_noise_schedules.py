@@ -3,7 +3,7 @@
 #
 # In [chapter 01](01_forward_process.ipynb) the forward process mixed an image with noise,
 # $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$, and we took the numbers $\beta_t$ (and
-# hence $\bar\alpha_t = \prod_{s\le t}(1-\beta_s)$) as given. They are a design choice, the **noise schedule**,
+# hence $\bar\alpha_t = \prod_{i\le t}(1-\beta_i)$) as given. They are a design choice, the **noise schedule**,
 # and a consequential one. Training picks $t$ uniformly at random ([chapter 04](04_training.ipynb)), and
 # sampling walks through the steps ([chapter 05](05_sampling.ipynb)), so the schedule decides how the model's
 # effort is spread over noise levels. A schedule that turns the image into pure noise in the first quarter of
@@ -296,7 +296,7 @@ schedule_widget(one_of_each[:4], eps[:4], T=1000, t_frac=0.4)
 #
 # ## Exercise 1: $\bar\alpha$ from the betas
 #
-# Compute $\bar\alpha_t = \prod_{s \le t}(1-\beta_s)$ for the cosine schedule with `torch.cumprod`, from its
+# Compute $\bar\alpha_t = \prod_{i \le t}(1-\beta_i)$ for the cosine schedule with `torch.cumprod`, from its
 # betas `betas = cosine_betas(1000)` (float64, shape (1000,), in the next cell); store the result as
 # **`my_alpha_bar`**, shape (1000,). Then run the **check** cell below the collapsed solution: it compares
 # `my_alpha_bar` with the package's `Schedule.alpha_bar` of the cosine schedule (`scheds["cosine"]`). Skip the

@@ -198,8 +198,9 @@ print(inspect.getsource(ResBlock))
 
 # %% [markdown]
 # Two details are worth a closer look. First, `conv2` is created by `zero_module`, so its weights start at
-# zero: a fresh residual block is exactly the identity, and training starts from a network that passes its
-# input through unchanged and gradually learns what to add.
+# zero: the residual branch of a fresh block outputs 0, so a block whose input and output widths match is
+# exactly the identity (one that changes the width passes its input through the 1×1 `skip` convolution). Every
+# block starts by passing on what it is given and gradually learns what to add.
 
 # %%
 block = ResBlock(32, 32, emb_dim=128)
@@ -510,7 +511,7 @@ print(f"ResBlock(16, 48, emb_dim=128): {actual:,} parameters, as predicted")
 # * **Skip connections** concatenate encoder features into the decoder, carrying pixel-level detail across the
 #   bottleneck; **self-attention** at 7×7 gives every position a view of the whole digit, at a cost that grows
 #   with the square of the number of positions.
-# * Zero-initialised output layers make every residual branch start as the identity and the whole untrained
+# * Zero-initialised output layers make every residual branch start at zero and the whole untrained
 #   network predict $\hat\epsilon = 0$ (loss 1).
 # * Forward hooks let you look inside: in the trained model, the encoder's 28×28 and 14×14 maps trace the
 #   strokes of the digit, the 7×7 maps are coarse blobs, and the decoder's last maps look like the noise it

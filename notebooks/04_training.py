@@ -101,13 +101,22 @@ plt.show()
 # how different two distributions are (zero when they are equal, positive otherwise).
 # Each $L_{t-1}$ compares the model's reverse step with the *true* reverse step for this particular $x_0$,
 # the posterior $q(x_{t-1} \mid x_t, x_0) = \mathcal N(\tilde\mu_t(x_t, x_0), \tilde\beta_t I)$, which is a
-# Gaussian with a closed form (eqs. 6-7; chapter 05 uses it for sampling). If the model's step is a Gaussian
-# with the same kind of fixed variance $\sigma_t^2$, the KL of two Gaussians is just a squared distance of
-# their means (eq. 8):
+# Gaussian with a closed form (eqs. 6-7; chapter 05 uses it for sampling):
+# $$
+# \tilde\mu_t(x_t, x_0) = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\,x_0
+#   + \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t,
+# \qquad
+# \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t .
+# $$
+# If the model's step is a Gaussian with the same kind of fixed variance $\sigma_t^2$, the KL of two Gaussians
+# is just a squared distance of their means (eq. 8):
 # $$L_{t-1} = \frac{1}{2\sigma_t^2}\,\big\lVert \tilde\mu_t(x_t, x_0) - \mu_\theta(x_t, t) \big\rVert^2 + C.$$
-# Now use $x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon)/\sqrt{\bar\alpha_t}$ to write the true mean in terms of
-# the noise, $\tilde\mu_t = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\epsilon\big)$,
-# and give the model the same form with a noise *prediction* in place of $\epsilon$ (eq. 11). Everything but
+# Now put $x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon)/\sqrt{\bar\alpha_t}$ into $\tilde\mu_t$ to write the true
+# mean in terms of the noise. With $\bar\alpha_t = \alpha_t\bar\alpha_{t-1}$, the coefficient of $x_t$ becomes
+# $\frac{\beta_t + \alpha_t - \bar\alpha_t}{\sqrt{\alpha_t}\,(1-\bar\alpha_t)} = \frac{1}{\sqrt{\alpha_t}}$ (as
+# $\beta_t = 1 - \alpha_t$), and that of $\epsilon$ is $-\frac{\beta_t}{\sqrt{\alpha_t}\sqrt{1-\bar\alpha_t}}$, so
+# $\tilde\mu_t = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\epsilon\big)$.
+# Give the model the same form with a noise *prediction* in place of $\epsilon$ (eq. 11). Everything but
 # the noise cancels (eq. 12):
 # $$
 # L_{t-1} = \frac{\beta_t^2}{2\sigma_t^2\,\alpha_t\,(1-\bar\alpha_t)}\;
@@ -228,7 +237,8 @@ print("smoothed loss:", ", ".join(f"step {step}: {value:.3f}" for step, value in
 assert last < 0.5 * first, (first, last)
 
 # %% [markdown]
-# The loss starts at 1 (the zero prediction) and falls by a factor of ten within about 100 steps, as the network
+# The loss starts at 1 (the zero prediction), and the loss of the current weights (each batch's, the faint
+# line) falls by a factor of ten within about 100 steps (the smoothed line lags behind, see below), as the network
 # learns the easy part, "at large $t$, the noise is roughly $x_t$ itself". After that, progress is slow: the
 # remaining error is concentrated at the small-noise steps, as the next section shows.
 #

@@ -456,8 +456,8 @@ print(f"oracle DDIM stayed on the forward path at {len(path)} intermediate steps
 # * **DDIM** reuses the same network for a non-Markovian process: with $\eta = 0$ sampling is deterministic and
 #   works with few steps; $\eta = 1$ recovers DDPM's stochastic step.
 # * **Speed vs quality**: FID falls quickly with the first steps and then flattens; for the shipped model,
-#   DDPM and DDIM at 50 steps are close (both under twice the floor); a less trained network needs the
-#   stochastic sampler's corrections more. Report FID with its
+#   DDPM and DDIM at 50 steps are close (both under twice the floor; DDPM's fresh noise corrects some of the
+#   network's errors, which section 4 suggested matters more for a less trained one). Report FID with its
 #   sample count and next to the real-vs-real floor.
 # * Next: chapter 06 trains a text encoder (CLIP), the first ingredient of text-to-image generation.
 #

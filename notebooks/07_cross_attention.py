@@ -88,12 +88,13 @@ print("mask:", mask.int().tolist())
 # ## 2. Cross-attention: the image asks, the text answers
 #
 # Flatten a feature map of the U-Net (computed from $x_t$), $(B, C, H, W)$, into $N = HW$ image tokens
-# $X \in \mathbb R^{N \times C}$; write $E = g(y) \in \mathbb R^{L \times D}$ for the text tokens, the
-# per-token outputs of chapter 06's text encoder $g$ for the prompt $y$. Cross-attention (Rombach et al. 2022,
-# sec. 3.3) is the attention of [chapter 03](03_unet.ipynb) with its inputs split:
+# $X \in \mathbb R^{N \times C}$; write $Z \in \mathbb R^{L \times D}$ for the text tokens, the per-token outputs
+# of chapter 06's text encoder for the prompt $y$ (before the pooling that gives its single vector $g(y)$).
+# Cross-attention (Rombach et al. 2022, sec. 3.3) is the attention of [chapter 03](03_unet.ipynb) with its
+# inputs split:
 #
 # $$\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{Q K^\top}{\sqrt d}\right) V,\qquad
-# Q = X\, W_Q,\quad K = E\, W_K,\quad V = E\, W_V .$$
+# Q = X\, W_Q,\quad K = Z\, W_K,\quad V = Z\, W_V .$$
 #
 # (The paper writes $\varphi(z_t)$ and $\tau_\theta(y)$: its $z_t$ is a latent image, and its $\tau$ is not
 # chapter 06's temperature.)
@@ -424,9 +425,10 @@ print("my_probs matches the layer's own attention probabilities; shape", tuple(m
 
 # %% [markdown]
 # *Going further:* (1) Compute the output `my_probs @ v`, merge the heads back to $(B, N, C)$ and apply
-# `layer.out`; compare with `layer(x, ctx, ctx_mask)`. (2) In `sample_with_attention`, look at the maps of
-# the *empty* prompt (the second half of the guided batch): where do pixels look when there is nothing to
-# read? (3) Sample "a seven slanting right" and plot the attention to "slanting" and "right" over the steps.
+# `layer.out`; compare with `layer(x, ctx, ctx_mask)`. (2) With `sample_with_attention(..., branch="empty")`,
+# look at the maps of the *empty* prompt (the second half of the guided batch): where do pixels look when
+# there is nothing to read? (3) Sample "a seven slanting right" and plot the attention to "slanting" and
+# "right" over the steps.
 #
 # ## Summary
 #

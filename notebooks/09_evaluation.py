@@ -282,7 +282,8 @@ assert real_acc > 0.98
 #
 # `diffusion_lite.evaluation` packages the protocol: generate $n$ samples (for the text model, $n/10$ per
 # digit with eight prompt phrasings, "the digit seven", "a handwritten 7", ...), draw $n$ real reference
-# digits (the same number per class) and a second, disjoint real draw for the floor, and score everything
+# digits (for the text model the same number per class, for the unconditional one a random draw) and a
+# second, disjoint real draw for the floor, and score everything
 # in the classifier's features. `evaluate_pipeline` does it in one call; here we call its steps
 # (`prepare_reference`, `generate`, `score_samples`) so that we keep the samples to look at. With a
 # CPU-sized $n$ = 100 and 15 DDIM steps (the full-size run uses 1000 and 50):
@@ -351,7 +352,7 @@ assert report_t["accuracy"] > 0.7
 #   times its floor: its sample distribution is measurably different from MNIST, which its grid confirms (some
 #   malformed digits). `mnist-text2img` at $s = 3$ is within a factor of two of its floor.
 # - **KID** says the same with less bias, with one catch. "Unbiased" assumes each set is a random draw. For
-#   `mnist-uncond` the reference is one (random test digits): its KID is centred on 0 for a perfect model, and
+#   `mnist-uncond` the reference is a random draw of test digits: its KID is centred on 0 for a perfect model, and
 #   its floor is just one noisy real-vs-real draw around 0 (sd about 0.02 at $n = 100$, section 4), so read
 #   the KID row itself: clearly positive. For `mnist-text2img` both sets are *class-balanced* by design
 #   (exactly 10 of each digit), and the estimator, which expects class counts to vary from draw to draw, then
@@ -440,7 +441,8 @@ plt.show()
 
 # %% [markdown]
 # The generated digits are no closer to their nearest training image than fresh test digits are (at the
-# median a little farther), and the neighbours are clearly different drawings: no sign of copying. (Pixel
+# median a little farther): the neighbours are similar digits, but not the same drawings, so no sign of
+# copying. (Pixel
 # distance is a crude notion of "copy"; for large models one uses feature-space neighbours and checks many
 # more samples, as in Carlini et al. 2023.)
 #
@@ -565,9 +567,10 @@ distortion_widget(sweep, "Gaussian noise", level=1, n=100)
 # and the inner matrix is symmetric positive semi-definite: its trace-square-root is the sum of the square
 # roots of its eigenvalues (`torch.linalg.eigvalsh`; clamp tiny negative round-off to 0). The symmetric
 # square root of $\Sigma_1$ comes from `torch.linalg.eigh`. Define it as a function
-# **`my_frechet_distance(mu1, sigma1, mu2, sigma2)`** that takes two means (d,) and two covariance matrices
-# (d, d) and returns $d^2$ as a Python `float`. Write it in the next cell and run it, then run the **check** cell
-# below the collapsed solution: it compares your function with the package's `metrics.frechet_distance` on the
+# **`my_frechet_distance(mu1, sigma1, mu2, sigma2)`** that takes two means (F,) and two covariance matrices
+# (F, F), for $F$ features, and returns $d^2$ as a Python `float`. Write it in the next cell and run it, then
+# run the **check** cell below the collapsed solution: it compares your function with the package's
+# `metrics.frechet_distance` on the
 # statistics `stats_a`, `stats_b` of two sets of 1000 real digits (in the next cell), and on two 1-d Gaussians
 # whose distance you can work out by hand, $\mathcal N(0, 1)$ and $\mathcal N(1, 4)$ (variances 1 and 4):
 # $(0 - 1)^2 + (1 - 2)^2 = 2$. Skip the collapsed cell unless you want to see a solution: running it replaces

@@ -237,6 +237,16 @@ def test_sample_with_attention_records_every_step_without_changing_the_samples(t
     torch.testing.assert_close(mass.sum(1), torch.ones(4))
     with pytest.raises(ValueError, match="list of strings"):
         sample_with_attention(tiny_pipe, "a seven", steps=2)
+    # the empty prompt's maps: the second half of the guided batch, equal to those of the empty prompt alone
+    _, empty = sample_with_attention(tiny_pipe, prompts, guidance=3.0, steps=4, x_T=x_T, branch="empty")
+    _, empty_only = sample_with_attention(tiny_pipe, prompts, guidance=0.0, steps=4, x_T=x_T, branch="empty")
+    torch.testing.assert_close(empty[0]["maps"], empty_only[0]["maps"])
+    assert not torch.allclose(empty[0]["maps"], frames[0]["maps"])
+    for guidance, branch in ((1.0, "empty"), (0.0, "prompt")):
+        with pytest.raises(ValueError, match=f"guidance {guidance:g} runs only"):
+            sample_with_attention(tiny_pipe, prompts, guidance=guidance, steps=2, branch=branch)
+    with pytest.raises(ValueError, match="branch must be"):
+        sample_with_attention(tiny_pipe, prompts, steps=2, branch="uncond")
 
 
 def _frames(steps=3, L=5):
