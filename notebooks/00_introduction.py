@@ -250,6 +250,7 @@ print(f"pixels >= 250 (solid ink):              {(raw >= 250).double().mean().it
 # clip its predictions (chapter 05). The package converts in `utils`:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(from_uint8))
 print(inspect.getsource(to_uint8))
 

@@ -78,6 +78,7 @@ print(test)
 # Here is the package's implementation of one step:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(q_step))
 
 # %% [markdown]
@@ -135,6 +136,7 @@ plt.show()
 # signal variance is left. `reverse_density_1d` evaluates the reverse density on a grid:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(reverse_density_1d))
 
 # %% [markdown]
@@ -200,6 +202,7 @@ plt.show()
 # squares add to one. The package precomputes these (in float64, stored as float32) in `Schedule`:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(q_sample))
 
 # %%

@@ -69,6 +69,7 @@ print(test)
 # Here is the package's code for all three (pure functions returning float64 tensors of shape (T,)):
 
 # %%
+# NBVAL_CHECK_OUTPUT
 for fn in (linear_betas, cosine_betas, sigmoid_betas):
     print(inspect.getsource(fn))
 

@@ -145,6 +145,7 @@ print("image 0 alone == image 0 inside the batch")
 # "late"). Here is the package's implementation:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(timestep_embedding))
 
 # %%
@@ -194,6 +195,7 @@ plt.show()
 # identity when the channel count stays the same, otherwise a 1×1 convolution. The source:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(ResBlock))
 
 # %% [markdown]
@@ -294,6 +296,7 @@ for side in (28, 14, 7):
     print(f"{side:>2}x{side:<2} feature map: {n:>4} tokens -> attention matrix of {n * n:>7,} entries per head")
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(SelfAttention2d))
 
 # %% [markdown]

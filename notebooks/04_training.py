@@ -157,6 +157,7 @@ plt.show()
 # text-to-image model was trained with), selectable in `TrainConfig` and on the command line.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(diffusion_loss))
 
 # %% [markdown]
@@ -185,6 +186,7 @@ assert abs(loss0 - 1.0) < 0.1
 # training; re-run the cell before going on.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 src = inspect.getsource(fit)
 print(src[src.index("    while step < cfg.steps:"):src.index("    bar.close()")])
 
@@ -373,6 +375,7 @@ assert pred[50]["mse_x0"].mean() < pred[750]["mse_x0"].mean()  # clean image: ha
 # memory grows from a few steps to a few dozen.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(EMA))
 for n in (25, 100, train_cfg.steps):
     d_n = min(train_cfg.ema_decay, (1 + n) / (10 + n))

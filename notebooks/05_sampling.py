@@ -71,6 +71,7 @@ print(f"device {device}; U-Net with {pipe.unet.num_parameters():,} parameters; s
 # with no noise added at the last step. The package's step function, a pure function of tensors:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(ddpm_step))
 
 # %% [markdown]
@@ -230,6 +231,7 @@ assert runs[False][0].abs().max() > 10 * runs[True][0].abs().max()
 # measures what that error costs at 5, 10, 25 and 50 steps.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(ddim_step))
 
 # %% [markdown]

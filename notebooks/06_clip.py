@@ -221,6 +221,7 @@ print("image:", tuple(x12[:4].shape), "->", tuple(mini.image(x12[:4].to(device))
 # correct captions per image, which we will not need:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(clip_loss))
 
 # %% [markdown]
@@ -251,6 +252,7 @@ print(f"confident and wrong: {clip_loss(10 * torch.eye(B).roll(1, dims=1)):.4f}"
 # there and a later call resumes it exactly where it stopped):
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(train_clip)[inspect.getsource(train_clip).index("    model.train()"):])
 
 # %%
@@ -406,6 +408,7 @@ for p, c in zip(probe[1:], cos_unk.tolist()):
 # trained for this task; the class names are just text (Radford et al. call it *zero-shot*).
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(zero_shot_classify))
 
 # %%

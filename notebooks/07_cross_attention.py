@@ -112,6 +112,7 @@ print("mask:", mask.int().tolist())
 # The package's attention function, shared by self- and cross-attention:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(attention))
 
 # %% [markdown]
@@ -119,6 +120,7 @@ print(inspect.getsource(attention))
 # to keys and values; the `capture` list records $A$ when asked (section 4):
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(CrossAttention))
 
 # %% [markdown]
@@ -202,6 +204,7 @@ assert same and changed
 # the result back into the feature map, so a fresh block starts as the identity.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(SpatialTransformer.forward))
 
 # %% [markdown]
@@ -243,6 +246,7 @@ print(f"cross-attention parameters: {xattn_params:,} of {pipe.unet.num_parameter
 # this after every step:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(token_maps))
 print(inspect.getsource(sample_with_attention))
 

@@ -75,6 +75,7 @@ print(f"U-Net: {sum(p.numel() for p in pipe.unet.parameters()):,} parameters, pr
 # sampling time. This is the conditioning function our training loop uses:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(text_cond_fn))
 
 # %% [markdown]
@@ -141,6 +142,7 @@ print(f"{recorder.seen.count('')} of 20 captions were dropped to the empty promp
 # predictions:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(classifier_free_guidance))
 
 # %% [markdown]

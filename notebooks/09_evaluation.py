@@ -143,6 +143,7 @@ plt.show()
 # the matrix square root through an eigen-decomposition, in float64, without scipy:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(metrics.frechet_distance))
 
 # %%
@@ -247,6 +248,7 @@ for n in ns:
 # different $n$ can be compared, with their standard deviations. `metrics.kid` averages over random subsets:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(inspect.getsource(metrics._poly_mmd2_unbiased))
 
 # %% [markdown]
