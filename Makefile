@@ -8,13 +8,15 @@ VENV   ?= .venv
 # instead of ~6 GB of CUDA libraries; the CPU build is the same code, it just cannot use a GPU)
 EXTRAS ?= all
 TORCH_INDEX ?=
+# THREADS=1 runs the demo on one torch thread (default: all cores), often faster while other work is running
+THREADS ?=
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
 .PHONY: demo test test-fast test-notebooks install lint notebooks sync clean check-dev
 
 demo: $(STAMP)
-	$(BIN)/diffusion-lite demo
+	$(BIN)/diffusion-lite demo $(if $(THREADS),--threads $(THREADS))
 
 install: $(STAMP)
 

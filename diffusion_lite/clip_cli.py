@@ -119,7 +119,7 @@ def cmd_train_clip(args) -> None:
     print(f"zero-shot accuracy on 2,000 {args.dataset} test images: {acc:.2%} ({minutes:.1f} min of training)")
     print(f"wrote {stem}.safetensors and {stem}.json; train a text-to-image model on it with:")
     print(f"  diffusion-lite train --dataset {args.dataset} --text {stem} --cross-attn 7 --steps 4000 "
-          "--out runs/text2img")
+          "--out runs/t2i")
 
 
 def add_parser(sub, common) -> None:
