@@ -62,7 +62,7 @@ _DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight
 NOUNS = {
     "mnist": [(w, str(d), f"digit {w}", f"digit {d}", f"number {w}", f"number {d}", f"handwritten {w}",
                f"handwritten {d}") for d, w in enumerate(_DIGITS)],
-    "fashion-mnist": [("t-shirt", "top", "tee"), ("pair of trousers", "pair of pants", "trouser"),
+    "fashion-mnist": [("t-shirt", "top", "tee"), ("pair of trousers", "pair of pants", "pair of slacks"),
                       ("pullover", "sweater", "jumper"), ("dress", "gown", "frock"), ("coat", "jacket", "overcoat"),
                       ("sandal", "summer sandal", "open shoe"), ("shirt", "button-up shirt", "blouse"),
                       ("sneaker", "running shoe", "trainer"), ("bag", "handbag", "purse"),
@@ -298,7 +298,11 @@ def class_prompts(dataset: str, template: str | None = None) -> list[str]:
     class_prompts("mnist", "a {digit}") -> ["a 0", ..., "an 8", ...]."""
     _check_dataset(dataset)
     template = template or DEFAULT_PROMPT[dataset]
-    return [fix_articles(template.format(name=name, digit=i)) for i, name in enumerate(class_names(dataset))]
+    try:
+        return [fix_articles(template.format(name=name, digit=i)) for i, name in enumerate(class_names(dataset))]
+    except (IndexError, KeyError) as e:  # "{}" or "{label}": the fields are named
+        raise ValueError(f"template {template!r}: use {{name}} for the class name (and, for MNIST, {{digit}} "
+                         f"for its digit), e.g. 'a photo of a {{name}}' ({type(e).__name__}: {e})") from None
 
 
 def all_vocabulary(dataset: str) -> list[str]:

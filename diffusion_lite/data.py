@@ -57,11 +57,12 @@ DATASETS: dict[str, DatasetInfo] = {
                            "frog", "horse", "ship", "truck")),
 }
 
-# Sub-folders of a search directory that may hold each dataset: our layout first, then torchvision's.
+# Sub-folders of a search directory that may hold each dataset: our layout first, then torchvision's (CIFAR-10:
+# the folder its archive unpacks to first, as that is the folder a user has)
 _LAYOUTS = {
     "mnist": ("mnist", "MNIST/raw"),
     "fashion-mnist": ("fashion-mnist", "FashionMNIST/raw"),
-    "cifar10": ("cifar10", "cifar-10-batches-py", "cifar10/cifar-10-batches-py"),
+    "cifar10": ("cifar-10-batches-py", "cifar10", "cifar10/cifar-10-batches-py"),
 }
 
 

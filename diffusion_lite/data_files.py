@@ -96,10 +96,18 @@ def read_idx(path: str, size: int, mtime_ns: int) -> np.ndarray:
     return data.reshape(dims)
 
 
+def _str_keys(d: object) -> object:
+    """A dict's bytes keys as str: the same CIFAR-10 file re-pickled in Python 3 after reading it with
+    ``encoding="bytes"`` (as the dataset's page shows) has b"data", b"labels" and b"label_names"."""
+    if isinstance(d, dict):
+        return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in d.items()}
+    return d
+
+
 @functools.lru_cache(maxsize=16)
 def read_cifar_batch(path: str, size: int, mtime_ns: int) -> tuple[np.ndarray, np.ndarray]:
     """A CIFAR-10 python batch (the dataset's own pickle format) -> uint8 (N, 3, 32, 32), int64 (N,)."""
-    d = _unpickle(path)
+    d = _str_keys(_unpickle(path))
     if not isinstance(d, dict) or not {"data", "labels"} <= d.keys():
         raise _damaged(path, "expected a dict with 'data' (N, 3072) and 'labels' (N,)")
     data, labels = np.asarray(d["data"], dtype=np.uint8), np.asarray(d["labels"], dtype=np.int64)
@@ -116,10 +124,12 @@ def read_raw(info: DatasetInfo, folder: Path, files: list[Path]) -> tuple[np.nda
     if info.name == "cifar10":
         meta = folder / "batches.meta"
         if meta.is_file():
-            d = _unpickle(meta)
-            names = tuple(d.get("label_names", ())) if isinstance(d, dict) else None
+            d = _str_keys(_unpickle(meta))
+            names = tuple(n.decode("latin1") if isinstance(n, bytes) else n
+                          for n in d.get("label_names", ())) if isinstance(d, dict) else None
             if names != info.classes:
-                raise ValueError(f"{meta}: label_names {names} differ from CIFAR-10's {info.classes}")
+                got = f"label_names {names} differ from" if names else "has no label_names (expected"
+                raise ValueError(f"{meta}: {got} CIFAR-10's {info.classes}{')' if not names else ''}")
         batches = [read_cifar_batch(*stat_key(p)) for p in files]  # train: 5 x 10,000 images
         images, labels = (np.concatenate(arrays) for arrays in zip(*batches, strict=True))
     else:

@@ -85,7 +85,8 @@ def add_parser(subparsers, common) -> argparse.ArgumentParser:
     """Register ``evaluate`` on cli.py's subparsers; ``common(sp)`` adds --device, --threads and --quiet."""
     from .cli import _positive, _seed
     from .sample_cli import add_guidance_args
-    e = subparsers.add_parser("evaluate", help="FID/KID (with the real-vs-real floor), accuracy, diversity of a model")
+    e = subparsers.add_parser("evaluate", help="FID/KID (with the real-vs-real floor), accuracy, diversity of an "
+                              "MNIST model")
     e.add_argument("--checkpoint", required=True, help="checkpoint path, run folder, or pretrained name")
     e.add_argument("--n", type=_positive(), required=True,
                    help="samples (text models: a multiple of 10, at least 20; n/10 per digit)")

@@ -126,15 +126,19 @@ def prepare_reference(classifier: Classifier, reference: Any, n: int, labels: to
 
 
 # --------------------------------------------------------------------------------------- sampling
+_OTHER_DATA = ("; for other data, metrics.fid and metrics.kid score samples in the features of a classifier "
+               "trained on that data")
+
+
 def _check_pipe(pipe) -> None:
     c = pipe.unet.cfg
+    name = (getattr(pipe, "meta", None) or {}).get("dataset", {}).get("name")
+    if name not in (None, "mnist"):  # digit prompts, an MNIST classifier and MNIST references
+        raise ValueError(f"this evaluation scores MNIST digits (an MNIST classifier, digit prompts, MNIST "
+                         f"references); the model was trained on {name!r}{_OTHER_DATA}")
     if (c.in_channels, c.image_size, c.image_size) != IMAGE_SHAPE:
         raise ValueError(f"the evaluation classifier is for MNIST images {IMAGE_SHAPE}; this pipeline makes "
-                         f"{(c.in_channels, c.image_size, c.image_size)}")
-    name = (getattr(pipe, "meta", None) or {}).get("dataset", {}).get("name")
-    if name not in (None, "mnist"):  # same shape, but digit prompts, an MNIST classifier and MNIST references
-        raise ValueError(f"this evaluation scores MNIST digits (an MNIST classifier, digit prompts, MNIST "
-                         f"references); the model was trained on {name!r}")
+                         f"{(c.in_channels, c.image_size, c.image_size)}{_OTHER_DATA}")
 
 
 def generate(pipe, n: int, prompts: Sequence[str] | None = None, *, guidance: float = 3.0, steps: int = 50,

@@ -58,6 +58,7 @@ def cmd_sample(args) -> None:
     if prompts and not pipe.is_text_conditional:
         raise CLIError("this checkpoint is unconditional: it takes no --prompt or --prompts-file")
     check_guidance_args(args, pipe)
+    _note_other_dataset(pipe, args.checkpoint, (prompts or []) + negatives)
     if pipe.is_text_conditional and not prompts and args.negative_prompt is None:
         given = [f"--{n.replace('_', '-')}" for n in ("guidance", "guidance_interval") if getattr(args, n) is not None]
         if given and args.cads is None:  # the empty prompt is both branches of guidance: nothing to steer (CADS
@@ -104,7 +105,8 @@ def cmd_sample(args) -> None:
             with open(tmp, "wb") as f:  # a file object: numpy would append ".npz" to a name ending in ".NPZ"
                 np.savez_compressed(f, images=to_uint8(images).numpy(), **extra)
         atomic_write(out, write)  # an existing file is replaced whole or kept
-    print(f"wrote {len(images)} samples to {out} ({args.sampler}, {args.steps} steps, {dt:.1f} s)")
+    what = f"{len(images)} sample{'s' if len(images) != 1 else ''}"
+    print(f"wrote {what} to {out} ({args.sampler}, {args.steps} steps, {dt:.1f} s)")
 
 
 def _batches_bar(pipe, args, n_batches: int):
@@ -113,6 +115,24 @@ def _batches_bar(pipe, args, n_batches: int):
     from .sampling import batches_bar
 
     return batches_bar(pipe.schedule, args.sampler, args.steps, n_batches, args.batch_size) if n_batches > 1 else None
+
+
+def _note_other_dataset(pipe, name: str, prompts: list[str]) -> None:
+    """A prompt with unknown words and no name of the model's classes is likely meant for another dataset ("a
+    sneaker" for an MNIST model): say what the model was trained on (the tokenizer's warning names the words)."""
+    from .captions import NOUNS, class_names
+    from .tokenizer import Tokenizer, split_words
+
+    tok = getattr(pipe.text, "tokenizer", None) if pipe.is_text_conditional else None
+    dataset = (pipe.meta.get("dataset") or {}).get("name")
+    if not isinstance(tok, Tokenizer) or dataset not in NOUNS:
+        return
+    nouns = {w for phrases in NOUNS[dataset] for phrase in phrases for w in split_words(phrase)}
+    off = [p for p in dict.fromkeys(prompts) if tok.unknown_words(p) and not nouns & set(split_words(p))]
+    if off:
+        print(f"note: {', '.join(map(repr, off))} names none of the classes {name} was trained on "
+              f"({dataset}: {', '.join(class_names(dataset))}), so the images will show one of those",
+              file=sys.stderr)
 
 
 def _prompt_rows(images, n_prompts: int, n: int) -> tuple["torch.Tensor", int | None]:  # noqa: F821

@@ -24,6 +24,10 @@ TRAIN_OPTIONS = {"batch_size": "--batch-size", "lr": "--lr", "seed": "--seed", "
                  "loss_weighting": "--loss-weighting", "p_uncond": "--p-uncond", "ema_decay": "--ema-decay"}
 
 
+# --cross-attn when not given: the two lowest-resolution levels but the last (MNIST-sized: 28, 14, 7 pixels)
+DEFAULT_CROSS_ATTN = {"cifar10": (8, 16)}  # CIFAR-10's U-Net has levels 32, 16, 8 and 4
+
+
 def _unet_config(model: str, C: int, H: int, context_dim: int | None, cross_attn) -> "UNetConfig":  # noqa: F821
     """The U-Net a fresh run builds: the --model preset (with cross-attention for text), or CIFAR's preset."""
     from .config import UNetConfig, cifar_unet_config
@@ -102,7 +106,8 @@ def cmd_train(args) -> None:
             verb = "applies" if len(given) == 1 else "apply"
             raise CLIError(f"{' and '.join(given)} only {verb} to text-to-image training: add --text CLIP (e.g. "
                            "--text mnist-clip)")
-    args.cross_attn = [7, 14] if args.cross_attn is None else args.cross_attn
+    if args.cross_attn is None:
+        args.cross_attn = list(DEFAULT_CROSS_ATTN.get(args.dataset, (7, 14)))
     if len(set(args.cross_attn)) != len(args.cross_attn):
         raise CLIError(f"--cross-attn lists a resolution twice ({' '.join(map(str, args.cross_attn))}); give each once")
     args.p_uncond = 0.1 if args.p_uncond is None else args.p_uncond
@@ -115,7 +120,14 @@ def cmd_train(args) -> None:
         raise CLIError(f"--model {args.model}: the presets are MNIST-sized; {args.dataset} uses its own U-Net "
                        "(config.cifar_unet_config, 9.5M parameters, meant for a GPU): drop --model")
     args.model = args.model or "small"
-    ucfg = _unet_config(args.model, C, H, text.context_dim if text is not None else None, args.cross_attn)
+    try:
+        ucfg = _unet_config(args.model, C, H, text.context_dim if text is not None else None, args.cross_attn)
+    except ValueError as e:  # a resolution the U-Net has no level at: say which option, and which values fit
+        if "cross_attn_resolutions" not in str(e):
+            raise
+        default = " (the default)" if "--cross-attn" in args.defaulted else ""
+        raise CLIError(f"--cross-attn {' '.join(map(str, args.cross_attn))}{default}: "
+                       f"{str(e).split(': ', 1)[1]}; choose among those") from None
     scfg = ScheduleConfig(kind=args.schedule or "cosine")
     prediction = args.prediction or "eps"
     if resume and saved.get("init_from") and args.prediction is None:  # a fine-tune's target is its checkpoint's
@@ -208,8 +220,8 @@ def add_parser(sub, common) -> None:
                    help="fine-tune: start from the U-Net weights of this checkpoint (name or path)")
     t.add_argument("--text", default=None, help="CLIP checkpoint (name or path): train a text-to-image model")
     t.add_argument("--cross-attn", type=int, nargs="+", default=None,
-                   help="with --text: resolutions with cross-attention (default 7 14; with --init-from, the "
-                        "checkpoint's)")
+                   help="with --text: resolutions with cross-attention (default 7 14, for cifar10 8 16; with "
+                        "--init-from, the checkpoint's)")
     t.add_argument("--p-uncond", type=float, default=None,
                    help="with --text: prompt dropout probability for CFG (default 0.1)")
     t.add_argument("--schedule", choices=["linear", "cosine", "sigmoid"], default=None,

@@ -156,6 +156,10 @@ def fine_tune_start(args, text, text_meta: dict | None, C: int, H: int):
     if text is not None and D != text.context_dim:
         raise CLIError(f"--init-from {args.init_from}: its cross-attention takes {D}-wide token embeddings, "
                        f"but --text {args.text} gives {text.context_dim}-wide ones")
+    init_data = (init_meta.get("dataset") or {}).get("name")
+    if init_data and init_data != args.dataset:  # transfer may be meant; say so, as the shapes fit
+        print(f"note: --init-from {args.init_from} was trained on {init_data}; fine-tuning it on {args.dataset}",
+              file=sys.stderr)
     init_sha = (init_meta.get("text") or {}).get("weights_sha256")
     if text_meta is not None and init_sha and init_sha != text_meta.get("weights_sha256"):
         print(f"warning: --init-from {args.init_from} was trained with another text encoder than --text "

@@ -179,6 +179,9 @@ def test_class_prompts_fix_articles():
     assert C.class_prompts("mnist", "a handwritten {digit}")[8] == "a handwritten 8"
     assert C.class_prompts("mnist", "a photo of a {name}")[8] == "a photo of an eight"
     assert C.class_prompts("mnist", "a {digit}")[8] == "an 8"
+    for template in ("an image of {}", "a {label}"):
+        with pytest.raises(ValueError, match=r"use \{name\} for the class name"):
+            C.class_prompts("fashion-mnist", template)
     assert [C.fix_articles(f"a {n} and a {n}") for n in (1, 11, 18, 100)] == [
         "a 1 and a 1", "an 11 and an 11", "an 18 and an 18", "a 100 and a 100"]
     assert C.class_prompts("mnist")[7] == "the digit seven"

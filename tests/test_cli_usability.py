@@ -159,6 +159,19 @@ def test_train_mistakes_are_caught_before_training(tmp_path, capsys, monkeypatch
     err = error(capsys, "train", "--dataset", "cifar10", "--model", "tiny", "--steps", "1", "--out",
                 str(tmp_path / "c"))
     assert "the presets are MNIST-sized; cifar10 uses its own U-Net" in err
+    # text-to-image on CIFAR-10: the default cross-attention levels are its own (8 16), not MNIST's (7 14)
+    save_clip(tmp_path / "cclip", CLIPModel.for_dataset("cifar10", width=16, layers=1, heads=2, embed_dim=16,
+                                                        cnn_channels=(8, 8, 8)))
+    text = ["train", "--dataset", "cifar10", "--text", str(tmp_path / "cclip"), "--steps", "1", "--batch-size", "2",
+            "--threads", "1"]
+    err = error(capsys, *text, "--cross-attn", "7", "--out", str(tmp_path / "c7"))
+    assert "--cross-attn 7: this U-Net has no level at [7] pixels; its levels are [32, 16, 8, 4]" in err
+    rc, out, err = cli(capsys, *text, "--out", str(tmp_path / "ct"))
+    assert rc == 0, err
+    saved = json.loads((tmp_path / "ct" / "checkpoint.json").read_text())
+    assert sorted(saved["unet"]["cross_attn_resolutions"]) == [8, 16]
+    err = error(capsys, "train-clip", "--dataset", "cifar10", "--steps", "1", "--out", str(tmp_path / "cc"))
+    assert "the zero-shot check after training uses 2,000 cifar10 test images, but cifar10 test has only 2" in err
 
 
 def test_cross_attention_levels_are_a_set_on_resume(tmp_path, capsys):

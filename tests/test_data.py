@@ -247,6 +247,23 @@ def test_cifar10_python_batches(isolated):
     assert test.labels.tolist() == batches["test_batch"][1]
 
 
+def test_cifar10_pickled_with_bytes_keys(isolated):
+    """The same files re-pickled in Python 3 after reading them as the CIFAR-10 page shows (encoding="bytes")."""
+    rng = np.random.default_rng(2)
+    folder = isolated / "root" / "cifar-10-batches-py"
+    batches = _write_cifar(folder, rng)
+    for name, (x, y) in batches.items():
+        (folder / name).write_bytes(pickle.dumps({b"batch_label": name.encode(), b"data": x, b"labels": y}))
+    classes = [c.encode() for c in DATASETS["cifar10"].classes]
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": classes, b"num_vis": 3072}))
+    train = load_dataset("cifar10", root=isolated / "root")
+    assert train.images.shape == (10, 3, 32, 32)
+    assert train.labels.tolist() == sum((batches[f"data_batch_{i}"][1] for i in range(1, 6)), [])
+    (folder / "batches.meta").write_bytes(pickle.dumps({"num_vis": 3072}))
+    with pytest.raises(ValueError, match="batches.meta: has no label_names"):
+        load_dataset("cifar10", "test", root=isolated / "root")
+
+
 def test_cifar10_missing_batch_and_wrong_meta(isolated):
     rng = np.random.default_rng(1)
     _write_cifar(isolated / "a" / "cifar10", rng, n_train=(2, 2, 2, 2))  # no data_batch_5

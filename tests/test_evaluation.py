@@ -119,6 +119,9 @@ def test_evaluation_rejects_non_mnist_pipelines(classifier):
                              Schedule.from_config(ScheduleConfig()))
     with pytest.raises(ValueError, match="MNIST"):
         ev.evaluate_pipeline(pipe, n=20, classifier=classifier)
+    pipe.meta["dataset"] = {"name": "cifar10"}  # a trained CIFAR-10 model: named, with what to use instead
+    with pytest.raises(ValueError, match="trained on 'cifar10'; for other data, metrics.fid and metrics.kid"):
+        ev.evaluate_pipeline(pipe, n=20, classifier=classifier)
     # the same 1x28x28 shape, but not digits: scored as MNIST it would be a meaningless report
     fashion = tiny_uncond_pipe()
     fashion.meta["dataset"] = {"name": "fashion-mnist"}

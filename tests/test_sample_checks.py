@@ -88,3 +88,20 @@ def test_a_text_model_report_shows_kid_minus_floor_as_a_number():
     assert "KID - floor               0.008" in text and "n/a" not in text
     report.update(kid_excess=None, settings={})  # an older report without settings: a dash, as before
     assert next(k for k in format_report(report).splitlines() if k.startswith("KID - floor")).endswith("  -")
+
+
+def test_words_from_another_dataset_are_met_with_what_the_model_was_trained_on(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning, match=r"unknown word\(s\) \['sneaker'\]"):  # the tokenizer's, beside the note
+        rc, out, err = cli(capsys, *TEXT[:3], "--prompt", "a sneaker", *TEXT[5:])
+    assert rc == 0 and "note: 'a sneaker' names none of the classes mnist-text2img was trained on (mnist: zero," in err
+    assert "wrote 1 sample to" in out
+    rc, out, err = cli(capsys, *TEXT)  # every word known: no note
+    assert rc == 0 and "note:" not in err, err
+    with pytest.warns(UserWarning, match="purple"):  # about a seven, with a word it never saw: the warning alone
+        rc, out, err = cli(capsys, *TEXT[:3], "--prompt", "a purple seven", *TEXT[5:])
+    assert rc == 0 and "note:" not in err, err
+    # fine-tuning a model of one dataset on another is allowed, and said
+    rc, out, err = cli(capsys, "train", "--dataset", "fashion-mnist", "--init-from", "mnist-uncond", "--steps", "1",
+                       "--batch-size", "4", "--subset", "20", "--threads", "1", "--out", "ft")
+    assert rc == 0 and "note: --init-from mnist-uncond was trained on mnist; fine-tuning it on fashion-mnist" in err
