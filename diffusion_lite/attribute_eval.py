@@ -53,7 +53,7 @@ def attribute_adherence_report(pipe, *, n_per_digit: int = 10, digits: Sequence[
     t0 = time.perf_counter()
     labels = torch.tensor([d for d in digits for _ in range(n_per_digit)])
     n = labels.numel()
-    x_T = torch.randn((n, *IMAGE_SHAPE), generator=torch.Generator().manual_seed(seed))
+    x_T = torch.randn((n, *IMAGE_SHAPE), generator=torch.Generator().manual_seed(seed)).to(pipe.dtype)
     kw = dict(guidance=guidance, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size, x_T=x_T,
               progress=progress, guidance_interval=guidance_interval, cads=cads)
     out: dict[str, Any] = {"settings": {"n_per_digit": n_per_digit, "digits": list(digits), "guidance": guidance,

@@ -153,7 +153,8 @@ def generate(pipe, n: int, prompts: Sequence[str] | None = None, *, guidance: fl
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     c = pipe.unet.cfg
     if x_T is None:
-        x_T = torch.randn((n, c.in_channels, c.image_size, c.image_size), generator=torch.Generator().manual_seed(seed))
+        x_T = torch.randn((n, c.in_channels, c.image_size, c.image_size),
+                          generator=torch.Generator().manual_seed(seed)).to(pipe.dtype)  # drawn in float32
     out = []
     starts = range(0, n, batch_size)
     bar = batches_bar(pipe.schedule, sampler, steps, len(starts), batch_size, progress)

@@ -94,7 +94,7 @@ def guidance_grid(pipe, prompts: Sequence[str], scales: Sequence[float], n: int,
     c = pipe.unet.cfg
     shape = (n, c.in_channels, c.image_size, c.image_size)
     if x_T is None:
-        x_T = randn(shape, generator)
+        x_T = randn(shape, generator).to(pipe.dtype)
     elif tuple(x_T.shape) != shape:
         raise ValueError(f"x_T must have shape {shape}, got {tuple(x_T.shape)}")
     P = len(prompts)

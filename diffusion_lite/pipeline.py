@@ -74,7 +74,8 @@ class DiffusionPipeline:
         if text is not None and D is not None and isinstance(width, int) and width != D:
             raise ValueError(f"the text encoder returns {width}-wide token embeddings but the U-Net's cross-attention "
                              f"expects context_dim {D}: use the text encoder the U-Net was trained with")
-        self.unet, self.schedule, self.prediction, self.text = unet.eval(), schedule, prediction, text
+        self.unet, self.prediction, self.text = unet.eval(), prediction, text
+        self.schedule = schedule.to(self.device)  # else extract() copies its constants to the GPU at every step
         self.meta = meta or {}
         self._text_checkpoint = text_checkpoint  # (tensors, meta) of the text encoder, for saving
 

@@ -172,6 +172,8 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     extra_tensors, kept = dict(extra_tensors or {}), None
     gen = torch.Generator().manual_seed(cfg.seed)  # CPU generator: batches, t, eps, prompt dropout
     torch.manual_seed(cfg.seed)
+    if cfg.channels_last:  # before the EMA copy and the optimizer state, whose foreach updates need one layout
+        model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
     history: list[tuple[int, float]] = []
@@ -222,8 +224,6 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
 
     if kept is None:  # a fresh run (a resumed one keeps the saved entries, above)
         meta = run_meta(model, schedule, cfg, meta)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
     train_model = torch.compile(model) if cfg.compile else model
     use_amp = cfg.amp and device.type == "cuda"
     if cfg.amp and not use_amp:

@@ -47,6 +47,10 @@ def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
         i, k = key.split(".", 1)
         state.setdefault(int(i), {})[k] = v
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    for p, st in opt.state.items():  # saved contiguous: give each moment its parameter's layout (channels-last),
+        for k, v in st.items():     # or AdamW's foreach kernels fall back to one launch per tensor
+            if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                st[k] = torch.empty_like(p).copy_(v)
 
 
 # meta entries fit writes itself: a caller's meta may not set them

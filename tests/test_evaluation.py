@@ -257,3 +257,18 @@ def test_evaluate_through_the_console_entry_point(tmp_path):
                      "--out", str(out)]) == 0
     assert json.loads(out.read_text())["n"] == 20
     assert cli.main(["evaluate", "--checkpoint", str(tmp_path / "missing"), "--n", "20", "--out", str(out)]) == 2
+
+
+def test_a_bfloat16_pipeline_is_sampled_by_the_evaluation_helpers():
+    """A pipeline cast to bf16 (as GPU users do for speed) gets its starting noise in its own dtype, drawn in
+    float32 as pipe.sample draws it; these helpers used to hand it float32 noise, a TypeError."""
+    from diffusion_lite.guidance_viz import guidance_grid
+
+    pipe = tiny_text_pipe()
+    pipe.unet.to(torch.bfloat16)
+    images = ev.generate(pipe, 2, ["a seven", "a one"], steps=2)
+    assert images.shape == (2, 1, 28, 28) and torch.isfinite(images.float()).all()
+    r = ae.attribute_adherence_report(pipe, attributes=("thickness",), n_per_digit=1, digits=(7,), steps=2,
+                                      classifier=load_eval_classifier())
+    assert set(r["attributes"]) == {"thickness"}
+    guidance_grid(pipe, ["a seven"], scales=(1, 3), n=1, steps=2)

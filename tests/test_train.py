@@ -196,3 +196,30 @@ def test_fit_does_not_overwrite_weights_that_lost_their_json(tmp_path, mnist_sma
         fit(UNet(TINY), Schedule.from_config(ScheduleConfig("linear", T=100)), mnist_small[:16],
             TrainConfig(steps=1, batch_size=4), run_dir=run, progress=False)
     assert (run / "checkpoint.safetensors").read_bytes() == b"weights whose JSON was lost"
+
+
+def test_channels_last_reaches_the_ema_copy_and_a_resumed_optimizer(tmp_path):
+    """foreach updates (EMA's lerp, AdamW) take one kernel launch only when paired tensors share strides: the EMA
+    copy and the optimizer state restored on resume must have the channels-last layout of the parameters."""
+    from diffusion_lite.train_state import load_optimizer, optimizer_tensors
+
+    images = load_dataset("mnist", "train", subset=16).images
+    torch.manual_seed(0)
+    model = UNet(TINY)
+    cfg = TrainConfig(steps=2, batch_size=4, checkpoint_every=1, channels_last=True)
+    res = fit(model, Schedule.from_config(ScheduleConfig()), images, cfg, run_dir=tmp_path / "run")
+    convs = [(n, p) for n, p in model.named_parameters() if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] > 1]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for _, p in convs)
+    ema = dict(res["ema"].model.named_parameters())
+    assert all(ema[n].stride() == p.stride() for n, p in convs)
+    # the optimizer state as a checkpoint stores it (contiguous), loaded back into an optimizer of those parameters
+    opt = torch.optim.AdamW(model.parameters())
+    model(images[:2].contiguous(memory_format=torch.channels_last), torch.tensor([1, 2])).square().mean().backward()
+    opt.step()
+    tensors, meta = optimizer_tensors(opt)
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    fresh = torch.optim.AdamW(model.parameters())
+    load_optimizer(fresh, tensors, meta)
+    for _, p in convs:
+        st = fresh.state[p]
+        assert st["exp_avg"].stride() == p.stride() and torch.equal(st["exp_avg"], opt.state[p]["exp_avg"])
