@@ -68,8 +68,9 @@ def sample_with_attention(pipe, prompts: list[str], *, guidance: float = 3.0, st
     if branch not in ("prompt", "empty"):
         raise ValueError(f"branch must be 'prompt' or 'empty', got {branch!r}")
     if (branch, guidance) in (("prompt", 0.0), ("empty", 1.0)):
-        runs = "only the empty prompt" if guidance == 0 else "only the prompt"
-        raise ValueError(f"guidance {guidance:g} runs {runs}: there are no maps of branch {branch!r}")
+        runs, other = ("only the empty prompt", "empty") if guidance == 0 else ("only the prompt", "prompt")
+        raise ValueError(f"guidance {guidance:g} runs {runs}: there are no maps of branch {branch!r} (use "
+                         f"branch={other!r})")
     B, frames = len(prompts), []
     rows = slice(B, 2 * B) if branch == "empty" and guidance != 0 else slice(0, B)
     with pipe.unet.capture_attention() as records:

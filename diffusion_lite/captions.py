@@ -62,7 +62,7 @@ _DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight
 NOUNS = {
     "mnist": [(w, str(d), f"digit {w}", f"digit {d}", f"number {w}", f"number {d}", f"handwritten {w}",
                f"handwritten {d}") for d, w in enumerate(_DIGITS)],
-    "fashion-mnist": [("t-shirt", "top", "tee"), ("pair of trousers", "pair of pants", "pair of slacks"),
+    "fashion-mnist": [("t-shirt", "top", "tee"), ("pair of trousers", "pair of pants", "trouser"),
                       ("pullover", "sweater", "jumper"), ("dress", "gown", "frock"), ("coat", "jacket", "overcoat"),
                       ("sandal", "summer sandal", "open shoe"), ("shirt", "button-up shirt", "blouse"),
                       ("sneaker", "running shoe", "trainer"), ("bag", "handbag", "purse"),

@@ -7,7 +7,8 @@ Files are looked for, in order, in: the ``root`` argument, ``$DIFFUSION_LITE_DAT
 checkout; a wheel has none),
 ``~/.cache/diffusion_lite``, and (Fashion-MNIST only) ``/usr/share/datasets`` (Debian package
 ``dataset-fashion-mnist``), each in our layout ``<dir>/<name>/`` or torchvision's (``<dir>/MNIST/raw/``,
-``<dir>/FashionMNIST/raw/``, ``<dir>/cifar-10-batches-py/``). Nothing is downloaded unless ``download=True``.
+``<dir>/FashionMNIST/raw/``, ``<dir>/cifar-10-batches-py/``; for CIFAR-10 that one first, as it is the folder its
+archive unpacks to). Nothing is downloaded unless ``download=True``.
 A ``SHA256SUMS`` manifest next to the files (as in data/mnist/) is checked before reading. This module finds the
 files; ``data_files`` reads their formats.
 Pixels map to [-1, 1] by ``x / 127.5 - 1`` (as ``utils.from_uint8``).

@@ -58,7 +58,7 @@ def cmd_sample(args) -> None:
     if prompts and not pipe.is_text_conditional:
         raise CLIError("this checkpoint is unconditional: it takes no --prompt or --prompts-file")
     check_guidance_args(args, pipe)
-    _note_other_dataset(pipe, args.checkpoint, (prompts or []) + negatives)
+    _note_other_dataset(pipe, args.checkpoint, prompts or [])
     if pipe.is_text_conditional and not prompts and args.negative_prompt is None:
         given = [f"--{n.replace('_', '-')}" for n in ("guidance", "guidance_interval") if getattr(args, n) is not None]
         if given and args.cads is None:  # the empty prompt is both branches of guidance: nothing to steer (CADS
@@ -118,7 +118,7 @@ def _batches_bar(pipe, args, n_batches: int):
 
 
 def _note_other_dataset(pipe, name: str, prompts: list[str]) -> None:
-    """A prompt with unknown words and no name of the model's classes is likely meant for another dataset ("a
+    """A prompt with unknown words and none of the model's class names is likely meant for another dataset ("a
     sneaker" for an MNIST model): say what the model was trained on (the tokenizer's warning names the words)."""
     from .captions import NOUNS, class_names
     from .tokenizer import Tokenizer, split_words
@@ -127,8 +127,12 @@ def _note_other_dataset(pipe, name: str, prompts: list[str]) -> None:
     dataset = (pipe.meta.get("dataset") or {}).get("name")
     if not isinstance(tok, Tokenizer) or dataset not in NOUNS:
         return
-    nouns = {w for phrases in NOUNS[dataset] for phrase in phrases for w in split_words(phrase)}
-    off = [p for p in dict.fromkeys(prompts) if tok.unknown_words(p) and not nouns & set(split_words(p))]
+    names = {tuple(split_words(phrase)) for phrases in NOUNS[dataset] for phrase in phrases}  # whole phrases
+
+    def names_a_class(words: list[str]) -> bool:
+        return any(tuple(words[i:i + len(n)]) == n for n in names for i in range(len(words) - len(n) + 1))
+
+    off = [p for p in dict.fromkeys(prompts) if tok.unknown_words(p) and not names_a_class(split_words(p))]
     if off:
         print(f"note: {', '.join(map(repr, off))} names none of the classes {name} was trained on "
               f"({dataset}: {', '.join(class_names(dataset))}), so the images will show one of those",

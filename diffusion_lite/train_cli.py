@@ -24,8 +24,13 @@ TRAIN_OPTIONS = {"batch_size": "--batch-size", "lr": "--lr", "seed": "--seed", "
                  "loss_weighting": "--loss-weighting", "p_uncond": "--p-uncond", "ema_decay": "--ema-decay"}
 
 
-# --cross-attn when not given: the two lowest-resolution levels but the last (MNIST-sized: 28, 14, 7 pixels)
-DEFAULT_CROSS_ATTN = {"cifar10": (8, 16)}  # CIFAR-10's U-Net has levels 32, 16, 8 and 4
+# --cross-attn when not given: the levels after the first two halvings of the image, 14 and 7 of MNIST's 28/14/7
+# (the default for other datasets) and 16 and 8 of CIFAR-10's 32/16/8/4
+DEFAULT_CROSS_ATTN = {"cifar10": (8, 16)}
+
+
+def default_cross_attn(dataset: str) -> tuple[int, ...]:
+    return DEFAULT_CROSS_ATTN.get(dataset, (7, 14))
 
 
 def _unet_config(model: str, C: int, H: int, context_dim: int | None, cross_attn) -> "UNetConfig":  # noqa: F821
@@ -107,7 +112,7 @@ def cmd_train(args) -> None:
             raise CLIError(f"{' and '.join(given)} only {verb} to text-to-image training: add --text CLIP (e.g. "
                            "--text mnist-clip)")
     if args.cross_attn is None:
-        args.cross_attn = list(DEFAULT_CROSS_ATTN.get(args.dataset, (7, 14)))
+        args.cross_attn = list(default_cross_attn(args.dataset))
     if len(set(args.cross_attn)) != len(args.cross_attn):
         raise CLIError(f"--cross-attn lists a resolution twice ({' '.join(map(str, args.cross_attn))}); give each once")
     args.p_uncond = 0.1 if args.p_uncond is None else args.p_uncond
@@ -120,14 +125,15 @@ def cmd_train(args) -> None:
         raise CLIError(f"--model {args.model}: the presets are MNIST-sized; {args.dataset} uses its own U-Net "
                        "(config.cifar_unet_config, 9.5M parameters, meant for a GPU): drop --model")
     args.model = args.model or "small"
-    try:
-        ucfg = _unet_config(args.model, C, H, text.context_dim if text is not None else None, args.cross_attn)
-    except ValueError as e:  # a resolution the U-Net has no level at: say which option, and which values fit
-        if "cross_attn_resolutions" not in str(e):
-            raise
-        default = " (the default)" if "--cross-attn" in args.defaulted else ""
-        raise CLIError(f"--cross-attn {' '.join(map(str, args.cross_attn))}{default}: "
-                       f"{str(e).split(': ', 1)[1]}; choose among those") from None
+    if text is not None:  # a resolution the U-Net has no level at: say which option, and which values fit
+        plain = _unet_config(args.model, C, H, None, ())
+        levels = [plain.image_size // 2 ** i for i in range(len(plain.channel_mults))]
+        bad = [r for r in args.cross_attn if r not in levels]
+        if bad:
+            default = " (the default)" if "--cross-attn" in args.defaulted else ""
+            raise CLIError(f"--cross-attn {' '.join(map(str, args.cross_attn))}{default}: this U-Net has no level at "
+                           f"{' '.join(map(str, bad))} pixels; choose among its levels {' '.join(map(str, levels))}")
+    ucfg = _unet_config(args.model, C, H, text.context_dim if text is not None else None, args.cross_attn)
     scfg = ScheduleConfig(kind=args.schedule or "cosine")
     prediction = args.prediction or "eps"
     if resume and saved.get("init_from") and args.prediction is None:  # a fine-tune's target is its checkpoint's

@@ -125,6 +125,11 @@ def architecture_conflicts(args, run_u, run_s, ucfg, scfg) -> list[tuple]:
     return diffs
 
 
+def _words(value) -> str:
+    """An option's value as typed: [7, 14] -> '7 14'."""
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
 def _same_checkpoint(a: str | None, b: str | None) -> bool:
     """Whether two --init-from arguments name the same checkpoint ('base', './base', an absolute path, or a
     shipped model's name); a name that no longer resolves is compared as written."""
@@ -156,10 +161,6 @@ def fine_tune_start(args, text, text_meta: dict | None, C: int, H: int):
     if text is not None and D != text.context_dim:
         raise CLIError(f"--init-from {args.init_from}: its cross-attention takes {D}-wide token embeddings, "
                        f"but --text {args.text} gives {text.context_dim}-wide ones")
-    init_data = (init_meta.get("dataset") or {}).get("name")
-    if init_data and init_data != args.dataset:  # transfer may be meant; say so, as the shapes fit
-        print(f"note: --init-from {args.init_from} was trained on {init_data}; fine-tuning it on {args.dataset}",
-              file=sys.stderr)
     init_sha = (init_meta.get("text") or {}).get("weights_sha256")
     if text_meta is not None and init_sha and init_sha != text_meta.get("weights_sha256"):
         print(f"warning: --init-from {args.init_from} was trained with another text encoder than --text "
@@ -171,7 +172,8 @@ def fine_tune_start(args, text, text_meta: dict | None, C: int, H: int):
     asked_u = _unet_config(args.model, C, H, ucfg.context_dim, args.cross_attn)
     conflicts = architecture_conflicts(args, ucfg, scfg, asked_u, ScheduleConfig(kind=args.schedule or scfg.kind))
     if conflicts:
-        raise CLIError(f"{'; '.join(f'{o} {b}: {args.init_from} has {a}' for o, a, b in conflicts)}. Fine-tuning "
+        raise CLIError(f"{'; '.join(f'{o} {_words(b)}: {args.init_from} has {_words(a)}' for o, a, b in conflicts)}. "
+                       "Fine-tuning "
                        f"keeps the U-Net and schedule of {args.init_from}: drop "
                        f"{' and '.join(o for o, _, _ in conflicts)}, or train from scratch")
     init_prediction = init_meta.get("prediction", "eps")
@@ -183,5 +185,9 @@ def fine_tune_start(args, text, text_meta: dict | None, C: int, H: int):
         raise CLIError(f"--init-from: the checkpoint's U-Net takes {ucfg.in_channels}x{ucfg.image_size}px "
                        f"images, but {args.dataset} has {C}x{H}px")
     init_tensors = split_prefix(init_tensors, "unet")
+    init_data = (init_meta.get("dataset") or {}).get("name")
+    if init_data and init_data != args.dataset:  # transfer may be meant (the shapes fit): say so
+        print(f"note: --init-from {args.init_from} was trained on {init_data}; fine-tuning it on {args.dataset}",
+              file=sys.stderr)
     print(f"initialising the U-Net from {args.init_from} (its architecture, schedule and {prediction} target)")
     return ucfg, scfg, prediction, init_tensors

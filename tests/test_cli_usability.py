@@ -165,13 +165,27 @@ def test_train_mistakes_are_caught_before_training(tmp_path, capsys, monkeypatch
     text = ["train", "--dataset", "cifar10", "--text", str(tmp_path / "cclip"), "--steps", "1", "--batch-size", "2",
             "--threads", "1"]
     err = error(capsys, *text, "--cross-attn", "7", "--out", str(tmp_path / "c7"))
-    assert "--cross-attn 7: this U-Net has no level at [7] pixels; its levels are [32, 16, 8, 4]" in err
+    assert "--cross-attn 7: this U-Net has no level at 7 pixels; choose among its levels 32 16 8 4" in err
     rc, out, err = cli(capsys, *text, "--out", str(tmp_path / "ct"))
     assert rc == 0, err
     saved = json.loads((tmp_path / "ct" / "checkpoint.json").read_text())
     assert sorted(saved["unet"]["cross_attn_resolutions"]) == [8, 16]
     err = error(capsys, "train-clip", "--dataset", "cifar10", "--steps", "1", "--out", str(tmp_path / "cc"))
-    assert "the zero-shot check after training uses 2,000 cifar10 test images, but cifar10 test has only 2" in err
+    assert "the zero-shot check after training uses 2,000 cifar10 test images, but its test split has only 2" in err
+
+
+def test_init_from_a_text_model_compares_cross_attention_levels(tmp_path, capsys):
+    """mnist-text2img attends at 7 px: --cross-attn 7 agrees with it, 7 14 does not, on a fresh fine-tune and on
+    its resume; the error spells the levels as they are typed."""
+    fine = ["train", "--dataset", "mnist", "--text", "mnist-clip", "--init-from", "mnist-text2img", "--batch-size",
+            "4", "--subset", "20", "--threads", "1", "--out", str(tmp_path / "ft")]
+    err = error(capsys, *fine, "--steps", "1", "--cross-attn", "7", "14")
+    assert "--cross-attn 7 14: mnist-text2img has 7. Fine-tuning keeps the U-Net and schedule" in err
+    assert not (tmp_path / "ft").exists()
+    rc, out, err = cli(capsys, *fine, "--steps", "1", "--cross-attn", "7")
+    assert rc == 0 and "initialising the U-Net from mnist-text2img" in out and "note:" not in err, err
+    err = error(capsys, *fine, "--steps", "2", "--cross-attn", "14")
+    assert "--cross-attn: saved [7], requested [14]" in err
 
 
 def test_cross_attention_levels_are_a_set_on_resume(tmp_path, capsys):

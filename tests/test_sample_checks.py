@@ -101,6 +101,12 @@ def test_words_from_another_dataset_are_met_with_what_the_model_was_trained_on(c
     with pytest.warns(UserWarning, match="purple"):  # about a seven, with a word it never saw: the warning alone
         rc, out, err = cli(capsys, *TEXT[:3], "--prompt", "a purple seven", *TEXT[5:])
     assert rc == 0 and "note:" not in err, err
+    with pytest.warns(UserWarning, match="sneaker"):  # a word of the templates is not a class name
+        rc, out, err = cli(capsys, *TEXT[:3], "--prompt", "a handwritten sneaker", *TEXT[5:])
+    assert rc == 0 and "note: 'a handwritten sneaker' names none of the classes" in err, err
+    with pytest.warns(UserWarning, match="smudge"):  # a negative prompt is steered away from: no note
+        rc, out, err = cli(capsys, *TEXT, "--negative-prompt", "a smudge")
+    assert rc == 0 and "note:" not in err, err
     # fine-tuning a model of one dataset on another is allowed, and said
     rc, out, err = cli(capsys, "train", "--dataset", "fashion-mnist", "--init-from", "mnist-uncond", "--steps", "1",
                        "--batch-size", "4", "--subset", "20", "--threads", "1", "--out", "ft")
