@@ -172,9 +172,8 @@ def fine_tune_start(args, text, text_meta: dict | None, C: int, H: int):
     asked_u = _unet_config(args.model, C, H, ucfg.context_dim, args.cross_attn)
     conflicts = architecture_conflicts(args, ucfg, scfg, asked_u, ScheduleConfig(kind=args.schedule or scfg.kind))
     if conflicts:
-        raise CLIError(f"{'; '.join(f'{o} {_words(b)}: {args.init_from} has {_words(a)}' for o, a, b in conflicts)}. "
-                       "Fine-tuning "
-                       f"keeps the U-Net and schedule of {args.init_from}: drop "
+        what = "; ".join(f"{o} {_words(b)}: {args.init_from} has {_words(a)}" for o, a, b in conflicts)
+        raise CLIError(f"{what}. Fine-tuning keeps the U-Net and schedule of {args.init_from}: drop "
                        f"{' and '.join(o for o, _, _ in conflicts)}, or train from scratch")
     init_prediction = init_meta.get("prediction", "eps")
     if args.prediction is not None and args.prediction != init_prediction:
