@@ -127,9 +127,10 @@ def read_raw(info: DatasetInfo, folder: Path, files: list[Path]) -> tuple[np.nda
             d = _str_keys(_unpickle(meta))
             names = tuple(n.decode("latin1") if isinstance(n, bytes) else n
                           for n in d.get("label_names", ())) if isinstance(d, dict) else None
+            if not names:
+                raise ValueError(f"{meta}: has no label_names (expected CIFAR-10's {info.classes})")
             if names != info.classes:
-                got = f"label_names {names} differ from" if names else "has no label_names (expected"
-                raise ValueError(f"{meta}: {got} CIFAR-10's {info.classes}{')' if not names else ''}")
+                raise ValueError(f"{meta}: label_names {names} differ from CIFAR-10's {info.classes}")
         batches = [read_cifar_batch(*stat_key(p)) for p in files]  # train: 5 x 10,000 images
         images, labels = (np.concatenate(arrays) for arrays in zip(*batches, strict=True))
     else:
