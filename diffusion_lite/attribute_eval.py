@@ -3,10 +3,10 @@
     report = attribute_adherence_report(load_pretrained("mnist-text2img"), n_per_digit=20, guidance=3.0)
     report["attributes"]["thickness"]["adherence"]  # 0.5: the word is ignored, 1: always obeyed
 
-For each attribute (thickness, slant, size; captions.ATTRIBUTES) and digit, pairs of samples are drawn from
+For each attribute (thickness, slant, size; attributes.ATTRIBUTES) and digit, pairs of samples are drawn from
 the same starting noise x_T with the low and the high word ("a thin seven" / "a thick seven", "a seven
 slanting left" / "a seven slanting right", "a small seven" / "a large seven"), and measured on the pixels
-with the same functions that wrote the training captions (captions.thickness, slant, size). Adherence is the
+with the same functions that wrote the training captions (attributes.thickness, slant, size). Adherence is the
 fraction of pairs where the high word measures more (metrics.attribute_adherence, paired).
 """
 
@@ -18,12 +18,13 @@ from typing import Any, Sequence
 
 import torch
 
+from . import attributes as A
 from . import captions, metrics
 from .classifier import Classifier
 from .evaluation import IMAGE_SHAPE, _check_pipe, generate
 from .guidance import CADS
 
-ATTRIBUTE_PAIRS = {a: (captions.WORDS[a][0], captions.WORDS[a][2]) for a in captions.ATTRIBUTES}
+ATTRIBUTE_PAIRS = {a: (A.WORDS[a][0], A.WORDS[a][2]) for a in A.ATTRIBUTES}
 
 
 def attribute_prompt(word: str, digit: int) -> str:
@@ -33,13 +34,13 @@ def attribute_prompt(word: str, digit: int) -> str:
 
 
 def attribute_adherence_report(pipe, *, n_per_digit: int = 10, digits: Sequence[int] = tuple(range(10)),
-                               attributes: Sequence[str] = captions.ATTRIBUTES, guidance: float = 3.0, steps: int = 50,
+                               attributes: Sequence[str] = A.ATTRIBUTES, guidance: float = 3.0, steps: int = 50,
                                sampler: str = "ddim", seed: int = 0, batch_size: int = 250,
                                classifier: Classifier | None = None, progress: bool = False,
                                guidance_interval: tuple[int, int] | None = None,
                                cads: CADS | None = None) -> dict[str, Any]:
     """Paired samples for "a thin seven" / "a thick seven" (and slant, size) from the same x_T, measured with
-    captions.thickness / slant / size; adherence = fraction of pairs where the high word measures more
+    attributes.thickness / slant / size; adherence = fraction of pairs where the high word measures more
     (metrics.attribute_adherence, paired; 0.5 = the word is ignored). Per attribute: adherence, means,
     mean_shift, per-digit adherence, and the classifier accuracy of the attribute samples for their digit."""
     _check_pipe(pipe)
@@ -65,7 +66,7 @@ def attribute_adherence_report(pipe, *, n_per_digit: int = 10, digits: Sequence[
     for a in attributes:
         low, high = ATTRIBUTE_PAIRS[a]
         imgs = {w: generate(pipe, n, [attribute_prompt(w, int(d)) for d in labels], **kw) for w in (low, high)}
-        fn = captions.MEASURES[a]
+        fn = A.MEASURES[a]
         res = metrics.attribute_adherence(fn, imgs[low], imgs[high], paired=True)
         res["per_digit"] = {int(d): metrics.attribute_adherence(fn, imgs[low][labels == d], imgs[high][labels == d],
                                                                 paired=True)["adherence"] for d in digits}

@@ -30,19 +30,19 @@ noise. Attribute adherence ("a thick seven" against
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Sequence
 
 import torch
 
 from . import captions, metrics
 from .classifier import Classifier
+from .eval_reference import NUM_CLASSES, Reference, prepare_reference  # noqa: F401  (re-exported)
 from .guidance import CADS
 from .sampling import batches_bar
 
 EVAL_TEMPLATES = ("the digit {name}", "a handwritten {digit}", "a photo of a {name}", "a drawing of the number {digit}",
                   "{name}", "a picture of the digit {digit}", "a sketch of a {name}", "the number {digit}")
-NUM_CLASSES = 10
 IMAGE_SHAPE = (1, 28, 28)  # the evaluation classifier's input: MNIST
 
 
@@ -66,63 +66,6 @@ def balanced_labels(n: int) -> torch.Tensor:
         raise ValueError(f"text-conditional evaluation needs n a multiple of {NUM_CLASSES} and >= "
                          f"{2 * NUM_CLASSES} (n/10 samples per digit, >= 2 for diversity), got n={n}")
     return torch.arange(n) % NUM_CLASSES
-
-
-# ----------------------------------------------------------------------------------- the reference
-@dataclass
-class Reference:
-    """Two disjoint real draws of the same size: ``feats`` (compared with samples) and ``floor_feats``
-    (compared with ``feats`` for the floor), (n, F) float64; labels (n,) long."""
-
-    name: str
-    feats: torch.Tensor
-    labels: torch.Tensor
-    floor_feats: torch.Tensor
-    floor_labels: torch.Tensor
-
-
-def _reference_images(reference: Any) -> tuple[torch.Tensor, torch.Tensor, str]:
-    if isinstance(reference, str):
-        if reference not in ("mnist-test", "mnist-train"):
-            raise ValueError(f"reference must be 'mnist-test', 'mnist-train' or a dataset with .images and "
-                             f".labels, got {reference!r}")
-        from .data import load_dataset
-
-        ds = load_dataset("mnist", reference.split("-")[1])
-        return ds.images, ds.labels, reference
-    images, labels = getattr(reference, "images", None), getattr(reference, "labels", None)
-    if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
-        raise ValueError(f"reference must be 'mnist-test', 'mnist-train' or have .images (N, 1, 28, 28) and "
-                         f".labels (N,) tensors, got {type(reference).__name__}")
-    return images, labels, getattr(reference, "name", type(reference).__name__)
-
-
-def prepare_reference(classifier: Classifier, reference: Any, n: int, labels: torch.Tensor | None = None,
-                      seed: int = 0) -> Reference:
-    """Draw 2n real images at random (with ``labels``: per digit, twice as many as ``labels`` holds) and
-    extract their features. ValueError if the reference set is too small for two disjoint draws."""
-    images, ref_labels, name = _reference_images(reference)
-    g = torch.Generator().manual_seed(seed + 1_000_003)  # independent of the samples' noise
-    if labels is None:
-        if 2 * n > images.shape[0]:
-            raise ValueError(f"n={n} needs 2n={2 * n} reference images for the floor, {name} has {images.shape[0]} "
-                             f"(n <= {images.shape[0] // 2})")
-        perm = torch.randperm(images.shape[0], generator=g)
-        idx_a, idx_b = perm[:n], perm[n:2 * n]
-    else:
-        idx_a, idx_b = [], []
-        for c in range(NUM_CLASSES):
-            k = int((labels == c).sum())
-            pool = torch.nonzero(ref_labels == c).flatten()
-            if 2 * k > pool.numel():
-                raise ValueError(f"{k} samples of digit {c} need {2 * k} real ones for the floor; {name} has "
-                                 f"{pool.numel()} (at most {pool.numel() // 2} per digit)")
-            pool = pool[torch.randperm(pool.numel(), generator=g)]
-            idx_a.append(pool[:k])
-            idx_b.append(pool[k:2 * k])
-        idx_a, idx_b = torch.cat(idx_a), torch.cat(idx_b)
-    return Reference(name, metrics.extract_features(classifier, images[idx_a]), ref_labels[idx_a],
-                     metrics.extract_features(classifier, images[idx_b]), ref_labels[idx_b])
 
 
 # --------------------------------------------------------------------------------------- sampling

@@ -238,7 +238,7 @@ def diversity(feats: Features, groups: Sequence[Hashable] | torch.Tensor | None 
 def attribute_adherence(attribute_fn: Callable[[torch.Tensor], torch.Tensor], images_low: torch.Tensor,
                         images_high: torch.Tensor, *, paired: bool = False) -> dict[str, float]:
     """Does asking for more of an attribute give more of it? E.g. images_low for "a thin 3", images_high
-    for "a thick 3", attribute_fn = captions.thickness (any (N, 1, H, W) -> (N,) measure; larger = more).
+    for "a thick 3", attribute_fn = attributes.thickness (any (N, 1, H, W) -> (N,) measure; larger = more).
 
     adherence: with ``paired=False`` the probability that a random high-prompt image measures more than a
     random low-prompt image, over all Nl x Nh pairs, ties counting 1/2 (the Mann-Whitney U / AUC

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .checkpoints import add_prefix, check_resumable, load_checkpoint, load_state_strict, save_checkpoint, split_prefix
 from .config import ScheduleConfig, TrainConfig, UNetConfig
 from .schedules import Schedule, extract, q_sample, v_target
-from .train_state import (  # noqa: F401  (resume_conflicts: public, used by the CLI)
+from .train_state import (  # noqa: F401  (resume_conflicts, lr_at: public)
     RESERVED_META,
     RESUME_MAY_CHANGE,
     TRAIN_PREFIXES,
@@ -33,9 +33,11 @@ from .train_state import (  # noqa: F401  (resume_conflicts: public, used by the
     bf16_native,
     keeps_caller_state,
     load_optimizer,
+    lr_at,
     optimizer_tensors,
     resume_conflicts,
     run_meta,
+    warn_if_lr_jumps,
 )
 from .utils import caller_stacklevel, generator_device, progress_disabled, randn
 
@@ -96,28 +98,6 @@ class EMA:
         torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in model.parameters()], 1 - d)
         for b_ema, b in zip(self.model.buffers(), model.buffers()):
             b_ema.copy_(b)
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up for ``warmup_steps``, then cosine decay to 10% of ``lr`` at ``steps``."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def _warn_if_lr_jumps(saved_train: dict, cfg: TrainConfig, step: int) -> None:
-    """A resume with another ``steps`` recomputes the cosine decay for the new total: say what that does to the
-    learning rate (extending a finished run raises it from its final 10% of lr back up)."""
-    planned = saved_train.get("steps")
-    if planned is None or planned == cfg.steps:
-        return
-    last, planned_next, after = (lr_at(step - 1, cfg.replace(steps=planned)), lr_at(step, cfg.replace(steps=planned)),
-                                 lr_at(step, cfg))
-    if abs(after - planned_next) > 0.1 * planned_next:  # (during warm-up the total changes nothing)
-        warnings.warn(f"the run was planned for {planned} steps and now trains to {cfg.steps}: the learning-rate "
-                      f"schedule (cosine decay to 10% of lr at the last step) is recomputed, so the rate goes from "
-                      f"{last:.2g} at step {step} to {after:.2g} at step {step + 1}", stacklevel=caller_stacklevel())
 
 
 def check_image_range(images: torch.Tensor) -> None:
@@ -220,7 +200,7 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
         if step >= cfg.steps:  # already finished: nothing to train
             model.eval()
             return {"loss": history, "ema": ema, "step": step, "seconds": seconds, "images_per_s": float("nan")}
-        _warn_if_lr_jumps(saved.get("train") or {}, cfg, step)
+        warn_if_lr_jumps(saved.get("train") or {}, cfg, step)
 
     if kept is None:  # a fresh run (a resumed one keeps the saved entries, above)
         meta = run_meta(model, schedule, cfg, meta)

@@ -3,15 +3,18 @@
 A run checkpoint holds the model, its EMA copy, the optimiser state and the RNG states (tensor prefixes
 TRAIN_PREFIXES), plus a JSON meta: the U-Net config, the schedule and the prediction (so that
 checkpoints.load rebuilds the model from the file alone), ``meta["train"]`` (the TrainConfig) and
-``meta["train_state"]`` (step, losses). Resuming compares the requested TrainConfig with the saved one.
+``meta["train_state"]`` (step, losses). Resuming compares the requested TrainConfig with the saved one;
+the learning-rate schedule ``lr_at`` lives here too, since a resume that changes ``steps`` recomputes it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import signal
 import threading
+import warnings
 from typing import Any
 
 import torch
@@ -19,6 +22,7 @@ import torch
 from .checkpoints import split_prefix
 from .config import TrainConfig
 from .schedules import Schedule
+from .utils import caller_stacklevel
 
 # TrainConfig fields a resumed run may change: steps (to extend a run) and settings that do not change the result
 RESUME_MAY_CHANGE = ("steps", "checkpoint_every", "log_every", "amp", "compile", "channels_last")
@@ -30,6 +34,28 @@ def resume_conflicts(saved: dict, cfg: TrainConfig) -> list[tuple[str, Any, Any]
     objective (prediction, loss weighting) or the optimisation mid-run."""
     return [(k, saved[k], v) for k, v in cfg.to_dict().items()
             if k not in RESUME_MAY_CHANGE and k in saved and saved[k] != v]
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up for ``warmup_steps``, then cosine decay to 10% of ``lr`` at ``steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def warn_if_lr_jumps(saved_train: dict, cfg: TrainConfig, step: int) -> None:
+    """A resume with another ``steps`` recomputes the cosine decay for the new total: say what that does to the
+    learning rate (extending a finished run raises it from its final 10% of lr back up)."""
+    planned = saved_train.get("steps")
+    if planned is None or planned == cfg.steps:
+        return
+    last, planned_next, after = (lr_at(step - 1, cfg.replace(steps=planned)), lr_at(step, cfg.replace(steps=planned)),
+                                 lr_at(step, cfg))
+    if abs(after - planned_next) > 0.1 * planned_next:  # (during warm-up the total changes nothing)
+        warnings.warn(f"the run was planned for {planned} steps and now trains to {cfg.steps}: the learning-rate "
+                      f"schedule (cosine decay to 10% of lr at the last step) is recomputed, so the rate goes from "
+                      f"{last:.2g} at step {step} to {after:.2g} at step {step + 1}", stacklevel=caller_stacklevel())
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

@@ -75,7 +75,8 @@ print(test)
 # CLIP learns from (image, caption) pairs. MNIST has labels, not captions, so we write captions ourselves
 # (`diffusion_lite.captions`). A label alone gives "a handwritten 7", "the digit seven", "a sketch of a
 # seven", ...: many wordings of one fact. To give the text more to say, we also **measure** three
-# properties of every digit from its pixels. With ink $I = (x+1)/2 \in [0, 1]$:
+# properties of every digit from its pixels (`diffusion_lite.attributes`; `captions` re-exports its functions,
+# so `C.thickness` below is `attributes.thickness`). With ink $I = (x+1)/2 \in [0, 1]$:
 #
 # - **thickness** $= 2A/P$, ink area over half the length of the ink's edge: a stroke of width $w$ and
 #   length $\ell$ has $A = w\ell$ and $P \approx 2\ell$, so $2A/P = w$, in pixels;
