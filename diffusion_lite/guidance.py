@@ -19,12 +19,13 @@ becomes the same "typical" digit. CADS adds Gaussian noise to the prompt's token
 strong at the noisiest steps and none at the end,
 
     y_hat = sqrt(gamma(t)) y + noise_scale sqrt(1 - gamma(t)) n,     n ~ N(0, I)        (eq. 2)
-    gamma(t) = 1 for t/T <= tau1, 0 for t/T >= tau2, linear in between                    (eq. 3)
+    gamma(t) = 1 for t/(T-1) <= tau1, 0 for t/(T-1) >= tau2, linear in between            (eq. 3)
     y_hat <- psi * rescale(y_hat) + (1 - psi) * y_hat,  rescale = back to y's mean and std (eq. 4)
 
 so the global layout of a sample is decided under a blurred prompt (varied, as the data is), and the
 details under the real one (the right digit). The scale s is unchanged; the unconditional branch is
-not noised. ``CADS`` holds the four numbers; pass it as ``cads=`` to ``classifier_free_guidance``.
+not noised. (Time is normalised: this package's integer t in [0, T - 1] becomes t/(T-1), so the noisiest
+step is 1.) ``CADS`` holds the four numbers; pass it as ``cads=`` to ``classifier_free_guidance``.
 """
 
 from __future__ import annotations

@@ -173,7 +173,8 @@ def add_guidance_args(p: argparse.ArgumentParser) -> None:
 def check_guidance_args(args, pipe) -> None:
     """Options that would be silently ignored are errors: guidance options on an unconditional model, an
     interval outside the schedule's timesteps, a negative prompt at s = 1 (unused) or s = 0 (it alone makes the
-    images), an interval at s = 1, --cads at s = 0, --cads-window without --cads, --eta with the DDPM sampler;
+    images, unless --guidance-interval keeps the prompt outside the interval), an interval at s = 1, --cads at
+    s = 0 (again unless there is an interval), --cads-window without --cads, --eta with the DDPM sampler;
     so is --steps above the model's T. (The Python API, pipeline.model_fn, takes all of these.)"""
     import math
 
@@ -198,14 +199,15 @@ def check_guidance_args(args, pipe) -> None:
     if args.guidance == 1 and getattr(args, "negative_prompt", None) is not None:
         raise CLIError("--negative-prompt replaces the unconditional branch, which guidance 1 does not use "
                        "(s = 1 is the conditional model alone); use a scale other than 1")
-    if args.guidance == 0 and getattr(args, "negative_prompt", None) is not None:
+    whole_chain = args.guidance_interval is None  # with an interval, s = 1 (the prompt) is used outside it
+    if args.guidance == 0 and whole_chain and getattr(args, "negative_prompt", None) is not None:
         raise CLIError("--negative-prompt replaces the unconditional branch, which is all that guidance 0 uses (s = 0 "
                        "is the unconditional model alone), so the images would come from the negative prompt alone; "
                        "to sample it, pass it as --prompt, or use a scale above 0")
     if args.guidance == 1 and args.guidance_interval is not None:
         raise CLIError("--guidance-interval applies the scale inside T_LO..T_HI and s = 1 outside it, so with "
                        "guidance 1 it changes nothing; drop --guidance-interval or use a scale other than 1")
-    if args.guidance == 0 and args.cads is not None:
+    if args.guidance == 0 and whole_chain and args.cads is not None:
         raise CLIError("--cads noises the prompt, which guidance 0 does not use (s = 0 is the unconditional "
                        "model alone); drop --cads or use a scale above 0")
     if args.cads_window is not None and args.cads is None:

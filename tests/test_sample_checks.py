@@ -38,7 +38,12 @@ def test_a_guidance_interval_at_guidance_1_is_refused_in_sample_and_evaluate(cap
 @pytest.mark.parametrize("extra", [["--guidance", "0", "--guidance-interval", "200", "700"],  # s = 0 inside, 1 out
                                    ["--guidance", "3", "--guidance-interval", "200", "700"],
                                    ["--guidance", "1", "--cads", "0.5"],  # CADS noises the conditional branch
-                                   ["--guidance", "2", "--negative-prompt", "a three"]])
+                                   ["--guidance", "2", "--negative-prompt", "a three"],
+                                   # with an interval, s = 0 inside it and the prompt (s = 1) outside, which CADS
+                                   # noises; the negative prompt makes the images only inside the interval
+                                   ["--guidance", "0", "--guidance-interval", "200", "700", "--cads", "0.5"],
+                                   ["--guidance", "0", "--guidance-interval", "200", "700", "--negative-prompt",
+                                    "a three"]])
 def test_guidance_options_that_act_are_still_accepted(capsys, tmp_path, extra):
     rc, _, err = cli(capsys, *TEXT[:-1], str(tmp_path / "x.npz"), *extra)
     assert rc == 0, err
