@@ -135,7 +135,10 @@ class TrainConfig(_Serializable):
 
     prediction: what the network outputs, "eps" (DDPM), "v" (Salimans & Ho 2022) or "x0".
     loss_weighting: "none" (plain MSE on the target) or "min_snr" (Hang et al. 2023, gamma=5).
-    p_uncond: probability that a text prompt is replaced by the empty prompt (classifier-free guidance).
+    p_uncond: probability that a text prompt is replaced by the empty prompt (classifier-free guidance); the
+    conditioning function applies it (pipeline.text_cond_fn, via pipeline.text_training), fit checks it matches.
+    lr: the peak learning rate, reached after ``warmup_steps`` of linear warm-up and decayed along a cosine to
+    10% of it at ``steps`` (train_state.lr_at); a run shorter than its warm-up never reaches it (fit warns).
     """
 
     steps: int = 2000
@@ -157,6 +160,11 @@ class TrainConfig(_Serializable):
     channels_last: bool = False
 
     def __post_init__(self):
+        for name in ("lr", "weight_decay", "ema_decay", "p_uncond", "grad_clip"):  # before comparing them
+            value = getattr(self, name)
+            if not (value is None and name == "grad_clip") and (isinstance(value, bool)
+                                                                or not isinstance(value, numbers.Real)):
+                raise ValueError(f"TrainConfig.{name} must be a number, got {value!r}")
         if self.prediction not in ("eps", "v", "x0"):
             raise ValueError(f"prediction must be 'eps', 'v' or 'x0', got {self.prediction!r}")
         if self.loss_weighting not in ("none", "min_snr"):

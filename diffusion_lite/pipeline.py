@@ -21,7 +21,7 @@ from .guidance import CADS, classifier_free_guidance
 from .sampling import ModelFn, eps_model_fn, sample
 from .schedules import Schedule
 from .unet import UNet
-from .utils import generator_device, randn
+from .utils import check_device, generator_device, randn
 
 
 def _prompt_list(prompts: str | list[str], what: str = "prompts") -> list[str]:
@@ -92,6 +92,8 @@ class DiffusionPipeline:
         return self.unet.cfg.context_dim is not None
 
     def to(self, device) -> DiffusionPipeline:
+        """Move the U-Net, the schedule and the text encoder to ``device`` (checked to exist here)."""
+        device = check_device(device)
         self.unet.to(device)
         self.schedule = self.schedule.to(device)
         if self.text is not None and hasattr(self.text, "to"):
@@ -152,7 +154,8 @@ class DiffusionPipeline:
         """Generate images (B, C, H, W) in [-1, 1].
 
         prompts: a list (one image each), or one string repeated ``n`` times (default 1); None for
-        unconditional models (then give ``n``), which refuse prompts. x_T (B, C, H, W), B the number of
+        unconditional models (then give ``n``), which refuse prompts. A text model given only ``n`` samples its
+        unconditional branch, the empty prompt (guidance then changes nothing). x_T (B, C, H, W), B the number of
         images, defaults to noise drawn on the CPU with ``generator`` (so results do not depend on the
         device), moved to the model's device. guidance_interval and cads: see ``model_fn``. eta is DDIM's
         noise setting (0: deterministic); with sampler="ddpm" it is an error. guidance: the scale s of
@@ -220,7 +223,9 @@ class DiffusionPipeline:
         return tensors, meta
 
     def save(self, path: str | Path) -> Path:
-        """Write an inference-only checkpoint (EMA weights, no optimizer state) to PATH.{safetensors,json}."""
+        """Write an inference-only checkpoint (no optimizer state) of this pipeline's U-Net, text encoder and
+        schedule to PATH.{safetensors,json}. After ``train.fit``, build the pipeline on the EMA copy,
+        ``out["ema"].model``, as checkpoints.load does for a run: the raw weights sample worse."""
         tensors, meta = self.state()
         return save_checkpoint(path, tensors, meta)
 
@@ -270,4 +275,20 @@ def text_cond_fn(text: Any, caption_fn: Callable, p_uncond: float) -> Callable:
             ctx, mask = text.text_tokens(captions)
         return {"context": ctx.to(x0.device), "context_mask": mask.to(x0.device)}
 
+    cond_fn.p_uncond = p_uncond  # train.fit checks it against TrainConfig.p_uncond, which the run records
     return cond_fn
+
+
+def text_training(text: Any, caption_fn: Callable, p_uncond: float) -> dict[str, Any]:
+    """Everything ``train.fit`` needs to train a text-conditional U-Net on a frozen CLIPModel ``text``:
+    ``fit(unet, schedule, images, cfg, labels=labels, run_dir=..., **text_training(clip, caption_fn, cfg.p_uncond))``.
+
+    Returns {"cond_fn": text_cond_fn(text, caption_fn, p_uncond), "meta": {"text": ...}, "extra_tensors":
+    {"text.<name>": ...}}: the conditioning (prompts dropped to "" with probability p_uncond, for
+    classifier-free guidance) and the text encoder stored in the run's checkpoints, so that
+    ``checkpoints.load(run_dir)`` rebuilds the whole pipeline. caption_fn(images, labels, generator) -> list[str],
+    e.g. ``captions.caption_fn("mnist")`` or your own.
+    """
+    tensors, meta = _text_entry(text)
+    return {"cond_fn": text_cond_fn(text, caption_fn, p_uncond), "meta": {"text": meta},
+            "extra_tensors": add_prefix({k: v.detach().cpu() for k, v in tensors.items()}, "text")}

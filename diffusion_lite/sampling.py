@@ -4,7 +4,8 @@ Every sampler is a plain function with one signature (as in k-diffusion)::
 
     x_0 = sample_ddim(model_fn, schedule, shape=(16, 1, 28, 28), steps=50, generator=g)
 
-where ``model_fn(x_t, t) -> eps_hat`` is any callable: a bare U-Net, a closure that adds text
+where ``model_fn(x_t, t) -> eps_hat`` is any callable: a U-Net trained to predict eps (one trained for
+v or x0 predicts something else: wrap it, ``eps_model_fn(unet, schedule, "v")``), a closure that adds text
 conditioning, or a classifier-free guidance wrapper (guidance.py). The step functions are pure.
 
 =============  ==============  =========================================================

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from .checkpoints import add_prefix, check_resumable, load_checkpoint, load_state_strict, save_checkpoint, split_prefix
 from .config import ScheduleConfig, TrainConfig, UNetConfig
 from .schedules import Schedule, extract, q_sample, v_target
+from .train_checks import check_fit_inputs, check_image_range, check_text_meta  # noqa: F401
 from .train_state import (  # noqa: F401  (resume_conflicts, lr_at: public)
     RESERVED_META,
     RESUME_MAY_CHANGE,
@@ -100,23 +101,6 @@ class EMA:
             b_ema.copy_(b)
 
 
-def check_image_range(images: torch.Tensor) -> None:
-    """Training images must be floats in [-1, 1] (DDPM sec. 3.3; utils.from_uint8). Out of range is an error;
-    no pixel below 0 is a warning: most likely images in [0, 1], whose samples come out with a grey
-    background and whose noise-to-signal ratio at each t differs from the schedule's design (chapter 10)."""
-    if not images.is_floating_point():
-        raise ValueError(f"images must be floats in [-1, 1], got {images.dtype} (convert with utils.from_uint8)")
-    lo, hi = float(images.min()), float(images.max())
-    if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN would pass every comparison below
-        raise ValueError(f"images contain NaN or inf (values in [{lo}, {hi}])")
-    if lo < -1.001 or hi > 1.001:
-        raise ValueError(f"images must be in [-1, 1], got values in [{lo:.3g}, {hi:.3g}]"
-                         + (" (uint8 range: use utils.from_uint8)" if hi > 2 else ""))
-    if lo >= 0:
-        warnings.warn(f"no training pixel is below 0 (values in [{lo:.3g}, {hi:.3g}]): are the images in [0, 1]? "
-                      "The models expect [-1, 1] (x * 2 - 1)", stacklevel=caller_stacklevel())
-
-
 @keeps_caller_state
 def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: TrainConfig, *,
         labels: torch.Tensor | None = None, cond_fn: CondFn | None = None, run_dir: str | Path | None = None,
@@ -134,9 +118,16 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     frozen text encoder) merged in. On resume the checkpoint's meta and extra tensors are kept (a given extra
     tensor that differs from the saved one is a ValueError).
 
+    A text-conditional U-Net (cross-attention) takes its prompts from ``cond_fn``, which also drops them to the
+    empty prompt with probability ``cfg.p_uncond``: pass ``labels`` and ``**pipeline.text_training(clip,
+    caption_fn, cfg.p_uncond)``, which gives cond_fn, and meta and extra_tensors that store the text encoder.
+    The inputs are checked first (train_checks.py): shapes against ``model.cfg``, dtypes, labels, and that a
+    resumed run gets as many images as it was started with.
+
     The loop seeds its own generator and the global torch RNG (dropout) with ``cfg.seed``; the caller's global
-    RNG state (CPU, and CUDA if initialised) is restored on return. ``model`` is returned in eval mode (ready to
-    sample), as is the EMA copy; call ``model.train()`` before training it further by hand.
+    RNG state (CPU, and CUDA if initialised) is restored on return. ``model`` is returned in eval mode, as is
+    the EMA copy ``out["ema"].model``, which is what to sample from (checkpoints.load of the run gives it; it
+    is usually the better of the two); call ``model.train()`` before training it further by hand.
 
     Returns {"loss": [(step, loss)], "ema": EMA, "step": int, "seconds": float, "images_per_s": float}; the
     loss, logged every ``cfg.log_every`` steps, is a bias-corrected moving average of the per-batch loss over
@@ -144,9 +135,11 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     """
     device = next(model.parameters()).device
     schedule = schedule.to(device)  # else extract() copies its constants to the GPU at every step
-    if images.dim() != 4:
-        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
-    check_image_range(images)
+    ckpt = Path(run_dir) / "checkpoint" if run_dir is not None else None
+    fresh = ckpt is None or not ckpt.with_name("checkpoint.json").exists()
+    check_fit_inputs(model, images, cfg, labels, cond_fn, meta, fresh)
+    if ckpt is not None and fresh:
+        check_text_meta(model, meta)
     if cond_fn is not None and labels is None:
         raise ValueError("cond_fn needs labels (one per image)")
     extra_tensors, kept = dict(extra_tensors or {}), None
@@ -158,7 +151,6 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
     history: list[tuple[int, float]] = []
     step, seconds, running = 0, 0.0, None
-    ckpt = Path(run_dir) / "checkpoint" if run_dir is not None else None
 
     if ckpt is not None:
         check_resumable(ckpt, "choose another run_dir")
@@ -173,7 +165,11 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
         if saved.get("schedule") and ScheduleConfig.from_dict(saved["schedule"]) != schedule.config:
             conflicts.append(("schedule", saved["schedule"], schedule.config.to_dict()))
         if saved.get("unet") and hasattr(model, "cfg") and UNetConfig.from_dict(saved["unet"]) != model.cfg:
-            conflicts.append(("unet", saved["unet"], model.cfg.to_dict()))
+            was, now = UNetConfig.from_dict(saved["unet"]).to_dict(), model.cfg.to_dict()
+            conflicts += [(f"unet {k}", was[k], now[k]) for k in now if was[k] != now[k]]
+        n_saved = saved["train_state"].get("n_images")  # (runs saved before 2026-12-07 did not record it)
+        if n_saved is not None and n_saved != images.shape[0]:
+            conflicts.append(("images", f"{n_saved} images", f"{images.shape[0]} images"))
         kept = {k: v for k, v in tensors.items() if not k.startswith(TRAIN_PREFIXES)}
         conflicts += [(f"extra tensor {k}", "(saved)", "(other values)") for k, v in extra_tensors.items()
                       if k in kept and not torch.equal(kept[k], v.to(kept[k].device))]
@@ -226,7 +222,7 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
         if device.type == "mps":
             tensors["rng.mps"] = torch.mps.get_rng_state()
         state = {"step": step, "seconds": seconds, "ema_updates": ema.num_updates, "loss_history": history,
-                 "running_loss": running, "optimizer": opt_meta}
+                 "running_loss": running, "optimizer": opt_meta, "n_images": images.shape[0]}
         with stop.saving():  # a second Ctrl-C waits until both files are written
             save_checkpoint(ckpt, tensors, {**meta, "train": cfg.to_dict(), "train_state": state})
 

@@ -17,7 +17,9 @@ ran out of time) fails. A submission whose chapter is not found fails (``--no-re
 cells: a cell tagged ``check`` or whose first line is ``# Check``). A submission holding the teacher's solution
 cells (the handed-in teacher's copy) fails, since they replace the student's answers before the checks run
 (``--allow-solutions`` grades it anyway). With ``--json`` each report also holds the code of every "Your turn"
-cell (``answers``; ``--show-answers`` prints them), so answers that merely call the package can be spotted.
+cell (``answers``; ``--show-answers`` prints them), so answers that merely call the package can be spotted, and
+of every other code cell the teacher's copy does not have (``added_or_edited_cells``; the text report names them):
+such cells run before the checks and could change what a check sees (e.g. redefine the function it calls).
 
 The students' code runs as the user running grade.py, with that user's files and network: grade in a
 container or under an account of its own. If the course has changed since the copies were handed out, give
@@ -216,6 +218,12 @@ def grade(path: Path, cwd: Path | None = None, timeout: float = 1800, cell_timeo
         checks = matched = [i for i, r in enumerate(roles) if r == "check"]
         solutions = [i for i, r in enumerate(roles) if r == "solution"]
     answers = _your_turn(nb, headings)
+    added = []  # code the teacher's copy does not have, outside "Your turn" and check cells: it runs before the
+    if ref_nb is not None:  # checks and can change what they see (e.g. redefine assert_close), so it is listed
+        known = {_code(c) for c in ref_nb.cells if c.cell_type == "code"}
+        theirs = {a["cell"] for a in answers} | set(checks) | set(extra)
+        added = [{"cell": i, "heading": headings[i], "code": c.source} for i, c in enumerate(nb.cells)
+                 if c.cell_type == "code" and i not in theirs and _code(c) and _code(c) not in known]
     for cell in nb.cells:  # outputs stored in the submission must not count
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -225,12 +233,14 @@ def grade(path: Path, cwd: Path | None = None, timeout: float = 1800, cell_timeo
         stopped_at, why = asyncio.run(_execute(nb, cwd or path.resolve().parent, timeout, cell_timeout))
     report = {"notebook": str(path), "reference": None if reference is None else str(reference), "checks": [],
               "solution_cells": solutions, "solutions_allowed": allow_solutions, "extra_check_cells": extra,
-              "answers": answers, "errors_outside_checks": [], "stopped": why, "not_graded": None,
+              "answers": answers, "added_or_edited_cells": added, "errors_outside_checks": [], "stopped": why,
+              "not_graded": None,
               "seconds": round(time.monotonic() - t0, 1)}
     for k, i in enumerate(matched):
         if i is None:  # the teacher's check k is not in the submission as it was handed out
             name = expected[k].split("\n", 1)[0].lstrip("#").strip()
-            report["checks"].append({"cell": None, "heading": None, "name": name, "status": "fail", "reason": "edited",
+            report["checks"].append({"cell": None, "heading": ref_headings[k], "name": name, "status": "fail",
+                                     "reason": "edited",
                                      "error": f"edited or deleted: no cell has this check's code as in the teacher's "
                                               f"copy ({reference})"})
             continue
@@ -287,6 +297,11 @@ def print_report(r: dict, file=sys.stdout, show_answers: bool = False) -> None:
         p(f"  {c['status'].upper()}  {where}")
         if c["error"]:
             p("\n".join(f"        {line}" for line in c["error"].splitlines()))
+    if r.get("added_or_edited_cells"):
+        added = r["added_or_edited_cells"]
+        cells = "; ".join(f"cell {a['cell']}: {a['code'].strip().splitlines()[0][:60]}" for a in added)
+        p(f"  note: {len(added)} code cell(s) not in the teacher's copy ran before the checks "
+          f"(read them: they can change what a check sees; --json has their code): {cells}")
     if r.get("extra_check_cells"):
         p(f"  note: cell(s) {', '.join(map(str, r['extra_check_cells']))} look like checks but are not the teacher's "
           "(not graded)")
@@ -319,7 +334,8 @@ def _grade_one(path: Path, reference: Path | None, **kw) -> dict:
 def _failed(path: Path, why: str) -> dict:
     """The report of a submission that could not be graded at all (the same keys as grade's, and not_graded)."""
     return {"notebook": str(path), "reference": None, "reference_found_by": None, "checks": [], "solution_cells": [],
-            "solutions_allowed": False, "extra_check_cells": [], "answers": [], "errors_outside_checks": [],
+            "solutions_allowed": False, "extra_check_cells": [], "answers": [], "added_or_edited_cells": [],
+            "errors_outside_checks": [],
             "stopped": None, "not_graded": why, "seconds": 0.0, "passed": 0, "total": 0, "ok": False}
 
 

@@ -57,6 +57,7 @@ def student_copy(nb, drop: bool = False, chapter: str | None = None) -> tuple[ob
     file name without .ipynb) is recorded in the copy's metadata, so that grade.py finds the teacher's copy even
     when a course platform renames the submission."""
     nb = copy.deepcopy(nb)
+    nb.metadata.pop("jupytext", None)  # else jupytext (in the notebooks extra) pairs the copy with a new .py file
     if chapter is not None:
         nb.metadata["diffusion_lite"] = {"chapter": chapter, "student_copy": True}
     cells, stats = [], {"solutions": 0, "checks": 0, "untagged": 0}

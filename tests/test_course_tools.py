@@ -250,6 +250,39 @@ def test_grade_fails_a_check_that_differs_from_the_teachers_copy(tmp_path):
     assert "no such folder" in _grade("--reference", tmp_path / "nope", edited).stderr
 
 
+def test_grade_lists_cells_the_teachers_copy_does_not_have(tmp_path):
+    """From a teacher's review: a cell a student adds runs before the checks and can switch one off (here by
+    redefining the answer the check reads, as `torch.testing.assert_close = lambda *a, **k: None` would). It is
+    not graded, but the report names it, and --json gives its code; scratch cells the student only edited too."""
+    (tmp_path / "teacher").mkdir()
+    _synthetic(tmp_path / "teacher" / "ch.ipynb", "# Your turn 2\nother = 3")
+    sub = _synthetic(tmp_path / "ch.ipynb", "# Your turn 2\nother = 4")  # wrong
+    nb = nbformat.read(sub, as_version=4)
+    nb.cells.insert(5, new_code_cell("other = 3  # after my answer, before the check"))
+    nb.cells.insert(1, new_code_cell(""))  # an empty cell is nothing to read
+    nbformat.write(nb, sub)
+    report = json.loads(_grade("--json", "--reference", tmp_path / "teacher", sub).stdout)["notebooks"][0]
+    assert report["ok"] is True  # the check passes: what the added cell did
+    assert [(a["cell"], a["code"]) for a in report["added_or_edited_cells"]] == [
+        (6, "other = 3  # after my answer, before the check")]
+    assert [a["cell"] for a in report["answers"]] == [2, 5]  # answers are not listed twice
+    res = _grade("--reference", tmp_path / "teacher", sub)
+    assert ("note: 1 code cell(s) not in the teacher's copy ran before the checks (read them: they can change what "
+            "a check sees; --json has their code): cell 6: other = 3") in res.stdout
+    del nb.cells[7]  # check 2 deleted: its failure names the teacher's heading
+    nbformat.write(nb, sub)
+    report = json.loads(_grade("--json", "--reference", tmp_path / "teacher", sub).stdout)["notebooks"][0]
+    assert report["checks"][1]["heading"] == "Exercise 2: three" and report["checks"][1]["reason"] == "edited"
+
+
+def test_student_copies_are_not_paired_with_py_files():
+    """A copy keeping the chapter's jupytext metadata would get a .py twin on its first save in Jupyter."""
+    sv = _load("student_version")
+    nb = nbformat.read(sv.NB_DIR / "01_forward_process.ipynb", as_version=4)
+    assert "jupytext" in nb.metadata
+    assert "jupytext" not in sv.student_copy(nb, chapter="01_forward_process")[0].metadata
+
+
 def test_grade_finds_the_teachers_copy_of_a_renamed_submission(tmp_path):
     """Course platforms rename files: the chapter comes from the copy's metadata (student_version.py writes it),
     else from the title. The recorded chapter is a file name among the teacher's, never a path (a submission must

@@ -128,7 +128,7 @@ def test_fit_checks_the_pixel_range(mnist_small):
     """Images in [0, 1] (ToTensor without x * 2 - 1) warn, uint8-range floats and ints are errors: the
     first loss is 1 whatever the range, so nothing else would notice (chapter 10)."""
     s = Schedule.from_config(ScheduleConfig("cosine"))
-    cfg = TrainConfig(steps=1, batch_size=4, log_every=1, checkpoint_every=0)
+    cfg = TrainConfig(steps=1, batch_size=4, log_every=1, checkpoint_every=0, warmup_steps=0)
     with pytest.warns(UserWarning, match=r"are the images in \[0, 1\]") as record:
         fit(UNet(TINY), s, (mnist_small[:16] + 1) / 2, cfg, progress=False)
     assert record[0].filename == __file__  # the warning names the caller's line, not fit's internals
