@@ -22,11 +22,22 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = GRID
               pad_value: int = 255) -> np.ndarray:
     """Tile images (B, C, H, W) into one uint8 array (rows*H', cols*W', C) or (.., ..) if C == 1.
 
-    Float images are read as [-1, 1] (clipped outside it); uint8 images as [0, 255], used unchanged.
-    Other dtypes are an error. nrow: images per row (default: ceil(sqrt(B))).
+    Float images are read as [-1, 1] (clipped outside it, e.g. noise); uint8 images as [0, 255], used unchanged.
+    Other dtypes, channels other than 1 (grey), 3 (RGB) or 4 (RGBA), and floats in [0, 255] are errors.
+    nrow: images per row (default: ceil(sqrt(B))).
     """
+    if not torch.is_tensor(images):
+        raise ValueError(f"images must be a torch.Tensor (B, C, H, W), got {type(images).__name__}"
+                         + (" (torch.from_numpy(a))" if isinstance(images, np.ndarray) else ""))
     if images.dim() != 4:
         raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
+    if images.shape[1] not in (1, 3, 4):
+        last = " (channels last? images.permute(0, 3, 1, 2))" if images.shape[-1] in (1, 3, 4) else ""
+        raise ValueError(f"images must be (B, C, H, W) with C = 1, 3 or 4 channels, got shape "
+                         f"{tuple(images.shape)}{last}")
+    if images.is_floating_point() and images.numel() and float(images.min()) >= 0 and float(images.max()) > 2:
+        raise ValueError(f"float images are read as [-1, 1], these are in [{float(images.min()):.3g}, "
+                         f"{float(images.max()):.3g}]: pixels in [0, 255]? use images / 127.5 - 1 (or uint8)")
     if images.dtype == torch.uint8:
         x = images.detach().cpu()
     elif images.is_floating_point():

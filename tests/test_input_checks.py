@@ -199,3 +199,20 @@ def test_range_warning_points_at_the_callers_line():
     with pytest.warns(UserWarning, match="no pixel of images is below 0") as record:
         metrics.conditional_accuracy(clf, torch.rand(4, 1, 28, 28), torch.zeros(4, dtype=torch.long))
     assert record[0].filename == __file__
+
+
+def test_image_grids_refuse_what_they_would_draw_wrong(tmp_path):
+    """From a tinkerer's review: 0-255 floats came out as an almost white image, and numpy or channels-last
+    input failed inside numpy or PIL."""
+    from diffusion_lite.viz import make_grid, save_grid
+
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    with pytest.raises(ValueError, match=r"in \[0, 255\]\? use images / 127.5 - 1"):
+        save_grid((x + 1) * 127.5, tmp_path / "g.png")
+    with pytest.raises(ValueError, match=r"got ndarray \(torch.from_numpy"):
+        make_grid(x.numpy())
+    with pytest.raises(ValueError, match=r"C = 1, 3 or 4 channels, got shape \(4, 16, 16, 3\) \(channels last\?"):
+        make_grid(x.permute(0, 2, 3, 1))
+    assert not (tmp_path / "g.png").exists()
+    assert make_grid(torch.randn(4, 1, 8, 8) * 3).shape == (22, 22)  # noise beyond [-1, 1] is drawn, clipped
+    assert make_grid(((x + 1) * 127.5).to(torch.uint8)).shape == (38, 38, 3)  # uint8 is [0, 255]
