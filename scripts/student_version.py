@@ -1,6 +1,6 @@
 """Write students' copies of the course chapters: the exercises' solutions removed, everything else kept.
 
-    python scripts/student_version.py                          # every chapter -> student/
+    python scripts/student_version.py --out ../student         # every chapter -> ../student/
     python scripts/student_version.py --out /tmp/class 03 05   # chapters whose file name starts with 03 or 05
     python scripts/student_version.py --py notebooks/02_noise_schedules.ipynb   # also write the .py twin
 
@@ -34,6 +34,8 @@ NB_DIR = ROOT / "notebooks"
 NOTE = ("*The solution is withheld in this copy. Where the text mentions the collapsed solution, there is none "
         "here: write your answer in the cell above, then run the check cell below.*")
 NOTE_TAG = "solution-removed"
+DROP_NOTE = ("*The exercises' solutions are removed from this copy. Where the text mentions a collapsed solution, "
+             "there is none here: write your answer in the \"Your turn\" cell, then run the check cell below it.*")
 YOUR_TURN = re.compile(r"#\s*Your turn\b")
 _FIRST_LINE = {"solution": re.compile(r"#\s*Solution\b"), "check": re.compile(r"#\s*Check\b")}
 
@@ -74,6 +76,9 @@ def student_copy(nb, drop: bool = False, chapter: str | None = None) -> tuple[ob
             cell.outputs, cell.execution_count = [], None  # the teacher's run: a check passing, an answer cell "run"
             cell.metadata.pop("execution", None)  # the teacher's run's timestamps
         cells.append(cell)
+    if drop and stats["solutions"]:  # one note, after the title, instead of one per solution
+        first = next((i for i, c in enumerate(cells) if c.cell_type == "markdown"), -1)
+        cells.insert(first + 1, nbformat.v4.new_markdown_cell(DROP_NOTE, metadata={"tags": [NOTE_TAG]}))
     nb.cells = cells
     return nb, stats
 
@@ -136,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"student_version.py: --out {out} exists and is not a folder", file=sys.stderr)
         return 2
 
+    if out.resolve().is_relative_to(ROOT):
+        print(f"warning: --out {out} is inside the repository, whose jupytext.toml pairs every notebook with a .py "
+              "file when it is saved in Jupyter; for copies to hand out, prefer a folder outside it (--out "
+              "../student)", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     for path in paths:
         nb = nbformat.read(path, as_version=4)

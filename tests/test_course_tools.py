@@ -124,7 +124,9 @@ def test_student_copy_recognises_untagged_cells_by_their_first_line():
     assert stats == {"solutions": 1, "checks": 1, "untagged": 2}
     assert [c.cell_type for c in copy.cells] == ["code", "markdown", "code"]
     assert copy.cells[2].outputs == [] and nb.cells[2].outputs  # the original is not modified
-    assert [c.cell_type for c in sv.student_copy(nb, drop=True)[0].cells] == ["code", "code"]
+    dropped = sv.student_copy(nb, drop=True)[0].cells  # one note for the whole copy, where the text reads first
+    assert [c.cell_type for c in dropped] == ["markdown", "code", "code"]
+    assert "solutions are removed" in dropped[0].source
 
 
 def _synthetic(path, answer_cell, solution=False):
