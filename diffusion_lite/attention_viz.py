@@ -5,9 +5,10 @@
 
 ``sample_with_attention`` records the cross-attention probabilities of every layer at every sampler step
 (``UNet.capture_attention``), ``token_maps`` averages them over heads and layers into one map per token,
-and the figures overlay those maps on the step's prediction x0_hat, every panel of a figure on one colour
-scale (0 to the largest attention shown or in the run) with a colour bar: scaled panel by panel, a token
-read by 2% of the attention would look as hot as one read by 59%. Images are (B, C, H, W) in [-1, 1].
+and the figures draw those maps opaque in viridis (perceptually uniform, colour-blind safe), with the outline of
+the step's prediction x0_hat on top as contour lines, every panel of a figure on one colour scale (0 to the
+largest attention shown or in the run) with a colour bar: scaled panel by panel, a token read by 2% of the
+attention would look as hot as one read by 59%. Images are (B, C, H, W) in [-1, 1].
 """
 
 from __future__ import annotations
@@ -107,12 +108,23 @@ def _check_vmax(vmax) -> float:
     return float(vmax)
 
 
-def _overlay(ax, img, amap, vmax: float, alpha: float):
-    """x0_hat (H, W) uint8 in gray, the attention map (H, W) over it in jet on the scale [0, vmax]."""
-    ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+ATTENTION_CMAP = "viridis"  # perceptually uniform: the colour bar reads true, also for colour-blind readers
+INK_LEVEL = 128  # the outline of x0_hat: where its uint8 pixels cross mid-grey (0 in [-1, 1])
+
+
+def _overlay(ax, img, amap, vmax: float):
+    """amap None: x0_hat (H, W) uint8 in gray. Else the attention map (H, W), opaque, in ATTENTION_CMAP on the
+    scale [0, vmax], and x0_hat's outline (its contour at INK_LEVEL) over it in white lines edged in black."""
+    from matplotlib import patheffects
+
     ax.set_xticks([]), ax.set_yticks([])
-    if amap is not None:
-        return ax.imshow(amap.numpy(), cmap="jet", alpha=alpha, vmin=0, vmax=vmax)
+    if amap is None:
+        return ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+    im = ax.imshow(amap.numpy(), cmap=ATTENTION_CMAP, vmin=0, vmax=vmax)
+    if img.min() < INK_LEVEL < img.max():  # a blank x0_hat has no outline
+        cs = ax.contour(img, levels=[INK_LEVEL], colors="white", linewidths=0.9)
+        cs.set_path_effects([patheffects.withStroke(linewidth=2.0, foreground="black")])
+    return im
 
 
 def _upsampled(maps: torch.Tensor, size: int) -> torch.Tensor:
@@ -121,12 +133,13 @@ def _upsampled(maps: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def attention_steps_figure(frames: list[dict], tokens: list[str], show_steps: list[int] | None = None,
-                           index: int = 0, alpha: float = 0.55, vmax: float | None = None):
+                           index: int = 0, vmax: float | None = None):
     """Rows: denoising steps (indices into frames); columns: the prediction x0_hat of that step, then one
-    panel per token with its attention map (heads and layers averaged, upsampled bilinearly) overlaid on
-    x0_hat. frames: from :func:`sample_with_attention`; tokens: the first L token labels; image ``index``.
+    panel per token with its attention map (heads and layers averaged, upsampled bilinearly) and the outline
+    of x0_hat drawn over it (white lines). frames: from :func:`sample_with_attention`; tokens: the first L
+    token labels; image ``index``.
 
-    Every map is drawn on one colour scale, from 0 to ``vmax``, shown by a colour bar, so a hotter panel
+    Every map is drawn on one colour scale, from 0 to ``vmax``, shown by a colour bar, so a brighter panel
     is a token read more. vmax=None takes :func:`attention_max` of the whole run (not only of the steps
     shown), so every figure and widget of one run shares its scale. The number in the corner is the
     token's share of all attention, the map averaged over pixels (a row sums to 1 over all tokens).
@@ -145,9 +158,9 @@ def attention_steps_figure(frames: list[dict], tokens: list[str], show_steps: li
         mass = f["maps"][index, :L].mean((1, 2))  # (L,)
         for col, ax in enumerate(axes[row]):
             if col == 0:
-                _overlay(ax, img, None, vmax, alpha)
+                _overlay(ax, img, None, vmax)
             else:
-                im = _overlay(ax, img, m[col - 1], vmax, alpha)
+                im = _overlay(ax, img, m[col - 1], vmax)
                 ax.text(1, 3, f"{mass[col - 1]:.0%}", color="white", fontsize=8, fontweight="bold",
                         bbox=dict(facecolor="black", alpha=0.6, pad=1, lw=0))
             if row == 0:
@@ -169,11 +182,11 @@ def attention_widget(frames: list[dict], tokens: list[str], index: int = 0, vmax
 
 
 def token_comparison_figure(runs: list[list[dict]], prompts: list[str], tokens: list[list[str]], position: int,
-                            step: int, index: int = 0, vmax: float | None = None, title: str = "",
-                            alpha: float = 0.55):
+                            step: int, index: int = 0, vmax: float | None = None, title: str = ""):
     """Several runs side by side, e.g. prompts that differ in one word, sampled from the same x_T: for each
     run (its frames from :func:`sample_with_attention`), x0_hat at ``step`` and the attention map of the
-    token at ``position`` over it. tokens: the token labels of each prompt (:func:`token_labels`).
+    token at ``position`` with the outline of x0_hat over it. tokens: the token labels of each prompt
+    (:func:`token_labels`).
 
     All maps share one colour scale, 0 to ``vmax`` (None: the largest value of the maps shown), with a
     colour bar; each title gives the token's share of all attention. ``title`` is added to the suptitle.
@@ -192,9 +205,9 @@ def token_comparison_figure(runs: list[list[dict]], prompts: list[str], tokens: 
     for k, (f, p, tok) in enumerate(zip(frames, prompts, tokens)):
         img = _gray(f["x0_hat"][index].clamp(-1, 1))
         m = _upsampled(f["maps"][index, position:position + 1], img.shape[0])[0]
-        _overlay(axes[2 * k], img, None, vmax, alpha)
+        _overlay(axes[2 * k], img, None, vmax)
         axes[2 * k].set_title(f'"{p}": x0_hat', fontsize=9)
-        im = _overlay(axes[2 * k + 1], img, m, vmax, alpha)
+        im = _overlay(axes[2 * k + 1], img, m, vmax)
         share = f["maps"][index, position].mean()
         axes[2 * k + 1].set_title(f'attention to "{tok[position]}" ({share:.0%})', fontsize=9)
     for ax in axes:

@@ -78,20 +78,29 @@ def _row(fig, gs_row, ts, curves, samples, scores, name, reference, nrow):
     ax_img.set_title(f"{name}{score}", fontsize=10)
 
 
+PANEL_INCHES = 1.6  # height of one variant's panels
+ROW_GAP = 0.55  # space between rows (titles, axis labels), as a fraction of PANEL_INCHES
+MARGIN_INCHES = (0.35, 0.55)  # above the first row (its titles) and below the last (the axis labels)
+
+
 def symptoms_figure(ts: Sequence[int], curves: Mapping[str, Sequence[float]], samples: Mapping[str, torch.Tensor],
                     scores: Mapping[str, float] | None = None, names: Sequence[str] | None = None, nrow: int = 8,
                     n_show: int = 16):
     """One row per variant: left, its loss at each t against the reference (the first variant, grey);
     right, its first ``n_show`` samples with FID / floor in the title. ``names`` picks and orders rows. A string
-    in place of a variant's curve or samples is shown as a note in that panel (see the module docstring)."""
+    in place of a variant's curve or samples is shown as a note in that panel (see the module docstring).
+    Every panel is PANEL_INCHES tall and the margins are a fixed MARGIN_INCHES, so one row alone (the widget's
+    figure) is as readable as a row of the full figure."""
     all_names = _check(ts, curves, samples, scores)
     names = all_names if names is None else list(names)
     unknown = [n for n in names if n not in curves]
     if unknown or not names:
         raise ValueError(f"unknown variant(s) {unknown}; known: {all_names}")
-    fig = _figure((10, 2.4 * len(names)))
-    gs = fig.add_gridspec(len(names), 2, width_ratios=(1, 1.6), hspace=0.55, wspace=0.15,
-                          top=1 - 0.35 / len(names), bottom=0.55 / len(names) / 1.5)
+    top, bottom = MARGIN_INCHES  # in inches, whatever the number of rows
+    height = top + bottom + PANEL_INCHES * (len(names) + ROW_GAP * (len(names) - 1))
+    fig = _figure((10, height))
+    gs = fig.add_gridspec(len(names), 2, width_ratios=(1, 1.6), hspace=ROW_GAP, wspace=0.15,
+                          top=1 - top / height, bottom=bottom / height)
     for i, name in enumerate(names):
         _row(fig, [gs[i, 0], gs[i, 1]], ts, curves, {k: v if isinstance(v, str) else v[:n_show] for k, v in
                                                      samples.items()}, scores, name, all_names[0], nrow)

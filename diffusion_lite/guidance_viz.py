@@ -194,7 +194,13 @@ def _plot_tradeoff(ax, rows: list[dict[str, Any]], mark: float | None = None) ->
     if mark is not None:
         hit = [k for k, r in enumerate(rows) if abs(r["guidance"] - mark) < 1e-9]
         if hit:
-            ax.plot(acc[hit[0]], div[hit[0]], "o", ms=13, mfc="none", mec="C3", mew=2)
+            a, d = acc[hit[0]], div[hit[0]]
+            ax.plot(a, d, "o", ms=13, mfc="none", mec="C3", mew=2)
+            # the circle alone cannot single out one of several coinciding points: name the scale and its numbers
+            ax.annotate(f"this s = {mark:g}\n{a:.1f}%, diversity {d:.2f}", (a, d), xytext=(0.62, 0.62),
+                        textcoords="axes fraction", ha="center", va="center", fontsize=9, color="C3",
+                        arrowprops=dict(arrowstyle="->", color="C3", lw=1.2, shrinkB=8),
+                        bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="C3", lw=1))
     ax.set_xlabel("conditional accuracy (%)  [fidelity]")
     ax.set_ylabel("mean pairwise feature distance  [diversity]")
     ax.grid(alpha=0.3)

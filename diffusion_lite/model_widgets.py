@@ -62,9 +62,9 @@ def noise_prediction_figure(model_fn, schedule: Schedule, x0: torch.Tensor, nois
     ab = float(schedule.alpha_bar[int(t)])
     B = x0.shape[0]
     cols = [("clean $x_0$", x0, None), ("input $x_t$", r["x_t"], None),
-            (r"true noise $\epsilon$", _noise_img(noise), None),
-            (r"predicted $\hat\epsilon$", _noise_img(r["eps_hat"]), r["mse_eps"]),
-            (r"error $\hat\epsilon - \epsilon$" + "\n(3x contrast)", r["eps_hat"] - noise, None),
+            (r"true noise $\epsilon$" + "\n(shown on [-3, 3])", _noise_img(noise), None),
+            (r"predicted $\hat\epsilon$" + "\n(shown on [-3, 3])", _noise_img(r["eps_hat"]), r["mse_eps"]),
+            (r"error $\hat\epsilon - \epsilon$" + "\n(shown on [-1, 1])", r["eps_hat"] - noise, None),
             (r"implied $\hat x_0$", r["x0_hat"], r["mse_x0"])]
     fig = _figure((1.9 * len(cols), 0.5 + 1.75 * B))
     axes = np.atleast_2d(fig.subplots(B, len(cols)))
@@ -190,7 +190,7 @@ def feature_maps_figure(unet: torch.nn.Module, schedule: Schedule, x0: torch.Ten
             ax = axes[row, k]
             ax.imshow(shown[k].numpy(), cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
             ax.set_frame_on(True)
-            ax.set_title(f"ch {k}", fontsize=7, pad=2)
+            ax.set_title(f"ch {k}", fontsize=9, pad=2)
         axes[row, 0].set_ylabel(f"{label}\n{name} ({by_name[name]['type']})\n{h.shape[0]} ch, |h| <= {vmax:.2g}",
                                 fontsize=8, rotation=0, ha="right", va="center")
     fig.suptitle(f"Inside the U-Net at t = {t} (alpha_bar = {float(schedule.alpha_bar[t]):.3g}); "

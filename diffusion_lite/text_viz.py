@@ -113,7 +113,8 @@ def caption_grid_figure(images: torch.Tensor, captions: list[str], ncols: int = 
 def similarity_matrix_figure(similarity: torch.Tensor, images: torch.Tensor, captions: list[str],
                              title: str = "cosine similarity, image i vs caption j"):
     """Heatmap of similarity (B, K) (rows: images, shown as thumbnails; columns: captions), values printed,
-    the best caption of every row outlined."""
+    the best caption of every row outlined in white edged with black (visible on every viridis colour)."""
+    from matplotlib import patheffects
     from matplotlib.patches import Rectangle
 
     B, K = similarity.shape
@@ -132,11 +133,12 @@ def similarity_matrix_figure(similarity: torch.Tensor, images: torch.Tensor, cap
             ax.text(j, i, f"{s[i, j]:.2f}", ha="center", va="center", fontsize=8,
                     color="black" if s[i, j] > (s.min() + s.max()) / 2 else "white")
         j = int(s[i].argmax())
-        ax.add_patch(Rectangle((j - .5, i - .5), 1, 1, fill=False, ec="red", lw=2))
-    ax.set_xticks(range(K), ["\n".join(textwrap.wrap(c, 12)) for c in captions], rotation=90, fontsize=8)
+        box = ax.add_patch(Rectangle((j - .45, i - .45), 0.9, 0.9, fill=False, ec="white", lw=2.5))
+        box.set_path_effects([patheffects.withStroke(linewidth=5, foreground="black")])
+    ax.set_xticks(range(K), ["\n".join(textwrap.wrap(c, 12)) for c in captions], rotation=90, fontsize=9)
     ax.set_yticks([])
     ax.set_xlabel("caption j")
-    ax.set_title(title + " (red: best caption per image)", fontsize=10)
+    ax.set_title(title + " (outlined: best caption per image)", fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.04)
     return fig
 
@@ -225,8 +227,10 @@ def pca_2d(*embeddings: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]
 
 def embedding_space_figure(image_emb: torch.Tensor, image_labels: torch.Tensor, text_emb: torch.Tensor,
                            text_labels: list[int], text_names: list[str], title: str = "joint embedding space"):
-    """2-D PCA (fitted on images and texts together) of image embeddings (N, E), dots coloured by class,
-    and text embeddings (K, E), stars with their text, in the same colours."""
+    """2-D PCA (fitted on images and texts together) of image embeddings (N, E), dots coloured by class with
+    the class number written at the centre (median) of its dots, and text embeddings (K, E), stars with their
+    text, in the same colours. A star's text goes outwards from the stars' centre, or, where it would cover
+    another star or text, to the first free side."""
     import matplotlib
     from matplotlib import patheffects
 
@@ -234,22 +238,44 @@ def embedding_space_figure(image_emb: torch.Tensor, image_labels: torch.Tensor, 
     fig = _figure((7.5, 6))
     ax = fig.add_subplot(1, 1, 1)
     cmap = matplotlib.colormaps["tab10"]
-    for c in sorted(set(image_labels.tolist()) | set(text_labels)):
+    halo = [patheffects.withStroke(linewidth=2.5, foreground="white")]  # text readable on the dots
+    classes = sorted(set(image_labels.tolist()) | set(text_labels))
+    for c in classes:
         k = image_labels.cpu() == c
         ax.scatter(pi[k, 0], pi[k, 1], s=6, alpha=0.5, color=cmap(c % 10), label=f"images of {c}")
-    centre = pt.mean(0)
     for (x, y), c in zip(pt.tolist(), text_labels):
         ax.scatter([x], [y], marker="*", s=220, color=cmap(c % 10), edgecolor="black", zorder=3)
-    for (x, y), name in zip(pt.tolist(), text_names):  # labels on top, pushed outwards from the stars' centre
+    renderer = fig.canvas.get_renderer()
+    ax.get_xlim()  # settle the autoscaled limits: the data-to-pixel transform is final from here on
+    taken = []  # pixel boxes of the texts placed so far
+    for c in classes:  # each class's number at the median of its dots: colour is not needed to tell them apart
+        k = image_labels.cpu() == c
+        if k.any():
+            x, y = pi[k].median(0).values.tolist()
+            num = ax.text(x, y, str(c), fontsize=13, fontweight="bold", ha="center", va="center", zorder=4,
+                          path_effects=[patheffects.withStroke(linewidth=3, foreground="white")])
+            taken.append(num.get_window_extent(renderer))
+    stars = ax.transData.transform(pt.numpy())  # (K, 2) in pixels
+    centre = pt.mean(0)
+    for i, ((x, y), name) in enumerate(zip(pt.tolist(), text_names)):
         d = torch.tensor([x, y]) - centre
-        dx, dy = (10 * d / d.norm().clamp_min(1e-8)).tolist()
-        ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8, zorder=4,
-                    ha="left" if dx >= 0 else "right", va="bottom" if dy >= 0 else "top",
-                    path_effects=[patheffects.withStroke(linewidth=2.5, foreground="white")])  # readable on dots
+        out = math.atan2(d[1], d[0]) if d.norm() > 1e-8 else 0.0
+        for turn in (0, 1, -1, 2, -2, 3, -3, 4):  # outwards first, then round the star in steps of 45 degrees
+            a = out + turn * math.pi / 4
+            dx, dy = 10 * math.cos(a), 10 * math.sin(a)
+            label = ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8, zorder=4,
+                                ha="left" if dx > 3 else "right" if dx < -3 else "center",
+                                va="bottom" if dy > 3 else "top" if dy < -3 else "center", path_effects=halo)
+            box = label.get_window_extent(renderer)
+            covers = any(box.padded(6).contains(*stars[j]) for j in range(len(stars)) if j != i)
+            if not covers and not any(box.overlaps(b) for b in taken) or turn == 4:
+                break
+            label.remove()
+        taken.append(box)
     ax.set_xlabel(f"PC 1 ({100 * ratio[0]:.0f}% of variance)")
     ax.set_ylabel(f"PC 2 ({100 * ratio[1]:.0f}% of variance)")
     ax.set_title(title + " (dots: images, stars: prompts)")
-    ax.legend(fontsize=7, markerscale=2, loc="best", ncol=2)
+    ax.legend(fontsize=9, markerscale=2, loc="best", ncol=2)
     return fig
 
 

@@ -56,25 +56,31 @@ def _arrow(rec: dict) -> str:
 
 
 def show_trajectory(records: list[dict], num_frames: int = 8, n_images: int = 4, nrow: int | None = None,
-                    figsize=None, title: str | None = None):
+                    figsize=None, title: str | None = None, ncols: int | None = None):
     """A static figure of a sampling run: row 1 the noisy states x_t, row 2 the predicted clean images x0_hat,
     at ``num_frames`` steps spread evenly over the run (time flows left to right). A column titled
     "t = 999 -> 989" is the step from t = 999: x0_hat predicted at 999, and the state it moved to, at 989
-    ("end": the finished sample). Returns the Figure."""
+    ("end": the finished sample). ``ncols`` (default: all frames in one pair of rows) wraps the frames after
+    that many columns, e.g. 10 frames as two pairs of rows of 5, to fit a page. Returns the Figure."""
     import matplotlib.pyplot as plt
 
     if not records:
         raise ValueError("no records: pass TrajectoryRecorder().records after a sampling run")
     idx = select_frames(len(records), num_frames)
-    fig, axes = plt.subplots(2, len(idx), figsize=figsize or (1.6 * len(idx), 3.6), squeeze=False)
-    for col, k in enumerate(idx):
-        rec = records[k]
+    ncols = len(idx) if ncols is None else max(1, min(int(ncols), len(idx)))
+    blocks = -(-len(idx) // ncols)  # pairs of rows (x_t, x0_hat)
+    fig, axes = plt.subplots(2 * blocks, ncols, figsize=figsize or (1.6 * ncols, 3.6 * blocks), squeeze=False)
+    for n in range(len(idx), blocks * ncols):  # the empty places of the last pair of rows
+        axes[-2, n % ncols].set_axis_off(), axes[-1, n % ncols].set_axis_off()
+    for n, k in enumerate(idx):
+        rec, block, col = records[k], n // ncols, n % ncols
         for row, key in enumerate(("x_t", "x0_hat")):
-            show_grid(rec[key][:n_images], nrow, ax=axes[row, col])
-        axes[0, col].set_title(f"t = {rec['t']}{_arrow(rec)}", fontsize=9)
-    axes[0, 0].text(-0.15, 0.5, "$x_t$", transform=axes[0, 0].transAxes, ha="right", va="center", fontsize=11)
-    axes[1, 0].text(-0.15, 0.5, r"$\hat{x}_0$", transform=axes[1, 0].transAxes, ha="right", va="center",
-                    fontsize=11)
+            show_grid(rec[key][:n_images], nrow, ax=axes[2 * block + row, col])
+        axes[2 * block, col].set_title(f"t = {rec['t']}{_arrow(rec)}", fontsize=9)
+    for block in range(blocks):
+        for row, label in enumerate(("$x_t$", r"$\hat{x}_0$")):
+            ax = axes[2 * block + row, 0]
+            ax.text(-0.15, 0.5, label, transform=ax.transAxes, ha="right", va="center", fontsize=11)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -100,7 +106,7 @@ def animation_html(frames: list[np.ndarray], titles: list[str] | None = None, in
     if any(f.shape != frames[0].shape for f in frames):
         raise ValueError("all frames must have the same shape")
     h, w = frames[0].shape[:2]
-    title_px = 18 if titles else 0
+    title_px = 4 + 13 * max(t.count("\n") + 1 for t in titles) if titles else 0  # 13 px per line at fontsize 8
     fig = plt.figure(figsize=(w * scale / dpi, (h * scale + title_px) / dpi), dpi=dpi)
     ax = fig.add_axes((0, 0, 1, h * scale / (h * scale + title_px)))
     gray = frames[0].ndim == 2
@@ -124,9 +130,10 @@ def animation_html(frames: list[np.ndarray], titles: list[str] | None = None, in
 
 def animate_trajectory(records: list[dict], num_frames: int = 16, n_images: int = 4, nrow: int | None = None,
                        interval: int = 250, scale: int = 2):
-    """Animation of a sampling run, each frame "x_t | predicted x_0" (see :func:`trajectory_frame`)."""
+    """Animation of a sampling run, each frame "x_t | predicted x0_hat" (see :func:`trajectory_frame`), under a
+    two-line title: the step and its time steps, then what the two halves show."""
     idx = select_frames(len(records), num_frames)
     frames = [trajectory_frame(records[k], n_images, nrow) for k in idx]
-    titles = [f"step {records[k]['i'] + 1}/{len(records)}, t = {records[k]['t']}{_arrow(records[k])}: "
-              "x_t after the step | x_0 predicted at t" for k in idx]
+    titles = [f"step {records[k]['i'] + 1}/{len(records)}: t = {records[k]['t']}{_arrow(records[k])}\n"
+              r"$x_t$ after the step | $\hat{x}_0$ at t" for k in idx]
     return animation_html(frames, titles, interval=interval, scale=scale)

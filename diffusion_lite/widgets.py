@@ -22,6 +22,9 @@ from .viz import make_grid
 _trapz = getattr(np, "trapezoid", None) or np.trapz  # numpy >= 2 renamed trapz
 
 KINDS = ("linear", "cosine", "sigmoid")
+# line style per schedule kind, so the curves differ in more than colour (cosine's orange and sigmoid's green look
+# alike to red-green colour-blind readers)
+KIND_STYLES = {"linear": "-", "cosine": "--", "sigmoid": "-."}
 T_OPTIONS = (10, 50, 100, 250, 1000)
 
 
@@ -183,8 +186,9 @@ def schedules_for(T: int, kinds: tuple[str, ...] = KINDS) -> dict[str, Schedule]
 
 def schedule_comparison_figure(x0: torch.Tensor, noise: torch.Tensor, T: int = 1000, t_frac: float = 0.5,
                                kinds: tuple[str, ...] = KINDS):
-    """alpha_bar and log10 SNR against (t + 1) / T for each schedule kind at this T, and x0 noised to the same
-    t = round(t_frac * (T - 1)) under each schedule (one row of images per kind, the same noise).
+    """alpha_bar and log10 SNR against (t + 1) / T for each schedule kind at this T (one colour and line style,
+    KIND_STYLES, per kind), and x0 noised to the same t = round(t_frac * (T - 1)) under each schedule (one row
+    of images per kind, the same noise).
 
     x0, noise: (B, C, H, W); t_frac in [0, 1]. Returns the Figure.
     """
@@ -200,8 +204,9 @@ def schedule_comparison_figure(x0: torch.Tensor, noise: torch.Tensor, T: int = 1
     ax_ab, ax_snr = fig.add_subplot(gs[:, 0]), fig.add_subplot(gs[:, 1])
     u = (np.arange(T) + 1) / T  # index t holds alpha_bar after t + 1 of the T steps
     for i, (k, sch) in enumerate(scheds.items()):
-        ax_ab.plot(u, sch.alpha_bar.numpy(), color=f"C{i}", label=k)
-        ax_snr.plot(u, np.log10(sch.snr.double().numpy()), color=f"C{i}", label=k)
+        style = dict(color=f"C{i}", ls=KIND_STYLES.get(k, ":"), lw=1.8, label=k)
+        ax_ab.plot(u, sch.alpha_bar.numpy(), **style)
+        ax_snr.plot(u, np.log10(sch.snr.double().numpy()), **style)
         ax_img = fig.add_subplot(gs[i, 2])
         x_t = q_sample(sch, x0, t, noise=noise)
         ax_img.imshow(make_grid(x_t.cpu(), nrow=x0.shape[0]), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
@@ -212,7 +217,7 @@ def schedule_comparison_figure(x0: torch.Tensor, noise: torch.Tensor, T: int = 1
     for ax in (ax_ab, ax_snr):
         ax.axvline((t + 1) / T, color="k", ls=":", lw=1)
         ax.set_xlabel("(t + 1) / T")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9)
     ax_ab.set(ylabel=r"$\bar\alpha_t$", title="signal kept", ylim=(-0.02, 1.02))
     ax_snr.set(ylabel=r"$\log_{10}$ SNR", title=r"SNR $=\bar\alpha_t/(1-\bar\alpha_t)$")
     ax_snr.axhline(0.0, color="gray", lw=0.8)

@@ -35,7 +35,7 @@ from diffusion_lite.metrics import load_eval_classifier
 from diffusion_lite.schedules import Schedule, cosine_betas, linear_betas, q_sample, sigmoid_betas
 from diffusion_lite.utils import get_device, seed_everything
 from diffusion_lite.viz import show_grid
-from diffusion_lite.widgets import schedule_comparison_figure, schedule_widget, schedules_for
+from diffusion_lite.widgets import KIND_STYLES, schedule_comparison_figure, schedule_widget, schedules_for
 
 FULL = os.environ.get("DIFFUSION_LITE_FULL") == "1"  # full mode: more images and time steps in section 4
 torch.set_num_threads(1)  # small tensors: one thread is as fast, and safe on a shared CPU
@@ -82,9 +82,10 @@ scheds = schedules_for(1000)  # {"linear": Schedule, "cosine": Schedule, "sigmoi
 t_axis = np.arange(1000)
 fig, axes = plt.subplots(1, 3, figsize=(15, 4))
 for kind, sch in scheds.items():
-    axes[0].plot(t_axis, sch.betas.numpy(), label=kind)
-    axes[1].plot(t_axis, sch.alpha_bar.numpy(), label=kind)
-    axes[2].plot(t_axis, np.log10(sch.snr.double().numpy()), label=kind)
+    style = dict(ls=KIND_STYLES[kind], lw=1.8, label=kind)  # a line style per schedule: not told apart by colour only
+    axes[0].plot(t_axis, sch.betas.numpy(), **style)
+    axes[1].plot(t_axis, sch.alpha_bar.numpy(), **style)
+    axes[2].plot(t_axis, np.log10(sch.snr.double().numpy()), **style)
 axes[0].set(yscale="log", title=r"$\beta_t$ (noise added per step)", ylabel=r"$\beta_t$ (log scale)")
 axes[1].set(title=r"$\bar\alpha_t$ (fraction of signal variance left)", ylabel=r"$\bar\alpha_t$")
 axes[2].axhline(0, color="gray", lw=0.8)
@@ -242,11 +243,15 @@ assert t_half["cosine"] > 1.5 * t_half["linear"], t_half  # information survives
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
+# the curves lie on top of each other: the largest T is drawn first, widest and pale, the smaller ones thinner on
+# top of it, with a marker per step for T = 10 and 50
+T_styles = {1000: dict(lw=6, color="0.75"), 100: dict(ls="--", lw=2.2, color="C0"),
+            50: dict(ls=":", marker=".", lw=1.5, color="C1"), 10: dict(marker="o", lw=1, color="k")}
 for ax, kind in zip(axes, ("linear", "cosine")):
-    for T in (10, 50, 100, 1000):
+    for T, style in T_styles.items():
         sch = Schedule.from_config(ScheduleConfig(kind=kind, T=T))
         frac = (np.arange(T) + 1) / T  # code index t holds alpha_bar after t + 1 of the T steps
-        ax.plot(frac, sch.alpha_bar.numpy(), ".-" if T <= 50 else "-", ms=4, label=f"T = {T}")
+        ax.plot(frac, sch.alpha_bar.numpy(), ms=4, label=f"T = {T}", **style)
     ax.set(title=f"{kind}", xlabel="fraction of the steps applied, (t + 1) / T")
     ax.legend()
 axes[0].set_ylabel(r"$\bar\alpha_t$")
@@ -254,10 +259,11 @@ fig.suptitle(r"$\bar\alpha$ against the fraction of the chain, for several T", y
 plt.show()
 
 # %% [markdown]
-# The exception is very small $T$ for the linear schedule: with $T = 10$ the scaled betas would run from 0.01
-# to 2 and are capped at 0.999 from the sixth step on, so the curve is a coarse version of the others and the
-# signal is gone ($\bar\alpha < 0.02$) after half of the chain. Without the rescaling, on the other hand,
-# DDPM's betas over only 50 steps would destroy far too little:
+# The curves for $T = 50$, $100$ and $1000$ lie on top of each other (the wide grey band is $T = 1000$), and for
+# the cosine schedule so does $T = 10$. The exception is very small $T$ for the linear schedule: with $T = 10$
+# the scaled betas would run from 0.01 to 2 and are capped at 0.999 from the sixth step on, so the curve is a
+# coarse version of the others and the signal is gone ($\bar\alpha < 0.02$) after half of the chain. Without the
+# rescaling, on the other hand, DDPM's betas over only 50 steps would destroy far too little:
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -160,12 +160,13 @@ fig.colorbar(im, ax=axes[0])
 for k in (4, 8, 12):
     axes[1].plot(ts, emb[:, k], label=f"channel {k}: cos(t f), f = {10000 ** (-k / 16):.3g}")
 axes[1].set(xlabel="time step t", ylabel="value", title="a few channels: fast to slow", ylim=(-1.1, 1.6))
-axes[1].legend(fontsize=7, loc="upper right")
-for t0 in (100, 500, 900):
-    axes[2].plot(ts, sim[t0], lw=1, label=f"t' = {t0}")
+axes[1].legend(fontsize=9, loc="upper right")
+for t0, ls in zip((100, 500, 900), ("-", "--", ":")):  # line styles and labels at the peaks: not colour alone
+    axes[2].plot(ts, sim[t0], lw=1, ls=ls, label=f"t' = {t0}")
+    axes[2].annotate(f"t' = {t0}", (t0, 1.0), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=9)
 axes[2].set(xlabel="time step t", ylabel="cosine similarity", title="similarity of emb(t) to emb(t')",
             ylim=(-0.3, 1.35))
-axes[2].legend(fontsize=8, ncol=3, loc="upper center")
+axes[2].legend(fontsize=9, ncol=3, loc="upper center", handlelength=2.5)
 fig.tight_layout()
 plt.show()
 
@@ -354,11 +355,16 @@ for k, v in sorted(by_type.items(), key=lambda kv: -kv[1]):
 # %%
 fig, ax = plt.subplots(figsize=(11, 3.2))
 names = [r["name"] for r in trace]
-colors = {"ResBlock": "C0", "SelfAttention2d": "C1", "Downsample": "C2", "Upsample": "C2"}
-ax.bar(range(len(trace)), [r["params"] for r in trace], color=[colors.get(r["type"], "C7") for r in trace])
+kinds = {"ResBlock": ("ResBlock", "C0", ""), "SelfAttention2d": ("attention", "C1", "//"),
+         "Downsample": ("down/up", "C2", ".."), "Upsample": ("down/up", "C2", "..")}  # (legend, colour, hatch)
+for i, r in enumerate(trace):
+    label, color, hatch = kinds.get(r["type"], ("other", "C7", "xx"))
+    ax.bar(i, r["params"], color=color, hatch=hatch, edgecolor="white", label=label)
+by_label = dict(zip(*ax.get_legend_handles_labels()[::-1]))  # one legend entry per kind
+order = [k for k in ("ResBlock", "attention", "down/up", "other") if k in by_label]
+ax.legend([by_label[k] for k in order], order, fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1))
 ax.set_xticks(range(len(trace)), names, rotation=60, ha="right", fontsize=8)
-ax.set(ylabel="parameters (log scale)", yscale="log",
-       title="parameters per block (blue: ResBlock, orange: attention, green: down/up, grey: other)")
+ax.set(ylabel="parameters (log scale)", yscale="log", title="parameters per block")
 fig.tight_layout()
 plt.show()
 

@@ -90,28 +90,31 @@ print("10 steps:", timesteps(schedule, 10))
 #
 # We run DDPM with 100 steps on 8 starting noises and record every step with `trajectory_viz.TrajectoryRecorder` (a
 # callback that the sampler calls after each step with the new state $x_t$ and the prediction $\hat x_0$).
-# Top row: the state $x_t$; bottom row: the network's current guess $\hat x_0$ of where it is heading. Each
-# column is one step: a column titled "t = 999 → 989" shows the guess $\hat x_0$ made at $t = 999$ and the state
-# the step moved to, $x_{989}$ ("end": the finished sample).
+# Ten steps in two pairs of rows; in each pair, top: the state $x_t$, bottom: the network's current guess
+# $\hat x_0$ of where it is heading. Each column is one step: a column titled "t = 999 → 989" shows the guess
+# $\hat x_0$ made at $t = 999$ and the state the step moved to, $x_{989}$ ("end": the finished sample).
 
 # %%
 recorder = TrajectoryRecorder(max_images=4)
 x_T = torch.randn((8, 1, 28, 28), generator=g).to(device)
 _ = sample_ddpm(model_fn, schedule, x_T=x_T, steps=100, generator=g, callback=recorder, progress=False)
-fig = show_trajectory(recorder.records, num_frames=10, n_images=4, title="DDPM, 100 steps: 4 samples, time "
-                      "flows left to right")
+fig = show_trajectory(recorder.records, num_frames=10, n_images=4, ncols=5, title="DDPM, 100 steps: 4 samples, "
+                      "time flows left to right, then on to the next pair of rows")
 plt.show()
 assert len(recorder.records) == 100 and recorder.records[-1]["t"] == 0
 
 # %% [markdown]
-# Read the bottom row from left to right. At the very first step ($t = 999$) $\hat x_0$ is salt and pepper:
-# its raw values are huge and have been clipped to $[-1, 1]$ (section 3 explains why). Soon after, $\hat x_0$
-# is a blurry average: from almost pure noise, the best guess of the clean image is "some digit, roughly here"
-# (chapter 04: the network predicts the conditional mean $\mathbb E[x_0 \mid x_t]$). Within the first half of
-# the steps (here by $t \approx 555$) the identity and rough shape of each digit are decided; the remaining
-# steps only sharpen strokes. On the way the guess can change its mind: the lower-right digit is a 3 at
-# $t = 777$ and a 1 from $t = 666$ on, and the lower-left one wavers between a 7 and a 9. The state $x_t$ (top)
-# lags behind: it is the guess plus the noise that remains at that step. The same as an animation (press play):
+# Read the $\hat x_0$ rows (second, then fourth) from left to right. At the very first step ($t = 999$)
+# $\hat x_0$ is salt and pepper: its raw values are huge and have been clipped to $[-1, 1]$ (section 3 explains
+# why). Soon after, $\hat x_0$ is a blurry average: from almost pure noise, the best guess of the clean image is
+# "some digit, roughly here" (chapter 04: the network predicts the conditional mean $\mathbb E[x_0 \mid x_t]$).
+# Within the first half of the steps (here by $t \approx 555$) the identity and rough shape of each digit are
+# decided; the remaining steps only sharpen strokes. On the way the guess can change its mind: the lower-right
+# digit is a 3 at $t = 777$ and a 1 from $t = 666$ on, and the lower-left one wavers between a 7 and a 9. The
+# state $x_t$ (first and third rows) lags behind: it is the guess plus the noise that remains at that step. The
+# same as an animation (press play). The player is JavaScript: it runs in Jupyter with a live kernel or on
+# nbviewer, but GitHub's notebook view strips its script and shows nothing here; the static figure above shows
+# the same run.
 
 # %%
 # NBVAL_IGNORE_OUTPUT

@@ -260,10 +260,11 @@ plt.show()
 assert torch.allclose(frames[-1]["maps"].sum(1), torch.ones(()), atol=1e-4)  # every pixel: 1 over the tokens
 
 # %% [markdown]
-# Now the maps of the first image, per token, at five steps from pure noise ($t = 999$) to the end. The
-# background of each panel is the model's current guess of the clean image, $\hat x_0$; the colour is how much
-# each pixel attends to that token, on **one scale for every panel** (the colour bar: 0 to the largest value
-# in any map of this run), so a hot panel is a token that is read a lot. The number in the corner is the
+# Now the maps of the first image, per token, at five steps from pure noise ($t = 999$) to the end. The first
+# column is the model's current guess of the clean image, $\hat x_0$, and its outline is drawn as white lines
+# over every map of the row; the colour is how much each pixel attends to that token, on **one scale for every
+# panel** (the colour bar: 0 to the largest value in any map of this run, dark purple to yellow), so a bright panel
+# is a token that is read a lot. The number in the corner is the
 # token's share of all attention, the map's mean over the pixels:
 
 # %%
@@ -296,8 +297,10 @@ print(f"colour scale 0 to {vmax:.2f} (the largest attention of one pixel to one 
 mass = token_mass(frames)[:, : len(tokens)]  # (steps, tokens)
 t_axis = [f["t"] for f in frames]
 fig, ax = plt.subplots(figsize=(6.5, 3.5))
+styles = [("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"), ("-", "v")]  # told apart without colour, too
 for j, tok in enumerate(tokens):
-    ax.plot(t_axis, mass[:, j], marker=".", label=tok)
+    ls, marker = styles[j % len(styles)]
+    ax.plot(t_axis, mass[:, j], ls=ls, marker=marker, ms=4, markevery=3, label=tok)
 ax.invert_xaxis()
 ax.set_xlabel("timestep t (sampling runs from left to right)")
 ax.set_ylabel("share of attention")

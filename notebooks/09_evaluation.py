@@ -36,6 +36,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib import patheffects
 
 from diffusion_lite import evaluation, metrics
 from diffusion_lite.checkpoints import load_pretrained
@@ -112,7 +113,10 @@ _, _, V = torch.linalg.svd(centred, full_matrices=False)
 xy = (centred @ V[:2].T).numpy()  # (2000, 2) first two principal components
 fig, ax = plt.subplots(figsize=(5.5, 4.5))
 sc = ax.scatter(xy[:, 0], xy[:, 1], c=pool_labels[:2000].numpy(), cmap="tab10", s=4)
-ax.legend(*sc.legend_elements(), title="digit", fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+for k in range(10):  # each digit written at the centre (median) of its cluster: readable without colour
+    ax.text(*np.median(xy[pool_labels[:2000].numpy() == k], axis=0), str(k), fontsize=13, fontweight="bold",
+            ha="center", va="center", path_effects=[patheffects.withStroke(linewidth=3, foreground="white")])
+ax.legend(*sc.legend_elements(), title="digit", fontsize=9, loc="center left", bbox_to_anchor=(1, 0.5))
 ax.set(xlabel="principal component 1", ylabel="principal component 2",
        title="Classifier features of 2000 test digits (PCA)")
 plt.show()

@@ -37,6 +37,21 @@ def test_symptoms_figure_rows_and_reference():
     plt.close(fig)
 
 
+def test_one_row_alone_is_as_tall_as_a_row_of_the_full_figure():
+    """The widget shows one variant: its loss panel must not be squashed (it was ~0.6 inch tall)."""
+    curves, samples, scores = _variants()
+    curves.update({f"bug {k}": curves["bug"] for k in range(4)})
+    samples.update({f"bug {k}": samples["bug"] for k in range(4)})
+    scores.update({f"bug {k}": 80.0 for k in range(4)})
+    heights = []
+    for names in (["bug"], None):  # one row, six rows
+        fig = symptoms_figure(TS, curves, samples, scores, names=names)
+        heights.append(fig.axes[0].get_position().height * fig.get_figheight())  # the loss panel, in inches
+        plt.close(fig)
+    assert heights[0] >= 1.5 and heights[1] >= 1.2, heights
+    assert heights[0] == pytest.approx(heights[1], rel=0.1)
+
+
 def test_a_note_replaces_a_panel_without_data_and_no_other_variant_is_drawn_there():
     curves, samples, scores = _variants()
     curves["eval only"], samples["eval only"] = [0.3, 0.05, 0.01], "samples are the working model's"

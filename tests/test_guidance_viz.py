@@ -171,6 +171,11 @@ def test_guidance_figure_shows_the_chosen_samples(grid):
     assert '"a seven", s = 3' == fig.axes[0].get_title()
     marker = fig.axes[1].get_lines()[-1]
     assert marker.get_xdata()[0] == pytest.approx(97) and marker.get_ydata()[0] == pytest.approx(4)
+    # a circle cannot pick one of several coinciding points (s = 2, 3, 5, 8 in chapter 08): the point is named
+    note = fig.axes[1].texts[-1]
+    assert note.get_text().startswith("this s = 3\n") and note.xy == pytest.approx((97, 4))
+    fig = guidance_figure(grid, rows=ROWS, scale=1.0)
+    assert fig.axes[1].texts[-1].get_text().startswith("this s = 1\n")
 
 
 def test_widget_looks_up_the_grid(grid):

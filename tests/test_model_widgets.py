@@ -103,6 +103,10 @@ def test_noise_prediction_figure_shows_each_quantity_with_its_mse(schedule, digi
     mse0 = float(noise[0].pow(2).mean())
     assert any(ttl.startswith("predicted") and f"MSE {mse0:.3g}" in ttl for ttl in titles)
     assert "t = 30" in fig._suptitle.get_text()
+    # the noise panels say which range runs black..white, and draw that range: eps = +-3 -> white / black
+    assert [ttl.split("\n")[1] for ttl in titles[2:5]] == ["(shown on [-3, 3])"] * 2 + ["(shown on [-1, 1])"]
+    np.testing.assert_array_equal(imgs[2], make_grid((noise[:1] / 3).clamp(-1, 1), padding=0))
+    np.testing.assert_array_equal(imgs[4], make_grid(-noise[:1].clamp(-1, 1), padding=0))  # eps_hat = 0
 
 
 def test_noise_prediction_widget_follows_slider(schedule, digits):

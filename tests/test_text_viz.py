@@ -89,6 +89,9 @@ def test_similarity_matrix_outlines_the_best_caption_of_each_row(gen):
     assert [(round(b.get_x() + 0.5), round(b.get_y() + 0.5)) for b in boxes] == \
         [(int(sim[i].argmax()), i) for i in range(4)]
     assert {t.get_text() for t in heat.texts} >= {f"{v:.2f}" for v in sim.flatten().tolist()}
+    # white edged with black reads on every viridis colour (red on viridis hardly does for deuteranopes)
+    assert all(to_rgb(b.get_edgecolor()) == to_rgb("white") and b.get_linewidth() >= 2 for b in boxes)
+    assert all(to_rgb(b.get_path_effects()[0]._gc["foreground"]) == to_rgb("black") for b in boxes)
     with pytest.raises(ValueError, match="captions"):
         similarity_matrix_figure(sim, torch.zeros(4, 1, 28, 28), ["a", "b"])
 
@@ -177,10 +180,31 @@ def test_pca_2d_recovers_a_plane_and_shares_axes(gen):
 
 def test_embedding_space_figure_draws_one_star_per_prompt(gen):
     img, txt = torch.randn(40, 6, generator=gen), torch.randn(3, 6, generator=gen)
-    fig = embedding_space_figure(img, torch.arange(40) % 3, txt, [0, 1, 2], ["zero", "one", "two"])
+    labels = torch.arange(40) % 3
+    fig = embedding_space_figure(img, labels, txt, [0, 1, 2], ["zero", "one", "two"])
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.texts] == ["zero", "one", "two"]
+    assert [t.get_text() for t in ax.texts] == ["0", "1", "2", "zero", "one", "two"]
     assert "%" in ax.get_xlabel() and "%" in ax.get_ylabel()
+    # each class's number sits at the median of its dots (told apart without colour)
+    (pi, _), _ = pca_2d(img, txt)
+    for c, t in enumerate(ax.texts[:3]):
+        assert t.get_position() == pytest.approx(tuple(pi[labels == c].median(0).values.tolist()))
+
+
+def test_embedding_space_figure_keeps_a_prompt_text_off_the_other_stars():
+    """Two stars side by side: the left one's text, pushed outwards (left, from the stars' centre) would be
+    fine, but the right one's text must not cover the left star; every text is clear of the other stars."""
+    img = torch.zeros(30, 3)
+    img[:, 2] = torch.linspace(-1, 1, 30)  # the dots, off to the side
+    txt = torch.tensor([[0.0, 0.0, 0.0], [0.08, -0.02, 0.0], [1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]])
+    names = ["the digit zero", "the digit four", "a", "b"]
+    fig = embedding_space_figure(img, torch.zeros(30, dtype=torch.long), txt, [0, 4, 1, 2], names)
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    stars = [ax.transData.transform(c.get_offsets()[0]) for c in ax.collections[-4:]]  # after the dots
+    texts = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
+    for i, name in enumerate(names):
+        assert not any(texts[name].contains(*p) for j, p in enumerate(stars) if j != i), name
 
 
 def test_zero_shot_by_wording_matches_zero_shot_accuracy(tiny_clip, gen):
@@ -255,10 +279,31 @@ def _frames(steps=3, L=5):
              "maps": torch.rand(2, 16, 7, 7, generator=g).softmax(1)} for i in range(steps)]
 
 
+def _maps(fig):
+    """Every attention map drawn in a figure: the images not drawn in gray (the x0_hat panels)."""
+    return [im for ax in fig.axes for im in ax.images if im.get_cmap().name != "gray"]
+
+
 def _overlays(fig):
-    """The colour limits (vmin, vmax), vmax to 6 digits, of every attention map drawn over an x0_hat."""
-    return [(ax.images[1].get_clim()[0], round(ax.images[1].get_clim()[1], 6)) for ax in fig.axes
-            if len(ax.images) == 2]
+    """The colour limits (vmin, vmax), vmax to 6 digits, of every attention map drawn under an x0_hat outline."""
+    return [(im.get_clim()[0], round(im.get_clim()[1], 6)) for im in _maps(fig)]
+
+
+def test_attention_maps_are_opaque_viridis_with_the_digit_as_an_outline():
+    """The colour bar reads true only if nothing is blended into the map: no alpha, no grey image under it,
+    a perceptually uniform colormap (not jet); the digit x0_hat is drawn as contour lines on top."""
+    frames = _frames()
+    for f in frames:  # a clear "digit": a bright bar on a black background
+        f["x0_hat"] = -torch.ones_like(f["x0_hat"])
+        f["x0_hat"][..., 8:20, 12:16] = 1
+    fig = attention_steps_figure(frames, ["<bos>", "a", "seven"], [1])
+    maps = _maps(fig)
+    assert len(maps) == 3 and all(im.get_cmap().name == "viridis" and im.get_alpha() in (None, 1) for im in maps)
+    for ax in fig.axes[1:4]:
+        assert len(ax.images) == 1, "the map alone, not drawn over a grey x0_hat"
+        assert ax.collections, "x0_hat's outline (contour lines) over the map"
+    fig = token_comparison_figure([frames, frames], ["a", "b"], [["<bos>", "a"]] * 2, 1, step=0)
+    assert [im.get_cmap().name for im in _maps(fig)] == ["viridis"] * 2
 
 
 def test_attention_steps_figure_has_one_row_per_step_and_one_column_per_token():

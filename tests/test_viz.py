@@ -127,10 +127,31 @@ def test_trajectory_frame_and_static_figure():
         show_trajectory([])
 
 
+def test_show_trajectory_wraps_frames_into_pairs_of_rows():
+    rec, _ = _records()
+    fig = show_trajectory(rec.records, num_frames=5, n_images=2, ncols=3)  # frames 0-2 in rows 0-1, 3-4 in rows 2-3
+    axes = np.array(fig.axes).reshape(4, 3)
+    steps = [rec.records[k]["t"] for k in select_frames(6, 5)]
+    assert [ax.get_title().split(" \u2192")[0] for ax in axes[[0, 0, 0, 2, 2], [0, 1, 2, 0, 1]]] == \
+        [f"t = {t}" for t in steps]
+    assert [len(ax.images) for ax in axes.flat] == [1] * 6 + [1, 1, 0] * 2  # the last pair of rows: one place empty
+    assert not axes[2, 2].axison and not axes[3, 2].axison
+    assert [ax.texts[0].get_text() for ax in axes[:, 0]] == ["$x_t$", r"$\hat{x}_0$"] * 2
+
+
 def test_animation_html_is_a_javascript_player():
     rec, _ = _records()
     html = animate_trajectory(rec.records, num_frames=3, n_images=2)
     assert "<script" in html.data and "animation" in html.data.lower()
+    # the title fits the frame (its text was clipped at both edges when it was one long line): at the default
+    # size, the leftmost and rightmost pixel columns of the title band above the images are blank
+    html = animate_trajectory(rec.records, num_frames=3, n_images=4)
+    for png in re.findall(r"data:image/png;base64,([^\"]+)\"", html.data):
+        with Image.open(io.BytesIO(base64.b64decode(png))) as im:
+            frame = np.asarray(im.convert("L"))
+        band = frame[: frame.shape[0] - 2 * trajectory_frame(rec.records[0], 4).shape[0]]  # above the images
+        assert band.shape[0] >= 20 and band.min() < 128, "a title is drawn"
+        assert band[:, :3].min() > 250 and band[:, -3:].min() > 250, "the title runs off the frame"
     frames = [np.zeros((8, 10), np.uint8), np.full((8, 10), 255, np.uint8)]
     pngs = re.findall(r"data:image/png;base64,([^\"]+)\"", animation_html(frames, scale=3).data)
     assert len(pngs) == 2

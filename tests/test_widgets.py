@@ -128,6 +128,17 @@ def test_schedule_comparison_shows_each_schedule_at_same_t(digits):
         schedule_comparison_figure(x0, noise, T=10, t_frac=1.5)
 
 
+def test_schedule_comparison_curves_differ_in_line_style_not_only_colour(digits):
+    """Orange (cosine) and green (sigmoid) look alike to red-green colour-blind readers: each kind has its own
+    line style, and the legends say which is which."""
+    x0, noise = digits
+    fig = schedule_comparison_figure(x0, noise, T=10, t_frac=0.5)
+    for ax in fig.axes[:2]:  # alpha_bar and log SNR
+        lines = {ln.get_label(): ln.get_linestyle() for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+        assert list(lines) == ["linear", "cosine", "sigmoid"] and len(set(lines.values())) == 3, lines
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == list(lines)
+
+
 def test_schedule_widget_follows_controls(digits):
     x0, noise = digits
     w = schedule_widget(x0, noise, T=100, t_frac=0.5)
