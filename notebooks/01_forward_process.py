@@ -360,6 +360,8 @@ def my_q_sample(schedule, x0, t, noise):
 
 # %% tags=["check"]
 # Check: your my_q_sample against the package's q_sample, on the batch above (one t per image)
+assert x_batch.shape == noise.shape == (16, 1, 28, 28) and t_batch.shape == (16,), "re-run the Your turn cell's batch"
+assert torch.equal(x_batch, test.images[:16]) and len(set(t_batch.tolist())) > 8, "the batch above, as handed out"
 mine, ref = my_q_sample(schedule, x_batch, t_batch, noise), q_sample(schedule, x_batch, t_batch, noise)
 assert mine.shape == ref.shape, f"my_q_sample returned shape {tuple(mine.shape)}, expected {tuple(ref.shape)}"
 torch.testing.assert_close(mine, ref, msg=lambda m: f"my_q_sample differs from q_sample:\n{m}")

@@ -473,6 +473,7 @@ my_emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)  # (4, 32)
 
 # %% tags=["check"]
 # Check 1: your my_emb against layers.timestep_embedding
+assert t_ex.tolist() == [0, 1, 250, 999], f"t_ex should be the time steps handed out, got {t_ex.tolist()}"
 ref_emb = timestep_embedding(t_ex, 32)  # (4, 32)
 assert my_emb.shape == ref_emb.shape, f"my_emb has shape {tuple(my_emb.shape)}, expected (4, 32)"
 torch.testing.assert_close(my_emb, ref_emb, rtol=1e-4, atol=1e-4,
@@ -497,6 +498,7 @@ predicted = (2 * c_in  # norm1: scale and shift per input channel
 
 # %% tags=["check"]
 # Check 2: your predicted against the parameters of a real ResBlock(16, 48, emb_dim=128)
+assert (c_in, c_out, e) == (16, 48, 128), f"the block handed out is ResBlock(16, 48, emb_dim=128), not {c_in, c_out, e}"
 actual = sum(p.numel() for p in ResBlock(c_in, c_out, e).parameters())
 assert predicted == actual, (f"{predicted:,} is not the parameter count of ResBlock(16, 48, emb_dim=128): "
                              f"{'too many' if predicted > actual else 'too few'}; count each layer's weights "

@@ -511,6 +511,7 @@ with torch.no_grad():
 
 # %% tags=["check"]
 # Check: your my_loss against diffusion_loss, which draws t, then eps, from a CPU generator seeded with 123
+assert net is pipe.unet and torch.equal(batch, x_test[:32]), "net and batch should be those handed out above"
 with torch.no_grad():
     ref = diffusion_loss(net, pipe.schedule, batch, generator=torch.Generator().manual_seed(123))
 assert abs(float(my_loss) - float(ref)) <= 1e-5 * (1 + float(ref)), (

@@ -405,6 +405,8 @@ my_x_s = ab_s.sqrt() * x0_hat + (1 - ab_s).sqrt() * eps_clipped  # eta = 0: sigm
 
 # %% tags=["check"]
 # Check 1: your x0_hat and my_x_s against sampling.ddim_step
+assert torch.equal(x0_real, test.images[:8].to(device)) and x_t.shape == (8, 1, 28, 28), "the batch handed out"
+assert t_cur.tolist() == [600] * 8 and t_next.tolist() == [400] * 8, "t_cur = 600 and t_next = 400, as handed out"
 with torch.no_grad():
     eps_ref = model_fn(x_t, t_cur)  # the network's eps_hat at t = 600
 ref_x_s, ref_x0 = ddim_step(schedule, x_t, t_cur, t_next, eps_ref, eta=0.0)
@@ -436,6 +438,7 @@ x0_rec = sample_ddim(oracle, schedule, x_T=x_T_oracle, steps=20, eta=0.0, callba
 
 # %% tags=["check"]
 # Check 2: your path against q's points at the same times, with the same noise, and your x0_rec against x0_real
+assert torch.equal(x0_real, test.images[:8].to(device)) and eps_true.shape == (8, 1, 28, 28), "the batch handed out"
 grid_ts = timesteps(schedule, 20)  # the 20 times DDIM visits, from T - 1 down to 0
 path = {s: x for s, x in my_path.items() if s != -1}  # the final sample (t_next = -1), if recorded, is x0_rec
 assert sorted(path, reverse=True) == grid_ts[1:], (
