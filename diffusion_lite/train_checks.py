@@ -82,8 +82,8 @@ def check_fit_inputs(model: torch.nn.Module, images: Any, cfg: TrainConfig, labe
         elif declared != cfg.p_uncond:
             raise ValueError(f"cond_fn drops prompts with p_uncond={declared}, cfg.p_uncond is {cfg.p_uncond}: the "
                              "checkpoint would record the wrong one; make them equal")
-    if cfg.warmup_steps >= cfg.steps and fresh:
-        warnings.warn(f"warmup_steps={cfg.warmup_steps} is not shorter than the run (steps={cfg.steps}): the "
+    if cfg.warmup_steps > cfg.steps and fresh:  # lr_at(steps - 1) = lr * steps / warmup_steps
+        warnings.warn(f"warmup_steps={cfg.warmup_steps} is longer than the run (steps={cfg.steps}): the "
                       f"learning rate never reaches lr={cfg.lr:g} (lr_at: linear warm-up, then cosine decay); "
                       "lower warmup_steps", stacklevel=caller_stacklevel())
 

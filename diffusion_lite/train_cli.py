@@ -188,8 +188,8 @@ def cmd_train(args) -> None:
         log = LogLines("train", tcfg.steps, done) if args.quiet else None  # a log file gets lines, not a bar
         with warnings.catch_warnings():  # the CLI has no --warmup-steps: a short demo run need not hear of it
             warnings.filterwarnings("ignore", message="warmup_steps=", category=UserWarning)
-            res = fit(unet, schedule, ds.images, tcfg, labels=ds.labels, cond_fn=cond_fn, run_dir=out, meta=meta,
-                      extra_tensors=extra, callback=log)
+            res = fit(unet, schedule, ds.images, tcfg, labels=ds.labels if cond_fn else None, cond_fn=cond_fn,
+                      run_dir=out, meta=meta, extra_tensors=extra, callback=log)
     except FloatingPointError as e:  # a resume keeps the run's settings, so a lower --lr needs a new run
         raise CLIError(f"{e}, with a new --out (or after deleting {out}: a run resumes with its own "
                        "settings)") from None

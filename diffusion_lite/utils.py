@@ -107,13 +107,13 @@ class LogLines:
         import time
 
         self.what, self.total, self.start, self.file = what, total, start, file
-        self.every = max(1, (total - start) // 20)
+        self.every = max(1, total // 20)  # 5% of the whole run, also when resumed (not 5% of what is left)
         self.t0, self.clock, self.losses = time.perf_counter(), time.perf_counter, []
 
     def __call__(self, info: dict) -> None:
         step = info["step"]
         self.losses.append(float(info["loss"]))
-        if (step - self.start) % self.every and step != self.total:
+        if step % self.every and step != self.total:
             return
         minutes = (self.clock() - self.t0) / 60
         left = minutes / max(1, step - self.start) * (self.total - step)

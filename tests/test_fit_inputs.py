@@ -2,6 +2,8 @@
 wrong images and labels are errors that say what was expected, a text-conditional run gets its prompt
 dropout and stores its text encoder (pipeline.text_training), and a resumed run must see the same images."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -55,9 +57,12 @@ def test_bad_labels_are_errors_and_unused_labels_a_warning(schedule):
 
 
 def test_a_run_shorter_than_its_warmup_warns(schedule):
-    with pytest.warns(UserWarning, match="warmup_steps=100 is not shorter than the run .steps=2.: the learning rate "
+    with pytest.warns(UserWarning, match="warmup_steps=100 is longer than the run .steps=2.: the learning rate "
                                          "never reaches lr=0.002"):
         fit(UNet(RGB16), schedule, rgb(), TrainConfig(steps=2, batch_size=4), progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warm-up as long as the run reaches lr at its last step: silent
+        fit(UNet(RGB16), schedule, rgb(), TrainConfig(steps=2, batch_size=4, warmup_steps=2), progress=False)
 
 
 def test_text_training_drops_prompts_stores_the_encoder_and_loads(tmp_path, mnist, schedule):
