@@ -38,8 +38,9 @@ def timesteps(schedule: Schedule, steps: int) -> list[int]:
     T = schedule.T
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= T:
         raise ValueError(f"steps must be an integer in [1, {T}], got {steps!r}")
-    # float64: a float32 grid merges neighbouring steps for T above ~5,000 (T = 10,000 and 9,999 steps gave 9,997)
-    ts = torch.linspace(T - 1, 0, steps, dtype=torch.float64).round().long().tolist()
+    ts = torch.linspace(T - 1, 0, steps).round().long().tolist()  # float32: every grid so far (seeded samples)
+    if len(set(ts)) < steps:  # float32 merges neighbouring steps for T above ~5,000 (T = 10,000, 9,999 steps: 9,997)
+        ts = torch.linspace(T - 1, 0, steps, dtype=torch.float64).round().long().tolist()
     return sorted(set(ts), reverse=True)
 
 

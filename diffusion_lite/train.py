@@ -121,8 +121,8 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     A text-conditional U-Net (cross-attention) takes its prompts from ``cond_fn``, which also drops them to the
     empty prompt with probability ``cfg.p_uncond``: pass ``labels`` and ``**pipeline.text_training(clip,
     caption_fn, cfg.p_uncond)``, which gives cond_fn, and meta and extra_tensors that store the text encoder.
-    The inputs are checked first (train_checks.py): shapes against ``model.cfg``, dtypes, labels, and that a
-    resumed run gets as many images as it was started with.
+    The inputs are checked first (train_checks.py: shapes against ``model.cfg``, dtypes, labels), and a resumed
+    run must get as many images as it was started with.
 
     The loop seeds its own generator and the global torch RNG (dropout) with ``cfg.seed``; the caller's global
     RNG state (CPU, and CUDA if initialised) is restored on return. ``model`` is returned in eval mode, as is
@@ -137,7 +137,7 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     schedule = schedule.to(device)  # else extract() copies its constants to the GPU at every step
     ckpt = Path(run_dir) / "checkpoint" if run_dir is not None else None
     fresh = ckpt is None or not ckpt.with_name("checkpoint.json").exists()
-    check_fit_inputs(model, images, cfg, labels, cond_fn, meta, fresh)
+    check_fit_inputs(model, images, cfg, labels, cond_fn, fresh)
     if ckpt is not None and fresh:
         check_text_meta(model, meta)
     if cond_fn is not None and labels is None:
@@ -169,7 +169,7 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
             conflicts += [(f"unet {k}", was[k], now[k]) for k in now if was[k] != now[k]]
         n_saved = saved["train_state"].get("n_images")  # (runs saved before 2026-12-07 did not record it)
         if n_saved is not None and n_saved != images.shape[0]:
-            conflicts.append(("images", f"{n_saved} images", f"{images.shape[0]} images"))
+            conflicts.append(("images (N)", n_saved, images.shape[0]))
         kept = {k: v for k, v in tensors.items() if not k.startswith(TRAIN_PREFIXES)}
         conflicts += [(f"extra tensor {k}", "(saved)", "(other values)") for k, v in extra_tensors.items()
                       if k in kept and not torch.equal(kept[k], v.to(kept[k].device))]

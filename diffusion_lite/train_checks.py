@@ -34,11 +34,12 @@ def check_image_range(images: torch.Tensor) -> None:
 
 
 def check_fit_inputs(model: torch.nn.Module, images: Any, cfg: TrainConfig, labels: Any, cond_fn: Any,
-                     meta: dict | None, fresh: bool) -> None:
+                     fresh: bool) -> None:
     """The checks of ``fit`` before any step: ``images`` (N, C, H, W) floats in [-1, 1] in the model's dtype and,
-    for a model with a ``cfg`` (UNet), its channels and size; ``labels`` a tensor with one entry per image; a
-    cross-attention U-Net needs a ``cond_fn`` and, for a fresh run with checkpoints, ``meta["text"]`` (else
-    checkpoints.load could not rebuild its text encoder; pipeline.text_training gives both)."""
+    for a model with a ``cfg`` (UNet), its channels and size; ``labels`` a tensor or numpy array with one entry per
+    image; a
+    cross-attention U-Net needs a ``cond_fn`` (pipeline.text_training gives one, with the meta that stores the
+    text encoder: check_text_meta)."""
     if not torch.is_tensor(images):
         numpy = isinstance(images, np.ndarray)
         hint = " (torch.from_numpy(a), then utils.from_uint8 for uint8 pixels)" if numpy else ""
@@ -61,10 +62,12 @@ def check_fit_inputs(model: torch.nn.Module, images: Any, cfg: TrainConfig, labe
     if images.dtype != dtype:
         raise ValueError(f"images are {images.dtype} but the model's parameters {dtype}: convert them "
                          f"(images.to({dtype}))")
-    if labels is not None and not (torch.is_tensor(labels) and labels.dim() >= 1 and labels.shape[0] == len(images)):
-        got = tuple(labels.shape) if torch.is_tensor(labels) else type(labels).__name__
-        raise ValueError(f"labels must be a tensor with one entry per image, ({len(images)},), got {got}; cond_fn "
-                         "turns them into the model's condition (e.g. captions)")
+    indexable = torch.is_tensor(labels) or isinstance(labels, np.ndarray)  # labels[idx] with a LongTensor idx
+    if labels is not None and not (indexable and labels.ndim >= 1 and labels.shape[0] == len(images)):
+        got = tuple(labels.shape) if indexable else type(labels).__name__
+        raise ValueError(f"labels must be a tensor or numpy array with one entry per image, ({len(images)},), got "
+                         f"{got}; cond_fn gets labels[idx] for each batch (class ids, or e.g. a numpy array of "
+                         "captions) and turns them into the model's condition")
     if labels is not None and cond_fn is None:
         warnings.warn("labels are only passed to cond_fn, and there is none: they are unused (the model trains "
                       "unconditionally)", stacklevel=caller_stacklevel())
@@ -78,7 +81,8 @@ def check_fit_inputs(model: torch.nn.Module, images: Any, cfg: TrainConfig, labe
         if declared is None:
             warnings.warn(f"cond_fn does not say how often it drops the prompt (no cond_fn.p_uncond); the run records "
                           f"p_uncond={cfg.p_uncond}, and guidance needs the empty prompt's branch: "
-                          "pipeline.text_cond_fn drops prompts with its p_uncond", stacklevel=caller_stacklevel())
+                          "pipeline.text_cond_fn drops prompts with its p_uncond (a cond_fn of your own that does: "
+                          "set cond_fn.p_uncond = cfg.p_uncond)", stacklevel=caller_stacklevel())
         elif declared != cfg.p_uncond:
             raise ValueError(f"cond_fn drops prompts with p_uncond={declared}, cfg.p_uncond is {cfg.p_uncond}: the "
                              "checkpoint would record the wrong one; make them equal")
@@ -89,9 +93,11 @@ def check_fit_inputs(model: torch.nn.Module, images: Any, cfg: TrainConfig, labe
 
 
 def check_text_meta(model: torch.nn.Module, meta: dict | None) -> None:
-    """A fresh text-conditional run with checkpoints must store its text encoder (``meta["text"]`` and
-    ``extra_tensors`` "text.*"), or checkpoints.load refuses the run afterwards."""
+    """A fresh text-conditional run with checkpoints that does not store its text encoder (``meta["text"]`` and
+    ``extra_tensors`` "text.*") is a warning: checkpoints.load cannot rebuild it (a run conditioned on something
+    else than a CLIPModel, e.g. class tokens or a Hugging Face encoder, loads it with code of its own)."""
     if getattr(getattr(model, "cfg", None), "context_dim", None) is not None and not (meta or {}).get("text"):
-        raise ValueError("a text-conditional run must store its text encoder, or checkpoints.load cannot rebuild it: "
-                         "pass meta and extra_tensors from pipeline.text_training(clip, caption_fn, cfg.p_uncond) "
-                         "(fit(..., **pipeline.text_training(...)))")
+        warnings.warn("this text-conditional run does not store its text encoder, so checkpoints.load will not "
+                      "rebuild it: for a CLIPModel pass meta and extra_tensors from pipeline.text_training(clip, "
+                      "caption_fn, cfg.p_uncond) (fit(..., **pipeline.text_training(...)))",
+                      stacklevel=caller_stacklevel())

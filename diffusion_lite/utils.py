@@ -17,7 +17,10 @@ def get_device(preferred: str | None = None) -> torch.device:
     Called only by scripts, the CLI and notebooks; library code follows its inputs' device.
     """
     if preferred not in (None, "", "auto"):
-        return check_device(preferred)
+        dev = check_device(preferred, " (CLI: --device cpu)")
+        if dev.type not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"unknown device {preferred!r}; expected cpu, cuda[:N] or mps")
+        return dev
     if torch.cuda.is_available():
         return torch.device("cuda")
     if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
@@ -25,22 +28,20 @@ def get_device(preferred: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def check_device(preferred: str | torch.device) -> torch.device:
-    """``preferred`` as a torch.device, or a ValueError that says why it cannot be used here."""
-    preferred = str(preferred)
+def check_device(preferred: str | int | torch.device, hint: str = "") -> torch.device:
+    """``preferred`` as torch.device reads it (an int is a CUDA index), or a ValueError that says why a CUDA or MPS
+    device cannot be used here; other device types are left to torch."""
     try:
-        dev = torch.device(preferred)
-    except RuntimeError:  # e.g. "gpu", "CUDA", "cuda:x"
+        dev = preferred if isinstance(preferred, torch.device) else torch.device(preferred)
+    except (RuntimeError, TypeError):  # e.g. "gpu", "CUDA", "cuda:x"
         raise ValueError(f"unknown device {preferred!r}; expected cpu, cuda[:N] or mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {preferred!r} requested but CUDA is not available; use 'cpu' (CLI: --device cpu)")
+        raise ValueError(f"device {preferred!r} requested but CUDA is not available; use 'cpu'{hint}")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise ValueError(f"device {preferred!r} requested but this machine has {torch.cuda.device_count()} "
                          f"GPU(s): cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ValueError(f"device {preferred!r} requested but MPS is not available; use 'cpu' (CLI: --device cpu)")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unknown device {preferred!r}; expected cpu, cuda[:N] or mps")
+        raise ValueError(f"device {preferred!r} requested but MPS is not available; use 'cpu'{hint}")
     return dev
 
 

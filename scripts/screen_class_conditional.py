@@ -19,6 +19,7 @@ import argparse
 import datetime
 import json
 import time
+import warnings
 
 import torch
 
@@ -77,6 +78,7 @@ def train(args) -> None:
         ctx, mask = one_hot(torch.where(drop, NULL, labels))
         return {"context": ctx, "context_mask": mask}
 
+    cond_fn.p_uncond = cfg.p_uncond  # what fit checks against cfg.p_uncond
     deadline = time.time() + 60 * args.minutes
 
     def callback(info):
@@ -85,8 +87,10 @@ def train(args) -> None:
 
     meta = {"screen": "class-conditional", "unet": unet_config().to_dict()}  # fit records the TrainConfig itself
     try:
-        out = fit(unet, schedule, ds.images, cfg, labels=ds.labels, cond_fn=cond_fn, run_dir=args.run, meta=meta,
-                  callback=callback)
+        with warnings.catch_warnings():  # its class tokens are no CLIPModel: the eval step below loads the run
+            warnings.filterwarnings("ignore", message="this text-conditional run does not store its text encoder")
+            out = fit(unet, schedule, ds.images, cfg, labels=ds.labels, cond_fn=cond_fn, run_dir=args.run, meta=meta,
+                      callback=callback)
         print(f"done: {out['step']} steps, {out['seconds'] / 60:.1f} min, {out['images_per_s']:.0f} images/s")
     except KeyboardInterrupt:
         print("wall-time budget reached")

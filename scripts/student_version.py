@@ -1,6 +1,6 @@
 """Write students' copies of the course chapters: the exercises' solutions removed, everything else kept.
 
-    python scripts/student_version.py --out ../student         # every chapter -> ../student/
+    python scripts/student_version.py                          # every chapter -> student/ next to the repository
     python scripts/student_version.py --out /tmp/class 03 05   # chapters whose file name starts with 03 or 05
     python scripts/student_version.py --py notebooks/02_noise_schedules.ipynb   # also write the .py twin
 
@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                                  epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     ap.add_argument("notebooks", nargs="*",
                     help="chapters: .ipynb paths, their .py twins or file-name prefixes (default: every chapter)")
-    ap.add_argument("--out", default="student", help="folder for the copies (default: ./student)")
+    ap.add_argument("--out", default=str(ROOT.parent / "student"),
+                    help="folder for the copies (default: student/ next to the repository, outside it)")
     ap.add_argument("--py", action="store_true", help="also write each copy's jupytext py:percent twin")
     ap.add_argument("--drop", action="store_true",
                     help="remove solution cells entirely instead of leaving a 'solution removed' note")
