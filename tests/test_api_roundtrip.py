@@ -2,6 +2,7 @@
 (prediction, text encoder), and arguments the pipeline would silently ignore are errors."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -205,3 +206,18 @@ def test_a_compiled_unet_saves_a_loadable_checkpoint(tmp_path, schedule):
     pipe.save(tmp_path / "c")
     got = load(tmp_path / "c").sample(n=2, generator=torch.Generator().manual_seed(0), **S)
     assert torch.equal(got, want)
+
+
+def test_the_readme_own_images_example_runs(tmp_path, monkeypatch):
+    """README's "Training on your own images" block, run as written on 8 random 16x16 RGB images, with the run
+    shortened (steps=2000 -> 2) so that it takes a second."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = re.search(r"Training on your own images.*?```python\n(.*?)```", readme, re.S).group(1)
+    assert "steps=2000, batch_size=64" in block
+    code = block.replace("steps=2000, batch_size=64", "steps=2, batch_size=4, warmup_steps=1")
+    monkeypatch.chdir(tmp_path)
+    scope = {"torch": torch, "images": torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["samples"].shape == (16, 3, 16, 16) and (tmp_path / "runs" / "mine" / "checkpoint.json").exists()
