@@ -37,9 +37,8 @@ def check_fit_inputs(model: torch.nn.Module, images: Any, cfg: TrainConfig, labe
                      fresh: bool) -> None:
     """The checks of ``fit`` before any step: ``images`` (N, C, H, W) floats in [-1, 1] in the model's dtype and,
     for a model with a ``cfg`` (UNet), its channels and size; ``labels`` a tensor or numpy array with one entry per
-    image; a
-    cross-attention U-Net needs a ``cond_fn`` (pipeline.text_training gives one, with the meta that stores the
-    text encoder: check_text_meta)."""
+    image; a cross-attention U-Net needs a ``cond_fn`` (pipeline.text_training gives one, with the meta that
+    stores the text encoder: check_text_meta)."""
     if not torch.is_tensor(images):
         numpy = isinstance(images, np.ndarray)
         hint = " (torch.from_numpy(a), then utils.from_uint8 for uint8 pixels)" if numpy else ""
