@@ -318,7 +318,7 @@ symptoms_widget(ts, fig_curves, fig_samples, fig_scores)
 # `= {"A": name, ..., "D": name}`. Write them in the "Your turn" cell and run it, then run the **check** cell
 # below the collapsed solution. It passes `diagnosis` to `check_diagnosis`, which compares it with a SHA-256 hash
 # of the right answer, so it says whether all four are right without telling you which are; and it checks that
-# `diagnose` finds each curve of this chapter under its own name.
+# `diagnose` finds each curve of this chapter under its own name, and that `diagnosis` is what `diagnose` says.
 # Skip the collapsed cell unless you want to see a solution: running it replaces your `diagnose` and
 # `diagnosis` with the solution's.
 
@@ -377,6 +377,8 @@ for name in curves:  # each curve of this chapter finds itself, or a variant wit
     assert diagnose(curves[name]) in same, (
         f"diagnose(curves[{name!r}]) returned {diagnose(curves[name])!r}, expected {' or '.join(map(repr, same))}")
 assert sorted(diagnosis) == list("ABCD"), f"diagnosis needs the keys A, B, C, D, got {sorted(diagnosis)}"
+assert diagnosis == {letter: diagnose(curve) for letter, curve in mystery.items()}, (
+    "diagnosis should be what your diagnose says of each mystery curve")
 assert check_diagnosis(diagnosis), "not all four of A-D are named correctly (the hash does not say which)"
 assert not check_diagnosis({**diagnosis, "A": diagnosis["B"], "B": diagnosis["A"]})  # two swapped: rejected
 print("diagnosis of A-D: all four correct")
