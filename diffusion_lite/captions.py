@@ -88,6 +88,8 @@ _SILENT = ("regular", "medium")  # middle words left out of captions ("a regular
 def _caption(noun: str, words: list[str], template: str, determiner: str,
              generator: torch.Generator | None) -> str:
     """words: canonical attribute words in _IN_CAPTIONS order; synonyms are drawn here."""
+    if "written by hand" in template and noun.startswith("handwritten "):
+        noun = noun.removeprefix("handwritten ")  # not "a handwritten 7 written by hand"; no extra random draw
     pre = [_pick(SYNONYMS.get(w, (w,)), generator) for w in words if w not in _POST_NOUN]
     post = [_pick(SYNONYMS.get(w, (w,)), generator) for w in words if w in _POST_NOUN]
     np_ = " ".join([determiner, *pre, noun, *post]).strip()

@@ -89,8 +89,17 @@ class Tokenizer:
         """What to do about ``unknown`` words: (likely typos and a note on punctuation, the vocabulary)."""
         marks = [w for w in unknown if not any(c.isalnum() for c in w)]
         words = self.vocab[len(SPECIALS):]
-        close = {w: m[0] for w in unknown if w not in marks and (m := difflib.get_close_matches(w, words, 1, 0.75))}
-        typos = ", ".join(f"{m!r} for {w!r}" for w, m in close.items())
+        close = {}
+        for w in unknown:
+            # two words run together come first: 'ankleboot' -> 'ankle boot', 'tshirt' -> 't-shirt' (a one-letter
+            # first half takes a hyphen, as in 'x-ray'), not the nearest single word 'shirt' (another class)
+            halves = [(w[:i], w[i:]) for i in range(1, len(w)) if w[:i] in self.index and w[i:] in self.index]
+            if halves:
+                a, b = halves[0]
+                close[w] = repr(f"{a}-{b}" if len(a) == 1 and "-" in self.index else f"{a} {b}")
+            elif w not in marks and (m := difflib.get_close_matches(w, words, 1, 0.75)):
+                close[w] = repr(m[0])
+        typos = ", ".join(f"{m} for {w!r}" for w, m in close.items())
         shown = " ".join(words) if len(words) <= 80 else " ".join(words[:80]) + " ... (all: tokenizer.vocab)"
         return ((f"; did you mean {typos}?" if close else "")
                 + (f"; punctuation ({' '.join(marks)}) is not in the vocabulary: leave it out" if marks else ""),

@@ -118,6 +118,8 @@ def test_captions_name_the_class(mnist_test):
     for cap, y in zip(caps, mnist_test.labels.tolist()):
         words = split_words(cap)
         assert str(y) in words or C.class_names("mnist")[y] in words, cap
+    by_hand = [c for c in caps if "written by hand" in c]
+    assert by_hand and not any("handwritten" in c for c in by_hand)  # never "a handwritten 7 written by hand"
 
 
 def test_caption_attributes_agree_with_the_measurement(mnist_test):
@@ -250,6 +252,9 @@ def test_unknown_word_messages_say_what_the_vocabulary_holds(tok):
     with pytest.warns(UserWarning, match="did you mean 'handwritten' for 'handwriten', 'seven' for 'sevn'"):
         tok.encode(["a handwriten sevn"])  # likely typos get a suggestion; 'please' above has none
     assert "did you mean" not in message
+    fashion = Tokenizer(C.all_vocabulary("fashion-mnist"))
+    with pytest.warns(UserWarning, match="did you mean 't-shirt' for 'tshirt', 'ankle boot' for 'ankleboot'"):
+        fashion.encode(["a tshirt", "an ankleboot"])  # not 'shirt' (another class) for 'tshirt'
     with pytest.raises(ValueError, match=r"\['please'\] not in the .*vocabulary; rephrase.*; the vocabulary: .* seven"):
         tok.encode(["a seven please"], on_unknown="error")
 
