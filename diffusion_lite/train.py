@@ -143,17 +143,9 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     if cond_fn is not None and labels is None:
         raise ValueError("cond_fn needs labels (one per image)")
     extra_tensors, kept = dict(extra_tensors or {}), None
-    gen = torch.Generator().manual_seed(cfg.seed)  # CPU generator: batches, t, eps, prompt dropout
-    torch.manual_seed(cfg.seed)
-    if cfg.channels_last:  # before the EMA copy and the optimizer state, whose foreach updates need one layout
-        model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
-    history: list[tuple[int, float]] = []
-    step, seconds, running = 0, 0.0, None
-
     if ckpt is not None:
         check_resumable(ckpt, "choose another run_dir")
+    saved = None
     if ckpt is not None and ckpt.with_name("checkpoint.json").exists():
         tensors, saved = load_checkpoint(ckpt, "cpu")  # load_state_dict copies to the model's device; AdamW's
         # step counts must stay on the CPU (on a GPU, AdamW reads them back with .item() every step)
@@ -178,6 +170,16 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
                              + "; ".join(f"{k}: saved {a!r}, requested {b!r}" for k, a, b in conflicts)
                              + f". Pass the run's settings (only {', '.join(RESUME_MAY_CHANGE)} may change), "
                              "or another run_dir to start afresh")
+    gen = torch.Generator().manual_seed(cfg.seed)  # CPU generator: batches, t, eps, prompt dropout
+    torch.manual_seed(cfg.seed)
+    if cfg.channels_last:  # before the EMA copy and the optimizer state, whose foreach updates need one layout
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
+    history: list[tuple[int, float]] = []
+    step, seconds, running = 0, 0.0, None
+
+    if saved is not None:  # resume, the settings being the same (checked above, before the model was touched)
         meta = {**{k: v for k, v in saved.items() if k not in RESERVED_META}, **run_meta(model, schedule, cfg, meta)}
         load_state_strict(model, split_prefix(tensors, "train_unet"), "resume (model)")
         load_state_strict(ema.model, split_prefix(tensors, "unet"), "resume (EMA)")

@@ -115,8 +115,14 @@ def test_text_runs_without_what_they_need_are_refused_or_warned_before_training(
 
 def test_resuming_with_other_images_or_another_unet_names_what_differs(tmp_path, schedule):
     fit(UNet(RGB16), schedule, rgb(8), CFG, run_dir=tmp_path, progress=False)
+    mine = UNet(RGB16)
+    before = {k: v.clone() for k, v in mine.state_dict().items()}
+    rng = torch.get_rng_state()
     with pytest.raises(ValueError, match=r"images \(N\): saved 8, requested 5"):
-        fit(UNet(RGB16), schedule, rgb(5), CFG.replace(steps=3), run_dir=tmp_path, progress=False)
+        fit(mine, schedule, rgb(5), CFG.replace(steps=3, channels_last=True), run_dir=tmp_path, progress=False)
+    # a refused resume leaves the caller's model and the global RNG as they were (no layout change, no reseed)
+    assert all(torch.equal(v, before[k]) and v.is_contiguous() for k, v in mine.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), rng)
     with pytest.raises(ValueError, match=r"unet base_channels: saved 8, requested 16\. Pass") as e:
         fit(UNet(RGB16.replace(base_channels=16)), schedule, rgb(8), CFG.replace(steps=3), run_dir=tmp_path,
             progress=False)
