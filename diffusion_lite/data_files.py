@@ -65,12 +65,37 @@ def verify_checksums(files: list[Path]) -> None:
                                            f"{expected[p.name]}; restore it (e.g. `git checkout -- {p}`)")
 
 
+# The only globals a CIFAR-10 batch refers to: numpy arrays (numpy 1's and numpy 2's module names; for files
+# re-pickled by Python 3, protocol 2's _codecs.encode for bytes and protocol 5's _frombuffer). A pickle can name
+# any function and have it called while loading, so no other is looked up.
+_NUMPY_GLOBALS = {(m, n) for core in ("numpy.core", "numpy._core")
+                  for m, n in ((f"{core}.multiarray", "_reconstruct"), (f"{core}.multiarray", "scalar"),
+                               (f"{core}.numeric", "_frombuffer"))} | {("numpy", "ndarray"), ("numpy", "dtype"),
+                                                                       ("_codecs", "encode")}
+
+
+class _Forbidden(Exception):
+    pass
+
+
+class _DataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _NUMPY_GLOBALS:
+            raise _Forbidden(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def _unpickle(path) -> object:
     """The object in a pickle file (CIFAR-10's format); DatasetChecksumError naming the file if it is cut short
-    or not a pickle (a damaged pickle fails in many ways, so every error of decoding it is one)."""
+    or not a pickle (a damaged pickle fails in many ways, so every error of decoding it is one), or if it names a
+    global other than numpy's array builders: such a file is not CIFAR-10, and loading it could run code."""
     with open(path, "rb") as f:
         try:
-            return pickle.load(f, encoding="latin1")
+            return _DataUnpickler(f, encoding="latin1").load()
+        except _Forbidden as e:
+            raise DatasetChecksumError(f"{path} is not a CIFAR-10 batch: it refers to {e}, and a dataset file holds "
+                                       "only numpy arrays, lists and strings; not loaded (unpickling it could run "
+                                       f"code). {REFETCH}") from None
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
                 ImportError) as e:  # EOFError: empty; UnpicklingError: cut short; others: random bytes
             raise _damaged(path, f"not a complete pickle: {type(e).__name__}: {e}") from e

@@ -264,6 +264,29 @@ def test_cifar10_pickled_with_bytes_keys(isolated):
         load_dataset("cifar10", "test", root=isolated / "root")
 
 
+def test_cifar10_in_python2s_numpy1_format_loads_and_a_pickle_naming_code_does_not_run(isolated, tmp_path):
+    """The real files were pickled by Python 2 with numpy 1 (numpy.core.multiarray, byte strings); a file that
+    names any other global (here os.system) is refused before it is called."""
+    import os
+
+    folder = isolated / "root" / "cifar-10-batches-py"
+    batches = _write_cifar(folder, np.random.default_rng(3))
+    x, y = batches["test_batch"]
+    old = pickle.dumps({"batch_label": "t", "data": x, "labels": y}, protocol=2)
+    (folder / "test_batch").write_bytes(old.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    assert load_dataset("cifar10", "test", root=isolated / "root").labels.tolist() == y
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    (folder / "test_batch").write_bytes(pickle.dumps({"data": Payload(), "labels": y}))
+    with pytest.raises(DatasetChecksumError, match=r"test_batch is not a CIFAR-10 batch: it refers to \w+\.system"):
+        load_dataset("cifar10", "test", root=isolated / "root")
+    assert not marker.exists()
+
+
 def test_cifar10_missing_batch_and_wrong_meta(isolated):
     rng = np.random.default_rng(1)
     _write_cifar(isolated / "a" / "cifar10", rng, n_train=(2, 2, 2, 2))  # no data_batch_5
