@@ -18,7 +18,7 @@
 # * Measure the speed/quality trade-off with FID in a classifier's feature space, next to the real-vs-real floor.
 #
 # You need chapters 01 (the forward process) and 04 (what the trained network predicts). Section 5 introduces
-# FID briefly; chapter 09 explains it in depth, and you do not need it here.
+# FID briefly; chapter 09 explains it in depth, and you do not need chapter 09 for this one.
 
 # %%
 import inspect
@@ -77,7 +77,11 @@ print(inspect.getsource(ddpm_step))
 # %% [markdown]
 # Two remarks on the code. `_x0_and_eps` computes $\hat x_0$ and optionally *clips* it (section 3). And it
 # allows **jumps**: going from $t$ straight to an earlier $t'$ with the posterior between those two steps
-# ("respacing", Nichol & Dhariwal 2021), so we can sample with 100 of the 1,000 steps. All samplers here use
+# ("respacing", Nichol & Dhariwal 2021), so we can sample with 100 of the 1,000 steps. For a jump the formulas
+# above hold with $\beta_t$ replaced by $1 - \bar\alpha_t/\bar\alpha_{t'}$, $\alpha_t$ by
+# $\bar\alpha_t/\bar\alpha_{t'}$ and $\bar\alpha_{t-1}$ by $\bar\alpha_{t'}$ (the code's
+# `beta = 1 - ab_t / ab_prev`). (The schedule printed above also lists `beta_start` and `beta_end`: they
+# belong to the linear schedule, and the cosine one ignores them.) All samplers here use
 # `sampling.timesteps(schedule, steps)`, an evenly spaced grid from $T-1$ down to 0:
 
 # %%
@@ -88,8 +92,9 @@ print("10 steps:", timesteps(schedule, 10))
 # %% [markdown]
 # ## 2. Watching a sample being made
 #
-# We run DDPM with 100 steps on 8 starting noises and record every step with `trajectory_viz.TrajectoryRecorder` (a
-# callback that the sampler calls after each step with the new state $x_t$ and the prediction $\hat x_0$).
+# We run DDPM with 100 steps on 8 starting noises (section 4 reuses them) and record every step of the first
+# 4 with `trajectory_viz.TrajectoryRecorder` (a callback that the sampler calls after each step with the new
+# state $x_t$ and the prediction $\hat x_0$).
 # Ten steps in two pairs of rows; in each pair, top: the state $x_t$, bottom: the network's current guess
 # $\hat x_0$ of where it is heading. Each column is one step: a column titled "t = 999 → 989" shows the guess
 # $\hat x_0$ made at $t = 999$ and the state the step moved to, $x_{989}$ ("end": the finished sample).
@@ -228,7 +233,8 @@ assert runs[False][0].abs().max() > 10 * runs[True][0].abs().max()
 # could be many very different things. DDIM does not try to *sample* that many-peaked distribution in one go.
 # Each step asks the network afresh for $\hat x_0$ given the current image and moves the image a deterministic
 # distance along the path that the marginals define; with $\eta = 0$ this is a discretisation of an ordinary
-# differential equation (the "probability-flow ODE", Song et al. 2021), and the choice between the digits is
+# differential equation (the "probability-flow ODE" of Song, Sohl-Dickstein, Kingma, Kumar, Ermon & Poole
+# 2021), and the choice between the digits is
 # made gradually, over many such moves. Large steps therefore only add approximation error (the path is
 # followed less exactly); they do not force a single Gaussian onto a distribution with many peaks. Section 5
 # measures what that error costs at 5, 10, 25 and 50 steps.
@@ -346,10 +352,11 @@ assert all(f > floor for f in fids.values())
 # * **More steps, better samples, with diminishing returns.** DDIM improves a lot from 5 to 10 to 25 steps and
 #   much less after that. Five steps give blobs with the layout of a digit, ten steps many recognisable ones:
 #   the deterministic sampler takes large steps gracefully.
-# * **At 50 steps, DDPM and DDIM are close for this model** (both under twice the floor, DDPM slightly ahead):
-#   the fresh noise of the stochastic sampler corrects some errors of a briefly trained network, as section 4
-#   suggested. (An earlier, shorter-trained version of this model showed a much wider gap, about 3 against 8
-#   times the floor: the worse the network, the more the stochastic sampler's corrections matter.)
+# * **At 50 steps, DDPM and DDIM cannot be told apart for this model at $n = 200$** (both under twice the
+#   floor; their gap is smaller than the 10-20% that another draw moves them). Section 4's idea, that the fresh
+#   noise of the stochastic sampler corrects some errors of an imperfect network, is a hypothesis this run
+#   cannot test; the `DIFFUSION_LITE_FULL=1` run with 1,000 samples per point can. (An earlier, shorter-trained
+#   version of this model showed a much wider gap, about 3 against 8 times the floor, in DDPM's favour.)
 # * The floor is not 0: even two sets of real digits differ at $n = 200$. Compare every FID to it, and only
 #   compare FIDs computed with the same feature extractor and the same $n$.
 #
@@ -464,8 +471,8 @@ print(f"oracle DDIM stayed on the forward path at {len(path)} intermediate steps
 # * **DDIM** reuses the same network for a non-Markovian process: with $\eta = 0$ sampling is deterministic and
 #   works with few steps; $\eta = 1$ recovers DDPM's stochastic step.
 # * **Speed vs quality**: FID falls quickly with the first steps and then flattens; for the shipped model,
-#   DDPM and DDIM at 50 steps are close (both under twice the floor; DDPM's fresh noise corrects some of the
-#   network's errors, which section 4 suggested matters more for a less trained one). Report FID with its
+#   DDPM and DDIM at 50 steps are indistinguishable at $n = 200$ (both under twice the floor; whether DDPM's
+#   fresh noise corrects a less trained network's errors needs more samples to tell). Report FID with its
 #   sample count and next to the real-vs-real floor.
 # * Next: chapter 06 trains a text encoder (CLIP), the first ingredient of text-to-image generation.
 #
@@ -476,6 +483,8 @@ print(f"oracle DDIM stayed on the forward path at {len(path)} intermediate steps
 #   Thermodynamics".
 # * Feller 1949, "On the Theory of Stochastic Processes, with Particular Reference to Applications".
 # * Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models" (eqs. 12 and 16).
+# * Song, Sohl-Dickstein, Kingma, Kumar, Ermon & Poole 2021, "Score-Based Generative Modeling through Stochastic
+#   Differential Equations" (the probability-flow ODE).
 # * Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models" (respacing, the cosine schedule).
 # * Saharia et al. 2022, "Photorealistic Text-to-Image Diffusion Models with Deep Language Understanding"
 #   (Imagen; dynamic thresholding).

@@ -93,6 +93,9 @@ print("mask:", mask.int().tolist())
 # Cross-attention (Rombach et al. 2022, sec. 3.3) is the attention of [chapter 03](03_unet.ipynb) with its
 # inputs split:
 #
+# The image features $X$ have $C$ channels per pixel; with $h$ **heads**, $Q$, $K$ and $V$ are cut into $h$
+# slices of width $d = C/h$, and the formula below holds for each head on its own slice:
+#
 # $$\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{Q K^\top}{\sqrt d}\right) V,\qquad
 # Q = X\, W_Q,\quad K = Z\, W_K,\quad V = Z\, W_V .$$
 #
@@ -105,8 +108,9 @@ print("mask:", mask.int().tolist())
 #
 # The attention matrix $A = \mathrm{softmax}(QK^\top/\sqrt d)$ has one row per pixel and one column per
 # token; each row is a probability distribution over the $L$ tokens. The output for a pixel is the weighted
-# mix of the token values, $(N, d)$, added back to the image features through a residual connection. With $h$
-# heads the channels are split into $h$ groups of $d = C/h$, each with its own $A$. Self-attention is the
+# mix of the token values, $(N, d)$ per head. The $h$ heads, each with its own $A$, are joined back to $C$
+# channels and added to the image features through a residual connection. (In the code $W_Q$ is one
+# $C \times C$ matrix, `self.q`, whose output is split into the heads after the projection.) Self-attention is the
 # special case where keys and values come from the image as well.
 #
 # The package's attention function, shared by self- and cross-attention:
@@ -241,7 +245,9 @@ print(f"cross-attention parameters: {xattn_params:,} of {pipe.unet.num_parameter
 #
 # `capture_attention()` records every layer call, so during sampling it collects, at every step, one
 # $(2B, h, N, L)$ matrix per layer: classifier-free guidance (chapter 08) runs the prompt and the empty
-# prompt as one batch of $2B$, and the first $B$ rows belong to the prompt. `token_maps` keeps those rows,
+# prompt as one batch of $2B$, and the first $B$ rows belong to the prompt. (The sampler then mixes the two
+# noise predictions, $\hat\epsilon = \hat\epsilon(\varnothing) + s\,(\hat\epsilon(\text{prompt}) -
+# \hat\epsilon(\varnothing))$, with guidance scale $s = 3$ below; chapter 08 explains why.) `token_maps` keeps those rows,
 # averages over the heads and the four layers and reshapes to $(B, L, 7, 7)$; `sample_with_attention` does
 # this after every step:
 
@@ -262,7 +268,7 @@ assert torch.allclose(frames[-1]["maps"].sum(1), torch.ones(()), atol=1e-4)  # e
 # %% [markdown]
 # Now the maps of the first image, per token, at five steps from pure noise ($t = 999$) to the end. The first
 # column is the model's current guess of the clean image, $\hat x_0$, and its outline is drawn as white lines
-# over every map of the row; the colour is how much each pixel attends to that token, on **one scale for every
+# over every map of the row (at $t = 999$ the guess is still noise, so the first row's outline means nothing); the colour is how much each pixel attends to that token, on **one scale for every
 # panel** (the colour bar: 0 to the largest value in any map of this run, dark purple to yellow), so a bright panel
 # is a token that is read a lot. The number in the corner is the
 # token's share of all attention, the map's mean over the pixels:
@@ -285,8 +291,9 @@ print(f"colour scale 0 to {vmax:.2f} (the largest attention of one pixel to one 
 #   needed here": a *sink* that lets a pixel take (almost) nothing from the prompt, as the first tokens do
 #   in large transformers too (Xiao et al. 2024). Late steps only refine strokes; the prompt has done its
 #   work.
-# - The attribute word "thick" keeps a small share that grows as the strokes form, spread over the digit:
-#   thickness is a property of every stroke, not of one place.
+# - The attribute word "thick" keeps a small share that grows as the strokes form, spread over the whole
+#   image, only a little more on the digit than off it: thickness is a property of every stroke, not of one
+#   place.
 # - The maps are coarse, $7 \times 7$ upsampled to $28 \times 28$: each map pixel covers a $4 \times 4$
 #   block of the image.
 #
@@ -325,7 +332,8 @@ attention_widget(frames, tokens)
 # ## 6. Change one word, keep the seed
 #
 # Fix the starting noise $x_T$ and change a single word. The sampler is deterministic (DDIM with
-# $\eta = 0$), so any difference comes from the word alone. Six seeds, four prompts:
+# $\eta = 0$), so any difference comes from the word alone. Six starting noises (the columns;
+# "per seed" below), four prompts:
 
 # %%
 n_seeds = 8 if FULL else 6
@@ -374,8 +382,9 @@ plt.show()
 
 # %% [markdown]
 # On one colour scale for both maps: "thick" is read much more than "thin" at this step (12% of all attention
-# against 4%, in the titles), and neither at one spot: "thick" mostly on and around the stroke, "thin" a
-# little, in the background around the stroke and hardly on it. Their maps differ even though $x_T$ is the
+# against 4%, in the titles), and neither at one spot: "thick" almost evenly over the whole image, background
+# included (per pixel, about as much off the stroke as on it), "thin" a little, in the background around the
+# stroke and hardly on it. Their maps differ even though $x_T$ is the
 # same: by the middle step the pixels themselves differ (a thick stroke is under way in one image, a thin one in
 # the other), so they ask different questions. An attention map shows where a word is *read*; it is not a
 # segmentation of what the word produced.
