@@ -16,6 +16,7 @@ Pixels map to [-1, 1] by ``x / 127.5 - 1`` (as ``utils.from_uint8``).
 
 from __future__ import annotations
 
+import difflib
 import os
 import warnings
 from dataclasses import dataclass
@@ -116,7 +117,9 @@ def dataset_info(name: str) -> DatasetInfo:
     if name not in DATASETS:
         key = str(name).lower().replace("_", "-").replace(" ", "-")
         close = [n for n in DATASETS if n == key or n.replace("-", "") == key.replace("-", "")]
-        hint = f" (did you mean {close[0]!r}? names are lower case)" if close else ""
+        typo = difflib.get_close_matches(key, list(DATASETS), 1, 0.8)  # "fashon-mnist"
+        hint = (f" (did you mean {close[0]!r}? names are lower case)" if close
+                else f" (did you mean {typo[0]!r}?)" if typo else "")
         raise ValueError(f"unknown dataset {name!r}{hint}; expected one of {sorted(DATASETS)}")
     return DATASETS[name]
 

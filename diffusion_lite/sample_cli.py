@@ -5,6 +5,7 @@ guidance options that ``evaluate`` shares (registered by cli.build_parser)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -25,9 +26,10 @@ def _read_prompts(args) -> list[str] | None:
             text = p.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark (Windows editors) is not a word
         except UnicodeDecodeError as e:
             raise CLIError(f"prompts file {p} is not UTF-8 text ({e.reason} at byte {e.start})") from None
-        from_file = [line.strip() for line in text.splitlines() if line.strip()]
+        from_file = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
         if not from_file:
-            raise CLIError(f"prompts file {p} has no prompts (expected one prompt per line)")
+            raise CLIError(f"prompts file {p} has no prompts (expected one prompt per line; blank lines and lines "
+                           "starting with # are skipped)")
         prompts += from_file
     return prompts or None
 
@@ -38,6 +40,7 @@ def cmd_sample(args) -> None:
 
     from .checkpoints import load
     from .files import atomic_write
+    from .pipeline import DEFAULT_GUIDANCE
     from .utils import randn, to_uint8
     from .viz import save_grid
 
@@ -53,7 +56,9 @@ def cmd_sample(args) -> None:
     args.negative_prompt = negatives[0] if negatives else None
     pipe = load(args.checkpoint, device)
     if not hasattr(pipe, "sample"):
-        raise CLIError(f"{args.checkpoint} is not a diffusion model checkpoint")
+        hint = (f": it is a text encoder (CLIP); sample from a U-Net trained with it, e.g. `diffusion-lite train "
+                f"--text {args.checkpoint} ...`" if hasattr(pipe, "encode_text") else f" (got a {type(pipe).__name__})")
+        raise CLIError(f"{args.checkpoint} is not a diffusion model checkpoint{hint}")
     prompts = _read_prompts(args)
     if prompts and not pipe.is_text_conditional:
         raise CLIError("this checkpoint is unconditional: it takes no --prompt or --prompts-file")
@@ -95,18 +100,29 @@ def cmd_sample(args) -> None:
             bar.close()
     images = torch.cat(chunks)
     dt = time.perf_counter() - t0
+    settings = {"checkpoint": str(args.checkpoint), "sampler": args.sampler, "steps": args.steps, "eta": args.eta,
+                "seed": args.seed, "n_per_prompt": args.n,
+                "guidance": (args.guidance if args.guidance is not None else DEFAULT_GUIDANCE)
+                if pipe.is_text_conditional else None,
+                "guidance_interval": list(args.guidance_interval) if args.guidance_interval else None,
+                "negative_prompt": args.negative_prompt, "cads": args.cads}
     if out.suffix.lower() == ".png":
         grid, nrow = _prompt_rows(images, len(prompts or []), args.n)
         save_grid(grid, out, nrow=nrow)
     else:
         extra = {"prompts": np.array(all_prompts)} if all_prompts else {}
+        extra["settings"] = np.array(json.dumps(settings))  # how the images were made: json.loads(f["settings"][()])
 
         def write(tmp):
             with open(tmp, "wb") as f:  # a file object: numpy would append ".npz" to a name ending in ".NPZ"
                 np.savez_compressed(f, images=to_uint8(images).numpy(), **extra)
         atomic_write(out, write)  # an existing file is replaced whole or kept
     what = f"{len(images)} sample{'s' if len(images) != 1 else ''}"
-    print(f"wrote {what} to {out} ({args.sampler}, {args.steps} steps, {dt:.1f} s)")
+    guided = "" if not pipe.is_text_conditional else f", guidance {settings['guidance']:g}" + (
+        f" in t {settings['guidance_interval'][0]}-{settings['guidance_interval'][1]}"
+        if settings["guidance_interval"] else "") + (
+        f", negative prompt {args.negative_prompt!r}" if args.negative_prompt is not None else "")
+    print(f"wrote {what} to {out} ({args.sampler}, {args.steps} steps{guided}, seed {args.seed}, {dt:.1f} s)")
 
 
 def _batches_bar(pipe, args, n_batches: int):
@@ -249,12 +265,13 @@ def add_parser(sub, common) -> None:
                    help="images per batch (memory grows with it; DDIM with eta 0 and no --cads gives the same "
                         "images for any value, up to float rounding)")
     s.add_argument("--prompt", action="append", help="text prompt (repeat for several)")
-    s.add_argument("--prompts-file", default=None, help="file with one prompt per line")
+    s.add_argument("--prompts-file", default=None,
+                   help="file with one prompt per line (blank lines and lines starting with # are skipped)")
     add_guidance_args(s)
     s.add_argument("--negative-prompt", action="append", default=None,
                    help="text models: guidance steers away from this prompt instead of the empty one (give once)")
     s.add_argument("--out", required=True, help="FILE.png (a grid: square for one prompt, one row per prompt "
-                   "for several) or FILE.npz (uint8 images and the prompts)")
+                   "for several) or FILE.npz (uint8 images, the prompts, and the settings as JSON)")
     common(s)
     s.set_defaults(func=cmd_sample)
 

@@ -194,8 +194,9 @@ def cmd_train(args) -> None:
         raise CLIError(f"{e}, with a new --out (or after deleting {out}: a run resumes with its own "
                        "settings)") from None
     last = res["loss"][-1][1] if res["loss"] else float("nan")
-    print(f"done: step {res['step']}, loss {last:.4f} (moving average of recent steps), {res['seconds'] / 60:.1f} "
-          f"min of training, {res['images_per_s']:.0f} images/s")
+    print(f"done: step {res['step']}, loss {last:.4f} (exponential moving average, weight 0.98 per step: about the "
+          f"last 50 steps, and it lags a falling loss), {res['seconds'] / 60:.1f} min in training steps (without "
+          f"checkpoints), {res['images_per_s']:.0f} images/s")
     prompt = f" --prompt \"{class_prompts(args.dataset)[7 if args.dataset == 'mnist' else 0]}\"" if text else ""
     print(f"sample from it: diffusion-lite sample --checkpoint {out}{prompt} --n 64 --out samples.png")
 

@@ -123,14 +123,17 @@ class StopOnInterrupt:
     stopping mid-step, so that fit stops at the next step boundary with a consistent model and checkpoint; a
     second signal raises KeyboardInterrupt at once, except while a checkpoint is written (``saving()``): then it
     is raised when the files are complete. Installed only in the main thread (the only one where
-    Python runs signal handlers); ``restore()`` puts the previous handlers back (fit's decorator also does,
-    however fit ends)."""
+    Python runs signal handlers); a signal ignored when training starts stays ignored (``nohup``'s SIGHUP, SIGINT
+    in a background job); ``restore()`` puts the previous handlers back (fit's decorator also does, however fit
+    ends)."""
 
     def __init__(self):
         self.requested, self.signum, self._previous = False, None, {}
         self._saving, self._forced = False, False
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
+                if signal.getsignal(sig) is signal.SIG_IGN:  # `nohup` (SIGHUP), a background job (SIGINT): the
+                    continue  # user asked for this signal not to stop the program, so it does not stop training
                 self._previous[sig] = signal.signal(sig, self._handler)
 
     def _handler(self, signum, frame):

@@ -1,5 +1,6 @@
 """The `diffusion-lite` console script, run as a user would (a real subprocess)."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -88,6 +89,7 @@ def test_init_from_fine_tunes_an_exported_model(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["train", "--dataset", "imagenet", "--steps", "1", "--out", "x"], "unknown dataset"),
     (["train", "--dataset", "Fashion_MNIST", "--steps", "1", "--out", "x"], "did you mean 'fashion-mnist'?"),
+    (["train", "--dataset", "fashon-mnist", "--steps", "1", "--out", "x"], "did you mean 'fashion-mnist'?"),
     (["train", "--dataset", "mnist", "--steps", "0", "--out", "x"], "expected a positive number"),
     (["sample", "--checkpoint", "no/such/file", "--out", "a.png"], "no checkpoint at"),
     (["sample", "--checkpoint", "no/such/file", "--out", "a.jpg"], "must end in .png"),
@@ -179,16 +181,24 @@ def test_text_to_image_commands(tmp_path):
     run("train", "--dataset", "mnist", "--text", str(clip), "--steps", "2", "--batch-size", "8", "--subset", "100",
         "--model", "tiny", "--cross-attn", "7", "--out", str(run_dir), "--threads", "1")
     prompts = tmp_path / "prompts.txt"
-    prompts.write_text("a thick seven\n\nthe digit one\n")
-    run("sample", "--checkpoint", str(run_dir), "--prompt", "a handwritten 3", "--prompts-file", str(prompts),
-        "--n", "2", "--steps", "2", "--guidance", "2", "--out", str(tmp_path / "t.npz"))
+    prompts.write_text("# my prompts (a comment)\na thick seven\n\n  # another\nthe digit one\n")
+    p = run("sample", "--checkpoint", str(run_dir), "--prompt", "a handwritten 3", "--prompts-file", str(prompts),
+            "--n", "2", "--steps", "2", "--guidance", "2", "--negative-prompt", "a thin seven",
+            "--out", str(tmp_path / "t.npz"))
+    assert "guidance 2, negative prompt 'a thin seven', seed 0" in p.stdout  # the summary says how
     d = np.load(tmp_path / "t.npz")
     assert d["images"].shape == (6, 1, 28, 28)
     assert list(d["prompts"]) == ["a handwritten 3"] * 2 + ["a thick seven"] * 2 + ["the digit one"] * 2
+    settings = json.loads(d["settings"][()])  # and the file records it
+    assert settings == {"checkpoint": str(run_dir), "sampler": "ddim", "steps": 2, "eta": 0.0, "seed": 0,
+                        "n_per_prompt": 2, "guidance": 2.0, "guidance_interval": None,
+                        "negative_prompt": "a thin seven", "cads": None}
+    p = run("sample", "--checkpoint", str(clip), "--prompt", "x", "--out", str(tmp_path / "c.png"), check=False)
+    assert p.returncode == 2 and "it is a text encoder (CLIP); sample from a U-Net trained with it" in p.stderr
     p = run("sample", "--checkpoint", str(run_dir), "--prompt", "x", "--out", str(tmp_path / "u.png"),
             "--prompts-file", str(tmp_path / "missing.txt"), check=False)
     assert p.returncode == 2 and "does not exist" in p.stderr
-    (tmp_path / "empty.txt").write_text("\n  \n")
+    (tmp_path / "empty.txt").write_text("\n  \n# only a comment\n")
     p = run("sample", "--checkpoint", str(run_dir), "--prompts-file", str(tmp_path / "empty.txt"),
             "--out", str(tmp_path / "u.png"), check=False)
     assert p.returncode == 2 and "has no prompts" in p.stderr

@@ -70,6 +70,25 @@ def test_ctrl_c_or_a_scheduler_stop_ends_training_between_steps_with_the_run_sav
         assert torch.equal(a, b)  # as if never interrupted
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread(),
+                    reason="SIGHUP and the main thread")
+def test_a_signal_ignored_at_the_start_as_by_nohup_does_not_stop_training(tmp_path):
+    """`nohup diffusion-lite train ... &` sets SIGHUP to be ignored: closing the ssh session must not stop the
+    run (it would be saved, but the job would be over)."""
+    images = load_dataset("mnist", "train", subset=30, balanced=True).images
+    schedule = Schedule.from_config(ScheduleConfig("linear", T=100))
+    cfg = TrainConfig(steps=4, batch_size=4, checkpoint_every=100, log_every=1)
+    tiny = UNetConfig(base_channels=8, channel_mults=(1, 2), attn_resolutions=(), groups=4)
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        res = fit(UNet(tiny), schedule, images, cfg, run_dir=tmp_path / "hup", progress=False,
+                  callback=lambda info: info["step"] == 2 and os.kill(os.getpid(), signal.SIGHUP))
+        assert res["step"] == 4  # trained to the end
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN  # and still ignored afterwards
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
 def test_a_second_ctrl_c_during_the_save_waits_until_the_checkpoint_is_whole(tmp_path, monkeypatch):
     """The impatient double Ctrl-C: the second one lands while the run is written. It waits until the save is
