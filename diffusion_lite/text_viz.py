@@ -230,7 +230,7 @@ def embedding_space_figure(image_emb: torch.Tensor, image_labels: torch.Tensor, 
     """2-D PCA (fitted on images and texts together) of image embeddings (N, E), dots coloured by class with
     the class number written at the centre (median) of its dots, and text embeddings (K, E), stars with their
     text, in the same colours. A star's text goes outwards from the stars' centre, or, where it would cover
-    another star or text, to the first free side."""
+    another text or sit nearer another star than its own, to the first free side."""
     import matplotlib
     from matplotlib import patheffects
 
@@ -267,7 +267,9 @@ def embedding_space_figure(image_emb: torch.Tensor, image_labels: torch.Tensor, 
                                 ha="left" if dx > 3 else "right" if dx < -3 else "center",
                                 va="bottom" if dy > 3 else "top" if dy < -3 else "center", path_effects=halo)
             box = label.get_window_extent(renderer)
-            covers = any(box.padded(6).contains(*stars[j]) for j in range(len(stars)) if j != i)
+            gap = [math.dist(st, (min(max(st[0], box.x0), box.x1), min(max(st[1], box.y0), box.y1)))
+                   for st in stars]  # pixels from each star to the text's box
+            covers = any(gap[j] < max(gap[i], 6) for j in range(len(stars)) if j != i)  # another star is nearer
             if not covers and not any(box.overlaps(b) for b in taken) or turn == 4:
                 break
             label.remove()

@@ -131,8 +131,8 @@ plt.show()
 # The dropped weight is large at small $t$, so $L_\text{simple}$ spends less effort on the almost-clean steps
 # (whose errors are invisible in a sample) and more on the noisy ones, where the digit's shape is decided.
 # (That is for DDPM's linear schedule. With the cosine schedule this chapter trains with, the weight also
-# spikes over the last few steps, where $\beta_t$ is clipped at 0.999 and $\alpha_t \to 0$; $L_\text{simple}$
-# down-weights those too.)
+# rises over the last few steps as $\beta_t \to 1$ and $\alpha_t \to 0$, and explodes at $t = 999$, where
+# $\beta_t$ is clipped at 0.999; $L_\text{simple}$ down-weights those too.)
 #
 # ### 2b. Regression to the average noise, and the score
 #
@@ -153,7 +153,8 @@ plt.show()
 #
 # `diffusion_lite.train.diffusion_loss` is the boxed formula. It draws $t$ and $\epsilon$ from the generator
 # you pass (so the loss of a batch is reproducible), noises the batch with `q_sample`, and averages the squared
-# error. It also supports the other prediction targets ("v", "x0") and a re-weighting ("min_snr", which the shipped
+# error. It also supports the other prediction targets ("x0", and "v" $= \sqrt{\bar\alpha_t}\,\epsilon -
+# \sqrt{1-\bar\alpha_t}\,x_0$ of Salimans & Ho 2022) and a re-weighting ("min_snr", which the shipped
 # text-to-image model was trained with), selectable in `TrainConfig` and on the command line.
 
 # %%
@@ -403,12 +404,14 @@ print(f"held-out loss after {held_out['step'][-1]} steps: raw {raw_final:.4f}, E
 assert ema_final < 1.2 * raw_final
 
 # %% [markdown]
-# At the first measurement the EMA is behind: it still remembers the worse weights of the steps before.
-# Once the loss flattens, the average catches up. In this short run the two then coincide, because the
-# learning rate decays (cosine schedule, to 10% at the end), which damps the jitter as well. The average pays
+# At the first measurement the EMA is behind: it still remembers the worse weights of the steps before. It
+# catches up quickly (here by step 50, while the loss is still falling), and in this short run the two then
+# stay close, because the learning rate decays (cosine schedule, to 10% at the end), which damps the jitter
+# as well. In this run the samples below look the same with both weight sets. The average is expected to pay
 # off in long runs, where the jitter is the limiting factor, and in the *samples*: sampling chains 25 to 1,000
-# network calls, and small errors that vary from one weight set to the next add up along the chain. That is
-# why the shipped models store only their EMA weights. Here are samples of both weight sets of the tiny model
+# network calls, and small errors that vary from one weight set to the next add up along the chain (a claim
+# from the literature, Song & Ermon 2020, not measured here). That is why the shipped models store only their
+# EMA weights. Here are samples of both weight sets of the tiny model
 # from the same starting noise (DDIM, 25 steps; chapter 05 explains the sampler):
 
 # %%
@@ -548,3 +551,4 @@ print(f"my loss {float(my_loss):.4f} == diffusion_loss {ref:.4f}")
 # * Polyak & Juditsky 1992, "Acceleration of Stochastic Approximation by Averaging".
 # * Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization" (AdamW).
 # * Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy".
+# * Salimans & Ho 2022, "Progressive Distillation for Fast Sampling of Diffusion Models" (the "v" target).

@@ -25,7 +25,8 @@
 #   embedding space.
 # - Explain why the wording of a prompt matters, and when it does not.
 #
-# You need Python and a little PyTorch. Chapters 00-05 are not needed for this one: CLIP has nothing to do
+# You need Python and a little PyTorch, and for section 3 the transformer block of chapter 03, section 7
+# (self-attention, position embeddings). The rest of chapters 00-05 is not needed here: CLIP has nothing to do
 # with noise.
 
 # %%
@@ -185,7 +186,8 @@ except ValueError as e:
 #   the prompt.
 #
 # Both outputs are normalised to unit length, $u_i = f(x_i)/\lVert f(x_i)\rVert$ and
-# $v_j = g(y_j)/\lVert g(y_j)\rVert$, so $u_i^\top v_j = \cos(u_i, v_j) \in [-1, 1]$. The text encoder also
+# $v_j = g(y_j)/\lVert g(y_j)\rVert$ ($f$ the image encoder, $g$ the text encoder; not the random generator
+# `g` of the code), so $u_i^\top v_j = \cos(u_i, v_j) \in [-1, 1]$. The text encoder also
 # returns its per-token outputs $(B, L, D)$: those are what the diffusion U-Net will attend to in
 # [chapter 07](07_cross_attention.ipynb).
 
@@ -204,10 +206,11 @@ print("image:", tuple(x12[:4].shape), "->", tuple(mini.image(x12[:4].to(device))
 # ## 4. The contrastive loss (symmetric InfoNCE)
 #
 # Take a batch of $B$ pairs $(x_i, y_i)$. Compute all $B \times B$ similarities and divide them by a
-# temperature $\tau$, learned through the scalar $t = \log(1/\tau)$ (so the *logit scale* $e^{t} = 1/\tau$
-# multiplies the cosines):
+# temperature $\tau$, learned through the scalar $\kappa = \log(1/\tau)$, `logit_scale` in the code (the CLIP
+# paper calls it $t$, a letter this course keeps for the diffusion time step); the *logit scale*
+# $e^{\kappa} = 1/\tau$ multiplies the cosines:
 #
-# $$\ell_{ij} = u_i^\top v_j / \tau = e^{t}\, u_i^\top v_j .$$
+# $$\ell_{ij} = u_i^\top v_j / \tau = e^{\kappa}\, u_i^\top v_j .$$
 #
 # Row $i$ of this matrix scores every caption for image $i$; the right answer is caption $i$. Reading the
 # row as the logits of a $B$-way classification gives a cross-entropy; reading column $j$ the same way asks
@@ -217,9 +220,9 @@ print("image:", tuple(x12[:4].shape), "->", tuple(mini.image(x12[:4].to(device))
 # \;+\; \frac{1}{B}\sum_{j=1}^B -\log \frac{e^{\ell_{jj}}}{\sum_{i} e^{\ell_{ij}}} \right].$$
 #
 # Each half is the **InfoNCE** loss of van den Oord, Li & Vinyals (2018): the other $B-1$ captions in the
-# batch serve as negatives, so a bigger batch is a harder and more informative test. Guessing gives
-# $\log B$; the model has to beat that. Here is the package's version; it also accepts a mask of several
-# correct captions per image, which we will not need:
+# batch serve as negatives (the "N-pair" idea of Sohn 2016), so a bigger batch is a harder and more
+# informative test. Guessing gives $\log B$; the model has to beat that. Here is the package's version; it also accepts
+# a mask of several correct captions per image, which we will not need:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -241,7 +244,7 @@ print(f"confident and wrong: {clip_loss(10 * torch.eye(B).roll(1, dims=1)):.4f}"
 # model (cosine 1 with its own caption, 0 with the others) could only put $e^1/(e^1 + B - 1)$ on the right
 # answer, 1% for $B = 256$: the loss could never get small, and its gradient would keep pushing everything.
 # Dividing by a small $\tau$ lets the model decide how peaked its softmax should be. CLIP starts at
-# $\tau = 0.07$ (a logit scale $1/\tau \approx 14$), learns $t = \log(1/\tau)$ (so $\tau$ stays positive),
+# $\tau = 0.07$ (a logit scale $1/\tau \approx 14$), learns $\kappa = \log(1/\tau)$ (so $\tau$ stays positive),
 # and caps the logit scale at 100, i.e. $\tau \ge 0.01$. We come back to what $\tau$ does in section 6.
 #
 # ## 5. A live training run
@@ -346,9 +349,9 @@ print(f"rows whose own caption wins: {(sim7.argmax(1).cpu() == torch.arange(len(
 # the signal the attribute words add, and the reason the loss in section 5 cannot reach zero.
 #
 # **What the temperature does.** During training each row is turned into probabilities with
-# $\mathrm{softmax}(s / \tau)$. Take the first row of the sevens' matrix, image 0, and try three
-# temperatures. The right answer is image 0's own caption, caption 0 (highlighted in gold: `target=0`); the
-# red bar is the caption with the highest probability, which here is a different one:
+# $\mathrm{softmax}_j(u_i^\top v_j / \tau)$ over the captions $j$. Take the first row of the sevens' matrix,
+# image 0, and try three temperatures. The right answer is image 0's own caption, caption 0 (highlighted in gold:
+# `target=0`); the red bar is the caption with the highest probability, which here is a different one:
 
 # %%
 labels7 = [f"{j}: {c}" for j, c in enumerate(caps7)]
@@ -364,13 +367,16 @@ for temp, p in probs7.items():
 # %% [markdown]
 # At $\tau = 1$ the softmax is nearly uniform (0.13 for the own caption, 0.14 for the top one): cosines
 # differ by a few tenths, and $e^{0.1}$ is barely more than $e^0$. The highest cosine in this row is not the
-# right caption but caption 3, "a sketch of a slim upright digit seven", written for another seven: a near
-# miss, since it describes an upright seven as well. At the learned $\tau \approx 1/24 \approx 0.04$ the
-# probability goes to the few captions that fit this seven: 0.54 to caption 3, 0.19 to the right caption 0 and
-# about as much to caption 6, "a scan of the upright digit seven". At $\tau = 0.01$ (CLIP's lower limit) the
-# near miss takes 0.97 and the right caption gets about nothing, 0.014: the softmax has become a vote for the
-# single best match, and every caption that fits nearly as well, the right one included, is pushed to zero. In
-# training, this row's loss term $-\log p(\text{own caption})$ would be 4.26 instead of 1.64 at the learned
+# right caption but caption 3, "a sketch of a slim upright digit seven", written for another seven. It fits
+# image 0 at least as well as its own: image 0 is itself measured thin (2.20 px, just under the cut-off) and
+# upright, and its own caption, which drew only "upright" of its words, leaves "thin" out. For the loss,
+# caption 3 is a wrong answer all the same: a *false negative*, which a batch of captions written for other
+# images cannot avoid (captions 0 and 6, and 4 and 5, say nearly the same thing too). At the learned $\tau \approx 1/24
+# \approx 0.04$ the probability goes to the few captions that fit this seven: 0.54 to caption 3, 0.19 to the right
+# caption 0 and about as much to caption 6, "a scan of the upright digit seven". At $\tau = 0.01$ (CLIP's lower limit)
+# the false negative, caption 3, takes 0.97 and the right caption gets about nothing, 0.014: the softmax has become a
+# vote for the single best match, and every caption that fits nearly as well, the right one included, is pushed to zero.
+# In training, this row's loss term $-\log p(\text{own caption})$ would be 4.26 instead of 1.64 at the learned
 # $\tau$, worse even than the uniform guess of $\tau = 1$ (2.01, close to $\log 8 \approx 2.08$): every near
 # miss is punished hard. The learned value balances the two: peaked enough to tell the ten digits apart with
 # confidence, soft enough to share probability among captions that all fit.
@@ -546,9 +552,12 @@ for name, logits in [("random", random_logits), ("shipped model", real_logits)]:
 print(f"my_clip_loss matches clip_loss; the shipped model's loss on the 8-digit batch: {clip_loss(real_logits):.3f}")
 
 # %% [markdown]
-# *Going further:* (1) Make the loss one-sided (image-to-text only) and train the mini CLIP again: does the
-# text-to-image recall suffer? (2) Fix the temperature at $\tau = 1$ (`mini.logit_scale.requires_grad_(False)`
-# after setting it to 0) and watch the loss plateau. (3) Train with `positives="label"`, which counts every
+# *Going further:* (1) Make the loss one-sided (image-to-text only) and train a fresh mini CLIP
+# (`torch.manual_seed(0)` and `CLIPModel.for_dataset(...)` as in section 3): `train_clip` takes no loss
+# argument, so write your own loop after `clip_train.py` (about 15 lines: batch, captions, `clip_loss`, step),
+# or temporarily replace `diffusion_lite.clip_train.clip_loss` with your function. Does the text-to-image recall
+# suffer? (2) In a fresh mini CLIP, fix the temperature at $\tau = 1$ (set `logit_scale` to 0, then
+# `.requires_grad_(False)`) and watch the loss plateau. (3) Train with `positives="label"`, which counts every
 # same-class pair as a match, and compare the sevens' similarity matrix.
 #
 # ## Summary

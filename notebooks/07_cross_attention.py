@@ -247,8 +247,8 @@ print(f"cross-attention parameters: {xattn_params:,} of {pipe.unet.num_parameter
 # $(2B, h, N, L)$ matrix per layer: classifier-free guidance (chapter 08) runs the prompt and the empty
 # prompt as one batch of $2B$, and the first $B$ rows belong to the prompt. (The sampler then mixes the two
 # noise predictions, $\hat\epsilon = \hat\epsilon(\varnothing) + s\,(\hat\epsilon(\text{prompt}) -
-# \hat\epsilon(\varnothing))$, with guidance scale $s = 3$ below; chapter 08 explains why.) `token_maps` keeps those rows,
-# averages over the heads and the four layers and reshapes to $(B, L, 7, 7)$; `sample_with_attention` does
+# \hat\epsilon(\varnothing))$, with guidance scale $s = 3$ below; chapter 08 explains why.) `token_maps` keeps
+# those rows, averages over the heads and the four layers and reshapes to $(B, L, 7, 7)$; `sample_with_attention` does
 # this after every step:
 
 # %%
@@ -268,10 +268,11 @@ assert torch.allclose(frames[-1]["maps"].sum(1), torch.ones(()), atol=1e-4)  # e
 # %% [markdown]
 # Now the maps of the first image, per token, at five steps from pure noise ($t = 999$) to the end. The first
 # column is the model's current guess of the clean image, $\hat x_0$, and its outline is drawn as white lines
-# over every map of the row (at $t = 999$ the guess is still noise, so the first row's outline means nothing); the colour is how much each pixel attends to that token, on **one scale for every
-# panel** (the colour bar: 0 to the largest value in any map of this run, dark purple to yellow), so a bright panel
-# is a token that is read a lot. The number in the corner is the
-# token's share of all attention, the map's mean over the pixels:
+# over every map of the row (at $t = 999$ the guess is still noise, so the first row's outline means
+# nothing); the colour is how much each pixel attends to that token, on **one scale for every panel** (the
+# colour bar: 0 to the largest value in any map of this run, dark purple to yellow), so a bright panel is a
+# token that is read a lot. The number in the corner is the token's share of all attention, the map's mean
+# over the pixels:
 
 # %%
 show = sorted({0, len(frames) // 6, len(frames) // 3, 2 * len(frames) // 3, len(frames) - 1})
