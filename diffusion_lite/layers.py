@@ -15,7 +15,8 @@ from torch import nn
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal embedding of integer steps (Vaswani et al. 2017, as in DDPM): (B,) -> (B, dim).
+    """Sinusoidal embedding of integer steps (Vaswani et al. 2017): (B,) -> (B, dim), in the form of
+    guided-diffusion (Dhariwal & Nichol 2021: cos first, f_i over dim/2); DDPM puts sin first, f_i over dim/2 - 1.
 
     Channel i < dim/2 holds cos(t * f_i), channel dim/2 + i holds sin(t * f_i), with frequencies
     f_i = max_period^(-i / (dim/2)), i = 0 .. dim/2 - 1, spread geometrically from 1 down to

@@ -128,12 +128,15 @@ plt.show()
 #
 # We can see this exactly in a toy model: a single "pixel" whose clean value is either $-1$ (black) or
 # $+1$ (white), with equal probability. By Bayes' rule the reverse density is
-# $q(x_s \mid x_t) \propto q(x_t \mid x_s)\, q(x_s)$, and both factors are Gaussians (mixtures) we can write
-# down with the closed form derived in section 3. A preview of that section: after $t$ steps,
-# $x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1-\bar\alpha_t}\, \epsilon$, where $\bar\alpha_t$ (alpha-bar, a number
-# falling from almost 1 at $t = 0$ to almost 0 at $t = T$) is the fraction of the signal's variance that is
-# left. Below, $\bar\alpha_s$ says how far back we jump: $\bar\alpha_s = 0.25$ is a point where a quarter of the
-# signal variance is left. `reverse_density_1d` evaluates the reverse density on a grid:
+# $q(x_s \mid x_t) \propto q(x_t \mid x_s)\, q(x_s)$ for an earlier step $s < t$, and both factors are
+# Gaussians (mixtures) we can write down with the closed form derived in section 3. A preview of that section:
+# after $t$ steps, $x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1-\bar\alpha_t}\, \epsilon$, where
+# $\bar\alpha_t$ (alpha-bar, a number falling from almost 1 at $t = 0$ to almost 0 at $t = T$) is the fraction
+# of the signal's variance that is left; the same argument started at $s$ instead of 0 gives
+# $q(x_t \mid x_s) = \mathcal N(\sqrt{\bar\alpha_t/\bar\alpha_s}\, x_s,\ 1 - \bar\alpha_t/\bar\alpha_s)$, and
+# $q(x_s)$ is the same formula applied to the two clean values. Below, $\bar\alpha_s$ says how far back we jump:
+# $\bar\alpha_s = 0.25$ is a point where a quarter of the signal variance is left. `reverse_density_1d`
+# evaluates the reverse density on a grid:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -145,13 +148,17 @@ print(inspect.getsource(reverse_density_1d))
 # %%
 fig = reverse_jump_figure(schedule, x_t=0.5)
 plt.show()
+fig = reverse_jump_figure(schedule, x_t=0.5, t=200)  # from a point where much of the signal is still there
+plt.show()
 
 # %% [markdown]
 # One step back (left), the exact reverse density and a Gaussian with the same mean and variance are
-# indistinguishable. Going back to $\bar\alpha_s = 0.25$ (where a quarter of the signal variance has
-# returned) is still roughly Gaussian, but going back to $\bar\alpha_s = 0.75$ the density has split into two
-# bumps, and all the way back to the data it is two spikes at $-1$ and $+1$. A Gaussian with the same mean and
-# variance puts its peak at $0$, a value the data never takes.
+# indistinguishable. (At $t = 999$ that is partly because $x_{998}$ is pure noise too. The second figure
+# starts at $t = 200$, where two thirds of the signal variance is left: one step back is still a single
+# Gaussian there, while the jump back to the data is two spikes.) Going back to $\bar\alpha_s = 0.25$ (where a quarter
+# of the signal variance has returned) is still roughly Gaussian, but going back to $\bar\alpha_s = 0.75$ the density
+# has split into two bumps, and all the way back to the data it is two spikes at $-1$ and $+1$. A Gaussian with the same
+# mean and variance puts its peak at $0$, a value the data never takes.
 #
 # This is exactly what happens with images. A network that predicts the clean image from pure noise in one
 # step, trained with a squared error, learns the *mean* of all clean images that could have produced the
@@ -252,9 +259,13 @@ for t in ts:
 # %% [markdown]
 # Both methods pass: the standardised errors of the per-pixel means have mean near 0 and standard deviation
 # near 1 (pure sampling noise, no bias), and the per-pixel variances match $1-\bar\alpha_t$ to within about
-# 1%. The same check as assertions, with tolerances of about four standard errors (the mean of 784 standard
-# normals has standard error 0.036, their std about 0.025, and the mean of 784 variance ratios, each from 300
-# copies, about $\sqrt{2/299}/\sqrt{784} \approx 0.003$):
+# 1%. (A *standard error* is the standard deviation of an estimate over repeated experiments: the mean of $n$
+# independent draws with standard deviation $\sigma$ has standard error $\sigma/\sqrt n$, and a sample
+# variance from $n$ draws has relative standard error about $\sqrt{2/(n-1)}$. With 16 such statistics, one
+# landing 3 standard errors out, as the chain's z std at $t = 249$ does, is ordinary luck: other seeds give
+# 0.97 to 1.07.) The same check as assertions, with tolerances of about four standard errors (the mean of 784
+# standard normals has standard error $1/\sqrt{784} \approx 0.036$, their std about 0.025, and the mean of 784
+# variance ratios, each from 300 copies, about $\sqrt{2/299}/\sqrt{784} \approx 0.003$):
 
 # %%
 for t, (_, _, *results) in stats.items():

@@ -100,9 +100,10 @@ plt.show()
 # Read the middle panel first. The linear schedule's $\bar\alpha_t$ is below 0.05 from $t \approx 540$ on:
 # almost half of its steps see (nearly) pure noise. The cosine curve comes down steadily over the whole
 # range. The sigmoid is like the linear schedule, but delayed: it keeps most of the image ($\bar\alpha_t \approx 0.9$)
-# for the first quarter, then destroys it over about as many steps as the linear one does. The betas (left, log scale)
-# show the price of the cosine's shape: tiny steps at the start and one huge step at the very end, where $\beta$ is
-# clipped at 0.999.
+# for the first quarter, then destroys it over somewhat fewer steps than the linear one does (from
+# $\bar\alpha_t = 0.9$ to 0.05: 378 steps against 444). The betas (left, log scale) show the price of the
+# cosine's shape: tiny steps at the start and a few huge ones at the very end ($\beta_t > 0.1$ for the last 19
+# steps, and the last one is clipped at 0.999).
 #
 # ## 2. One number per step: the signal-to-noise ratio
 #
@@ -225,7 +226,8 @@ for t in (150, 250):
 # %% [markdown]
 # Much of the digit's identity is still in $x_t$; the raw curves above measure when *this classifier* can
 # no longer read it, a lower bound on the information left. A network trained on noisy images, as the
-# denoiser of chapter 04 is, does far better still. The comparison between schedules is fair either way:
+# denoiser of chapter 04 is, can be expected to do better (chapter 04, section 2, shows its guess of the clean
+# digit from a heavily noised one). The comparison between schedules is fair either way:
 # the same classifier sees the same digits with the same noise.
 
 # %%
@@ -237,8 +239,8 @@ assert t_half["cosine"] > 1.5 * t_half["linear"], t_half  # information survives
 # %% [markdown]
 # ## 5. What does the number of steps $T$ change?
 #
-# The package's linear schedule multiplies its betas by $1000/T$ (as improved-diffusion does), and the
-# cosine is defined on $t/T$, so as a function of the *fraction* of the chain both schedules look nearly
+# The package's linear schedule multiplies its betas by $1000/T$ (as Nichol & Dhariwal's code, improved-diffusion,
+# does), and the cosine is defined on $t/T$, so as a function of the *fraction* of the chain both schedules look nearly
 # the same for any $T$:
 
 # %%
@@ -331,10 +333,10 @@ print("my alpha_bar matches Schedule.alpha_bar")
 # ## Exercise 2: where does the SNR cross 1?
 #
 # Define a function **`my_snr_crossing(betas)`** that takes a schedule's betas, shape (T,), and returns, as a
-# Python `int`, the first time step $t$ at which $\mathrm{SNR}(t) = \bar\alpha_t/(1-\bar\alpha_t) < 1$, using
-# only the betas. Then run the **check** cell below the collapsed solution: for each schedule of
-# `schedules_for(1000)` (`scheds`) it calls `my_snr_crossing(sch.betas)` and compares the answer with the
-# first step where the package's `Schedule.snr` is below 1. Why is it also the first step where
+# Python `int`, the first time step $t$ (the code's 0-based index, as in the plots) at which $\mathrm{SNR}(t) =
+# \bar\alpha_t/(1-\bar\alpha_t) < 1$, using only the betas. Then run the **check** cell below the collapsed solution:
+# for each schedule of `schedules_for(1000)` (`scheds`) it calls `my_snr_crossing(sch.betas)` and compares the answer
+# with the first step where the package's `Schedule.snr` is below 1. Why is it also the first step where
 # $\bar\alpha_t < 1/2$? Skip the collapsed cell unless you want to see a solution: running it replaces your
 # function with the solution's.
 

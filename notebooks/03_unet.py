@@ -216,7 +216,9 @@ print("a freshly initialised ResBlock(32 -> 32) returns its input unchanged")
 # Second, FiLM in a *trained* network. We listen in on the `Linear` layer that produces $(\gamma, \beta)$ in
 # the first residual block of `mnist-uncond`, with a forward hook (a function PyTorch calls with a layer's
 # input and output right after its `forward`; section 8 uses them again), while the network looks at one digit
-# noised to different steps $t$. Each line is one channel's gain $1 + \gamma$ as a function of $t$:
+# noised to different steps $t$. The gains depend on $t$ alone (they are computed from the timestep embedding,
+# never from the image), so any digit would give the same curves. Each line is one channel's gain
+# $1 + \gamma$ as a function of $t$:
 
 # %%
 film_block = unet_trained.down[0][0]  # the first ResBlock of the trained U-Net
@@ -251,7 +253,9 @@ plt.show()
 # resolution twice, 28 → 14 → 7 pixels: after that a 3×3 convolution covers 12×12 input pixels. `Downsample`
 # is a stride-2 convolution; `Upsample` repeats every pixel twice in each direction (nearest neighbour) and
 # smooths the blockiness with a 3×3 convolution. While the image shrinks the network widens it
-# (`channel_mults`), so each level keeps a similar amount of information per layer.
+# (`channel_mults`), which partly offsets the loss of pixels: a level with twice the channels has a quarter of
+# the pixels, so the numbers per image still shrink towards the bottom (for the shipped model 12,544 → 6,272 →
+# 3,136), but each remaining pixel carries a richer description of a larger neighbourhood.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -387,8 +391,10 @@ print(f"{unet_trained.num_parameters():,} parameters")
 #
 # `conv_out`, the last layer, is zero-initialised too. So an untrained U-Net predicts $\hat\epsilon = 0$ for
 # every input, and its mean squared error against true noise $\epsilon \sim \mathcal N(0, I)$ is
-# $\mathbb E[\epsilon^2] = 1$. When you train your own model (chapter 04), a first loss far from 1 means
-# something is wrong with the inputs.
+# $\mathbb E[\epsilon^2] = 1$. When you train your own model (chapter 04), a first loss far from 1 means the
+# target is not unit-variance noise (the wrong noise, or the wrong loss). It does not check the pixel range:
+# the loss starts at 1 whatever the images are, images in $[0, 1]$ included (chapter 04's checklist; `fit`
+# checks the range itself).
 
 # %%
 eps_hat = unet(x_t, t)
@@ -476,7 +482,7 @@ my_emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)  # (4, 32)
 assert t_ex.tolist() == [0, 1, 250, 999], f"t_ex should be the time steps handed out, got {t_ex.tolist()}"
 ref_emb = timestep_embedding(t_ex, 32)  # (4, 32)
 assert my_emb.shape == ref_emb.shape, f"my_emb has shape {tuple(my_emb.shape)}, expected (4, 32)"
-torch.testing.assert_close(my_emb, ref_emb, rtol=1e-4, atol=1e-4,
+torch.testing.assert_close(my_emb, ref_emb, rtol=1e-4, atol=1e-4, check_dtype=False,  # float64 is fine too
                            msg=lambda m: f"my_emb differs from timestep_embedding (cos first, then sin):\n{m}")
 print("timestep embedding matches layers.timestep_embedding")
 

@@ -239,7 +239,7 @@ assert curves[name] == curves["working model"] and scores[name] > 10
 #   wrong index or step order, but not a missing clip: with the true noise, $\hat x_0$ *is* $x_0$, already in
 #   range;
 # * **watching the state**: record the size of $x_t$ at every step with the sampler's `callback`. A healthy
-#   chain stays at the scale of the data; an unclipped one jumps at the first step and never comes back.
+#   chain stays at the scale of the data; an unclipped one jumps at the first step and keeps growing.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -314,9 +314,10 @@ symptoms_widget(ts, fig_curves, fig_samples, fig_scores)
 # different draw of held-out digits with other noise, so they match none of the curves above exactly. Define a
 # function **`diagnose(curve)`** that takes a list of losses at `ts` and returns the name (a key of `curves`) of
 # the variant whose curve is closest (we suggest comparing $\log$ losses: the curves span two orders of magnitude,
-# and on raw losses the largest values mostly decide the distance), and store your answers as **`diagnosis`**
-# `= {"A": name, ..., "D": name}`. Write them in the "Your turn" cell and run it, then run the **check** cell
-# below the collapsed solution. It passes `diagnosis` to `check_diagnosis`, which compares it with a SHA-256 hash
+# and on raw losses the largest values mostly decide the distance; these four bugs differ so much that most
+# distances agree, but the log is the one that still works when two curves are close), and store your answers as
+# **`diagnosis`** `= {"A": name, ..., "D": name}`. Write them in the "Your turn" cell and run it, then run the **check**
+# cell below the collapsed solution. It passes `diagnosis` to `check_diagnosis`, which compares it with a SHA-256 hash
 # of the right answer, so it says whether all four are right without telling you which are; and it checks that
 # `diagnose` finds each curve of this chapter under its own name, and that `diagnosis` is what `diagnose` says.
 # Skip the collapsed cell unless you want to see a solution: running it replaces your `diagnose` and
