@@ -12,7 +12,9 @@ reads the configs stored in the JSON.
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import itertools
 import json
 import os
 import warnings
@@ -178,8 +180,25 @@ def resolve(path_or_name: str | os.PathLike) -> Path:
     if stem.suffix and stem.with_suffix(".json").exists():  # where older versions saved a dotted name
         hint = (f"; note {stem.with_suffix('.json')} exists: older versions saved a checkpoint named "
                 f"{stem.name!r} there, dropping {stem.suffix!r}")
+    elif (near := _near_name(stem)) is not None:  # a typo: runs/ft2j for runs/ft2i
+        hint = f"; did you mean {near!r}?"
     raise CheckpointError(f"no checkpoint at {str(path_or_name)!r} (looked for {stem}.json/.safetensors, "
                           f"a run folder with checkpoint.json, and pretrained models: {available}){hint}")
+
+
+def _near_name(stem: Path) -> str | None:
+    """The checkpoint, run folder or pretrained name whose name is closest to ``stem``'s (a likely typo), or None;
+    looks at no more than 1,000 entries of stem's folder."""
+    parent = stem.parent
+    found: dict[str, str] = {name: name for name in list_pretrained()}
+    if parent.is_dir():
+        for p in itertools.islice(parent.iterdir(), 1000):
+            if p.suffix == ".json" and p.with_suffix(".safetensors").exists():
+                found[p.stem] = str(p.with_suffix(""))
+            elif p.is_dir() and (p / "checkpoint.json").exists():
+                found[p.name] = str(p)
+    close = difflib.get_close_matches(stem.name, list(found), 1, 0.75)
+    return found[close[0]] if close else None
 
 
 def check_meta(meta: dict[str, Any], where: str = "checkpoint") -> None:

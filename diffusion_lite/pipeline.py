@@ -10,6 +10,7 @@ classifier-free guidance) and hands it to a sampler from sampling.py; it holds n
 from __future__ import annotations
 
 import numbers
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -140,7 +141,13 @@ class DiffusionPipeline:
             else _prompt_list(negative_prompt, "negative_prompt")
         if len(negs) != len(prompts):
             raise ValueError(f"got {len(negs)} negative prompts for {len(prompts)} prompts")
-        return classifier_free_guidance(base, self.encode(prompts), self.encode(negs), guidance,
+        cond = self.encode(prompts)
+        with warnings.catch_warnings(record=True) as caught:  # say which prompt an unknown word came from
+            warnings.simplefilter("always")
+            uncond = self.encode(negs)
+        for w in caught:
+            warnings.warn_explicit(f"negative prompt: {w.message}", w.category, w.filename, w.lineno)
+        return classifier_free_guidance(base, cond, uncond, guidance,
                                         interval=guidance_interval, cads=cads, T=T,
                                         generator=generator)
 

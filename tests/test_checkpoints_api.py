@@ -296,3 +296,18 @@ def test_a_checkpoint_from_a_newer_format_is_refused_not_misread(tmp_path, versi
     with pytest.raises(CheckpointError, match=f"format version {version!r}, but diffusion_lite .* reads versions "
                                               f"up to {checkpoints.FORMAT_VERSION}"):
         load_checkpoint(stem)
+
+
+def test_a_mistyped_checkpoint_name_gets_the_closest_existing_one(tmp_path):
+    """runs/ft2j for runs/ft2i, a file stem or a pretrained name one letter off: the error names the likely one."""
+    (tmp_path / "runs" / "ft2i").mkdir(parents=True)
+    (tmp_path / "runs" / "ft2i" / "checkpoint.json").write_text("{}")
+    for suffix in (".json", ".safetensors"):
+        (tmp_path / f"my-clip{suffix}").write_text("{}")
+    for typo, meant in ((tmp_path / "runs" / "ft2j", tmp_path / "runs" / "ft2i"), (tmp_path / "my-clp",
+                        tmp_path / "my-clip"), ("mnist-tex2img", "mnist-text2img")):
+        with pytest.raises(CheckpointError, match=f"did you mean '{meant}'"):
+            checkpoints.resolve(typo)
+    with pytest.raises(CheckpointError) as e:
+        checkpoints.resolve(tmp_path / "something-else")
+    assert "did you mean" not in str(e.value)  # no suggestion when nothing is close

@@ -59,6 +59,14 @@ def test_the_python_api_still_takes_what_the_cli_refuses(text2img, gen):
     assert torch.equal(text2img.sample(["a seven"], guidance=1, guidance_interval=(200, 700), **kw), s1)
 
 
+def test_an_unknown_word_of_the_negative_prompt_is_said_to_come_from_it(text2img):
+    with pytest.warns(UserWarning, match=r"^negative prompt: unknown word\(s\) \['blurry'\]") as caught:
+        text2img.model_fn(["a seven"], negative_prompt="a blurry seven")
+    assert len(caught) == 1  # the prompt itself has no unknown word
+    with pytest.warns(UserWarning, match=r"^unknown word\(s\) \['sevn'\]"):  # one of the prompt: no prefix
+        text2img.model_fn(["a sevn"], negative_prompt="a thin seven")
+
+
 def test_several_batches_show_one_bar_that_says_so(capsys, tmp_path, monkeypatch):
     """Was: three "DDIM 0/3" bars, nothing saying which batch. Now one bar over all 9 steps, named as evaluate's."""
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
