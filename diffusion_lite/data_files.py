@@ -66,12 +66,13 @@ def verify_checksums(files: list[Path]) -> None:
 
 
 # The only globals a CIFAR-10 batch refers to: numpy arrays (numpy 1's and numpy 2's module names; for files
-# re-pickled by Python 3, protocol 2's _codecs.encode for bytes and protocol 5's _frombuffer). A pickle can name
-# any function and have it called while loading, so no other is looked up.
+# re-pickled by Python 3, _codecs.encode and bytes, with which protocols 0-2 write bytes, and protocol 5's
+# _frombuffer). A pickle can name any function and have it called while loading, so no other is looked up.
 _NUMPY_GLOBALS = {(m, n) for core in ("numpy.core", "numpy._core")
                   for m, n in ((f"{core}.multiarray", "_reconstruct"), (f"{core}.multiarray", "scalar"),
                                (f"{core}.numeric", "_frombuffer"))} | {("numpy", "ndarray"), ("numpy", "dtype"),
-                                                                       ("_codecs", "encode")}
+                                                                       ("_codecs", "encode"),
+                                                                       ("__builtin__", "bytes"), ("builtins", "bytes")}
 
 
 class _Forbidden(Exception):

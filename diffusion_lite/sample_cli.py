@@ -5,6 +5,7 @@ guidance options that ``evaluate`` shares (registered by cli.build_parser)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -100,12 +101,14 @@ def cmd_sample(args) -> None:
             bar.close()
     images = torch.cat(chunks)
     dt = time.perf_counter() - t0
+    cads = kw["cads"]
+    guided = pipe.is_text_conditional and (prompts or args.negative_prompt is not None or cads is not None)
     settings = {"checkpoint": str(args.checkpoint), "sampler": args.sampler, "steps": args.steps, "eta": args.eta,
-                "seed": args.seed, "n_per_prompt": args.n,
-                "guidance": (args.guidance if args.guidance is not None else DEFAULT_GUIDANCE)
-                if pipe.is_text_conditional else None,
+                "seed": args.seed, "n_per_prompt": args.n, "batch_size": args.batch_size,  # (DDPM's noise per batch)
+                "guidance": (args.guidance if args.guidance is not None else DEFAULT_GUIDANCE) if guided else None,
                 "guidance_interval": list(args.guidance_interval) if args.guidance_interval else None,
-                "negative_prompt": args.negative_prompt, "cads": args.cads}
+                "negative_prompt": args.negative_prompt,
+                "cads": None if cads is None else dataclasses.asdict(cads)}  # with the window actually used
     if out.suffix.lower() == ".png":
         grid, nrow = _prompt_rows(images, len(prompts or []), args.n)
         save_grid(grid, out, nrow=nrow)
@@ -118,7 +121,7 @@ def cmd_sample(args) -> None:
                 np.savez_compressed(f, images=to_uint8(images).numpy(), **extra)
         atomic_write(out, write)  # an existing file is replaced whole or kept
     what = f"{len(images)} sample{'s' if len(images) != 1 else ''}"
-    guided = "" if not pipe.is_text_conditional else f", guidance {settings['guidance']:g}" + (
+    guided = "" if settings["guidance"] is None else f", guidance {settings['guidance']:g}" + (
         f" in t {settings['guidance_interval'][0]}-{settings['guidance_interval'][1]}"
         if settings["guidance_interval"] else "") + (
         f", negative prompt {args.negative_prompt!r}" if args.negative_prompt is not None else "")

@@ -91,12 +91,16 @@ class Tokenizer:
         words = self.vocab[len(SPECIALS):]
         close = {}
         for w in unknown:
-            # two words run together come first: 'ankleboot' -> 'ankle boot', 'tshirt' -> 't-shirt' (a one-letter
-            # first half takes a hyphen, as in 'x-ray'), not the nearest single word 'shirt' (another class)
-            halves = [(w[:i], w[i:]) for i in range(1, len(w)) if w[:i] in self.index and w[i:] in self.index]
+            # two words run together come first: 'ankleboot' -> 'ankle boot', 'tshirt(s)' -> 't-shirt', not the
+            # nearest single word 'shirt' (another class). A one-letter first half takes a hyphen (as in 'x-ray'),
+            # except the article 'a' ('ashirt' is 'a shirt'); the second half has two letters or more ('at' is not
+            # 'a t'), and numbers are not split ('12' is not '1 2')
+            forms = [] if w.isdigit() else dict.fromkeys((w, w.removesuffix("s")))
+            halves = [(v[:i], v[i:]) for v in forms for i in range(1, len(v) - 1)
+                      if v[:i] in self.index and v[i:] in self.index]
             if halves:
                 a, b = halves[0]
-                close[w] = repr(f"{a}-{b}" if len(a) == 1 and "-" in self.index else f"{a} {b}")
+                close[w] = repr(f"{a}-{b}" if len(a) == 1 and a != "a" and "-" in self.index else f"{a} {b}")
             elif w not in marks and (m := difflib.get_close_matches(w, words, 1, 0.75)):
                 close[w] = repr(m[0])
         typos = ", ".join(f"{m} for {w!r}" for w, m in close.items())

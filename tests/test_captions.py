@@ -255,6 +255,12 @@ def test_unknown_word_messages_say_what_the_vocabulary_holds(tok):
     fashion = Tokenizer(C.all_vocabulary("fashion-mnist"))
     with pytest.warns(UserWarning, match="did you mean 't-shirt' for 'tshirt', 'ankle boot' for 'ankleboot'"):
         fashion.encode(["a tshirt", "an ankleboot"])  # not 'shirt' (another class) for 'tshirt'
+    with pytest.warns(UserWarning, match="did you mean 'a shirt' for 'ashirt', 't-shirt' for 'tshirts'?") as caught:
+        fashion.encode(["at ashirt", "tshirts"])  # 'a' is an article, a plural splits too
+    assert "'a t'" not in str(caught[0].message)  # no split with a one-letter second half
+    with pytest.warns(UserWarning) as caught:
+        tok.encode(["a 12"])
+    assert "'1 2'" not in str(caught[0].message)  # a number is not two digits run together
     with pytest.raises(ValueError, match=r"\['please'\] not in the .*vocabulary; rephrase.*; the vocabulary: .* seven"):
         tok.encode(["a seven please"], on_unknown="error")
 

@@ -191,8 +191,16 @@ def test_text_to_image_commands(tmp_path):
     assert list(d["prompts"]) == ["a handwritten 3"] * 2 + ["a thick seven"] * 2 + ["the digit one"] * 2
     settings = json.loads(d["settings"][()])  # and the file records it
     assert settings == {"checkpoint": str(run_dir), "sampler": "ddim", "steps": 2, "eta": 0.0, "seed": 0,
-                        "n_per_prompt": 2, "guidance": 2.0, "guidance_interval": None,
+                        "n_per_prompt": 2, "batch_size": 256, "guidance": 2.0, "guidance_interval": None,
                         "negative_prompt": "a thin seven", "cads": None}
+    run("sample", "--checkpoint", str(run_dir), "--n", "2", "--steps", "2", "--cads", "0.5", "--cads-window",
+        "0.5", "0.8", "--out", str(tmp_path / "c.npz"))  # no prompt: guided by CADS alone
+    settings = json.loads(np.load(tmp_path / "c.npz")["settings"][()])
+    assert settings["guidance"] == 3.0 and settings["cads"] == {"noise_scale": 0.5, "tau1": 0.5, "tau2": 0.8,
+                                                                "psi": 1.0}
+    p = run("sample", "--checkpoint", str(run_dir), "--n", "2", "--steps", "2", "--out", str(tmp_path / "e.npz"))
+    assert json.loads(np.load(tmp_path / "e.npz")["settings"][()])["guidance"] is None  # "" vs "": no guidance
+    assert "guidance" not in p.stdout
     p = run("sample", "--checkpoint", str(clip), "--prompt", "x", "--out", str(tmp_path / "c.png"), check=False)
     assert p.returncode == 2 and "it is a text encoder (CLIP); sample from a U-Net trained with it" in p.stderr
     p = run("sample", "--checkpoint", str(run_dir), "--prompt", "x", "--out", str(tmp_path / "u.png"),

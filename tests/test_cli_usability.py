@@ -23,6 +23,8 @@ from diffusion_lite.schedules import Schedule
 from diffusion_lite.train import fit
 from diffusion_lite.unet import UNet
 
+pytestmark = pytest.mark.usefixtures("default_stop_signals")  # whatever the shell set
+
 SMALL = ["--dataset", "mnist", "--batch-size", "8", "--subset", "64", "--threads", "1", "--model", "tiny"]
 
 
@@ -81,8 +83,11 @@ def test_a_signal_ignored_at_the_start_as_by_nohup_does_not_stop_training(tmp_pa
     tiny = UNetConfig(base_channels=8, channel_mults=(1, 2), attn_resolutions=(), groups=4)
     previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        res = fit(UNet(tiny), schedule, images, cfg, run_dir=tmp_path / "hup", progress=False,
-                  callback=lambda info: info["step"] == 2 and os.kill(os.getpid(), signal.SIGHUP))
+        try:
+            res = fit(UNet(tiny), schedule, images, cfg, run_dir=tmp_path / "hup", progress=False,
+                      callback=lambda info: info["step"] == 2 and os.kill(os.getpid(), signal.SIGHUP))
+        except KeyboardInterrupt as e:  # (a KeyboardInterrupt would end the whole pytest session)
+            pytest.fail(f"training stopped at a SIGHUP that nohup had set to be ignored: {e}")
         assert res["step"] == 4  # trained to the end
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN  # and still ignored afterwards
     finally:

@@ -18,6 +18,8 @@ from diffusion_lite.clip_train import RUN_KIND, train_clip
 from diffusion_lite.data import load_dataset
 from diffusion_lite.train_state import TrainingInterrupted
 
+pytestmark = pytest.mark.usefixtures("default_stop_signals")  # whatever the shell set
+
 TINY = dict(width=16, layers=1, heads=4, embed_dim=16, cnn_channels=(8, 8, 8))
 STEPS = 6
 KW = dict(steps=STEPS, batch_size=16, warmup_steps=2, progress=False)  # 40 images: a new epoch at step 3

@@ -272,7 +272,7 @@ def test_cifar10_in_python2s_numpy1_format_loads_and_a_pickle_naming_code_does_n
     folder = isolated / "root" / "cifar-10-batches-py"
     batches = _write_cifar(folder, np.random.default_rng(3))
     x, y = batches["test_batch"]
-    old = pickle.dumps({"batch_label": "t", "data": x, "labels": y}, protocol=2)
+    old = pickle.dumps({"batch_label": "t", "data": x, "labels": y, "filenames": [b"", b"x.png"]}, protocol=2)
     (folder / "test_batch").write_bytes(old.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
     assert load_dataset("cifar10", "test", root=isolated / "root").labels.tolist() == y
     marker = tmp_path / "ran"

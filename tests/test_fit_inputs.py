@@ -120,7 +120,8 @@ def test_resuming_with_other_images_or_another_unet_names_what_differs(tmp_path,
     rng = torch.get_rng_state()
     with pytest.raises(ValueError, match=r"images \(N\): saved 8, requested 5"):
         fit(mine, schedule, rgb(5), CFG.replace(steps=3, channels_last=True), run_dir=tmp_path, progress=False)
-    # a refused resume leaves the caller's model and the global RNG as they were (no layout change, no reseed)
+    # a refused resume leaves the caller's model as it was (no channels-last layout change); the global RNG, which
+    # keeps_caller_state already restored before the reordering, is checked as a regression guard
     assert all(torch.equal(v, before[k]) and v.is_contiguous() for k, v in mine.state_dict().items())
     assert torch.equal(torch.get_rng_state(), rng)
     with pytest.raises(ValueError, match=r"unet base_channels: saved 8, requested 16\. Pass") as e:
