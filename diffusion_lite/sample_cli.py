@@ -121,11 +121,11 @@ def cmd_sample(args) -> None:
                 np.savez_compressed(f, images=to_uint8(images).numpy(), **extra)
         atomic_write(out, write)  # an existing file is replaced whole or kept
     what = f"{len(images)} sample{'s' if len(images) != 1 else ''}"
-    guided = "" if settings["guidance"] is None else f", guidance {settings['guidance']:g}" + (
+    how = "" if settings["guidance"] is None else f", guidance {settings['guidance']:g}" + (
         f" in t {settings['guidance_interval'][0]}-{settings['guidance_interval'][1]}"
         if settings["guidance_interval"] else "") + (
         f", negative prompt {args.negative_prompt!r}" if args.negative_prompt is not None else "")
-    print(f"wrote {what} to {out} ({args.sampler}, {args.steps} steps{guided}, seed {args.seed}, {dt:.1f} s)")
+    print(f"wrote {what} to {out} ({args.sampler}, {args.steps} steps{how}, seed {args.seed}, {dt:.1f} s)")
 
 
 def _batches_bar(pipe, args, n_batches: int):
