@@ -43,7 +43,8 @@ def attribute_adherence_report(pipe, *, n_per_digit: int = 10, digits: Sequence[
     attributes.thickness / slant / size; adherence = fraction of pairs where the high word measures more
     (metrics.attribute_adherence, paired; 0.5 = the word is ignored). Per attribute: adherence, means,
     mean_shift, per-digit adherence, and the classifier accuracy of the attribute samples for their digit."""
-    _check_pipe(pipe)
+    if _check_pipe(pipe) != "mnist":
+        raise ValueError("attribute adherence measures thickness, slant and size of digits: an MNIST model's")
     if not pipe.is_text_conditional:
         raise ValueError("attribute adherence needs a text-conditional pipeline; this one is unconditional")
     unknown = [a for a in attributes if a not in ATTRIBUTE_PAIRS]

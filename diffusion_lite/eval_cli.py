@@ -46,7 +46,7 @@ def cmd_evaluate(args) -> None:
     from .attribute_eval import attribute_adherence_report
     from .checkpoints import load
     from .cli import CLIError, _setup
-    from .evaluation import evaluate_pipeline
+    from .evaluation import _check_pipe, evaluate_pipeline
     from .files import atomic_write
     from .metrics import load_eval_classifier
     from .sample_cli import _cads, check_guidance_args
@@ -63,15 +63,25 @@ def cmd_evaluate(args) -> None:
     if args.n < 2:
         raise CLIError(f"--n must be >= 2 (FID and diversity need two samples or more), got {args.n}")
     check_guidance_args(args, pipe)
+    try:
+        dataset = _check_pipe(pipe)  # mnist or fashion-mnist: its classifier, class prompts and reference split
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    reference = args.reference or f"{dataset}-test"
+    if reference.rsplit("-", 1)[0] != dataset:
+        raise CLIError(f"--reference {reference} is not {dataset}'s, the data this model was trained on; use "
+                       f"{dataset}-test or {dataset}-train")
+    if args.attributes and dataset != "mnist":
+        raise CLIError("--attributes measures thickness, slant and size of digits: it needs an MNIST model")
     if args.download:  # the reference images; a pip install has no data/ folder
         from .data import load_dataset
-        load_dataset("mnist", args.reference.split("-")[1], download=True)
-    classifier = load_eval_classifier(device)
+        load_dataset(dataset, reference.rsplit("-", 1)[1], download=True)
+    classifier = load_eval_classifier(device, dataset)
     kw = dict(guidance=3.0 if args.guidance is None else args.guidance, steps=args.steps, sampler=args.sampler,
               seed=args.seed, batch_size=args.batch_size, classifier=classifier, progress=not args.quiet,
               guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
               cads=_cads(args, pipe))
-    report = evaluate_pipeline(pipe, n=args.n, eta=args.eta, reference=args.reference, **kw)
+    report = evaluate_pipeline(pipe, n=args.n, eta=args.eta, reference=reference, **kw)
     report["settings"]["checkpoint"] = str(args.checkpoint)
     if args.attributes:
         report["attribute_adherence"] = attribute_adherence_report(pipe, n_per_digit=args.attributes, **kw)
@@ -84,23 +94,25 @@ def cmd_evaluate(args) -> None:
 def add_parser(subparsers, common) -> argparse.ArgumentParser:
     """Register ``evaluate`` on cli.py's subparsers; ``common(sp)`` adds --device, --threads and --quiet."""
     from .cli import _positive, _seed
+    from .eval_reference import REFERENCES
     from .sample_cli import add_guidance_args
     e = subparsers.add_parser("evaluate", help="FID/KID (with the real-vs-real floor), accuracy, diversity of an "
-                              "MNIST model")
+                              "MNIST or Fashion-MNIST model")
     e.add_argument("--checkpoint", required=True, help="checkpoint path, run folder, or pretrained name")
     e.add_argument("--n", type=_positive(), required=True,
-                   help="samples (text models: a multiple of 10, at least 20; n/10 per digit)")
+                   help="samples (text models: a multiple of 10, at least 20; n/10 per class)")
     add_guidance_args(e)
     e.add_argument("--steps", type=_positive(), default=50, help="sampler steps")
     e.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
     e.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 deterministic)")
     e.add_argument("--seed", type=_seed, default=0, help="seed of the samples' noise and of the real reference draw")
     e.add_argument("--batch-size", type=_positive(), default=250)
-    e.add_argument("--reference", choices=["mnist-test", "mnist-train"], default="mnist-test")
+    e.add_argument("--reference", choices=list(REFERENCES), default=None,
+                   help="the real images compared with (default: the test split of the model's dataset)")
     e.add_argument("--attributes", type=_positive(), default=None, metavar="N_PER_DIGIT",
                    help="also measure attribute adherence with N paired samples per digit and attribute")
     e.add_argument("--download", action="store_true",
-                   help="fetch the MNIST reference images with torchvision if they are not found (online)")
+                   help="fetch the reference images with torchvision if they are not found (online)")
     e.add_argument("--out", required=True, help="report.json")
     common(e)
     e.set_defaults(func=cmd_evaluate)

@@ -18,6 +18,8 @@ from . import metrics
 from .classifier import Classifier
 
 NUM_CLASSES = 10
+EVAL_DATASETS = ("mnist", "fashion-mnist")  # the datasets with a shipped evaluation classifier
+REFERENCES = tuple(f"{d}-{split}" for d in EVAL_DATASETS for split in ("test", "train"))  # "mnist-test", ...
 
 
 @dataclass
@@ -34,16 +36,17 @@ class Reference:
 
 def _reference_images(reference: Any) -> tuple[torch.Tensor, torch.Tensor, str]:
     if isinstance(reference, str):
-        if reference not in ("mnist-test", "mnist-train"):
-            raise ValueError(f"reference must be 'mnist-test', 'mnist-train' or a dataset with .images and "
+        if reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {list(REFERENCES)} or a dataset with .images and "
                              f".labels, got {reference!r}")
         from .data import load_dataset
 
-        ds = load_dataset("mnist", reference.split("-")[1])
+        dataset, split = reference.rsplit("-", 1)
+        ds = load_dataset(dataset, split)
         return ds.images, ds.labels, reference
     images, labels = getattr(reference, "images", None), getattr(reference, "labels", None)
     if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
-        raise ValueError(f"reference must be 'mnist-test', 'mnist-train' or have .images (N, 1, 28, 28) and "
+        raise ValueError(f"reference must be one of {list(REFERENCES)} or have .images (N, 1, 28, 28) and "
                          f".labels (N,) tensors, got {type(reference).__name__}")
     return images, labels, getattr(reference, "name", type(reference).__name__)
 

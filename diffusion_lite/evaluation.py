@@ -3,11 +3,14 @@
     report = evaluate_pipeline(load_pretrained("mnist-text2img"), n=500, guidance=3.0, steps=50)
     report["fid"], report["fid_floor"], report["fid_ratio"], report["accuracy"]
 
-The protocol (stated in every report's ``settings``):
+The protocol (stated in every report's ``settings``), for models of MNIST or Fashion-MNIST (``EVAL_DATASETS``;
+the dataset the checkpoint records decides the classifier, ``metrics.load_eval_classifier(device, dataset)``,
+the prompts and the reference, by default its test split: "mnist-test" or "fashion-mnist-test"):
 
-- text-conditional pipelines: n samples, n/10 per digit; the k-th prompt of a digit uses template
-  k mod 8 of ``EVAL_TEMPLATES`` ("the digit seven", "a handwritten 7", ...), so every digit is asked for
-  in the same varied phrasings. accuracy = fraction the evaluation classifier assigns to the asked digit.
+- text-conditional pipelines: n samples, n/10 per digit (class); the k-th prompt of a digit uses template
+  k mod 8 of ``EVAL_TEMPLATES`` ("the digit seven", "a handwritten 7", ...; for Fashion-MNIST
+  ``TEMPLATES["fashion-mnist"]``), so every class is asked for in the same varied phrasings. accuracy =
+  fraction the evaluation classifier assigns to the asked class.
 - unconditional pipelines: n samples; no accuracy, but the predicted-class histogram shows dropped modes.
 - FID and KID in the evaluation classifier's 128-d features (metrics.py) against n real images of the
   reference split, drawn at random (for text models: the same number per digit as the samples); the
@@ -37,21 +40,26 @@ import torch
 
 from . import captions, metrics
 from .classifier import Classifier
-from .eval_reference import NUM_CLASSES, Reference, prepare_reference  # noqa: F401  (re-exported)
+from .eval_reference import EVAL_DATASETS, NUM_CLASSES, Reference, prepare_reference  # noqa: F401  (re-exported)
 from .guidance import CADS
 from .sampling import batches_bar
 
 EVAL_TEMPLATES = ("the digit {name}", "a handwritten {digit}", "a photo of a {name}", "a drawing of the number {digit}",
                   "{name}", "a picture of the digit {digit}", "a sketch of a {name}", "the number {digit}")
-IMAGE_SHAPE = (1, 28, 28)  # the evaluation classifier's input: MNIST
+TEMPLATES = {"mnist": EVAL_TEMPLATES,  # per dataset, in the words of its captions (captions.TEMPLATES)
+             "fashion-mnist": ("a photo of a {name}", "a {name}", "a picture of the {name}", "an image of a {name}",
+                               "a product photo of a {name}", "a grayscale photo of the {name}", "the {name}",
+                               "a small photo of a {name}")}
+IMAGE_SHAPE = (1, 28, 28)  # the evaluation classifiers' input: MNIST and Fashion-MNIST
 
 
-def eval_prompts(labels: torch.Tensor) -> list[str]:
-    """One prompt per label (N,) long in [0, 10): the k-th occurrence of a digit uses EVAL_TEMPLATES[k % 8]."""
+def eval_prompts(labels: torch.Tensor, dataset: str = "mnist") -> list[str]:
+    """One prompt per label (N,) long in [0, 10): the k-th occurrence of a class uses template k % 8 of
+    ``TEMPLATES[dataset]`` (for MNIST: EVAL_TEMPLATES)."""
     bad = [y for y in labels.tolist() if not 0 <= y < NUM_CLASSES]
     if bad:
         raise ValueError(f"labels must be digits in [0, {NUM_CLASSES}), got {sorted(set(bad))[:5]}")
-    table = [captions.class_prompts("mnist", t) for t in EVAL_TEMPLATES]  # (templates, 10)
+    table = [captions.class_prompts(dataset, t) for t in TEMPLATES[dataset]]  # (templates, 10)
     seen = [0] * NUM_CLASSES
     out = []
     for y in labels.tolist():
@@ -70,18 +78,22 @@ def balanced_labels(n: int) -> torch.Tensor:
 
 # --------------------------------------------------------------------------------------- sampling
 _OTHER_DATA = ("; for other data, metrics.fid and metrics.kid score samples in the features of a classifier "
-               "trained on that data")
+               "trained on that data (scripts/train_classifier.py)")
 
 
-def _check_pipe(pipe) -> None:
+def _check_pipe(pipe) -> str:
+    """The dataset the pipeline was trained on ("mnist" when its meta does not say), if it has an evaluation
+    classifier; ValueError otherwise."""
     c = pipe.unet.cfg
-    name = (getattr(pipe, "meta", None) or {}).get("dataset", {}).get("name")
-    if name not in (None, "mnist"):  # digit prompts, an MNIST classifier and MNIST references
-        raise ValueError(f"this evaluation scores MNIST digits (an MNIST classifier, digit prompts, MNIST "
-                         f"references); the model was trained on {name!r}{_OTHER_DATA}")
+    name = (getattr(pipe, "meta", None) or {}).get("dataset", {}).get("name") or "mnist"
+    if name not in EVAL_DATASETS:  # class prompts, a classifier and references of that dataset
+        raise ValueError(f"this evaluation scores {' and '.join(EVAL_DATASETS)} models (their classifiers, class "
+                         f"prompts and references); the model was trained on {name!r}{_OTHER_DATA}")
     if (c.in_channels, c.image_size, c.image_size) != IMAGE_SHAPE:
-        raise ValueError(f"the evaluation classifier is for MNIST images {IMAGE_SHAPE}; this pipeline makes "
+        shown = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}[name]
+        raise ValueError(f"the evaluation classifier is for {shown} images {IMAGE_SHAPE}; this pipeline makes "
                          f"{(c.in_channels, c.image_size, c.image_size)}{_OTHER_DATA}")
+    return name
 
 
 def generate(pipe, n: int, prompts: Sequence[str] | None = None, *, guidance: float = 3.0, steps: int = 50,
@@ -164,7 +176,7 @@ def score_samples(classifier: Classifier, samples: torch.Tensor, ref: Reference,
 def _run(pipe, classifier: Classifier, ref: Reference, labels: torch.Tensor | None, *, n: int, guidance: float,
          steps: int, sampler: str, eta: float, seed: int, batch_size: int, progress: bool,
          guidance_interval: tuple[int, int] | None = None, cads: CADS | None = None) -> dict[str, Any]:
-    prompts = eval_prompts(labels) if labels is not None else None
+    prompts = eval_prompts(labels, _check_pipe(pipe)) if labels is not None else None
     t0 = time.perf_counter()
     samples = generate(pipe, n, prompts, guidance=guidance, steps=steps, sampler=sampler, eta=eta, seed=seed,
                        batch_size=batch_size, progress=progress, guidance_interval=guidance_interval, cads=cads)
@@ -175,22 +187,35 @@ def _run(pipe, classifier: Classifier, ref: Reference, labels: torch.Tensor | No
     return report
 
 
+def _reference(pipe, reference) -> tuple[str, Any]:
+    """(the pipeline's dataset, the reference: its test split when None); a named split of another dataset is
+    refused."""
+    dataset = _check_pipe(pipe)
+    if reference is None:
+        return dataset, f"{dataset}-test"
+    if isinstance(reference, str) and reference.rsplit("-", 1)[0] != dataset:
+        raise ValueError(f"reference {reference!r} is not {dataset}'s, the data this model was trained on; use "
+                         f"'{dataset}-test' or '{dataset}-train'")
+    return dataset, reference
+
+
 def _setup(pipe, classifier, reference, n, seed):
-    _check_pipe(pipe)
+    dataset, reference = _reference(pipe, reference)
     if not pipe.is_text_conditional and not (isinstance(n, int) and n >= 2):
         raise ValueError(f"evaluation needs n >= 2 samples (FID and diversity compare pairs), got n={n!r}")
-    classifier = classifier if classifier is not None else metrics.load_eval_classifier(pipe.device)
+    classifier = classifier if classifier is not None else metrics.load_eval_classifier(pipe.device, dataset)
     labels = balanced_labels(n) if pipe.is_text_conditional else None
     return classifier, labels, prepare_reference(classifier, reference, n, labels, seed)
 
 
 def _settings(pipe, reference, **kw) -> dict[str, Any]:
+    dataset, reference = _reference(pipe, reference)
     s = {"model": "text-conditional" if pipe.is_text_conditional else "unconditional",
          "parameters": sum(p.numel() for p in pipe.unet.parameters()),
          "reference": reference if isinstance(reference, str) else type(reference).__name__,
-         "classifier": "mnist-classifier", "torch_threads": torch.get_num_threads(), **kw}
+         "classifier": f"{dataset}-classifier", "torch_threads": torch.get_num_threads(), **kw}
     if pipe.is_text_conditional:
-        s["prompt_templates"] = list(EVAL_TEMPLATES)
+        s["prompt_templates"] = list(TEMPLATES[dataset])
     else:
         s.pop("guidance", None)
     return s
@@ -198,7 +223,7 @@ def _settings(pipe, reference, **kw) -> dict[str, Any]:
 
 def evaluate_pipeline(pipe, *, n: int, guidance: float = 3.0, steps: int = 50, sampler: str = "ddim",
                       eta: float = 0.0, seed: int = 0, batch_size: int = 250, classifier: Classifier | None = None,
-                      reference: Any = "mnist-test", progress: bool = False,
+                      reference: Any = None, progress: bool = False,
                       guidance_interval: tuple[int, int] | None = None,
                       cads: CADS | None = None) -> dict[str, Any]:
     """Generate n samples and score them (the protocol in the module docstring). Returns a JSON-able dict:
@@ -226,7 +251,7 @@ _SUMMARY = ("n", "accuracy", "fid", "fid_floor", "fid_ratio", "kid_mean", "kid_f
 
 def guidance_sweep(pipe, scales: Sequence[float] = (0, 1, 2, 3, 5, 8), *, n: int = 500, steps: int = 50,
                    sampler: str = "ddim", seed: int = 0, batch_size: int = 250, classifier: Classifier | None = None,
-                   reference: Any = "mnist-test", progress: bool = False,
+                   reference: Any = None, progress: bool = False,
                    guidance_interval: tuple[int, int] | None = None,
                    cads: CADS | None = None) -> list[dict[str, Any]]:
     """evaluate_pipeline at each guidance scale s (same x_T, prompts and reference draw for every s).
@@ -245,7 +270,7 @@ def guidance_sweep(pipe, scales: Sequence[float] = (0, 1, 2, 3, 5, 8), *, n: int
 
 def steps_sweep(pipe, steps: Sequence[int] = (10, 20, 50, 100, 1000), samplers: Sequence[str] = ("ddpm", "ddim"), *,
                 n: int = 500, n_for_steps: dict[int, int] | None = None, guidance: float = 3.0, seed: int = 0,
-                batch_size: int = 250, classifier: Classifier | None = None, reference: Any = "mnist-test",
+                batch_size: int = 250, classifier: Classifier | None = None, reference: Any = None,
                 progress: bool = False) -> list[dict[str, Any]]:
     """Quality and sampling throughput versus the number of sampler steps, for each sampler.
 
@@ -255,7 +280,7 @@ def steps_sweep(pipe, steps: Sequence[int] = (10, 20, 50, 100, 1000), samplers: 
     (with guidance != 0, 1 a text model evaluates the network twice per step). One dict per point.
     """
     n_for_steps = dict(n_for_steps or {})
-    classifier = classifier if classifier is not None else metrics.load_eval_classifier(pipe.device)
+    classifier = classifier if classifier is not None else metrics.load_eval_classifier(pipe.device, _check_pipe(pipe))
     refs: dict[int, tuple] = {}
     rows = []
     for k in steps:

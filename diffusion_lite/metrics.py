@@ -30,9 +30,15 @@ from .utils import caller_stacklevel, generator_device
 Features = torch.Tensor | np.ndarray
 
 
-def load_eval_classifier(device: str | torch.device = "cpu") -> Classifier:
-    """The shipped MNIST evaluation classifier (``pretrained/mnist-classifier``), in eval mode."""
-    return load_pretrained("mnist-classifier", device)
+def load_eval_classifier(device: str | torch.device = "cpu", dataset: str = "mnist") -> Classifier:
+    """The shipped evaluation classifier of ``dataset`` (``pretrained/mnist-classifier`` or
+    ``fashion-mnist-classifier``), in eval mode."""
+    from .eval_reference import EVAL_DATASETS
+
+    if dataset not in EVAL_DATASETS:
+        raise ValueError(f"no evaluation classifier is shipped for {dataset!r}; there is one for {list(EVAL_DATASETS)} "
+                         "(scripts/train_classifier.py trains one)")
+    return load_pretrained(f"{dataset}-classifier", device)
 
 
 def check_images(images: torch.Tensor, name: str = "images", tol: float = 1e-3, stacklevel: int | None = None) -> None:

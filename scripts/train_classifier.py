@@ -1,6 +1,7 @@
-"""Train the MNIST evaluation classifier and ship it as diffusion_lite/pretrained/mnist-classifier.*
+"""Train an evaluation classifier and ship it as diffusion_lite/pretrained/DATASET-classifier.*
 
-    .venv/bin/python scripts/train_classifier.py --replace-shipped   # the shipped model (single CPU thread)
+    .venv/bin/python scripts/train_classifier.py --replace-shipped   # the shipped MNIST one (single CPU thread)
+    .venv/bin/python scripts/train_classifier.py --dataset fashion-mnist --replace-shipped   # Fashion-MNIST's
     .venv/bin/python scripts/train_classifier.py --epochs 1 --out /tmp/clf   # a quick try
 
 Writes NAME.safetensors + NAME.json (checkpoints.save_checkpoint) and a model card NAME.md with the
@@ -24,6 +25,7 @@ from diffusion_lite.data import load_dataset
 from diffusion_lite.metrics import extract_features, fid
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "diffusion_lite" / "pretrained" / "mnist-classifier"
+NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 
 
 def fid_floors(model: C.Classifier, train, test, sizes=(1000, 5000), seed: int = 0) -> dict[int, float]:
@@ -39,17 +41,20 @@ def fid_floors(model: C.Classifier, train, test, sizes=(1000, 5000), seed: int =
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", choices=sorted(NAMES), default="mnist")
     p.add_argument("--epochs", type=float, default=3.0)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--out", type=Path, default=None, help="default: the shipped DATASET-classifier")
     p.add_argument("--replace-shipped", action="store_true",
                    help="allow --out inside the package's pretrained folder (the default --out): re-training the "
                    "shipped model regenerates its card, so re-apply the card's hand-written sections from git")
     args = p.parse_args(argv)
+    if args.out is None:
+        args.out = DEFAULT_OUT.parent / f"{args.dataset}-classifier"
     try:  # before training, not after: the same guard as every diffusion-lite command
         check_not_shipped(str(args.out), replace_shipped=args.replace_shipped, can_replace=True,
                           how_to_replace="add --replace-shipped", source_pretrained=DEFAULT_OUT.parent)
@@ -59,7 +64,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)  # weight initialisation
-    train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
+    train, test = load_dataset(args.dataset, "train"), load_dataset(args.dataset, "test")
     model = C.Classifier(C.ClassifierConfig())
     n_params = sum(p.numel() for p in model.parameters())
     record = C.train_classifier(model, train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -70,22 +75,23 @@ def main(argv=None) -> None:
     train_acc = C.accuracy(model, train.images[:10000], train.labels[:10000])
     floors = fid_floors(model, train, test)
     command = "python scripts/train_classifier.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    meta = {"dataset": "mnist", "train": record, "test_accuracy": test_acc, "n_params": n_params,
+    meta = {"dataset": args.dataset, "train": record, "test_accuracy": test_acc, "n_params": n_params,
             "fid_floor": {str(k): v for k, v in floors.items()}, "command": command.strip(),
             "torch": torch.__version__, "threads": args.threads}
     stem = C.save_classifier(args.out, model, meta)
     print(f"test accuracy {test_acc:.4f}, train[:10k] {train_acc:.4f}, training {record['wall_time_s']} s, "
           f"floors {floors} (eval {time.time() - t0:.0f} s) -> {stem}")
 
-    card = f"""# mnist-classifier
+    name = NAMES[args.dataset]
+    card = f"""# {args.dataset}-classifier
 
-The evaluation classifier for MNIST (diffusion_lite.classifier.Classifier, {n_params:,} parameters). Its
+The evaluation classifier for {name} (diffusion_lite.classifier.Classifier, {n_params:,} parameters). Its
 {model.cfg.feature_dim}-d penultimate features are the feature space of FID/KID in diffusion_lite.metrics;
-its predictions give the conditional accuracy of generated digits.
+its predictions give the conditional accuracy of generated images.
 
 - Command: `{command.strip()}` (from the repository root, with `.venv/bin/python`)
-- Data: MNIST train (60,000 images), random shifts of up to {record['max_shift']} px;
-  test = MNIST test (10,000)
+- Data: {name} train (60,000 images), random shifts of up to {record['max_shift']} px;
+  test = {name} test (10,000)
 - Training: {record['steps']} steps ({record['epochs']} epochs) of batch {record['batch_size']}, AdamW
   (lr {record['lr']}, one-cycle, weight decay {record['weight_decay']}), label smoothing
   {record['label_smoothing']}, seed {args.seed}
@@ -95,7 +101,7 @@ its predictions give the conditional accuracy of generated digits.
 
 ## Real-vs-real FID floor in this feature space
 
-FID between a random MNIST-test subset and a disjoint random MNIST-train subset of the same size
+FID between a random {name}-test subset and a disjoint random {name}-train subset of the same size
 (the best score a perfect generator can expect at that sample count; FID is biased upward at small n):
 
 | n vs n | FID floor |

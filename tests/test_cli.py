@@ -255,3 +255,20 @@ def test_cads_noises_the_prompt_reproducibly_and_needs_a_text_model(tmp_path):
     p = run("sample", "--checkpoint", "mnist-uncond", "--n", "1", "--steps", "2", "--cads", "0.5",
             "--out", str(tmp_path / "u.npz"), check=False)
     assert p.returncode == 2 and "unconditional" in p.stderr
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").is_file(),
+                    reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+def test_evaluate_scores_a_fashion_model_with_the_fashion_classifier(tmp_path):
+    run_dir = tmp_path / "fashion"
+    run("train", "--dataset", "fashion-mnist", "--steps", "2", "--batch-size", "8", "--subset", "100", "--model",
+        "tiny", "--out", str(run_dir), "--threads", "1")
+    p = run("evaluate", "--checkpoint", str(run_dir), "--n", "20", "--steps", "2", "--out", str(tmp_path / "r.json"),
+            "--threads", "1")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["settings"]["classifier"] == "fashion-mnist-classifier"
+    assert report["settings"]["reference"] == "fashion-mnist-test" and report["fid"] > 0
+    assert "fid" in p.stdout.lower()
+    p = run("evaluate", "--checkpoint", str(run_dir), "--n", "20", "--reference", "mnist-test",
+            "--out", str(tmp_path / "x.json"), check=False)
+    assert p.returncode == 2 and "--reference mnist-test is not fashion-mnist's" in p.stderr

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from diffusion_lite import attribute_eval as ae
+from diffusion_lite import captions as C
+from diffusion_lite import data
 from diffusion_lite import evaluation as ev
 from diffusion_lite.checkpoints import load_checkpoint
 from diffusion_lite.clip import CLIPModel, save_clip
@@ -114,7 +116,7 @@ def test_evaluate_unconditional_pipeline_has_no_accuracy(classifier):
         ev.evaluate_pipeline(tiny_uncond_pipe(), n=1, steps=2, classifier=classifier)
 
 
-def test_evaluation_rejects_non_mnist_pipelines(classifier):
+def test_evaluation_rejects_pipelines_without_an_evaluation_classifier(classifier):
     pipe = DiffusionPipeline(UNet(UNetConfig(**{**TINY, "in_channels": 3, "image_size": 32})),
                              Schedule.from_config(ScheduleConfig()))
     with pytest.raises(ValueError, match="MNIST"):
@@ -122,11 +124,36 @@ def test_evaluation_rejects_non_mnist_pipelines(classifier):
     pipe.meta["dataset"] = {"name": "cifar10"}  # a trained CIFAR-10 model: named, with what to use instead
     with pytest.raises(ValueError, match="trained on 'cifar10'; for other data, metrics.fid and metrics.kid"):
         ev.evaluate_pipeline(pipe, n=20, classifier=classifier)
-    # the same 1x28x28 shape, but not digits: scored as MNIST it would be a meaningless report
+    with pytest.raises(ValueError, match="no evaluation classifier is shipped for 'cifar10'"):
+        load_eval_classifier(dataset="cifar10")
+
+
+@pytest.mark.skipif(not (data.DEBIAN_DIR / "fashion-mnist" / "t10k-images-idx3-ubyte.gz").is_file(),
+                    reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+def test_a_fashion_model_is_scored_with_fashion_prompts_classifier_and_references():
+    """Same 1x28x28 shape as MNIST, but garments: its own classifier, class prompts and test split, never MNIST's
+    (an MNIST classifier would call every garment some digit)."""
     fashion = tiny_uncond_pipe()
     fashion.meta["dataset"] = {"name": "fashion-mnist"}
-    with pytest.raises(ValueError, match="trained on 'fashion-mnist'"):
-        ev.evaluate_pipeline(fashion, n=20, classifier=classifier)
+    r = ev.evaluate_pipeline(fashion, n=20, steps=2)
+    assert r["settings"]["classifier"] == "fashion-mnist-classifier" and r["settings"]["reference"] == \
+        "fashion-mnist-test"
+    assert r["fid"] > r["fid_floor"] > 0  # an untrained model is far from the data
+    with pytest.raises(ValueError, match="reference 'mnist-test' is not fashion-mnist's"):
+        ev.evaluate_pipeline(fashion, n=20, steps=2, reference="mnist-test")
+    with pytest.raises(ValueError, match="thickness, slant and size of digits"):
+        ae.attribute_adherence_report(fashion, n_per_digit=1)
+    labels = ev.balanced_labels(80)
+    prompts = ev.eval_prompts(labels, "fashion-mnist")
+    tok = Tokenizer(C.all_vocabulary("fashion-mnist"))
+    assert all(not tok.unknown_words(p) for p in prompts)  # every word is one a Fashion text model was taught
+    names = C.class_names("fashion-mnist")
+    assert all(names[y] in p for p, y in zip(prompts, labels.tolist())), prompts[:10]
+    assert len({p for p, y in zip(prompts, labels.tolist()) if y == 9}) == 8  # eight phrasings per class
+    clf = load_eval_classifier(dataset="fashion-mnist")
+    test = load_dataset("fashion-mnist", "test", subset=500)
+    acc = (clf(test.images).argmax(1) == test.labels).float().mean().item()
+    assert acc > 0.85, acc  # it recognises real garments (model card: the test accuracy over all 10,000)
 
 
 def test_reference_too_small_for_a_floor(classifier):
