@@ -122,7 +122,7 @@ def render(r: dict | None) -> str:
         iv = "all (plain guidance)" if iv == "all" else iv
         if extra:
             c = row["cads"]
-            iv += f", CADS noise {c['noise_scale']:g} over t/T {c['tau1']:g}-{c['tau2']:g}"
+            iv += f", CADS noise {c['noise_scale']:g} over t/(T-1) {c['tau1']:g}-{c['tau2']:g}"
         out.append(f"| {iv} | {row['accuracy']:.3f} | {row['fid']:.3f} | {row['fid_ratio']:.2f} | "
                    f"{row['diversity_ratio']:.2f} |")
     return "\n".join(out) + "\n"

@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import cfg_oracle, guidance_interval
+from . import cfg_oracle, fashion_evaluator, guidance_interval
 from .common import RESULTS_DIR
 
 ROOT = RESULTS_DIR.parent.parent
@@ -209,7 +209,7 @@ def _eval_label(r: dict) -> str:
     s = r["settings"]
     iv, c = s.get("guidance_interval"), s.get("cads")
     return (f"s = {s['guidance']:g}" + (f", guided only for {iv[0]} <= t <= {iv[1]}" if iv else "")
-            + (f", CADS noise {c['noise_scale']:g} (t/T {c['tau1']:g}-{c['tau2']:g})" if c else "")
+            + (f", CADS noise {c['noise_scale']:g} (t/(T-1) {c['tau1']:g}-{c['tau2']:g})" if c else "")
             + (f"; other draw (seed {s['seed']})" if s.get("seed") else ""))
 
 
@@ -322,7 +322,8 @@ def render(results: Path = RESULTS_DIR) -> str:
                            issue3=section_issue3(ev), guidance=section_guidance(gs),
                            interval=guidance_interval.render(_load(results, "guidance_interval")),
                            oracle=cfg_oracle.render(_load(results, "cfg_oracle")), ttq=section_ttq(tq),
-                           gpu=section_gpu(results))
+                           gpu=section_gpu(results),
+                           fashion=fashion_evaluator.render(_load(results, "fashion_evaluator")))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -111,7 +111,7 @@ def test_guidance_interval(tmp_path, checkpoints):
     assert r["rows"][3]["cads"]["noise_scale"] == 0.5 and r["rows"][3]["fid"] != r["rows"][1]["fid"]
     table = guidance_interval.render(r)
     assert "| 0-500 |" in table and "all (plain guidance)" in table
-    assert "| all (plain guidance), CADS noise 0.5 over t/T 0.6-0.9 |" in table
+    assert "| all (plain guidance), CADS noise 0.5 over t/(T-1) 0.6-0.9 |" in table
     assert "guided timesteps" in report.render(tmp_path)
     for bad in ("700-200", "0-x", "-5", "all+cads=x", "all+foo=1"):
         with pytest.raises(SystemExit):
@@ -238,7 +238,7 @@ def test_issue3_table_is_rendered_from_the_evaluation_report():
     assert "<= 1.5: met / met" in text and "--guidance-interval 170 880" in text
     cads = {**r, "settings": {**r["settings"], "cads": {"noise_scale": 0.5, "tau1": 0.6, "tau2": 0.9, "psi": 1.0}}}
     text = report.section_issue3({"eval_mnist-text2img": r, "eval_mnist-text2img_cads": cads})
-    assert "| s = 3, CADS noise 0.5 (t/T 0.6-0.9) |" in text and "--steps 50 --cads 0.5 --attributes 20" in text
+    assert "| s = 3, CADS noise 0.5 (t/(T-1) 0.6-0.9) |" in text and "--steps 50 --cads 0.5 --attributes 20" in text
     seed1 = {**other, "settings": {**other["settings"], "seed": 1}}
     text = report.section_issue3({"eval_mnist-text2img": r, "eval_mnist-text2img_interval_seed1": seed1})
     assert "| s = 3, guided only for 170 <= t <= 880; other draw (seed 1) |" in text and "--seed 1 " in text
@@ -298,3 +298,17 @@ def test_cfg_oracle_benchmark_runs_and_renders(tmp_path):
     assert "distinct training images" in report.render(tmp_path)
     with pytest.raises(SystemExit):
         cfg_oracle.main([*QUICK, "--out", str(tmp_path), "--rows", "x@1-2"])
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").is_file(),
+                    reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+def test_fashion_evaluator_benchmark_runs_and_renders(tmp_path):
+    from benchmarks import fashion_evaluator, report
+
+    r = fashion_evaluator.main(["--quick", "--threads", "1", "--out", str(tmp_path)])
+    rows = r["copier"]
+    assert set(rows) == {"copied training images", "copier + noise sd 0.2", "copier blurred 3x3"}
+    assert rows["copier blurred 3x3"]["fid"] > rows["copied training images"]["fid"]  # even at n = 20
+    assert r["model"]["fid"] > 0 and "--dataset fashion-mnist --model tiny" in r["model"]["command"]
+    assert "| copied training images |" in report.render(tmp_path) and "samples of the `tiny` U-Net" in \
+        fashion_evaluator.render(r)
