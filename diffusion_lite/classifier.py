@@ -203,7 +203,9 @@ def save_classifier(path, model: Classifier, meta: dict[str, Any] | None = None)
 
 def classifier_from_checkpoint(tensors: dict[str, torch.Tensor], meta: dict[str, Any],
                                device: str | torch.device = "cpu") -> Classifier:
-    """Builder for ``checkpoints.load``: rebuild the Classifier from its stored config, in eval mode."""
+    """Builder for ``checkpoints.load``: rebuild the Classifier from its stored config, in eval mode;
+    ``model.dataset`` is the dataset it was trained on (meta "dataset"; None if the file does not say)."""
     model = Classifier(ClassifierConfig.from_dict(meta["classifier_config"]))
     load_state_strict(model, tensors, "classifier checkpoint")
+    model.dataset = meta.get("dataset")
     return model.to(device).eval()

@@ -40,7 +40,7 @@ import torch
 
 from . import captions, metrics
 from .classifier import Classifier
-from .eval_reference import EVAL_DATASETS, NUM_CLASSES, Reference, prepare_reference  # noqa: F401  (re-exported)
+from .eval_reference import EVAL_DATASETS, NUM_CLASSES, REFERENCES, Reference, prepare_reference  # noqa: F401
 from .guidance import CADS
 from .sampling import batches_bar
 
@@ -56,6 +56,8 @@ IMAGE_SHAPE = (1, 28, 28)  # the evaluation classifiers' input: MNIST and Fashio
 def eval_prompts(labels: torch.Tensor, dataset: str = "mnist") -> list[str]:
     """One prompt per label (N,) long in [0, 10): the k-th occurrence of a class uses template k % 8 of
     ``TEMPLATES[dataset]`` (for MNIST: EVAL_TEMPLATES)."""
+    if dataset not in TEMPLATES:
+        raise ValueError(f"no evaluation prompts for {dataset!r}; expected one of {sorted(TEMPLATES)}")
     bad = [y for y in labels.tolist() if not 0 <= y < NUM_CLASSES]
     if bad:
         raise ValueError(f"labels must be digits in [0, {NUM_CLASSES}), got {sorted(set(bad))[:5]}")
@@ -78,7 +80,8 @@ def balanced_labels(n: int) -> torch.Tensor:
 
 # --------------------------------------------------------------------------------------- sampling
 _OTHER_DATA = ("; for other data, metrics.fid and metrics.kid score samples in the features of a classifier "
-               "trained on that data (scripts/train_classifier.py)")
+               "trained on that data (scripts/train_classifier.py, for MNIST and Fashion-MNIST, is an example to "
+               "adapt: CIFAR-10 needs ClassifierConfig(in_channels=3, image_size=32))")
 
 
 def _check_pipe(pipe) -> str:
@@ -193,7 +196,11 @@ def _reference(pipe, reference) -> tuple[str, Any]:
     dataset = _check_pipe(pipe)
     if reference is None:
         return dataset, f"{dataset}-test"
-    if isinstance(reference, str) and reference.rsplit("-", 1)[0] != dataset:
+    if isinstance(reference, str) and reference not in REFERENCES:
+        raise ValueError(f"reference must be one of {list(REFERENCES)} or a dataset with .images and .labels, got "
+                         f"{reference!r}")
+    ref_data = reference.rsplit("-", 1)[0] if isinstance(reference, str) else getattr(reference, "name", None)
+    if ref_data in EVAL_DATASETS and ref_data != dataset:  # a split of the other dataset (a name or an ImageDataset)
         raise ValueError(f"reference {reference!r} is not {dataset}'s, the data this model was trained on; use "
                          f"'{dataset}-test' or '{dataset}-train'")
     return dataset, reference
@@ -204,6 +211,9 @@ def _setup(pipe, classifier, reference, n, seed):
     if not pipe.is_text_conditional and not (isinstance(n, int) and n >= 2):
         raise ValueError(f"evaluation needs n >= 2 samples (FID and diversity compare pairs), got n={n!r}")
     classifier = classifier if classifier is not None else metrics.load_eval_classifier(pipe.device, dataset)
+    if getattr(classifier, "dataset", None) not in (None, dataset):  # e.g. load_eval_classifier()'s MNIST one
+        raise ValueError(f"the classifier was trained on {classifier.dataset!r}, this model on {dataset!r}: pass "
+                         f"metrics.load_eval_classifier(device, {dataset!r}), or no classifier")
     labels = balanced_labels(n) if pipe.is_text_conditional else None
     return classifier, labels, prepare_reference(classifier, reference, n, labels, seed)
 

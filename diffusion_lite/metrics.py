@@ -37,7 +37,7 @@ def load_eval_classifier(device: str | torch.device = "cpu", dataset: str = "mni
 
     if dataset not in EVAL_DATASETS:
         raise ValueError(f"no evaluation classifier is shipped for {dataset!r}; there is one for {list(EVAL_DATASETS)} "
-                         "(scripts/train_classifier.py trains one)")
+                         "(scripts/train_classifier.py is an example to adapt)")
     return load_pretrained(f"{dataset}-classifier", device)
 
 

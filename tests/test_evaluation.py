@@ -150,7 +150,27 @@ def test_a_fashion_model_is_scored_with_fashion_prompts_classifier_and_reference
     names = C.class_names("fashion-mnist")
     assert all(names[y] in p for p, y in zip(prompts, labels.tolist())), prompts[:10]
     assert len({p for p, y in zip(prompts, labels.tolist()) if y == 9}) == 8  # eight phrasings per class
+    with pytest.raises(ValueError, match="the classifier was trained on 'mnist', this model on 'fashion-mnist'"):
+        ev.evaluate_pipeline(fashion, n=20, steps=2, classifier=load_eval_classifier())  # digits' for garments
+    with pytest.raises(ValueError, match="is not fashion-mnist's"):  # MNIST digits as the reference, as a dataset
+        ev.evaluate_pipeline(fashion, n=20, steps=2, reference=load_dataset("mnist", "test", subset=100))
+    with pytest.raises(ValueError, match=r"reference must be one of \['mnist-test'"):  # a typo gets the names
+        ev.evaluate_pipeline(fashion, n=20, steps=2, reference="fashion")
+    with pytest.raises(ValueError, match="no evaluation prompts for 'cifar10'"):
+        ev.eval_prompts(ev.balanced_labels(20), "cifar10")
+    # a text-conditional Fashion model: garment prompts, accuracy against the garment classes, the sweeps too
+    torch.manual_seed(0)
+    clip = CLIPModel.for_dataset("fashion-mnist", width=16, layers=1, heads=2, embed_dim=16, cnn_channels=(8, 8, 8))
+    unet = _unzero(UNet(UNetConfig(**TINY, cross_attn_resolutions=(14,), context_dim=16)))
+    text = DiffusionPipeline(unet, Schedule.from_config(ScheduleConfig()), text=clip,
+                             meta={"dataset": {"name": "fashion-mnist"}})
+    r = ev.evaluate_pipeline(text, n=20, steps=1)
+    assert r["settings"]["prompt_templates"] == list(ev.TEMPLATES["fashion-mnist"]) and 0 <= r["accuracy"] <= 1
+    assert len(r["accuracy_per_class"]) == 10
+    rows = ev.guidance_sweep(text, [1.0, 3.0], n=20, steps=1)
+    assert [row["guidance"] for row in rows] == [1.0, 3.0] and all(row["fid"] > 0 for row in rows)
     clf = load_eval_classifier(dataset="fashion-mnist")
+    assert clf.dataset == "fashion-mnist" and load_eval_classifier().dataset == "mnist"
     test = load_dataset("fashion-mnist", "test", subset=500)
     acc = (clf(test.images).argmax(1) == test.labels).float().mean().item()
     assert acc > 0.85, acc  # it recognises real garments (model card: the test accuracy over all 10,000)
