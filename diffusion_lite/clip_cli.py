@@ -3,7 +3,9 @@
 The finished encoder is OUT.safetensors + OUT.json, written only when training has completed (a text-to-image run
 depends on it). Until then the run lives in OUT.partial.safetensors + OUT.partial.json (clip_train.RUN_KIND, which
 checkpoints.load and ``train --text`` refuse): saved every --checkpoint-every steps and when Ctrl-C, SIGTERM or SIGHUP
-stops training (exit code 128 + the signal), resumed by the same command, and deleted once OUT is written.
+stops training (exit code 128 + the signal), resumed by the same command, and deleted once OUT is written. Once
+OUT is written, the same command again has nothing to do (exit code 0, as with ``train``); another command with
+that --out is refused: a finished encoder is never overwritten nor trained on.
 """
 
 from __future__ import annotations
@@ -14,6 +16,19 @@ from pathlib import Path
 # command-line option -> where a partial run's JSON records it (all but --steps must match to resume)
 RUN_OPTIONS = {"--dataset": ("dataset", "name"), "--subset": ("dataset", "subset"), "--seed": ("seed",),
                "--width": ("config", "width"), "--batch-size": ("train", "batch_size"), "--lr": ("train", "lr")}
+
+
+def _option_diffs(saved: dict, args, options: dict) -> list[str]:
+    """'--lr: saved 0.002, requested 0.001' for each option whose value in ``saved`` differs from the command's."""
+    show = lambda v: "not given" if v is None else repr(v)  # noqa: E731
+    diffs = []
+    for option, keys in options.items():
+        value, requested = saved, getattr(args, option[2:].replace("-", "_"))
+        for k in keys:
+            value = value.get(k) if isinstance(value, dict) else None
+        if value != requested:
+            diffs.append(f"{option}: saved {show(value)}, requested {show(requested)}")
+    return diffs
 
 
 def _partial_run(partial: str, args) -> dict | None:
@@ -39,14 +54,7 @@ def _partial_run(partial: str, args) -> dict | None:
     if not weights.exists():
         raise CLIError(f"{sidecar} has no {weights.name} beside it, so the interrupted run cannot be resumed; restore "
                        f"the weights from a copy, or {afresh}")
-    show = lambda v: "not given" if v is None else repr(v)  # noqa: E731
-    diffs = []
-    for option, keys in RUN_OPTIONS.items():
-        value, requested = saved, getattr(args, option[2:].replace("-", "_"))
-        for k in keys:
-            value = value.get(k) if isinstance(value, dict) else None
-        if value != requested:
-            diffs.append(f"{option}: saved {show(value)}, requested {show(requested)}")
+    diffs = _option_diffs(saved, args, RUN_OPTIONS)
     if diffs:
         raise CLIError(f"cannot resume the interrupted run {partial}: this command's settings differ from the run's: "
                        f"{'; '.join(diffs)}. Re-run with the run's settings (only --steps may change), or {afresh}")
@@ -55,6 +63,36 @@ def _partial_run(partial: str, args) -> dict | None:
         raise CLIError(f"the interrupted run {partial} is already at step {done}, past --steps {args.steps}: give "
                        f"--steps {(saved.get('train') or {}).get('steps')} (the run's), or at least {done}")
     return saved
+
+
+# command-line option -> where a finished encoder's JSON records it (save_clip's meta: dataset, config and card)
+FINISHED_OPTIONS = {"--steps": ("card", "steps"), "--dataset": ("dataset", "name"), "--subset": ("dataset", "subset"),
+                    "--seed": ("card", "seed"), "--width": ("config", "width"),
+                    "--batch-size": ("card", "batch_size"), "--lr": ("card", "lr")}
+
+
+def _finished_encoder(stem: str, args) -> bool:
+    """True if STEM.{safetensors,json} is the encoder this very command trains (re-running it has nothing to do,
+    as with ``train``); False if neither file exists. Anything else there is a CLIError: a finished encoder is never
+    overwritten, nor trained on (its optimizer state is not kept), and a text-to-image run may depend on it."""
+    from .cli import CLIError
+
+    existing = [f"{stem}{s}" for s in (".safetensors", ".json") if Path(stem + s).exists()]
+    if not existing:
+        return False
+    keep = "choose another --out, or delete them first (a text-to-image run trained on that encoder would no " \
+           "longer resume)"
+    try:
+        saved = json.loads(Path(stem + ".json").read_text()) if len(existing) == 2 else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        saved = None
+    if not isinstance(saved, dict) or saved.get("kind") != "clip" or "card" not in saved:
+        raise CLIError(f"{' and '.join(existing)} already exist: {keep}")
+    diffs = _option_diffs(saved, args, FINISHED_OPTIONS)
+    if diffs:
+        raise CLIError(f"{stem}.safetensors is a finished encoder trained with other settings than this command's: "
+                       f"{'; '.join(diffs)}. A finished encoder is never overwritten nor trained on: {keep}")
+    return True
 
 
 def cmd_train_clip(args) -> None:
@@ -70,10 +108,10 @@ def cmd_train_clip(args) -> None:
 
     stem = check_stem(args.out)
     check_not_shipped(args.out)
-    existing = [f"{stem}{s}" for s in (".safetensors", ".json") if Path(stem + s).exists()]
-    if existing:
-        raise CLIError(f"{' and '.join(existing)} already exist: choose another --out, or delete them first (a "
-                       "text-to-image run trained on that encoder would no longer resume)")
+    if _finished_encoder(stem, args):
+        print(f"{stem}.safetensors is already trained with these settings ({args.steps} steps): nothing to do; "
+              "choose another --out to train another encoder")
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.width % CLIPConfig.heads:  # checked before the data loads; CLIPConfig checks it again

@@ -182,8 +182,13 @@ def test_cli_interrupt_exits_128_plus_signal_and_rerunning_resumes_bit_exactly(t
     assert [{**c, "minutes": 0} for c in cards[:1]] == [{**c, "minutes": 0} for c in cards[1:]]
     assert json.loads((tmp_path / "c.json").read_text())["kind"] == "clip"
 
-    rc, _, err = cli(capsys, "--out", str(out))  # a finished encoder is still never overwritten
-    assert rc == 2 and "c.safetensors and" in err and "already exist" in err
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    rc, stdout, err = cli(capsys, "--out", str(out))  # the same command again: done already, as `train` says
+    assert rc == 0 and "already trained with these settings (6 steps): nothing to do" in stdout, err
+    rc, _, err = cli(capsys, "--out", str(out), "--steps", "8", "--lr", "1e-3")  # a finished encoder is never
+    assert rc == 2 and "c.safetensors is a finished encoder trained with other settings" in err  # overwritten
+    assert "--steps: saved 6, requested 8; --lr: saved 0.002, requested 0.001" in err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 @main_thread
