@@ -182,7 +182,7 @@ class CLIPModel(nn.Module):
         return self._encode_image(images)
 
     def _encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.image(images.to(self.device)), dim=-1)
+        return F.normalize(self.image(images.to(self.device, self.logit_scale.dtype)), dim=-1)  # model's dtype
 
     def forward(self, images: torch.Tensor, texts: list[str] | torch.Tensor) -> torch.Tensor:
         """logits_per_image (B, B) = exp(t) * cos(image_i, text_j); logits_per_text is its transpose. (Images

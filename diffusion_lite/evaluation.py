@@ -147,6 +147,7 @@ def score_samples(classifier: Classifier, samples: torch.Tensor, ref: Reference,
     only add noise). kid_std is None when n <= 1000 (one subset, the whole set; see ``metrics.kid``).
     """
     feats = metrics.extract_features(classifier, samples)
+    labels = None if labels is None else torch.as_tensor(labels).cpu()  # the classifier's predictions are on the CPU
     n = feats.shape[0]
     if ref.feats.shape[0] != n:
         raise ValueError(f"the reference holds {ref.feats.shape[0]} images, the samples {n}: FID needs equal n")

@@ -88,6 +88,8 @@ def cads_noise(y: torch.Tensor, mask: torch.Tensor, gamma: torch.Tensor, cfg: CA
     Returns y_hat (B, L, D); padding positions stay zero, and mean and std for the rescaling are taken
     over each prompt's real tokens. gamma = 1 returns y unchanged.
     """
+    dtype, y = y.dtype, (y.float() if y.dtype in (torch.float16, torch.bfloat16) else y)  # the statistics sum
+    # L * D squares: float16 overflows (max 65504) for a wide encoder's 77 x 768 tokens
     g = gamma.to(y.dtype).view(-1, 1, 1)  # (B, 1, 1)
     n = randn(y.shape, generator, y.device, y.dtype)  # (B, L, D)
     y_hat = g.sqrt() * y + cfg.noise_scale * (1 - g).sqrt() * n
@@ -104,7 +106,7 @@ def cads_noise(y: torch.Tensor, mask: torch.Tensor, gamma: torch.Tensor, cfg: CA
         rescaled = (y_hat - mu_hat) / sd_hat.clamp(min=1e-12) * sd + mu
         y_hat = cfg.psi * rescaled + (1 - cfg.psi) * y_hat
     y_hat = y_hat * m
-    return torch.where(g == 1, y, y_hat)
+    return torch.where(g == 1, y, y_hat).to(dtype)
 
 
 def classifier_free_guidance(eps_fn: Callable[..., torch.Tensor], cond: tuple[torch.Tensor, torch.Tensor],

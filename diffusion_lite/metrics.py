@@ -70,10 +70,10 @@ def _features_and_logits(classifier: Classifier, images: torch.Tensor, batch_siz
     check_images(images)
     was_training = classifier.training
     classifier.eval()
-    device = next(classifier.parameters()).device
+    p = next(classifier.parameters())  # the images take the classifier's device and dtype
     feats, logits = [], []
     for i in range(0, images.shape[0], batch_size):
-        f = classifier.features(images[i:i + batch_size].to(device, torch.float32))
+        f = classifier.features(images[i:i + batch_size].to(p.device, p.dtype))
         feats.append(f.cpu().double())  # .cpu() first: MPS has no float64
         logits.append(classifier.classify_features(f).float().cpu())
     classifier.train(was_training)

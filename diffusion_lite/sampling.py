@@ -19,6 +19,7 @@ sigma_t        ``sigma``       DDIM noise level, eq. (16); eta=1 gives DDPM's po
 
 from __future__ import annotations
 
+import functools
 import numbers
 from typing import Callable
 
@@ -30,6 +31,7 @@ from .utils import progress_disabled, randn
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[dict], None]
+HALF = (torch.float16, torch.bfloat16)
 
 
 def timesteps(schedule: Schedule, steps: int) -> list[int]:
@@ -56,6 +58,21 @@ def _uniform_step(t: torch.Tensor, t_prev: torch.Tensor) -> tuple[int, int]:
     return t_lo, p_lo
 
 
+def float32_update(step_fn):
+    """Decorator of the step functions: float16 and bfloat16 inputs are updated in float32, and (x_prev, x0_hat)
+    returned in x_t's dtype. In bfloat16, alpha_bar of the first 10 (linear) to 21 (cosine, T = 1000) steps rounds
+    to 1 (in float16 the first 2 to 4), so (1 - ab_prev) / (1 - ab_t) would be 0/0 = NaN."""
+    @functools.wraps(step_fn)
+    def step(schedule, x_t, t, t_prev, eps_hat, *args, **kwargs):
+        if x_t.dtype not in HALF:
+            return step_fn(schedule, x_t, t, t_prev, eps_hat, *args, **kwargs)
+        up = lambda a: a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a  # noqa: E731
+        x_prev, x0_hat = step_fn(schedule, x_t.float(), t, t_prev, eps_hat.float(), *map(up, args),
+                                 **{k: up(v) for k, v in kwargs.items()})
+        return x_prev.to(x_t.dtype), x0_hat.to(x_t.dtype)
+    return step
+
+
 def _x0_and_eps(schedule, x_t, t, eps_hat, clip_x0: bool):
     """Predicted x_0 from eps_hat; with ``clip_x0`` clamp it to [-1, 1] and re-derive eps from it."""
     x0_hat = predict_x0_from_eps(schedule, x_t, t, eps_hat)
@@ -65,6 +82,7 @@ def _x0_and_eps(schedule, x_t, t, eps_hat, clip_x0: bool):
     return x0_hat, eps_hat
 
 
+@float32_update
 def ddpm_step(schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor, eps_hat: torch.Tensor,
               noise: torch.Tensor, clip_x0: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """One ancestral step x_t -> x_{t_prev}, from q(x_{t_prev} | x_t, x0_hat) (DDPM eqs. 6-7, Algorithm 2).
@@ -89,6 +107,7 @@ def ddpm_step(schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor, t_prev: to
     return mean + var.sqrt() * noise, x0_hat
 
 
+@float32_update
 def ddim_step(schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor, eps_hat: torch.Tensor,
               noise: torch.Tensor | None = None, eta: float = 0.0, clip_x0: bool = True):
     """DDIM update (Song et al. 2021, eq. 12) from t to t_prev (``t_prev = -1``: to x_0), each (B,) holding one
@@ -114,19 +133,23 @@ def ddim_step(schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor, t_prev: to
 
 
 def _loop(step_fn, model_fn: ModelFn, schedule: Schedule, shape, x_T, steps, generator, callback, progress, device,
-          desc):
+          dtype, desc):
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating-point torch.dtype (the model's, e.g. torch.float32), got {dtype!r}")
     if x_T is None:
         if shape is None:
             raise ValueError("give either shape=(B, C, H, W) or x_T")
-        x_T = randn(shape, generator, device if device is not None else schedule.alpha_bar.device)
+        x_T = randn(shape, generator, device if device is not None else schedule.alpha_bar.device, dtype)
     elif not isinstance(x_T, torch.Tensor) or not x_T.is_floating_point():
         got = x_T.dtype if isinstance(x_T, torch.Tensor) else type(x_T).__name__
         raise TypeError(f"x_T must be a floating-point tensor (the model's dtype, usually float32), got {got}")
+    elif dtype is not None and x_T.dtype != dtype:
+        raise ValueError(f"x_T is {x_T.dtype} but dtype={dtype}: give one of them (dtype is x_T's when drawn)")
     elif shape is not None and tuple(shape) != tuple(x_T.shape):
         raise ValueError(f"shape {tuple(shape)} and x_T of shape {tuple(x_T.shape)} disagree; give one of them")
     # the update runs in at least float32: in bfloat16, alpha_bar near t = 0 rounds to 1 and the posterior's
     # (1 - ab_prev) / (1 - ab_t) is 0/0; the model still sees x_T's dtype
-    x = x_T.float() if x_T.dtype in (torch.float16, torch.bfloat16) else x_T
+    x = x_T.float() if x_T.dtype in HALF else x_T
     B = x.shape[0]
     ts = timesteps(schedule, steps)
     pairs = list(zip(ts, ts[1:] + [-1]))
@@ -156,11 +179,13 @@ def batches_bar(schedule: Schedule, sampler: str, steps: int, n_batches: int, ba
 
 def sample_ddpm(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, steps: int | None = None,
                 generator: torch.Generator | None = None, callback: Callback | None = None, clip_x0: bool = True,
-                progress: bool = True, device=None) -> torch.Tensor:
+                progress: bool = True, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Ancestral sampling (DDPM Algorithm 2), optionally on a coarser grid of ``steps`` time steps.
 
     shape: (B, C, H, W) to draw x_T ~ N(0, I) with ``generator`` (on its device), moved to ``device``
-    (default: the schedule's device, e.g. after ``schedule.to('cuda')``); or pass x_T.
+    (default: the schedule's device, e.g. after ``schedule.to('cuda')``) in ``dtype`` (default: torch's default,
+    float32; give the model's, e.g. torch.bfloat16, for a model with such weights); or pass x_T. The model sees
+    x_t in x_T's dtype; float16 and bfloat16 chains are updated in float32 between model calls.
     callback(dict(i, t, t_next, x_t, x0_hat)) is called after every step: x0_hat is the prediction made at t, x_t
     the new, less noisy state at t_next (-1 after the last step, where x_t is the sample).
     Returns x_0 of shape (B, C, H, W), roughly in [-1, 1].
@@ -175,12 +200,12 @@ def sample_ddpm(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, 
     """
     steps = schedule.T if steps is None else steps
     fn = lambda x, t, tp, e, n: ddpm_step(schedule, x, t, tp, e, n, clip_x0)
-    return _loop(fn, model_fn, schedule, shape, x_T, steps, generator, callback, progress, device, "DDPM")
+    return _loop(fn, model_fn, schedule, shape, x_T, steps, generator, callback, progress, device, dtype, "DDPM")
 
 
 def sample_ddim(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, steps: int = 50, eta: float = 0.0,
                 generator: torch.Generator | None = None, callback: Callback | None = None, clip_x0: bool = True,
-                progress: bool = True, device=None) -> torch.Tensor:
+                progress: bool = True, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
     """DDIM sampling (Song et al. 2021) over ``steps`` evenly spaced time steps; sample_ddpm's signature plus eta.
 
     eta in [0, 1]: 0 is deterministic, 1 has DDPM's posterior variance (eq. 16); beyond 1 the update of
@@ -189,7 +214,7 @@ def sample_ddim(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, 
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"DDIM eta must be in [0, 1] (0: deterministic, 1: DDPM-like), got {eta}")
     fn = lambda x, t, tp, e, n: ddim_step(schedule, x, t, tp, e, n, eta, clip_x0)
-    return _loop(fn, model_fn, schedule, shape, x_T, steps, generator, callback, progress, device, "DDIM")
+    return _loop(fn, model_fn, schedule, shape, x_T, steps, generator, callback, progress, device, dtype, "DDIM")
 
 
 SAMPLERS = {"ddpm": sample_ddpm, "ddim": sample_ddim}

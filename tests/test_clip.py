@@ -211,3 +211,14 @@ def test_hf_text_encoder_on_a_tiny_local_model(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="cannot load"):
         HFTextEncoder(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_clip_in_another_dtype_encodes_float32_images(dtype):
+    """encode_image moves images to the model's device and dtype, as encode_text's ids are moved."""
+    model = CLIPModel.for_dataset("mnist", width=16, layers=1, heads=2, embed_dim=16, cnn_channels=(8, 8, 8))
+    images = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    ref = model.encode_image(images)
+    got = model.to(dtype).encode_image(images)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.float(), ref, atol=0.03 if dtype == torch.bfloat16 else 1e-5, rtol=0)

@@ -234,3 +234,16 @@ def test_kid_bias_script_draws_disjoint_class_balanced_sets(capsys):
     script.main(["--sizes", "20", "--repeats", "2"])
     out = capsys.readouterr().out
     assert "balanced" in out and "random" in out and out.count("n =    20") == 2
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_a_classifier_in_another_dtype_scores_float32_images(clf, mnist_test, dtype):
+    """The images take the classifier's dtype (they were cast to float32, which a bfloat16 classifier refused)."""
+    import copy
+
+    images = mnist_test[0][:64]
+    other = copy.deepcopy(clf).to(dtype)
+    feats, ref = metrics.extract_features(other, images), metrics.extract_features(clf, images)
+    assert feats.dtype == torch.float64 and feats.shape == ref.shape
+    tol = 0.05 if dtype == torch.bfloat16 else 1e-4
+    assert (feats - ref).abs().max() <= tol * ref.abs().max()

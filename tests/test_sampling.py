@@ -274,3 +274,53 @@ def test_cfg_refuses_a_prompt_mask_without_real_tokens(gen):
     u = (torch.randn(1, 2, 8, generator=gen), torch.zeros(1, 2, dtype=torch.bool))  # an all-padding prompt
     with pytest.raises(ValueError, match="uncond mask needs at least one True"):
         classifier_free_guidance(_toy_text_eps, c, u, 3.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("step", ["ddim", "ddpm"])
+def test_step_functions_update_half_precision_inputs_in_float32(dtype, step):
+    """Called directly (as chapter 05 does), a step from t = 20 to 0 in bfloat16 met alpha_bar rounded to 1 and
+    (1 - ab_prev) / (1 - ab_t) = 0/0: NaN images. The steps run in float32 and hand back the input's dtype."""
+    from diffusion_lite.sampling import ddpm_step
+
+    s = Schedule.from_config(ScheduleConfig("cosine", T=1000))
+    g = torch.Generator().manual_seed(0)
+    x, eps, noise = (torch.randn(2, 1, 4, 4, generator=g) for _ in range(3))
+    for t0, tp0 in [(20, 0), (10, 5), (1, 0), (3, 2)]:
+        t, tp = torch.full((2,), t0), torch.full((2,), tp0)
+        fn, kw = (ddim_step, {"eta": 1.0}) if step == "ddim" else (ddpm_step, {})
+        ref = fn(s, x, t, tp, eps, noise, **kw)
+        got = fn(s, x.to(dtype), t, tp, eps.to(dtype), noise.to(dtype), **kw)
+        for r, o in zip(ref, got):
+            assert o.dtype == dtype and torch.isfinite(o).all(), (t0, tp0)
+            torch.testing.assert_close(o.float(), r, atol=0.02, rtol=0.02)  # the inputs' rounding, no more
+
+
+def test_samplers_draw_x_T_in_the_dtype_given(gen):
+    """shape= with dtype= drives a model with bfloat16 weights (x_T was drawn in float32 only)."""
+    s = Schedule.from_config(ScheduleConfig("cosine", T=100))
+    seen = []
+    fn = lambda x, t: seen.append(x.dtype) or 0.1 * x
+    for sampler in (sample_ddim, sample_ddpm):
+        out = sampler(fn, s, shape=(2, 1, 4, 4), steps=5, generator=torch.Generator().manual_seed(0),
+                      dtype=torch.bfloat16, progress=False)
+        assert out.dtype == torch.bfloat16 and torch.isfinite(out).all() and set(seen) == {torch.bfloat16}
+        ref = sampler(lambda x, t: 0.1 * x, s, shape=(2, 1, 4, 4), steps=5,
+                      generator=torch.Generator().manual_seed(0), progress=False)
+        torch.testing.assert_close(out.float(), ref, atol=0.05, rtol=0.05)  # the same noise, up to rounding
+    with pytest.raises(ValueError, match="x_T is torch.float32 but dtype=torch.bfloat16"):
+        sample_ddim(fn, s, x_T=torch.zeros(1, 1, 2, 2), dtype=torch.bfloat16, steps=2, progress=False)
+    with pytest.raises(TypeError, match="dtype must be a floating-point torch.dtype"):
+        sample_ddim(fn, s, shape=(1, 1, 2, 2), dtype=torch.long, steps=2, progress=False)
+
+
+def test_cads_noise_of_a_wide_float16_prompt_is_finite():
+    """A Hugging Face encoder's 77 x 1024 tokens in float16: the statistics' sum of squares overflowed 65504."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(2, 77, 1024, generator=g)
+    mask = torch.ones(2, 77, dtype=torch.bool)
+    gamma = torch.tensor([0.3, 0.7])
+    ref = cads_noise(y, mask, gamma, CADS(noise_scale=0.5), torch.Generator().manual_seed(1))
+    got = cads_noise(y.half(), mask, gamma, CADS(noise_scale=0.5), torch.Generator().manual_seed(1))
+    assert got.dtype == torch.float16 and torch.isfinite(got).all()
+    torch.testing.assert_close(got.float(), ref, atol=0.01, rtol=0.01)
