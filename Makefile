@@ -13,7 +13,7 @@ THREADS ?=
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test test-fast test-notebooks install lint notebooks sync clean check-dev
+.PHONY: demo test test-fast test-notebooks test-min install lint notebooks sync clean check-dev
 
 demo: $(STAMP)
 	$(BIN)/diffusion-lite demo $(if $(THREADS),--threads $(THREADS))
@@ -46,6 +46,14 @@ test-notebooks: $(STAMP) check-dev
 	  TQDM_DISABLE=1 MPLBACKEND=agg $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
 	    --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider -n 2 --dist loadfile -q notebooks; \
 	else echo "no notebooks yet"; fi
+
+# the package tests at the lowest versions pyproject.toml allows (constraints-min.txt), in a venv of their own
+# (MIN_VENV; the first run downloads torch 2.4.1 and its CUDA libraries from PyPI, about 3 GB); not part of CI
+MIN_VENV ?= .venv-min
+test-min:
+	test -d $(MIN_VENV) || $(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install -q -c constraints-min.txt -e ".[dev,notebooks,hf]"
+	TQDM_DISABLE=1 $(MIN_VENV)/bin/python -m pytest tests -q -n 2 -p no:cacheprovider
 
 # the tests need the dev and notebooks extras, which an install with EXTRAS=notebooks leaves out
 check-dev: $(STAMP)

@@ -61,6 +61,37 @@ def test_constraints_pin_every_dependency_within_pyproject_ranges():
         assert dep.specifier.contains(pins[name]), f"constraints.txt pins {dep.name}=={pins[name]}, outside {dep}"
 
 
+def test_constraints_min_holds_each_listed_package_at_its_lower_bound():
+    """constraints-min.txt (`make test-min`) pins packages to the lowest versions pyproject.toml allows: each pin is
+    inside the range and in the release series of its lower bound (torch>=2.4 -> 2.4.x), and every runtime
+    dependency is pinned, so raising a bound without re-testing it fails here."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    pins = {}
+    for line in (ROOT / "constraints-min.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"constraints-min.txt: {line!r} is not an exact pin (name==version)"
+            pins[canonicalize_name(name)] = Version(version)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = {canonicalize_name(Requirement(d).name) for d in project["dependencies"]}
+    assert runtime <= set(pins), f"constraints-min.txt has no pin for {sorted(runtime - set(pins))}"
+    deps = project["dependencies"] + [d for group in project["optional-dependencies"].values() for d in group]
+    bounds = {}
+    for dep in map(Requirement, deps):
+        lows = [Version(s.version) for s in dep.specifier if s.operator == ">="]
+        if lows:
+            bounds[canonicalize_name(dep.name)] = (dep, lows[0])
+    for name, pin in pins.items():
+        assert name in bounds, f"constraints-min.txt pins {name}, which pyproject.toml gives no lower bound"
+        dep, low = bounds[name]
+        assert dep.specifier.contains(pin) and pin.release[:len(low.release)] == low.release, \
+            f"constraints-min.txt pins {name}=={pin}, not in the release series of its bound {dep}"
+
+
 def test_wheel_carries_the_models_and_license_and_no_checkout_only_files(tmp_path):
     """A wheel (what `pip install diffusion-lite` gets) holds the package, the five shipped models with their cards
     and the license; data/, notebooks/, tests/ and benchmarks/ stay in the repository, and the installed package
