@@ -41,18 +41,26 @@ def test_no_exact_torch_pins():
     assert not re.search(r'"torch(vision)?==', text)
 
 
+def _pins(filename: str) -> dict[str, str]:
+    """{canonical name: version} of a constraints file, every line an exact pin (name==version)."""
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in (ROOT / filename).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"{filename}: {line!r} is not an exact pin (name==version)"
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
 def test_constraints_pin_every_dependency_within_pyproject_ranges():
     """constraints.txt (the versions CI last passed with) pins each direct dependency, inside pyproject's range."""
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    pins = {}
-    for line in (ROOT / "constraints.txt").read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line:
-            name, _, version = line.partition("==")
-            assert version, f"constraints.txt: {line!r} is not an exact pin (name==version)"
-            pins[canonicalize_name(name)] = version
+    pins = _pins("constraints.txt")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     deps = project["dependencies"] + [d for group in project["optional-dependencies"].values() for d in group]
     for dep in map(Requirement, deps):
@@ -69,13 +77,7 @@ def test_constraints_min_holds_each_listed_package_at_its_lower_bound():
     from packaging.utils import canonicalize_name
     from packaging.version import Version
 
-    pins = {}
-    for line in (ROOT / "constraints-min.txt").read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line:
-            name, _, version = line.partition("==")
-            assert version, f"constraints-min.txt: {line!r} is not an exact pin (name==version)"
-            pins[canonicalize_name(name)] = Version(version)
+    pins = {name: Version(v) for name, v in _pins("constraints-min.txt").items()}
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     runtime = {canonicalize_name(Requirement(d).name) for d in project["dependencies"]}
     assert runtime <= set(pins), f"constraints-min.txt has no pin for {sorted(runtime - set(pins))}"
