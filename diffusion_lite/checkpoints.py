@@ -166,7 +166,7 @@ def check_resumable(path: str | os.PathLike, how_to_start_afresh: str = "choose 
 def resolve(path_or_name: str | os.PathLike) -> Path:
     """A checkpoint path (either file or the stem), or the name of a shipped pretrained model."""
     stem = _stem(path_or_name)
-    if any(f.exists() for f in _files(stem)):
+    if any(f.is_file() for f in _files(stem)):  # not a run folder named "x.safetensors"
         return stem
     if Path(path_or_name).is_dir():  # a run folder (whose first save may have been interrupted)
         finish_interrupted_save(Path(path_or_name) / "checkpoint")
@@ -280,6 +280,13 @@ def load_pretrained(name: str, device: str | torch.device = "cpu"):
 def list_pretrained() -> list[str]:
     """Names of the shipped pretrained models."""
     return sorted(p.stem for p in PRETRAINED_DIR.glob("*.json")) if PRETRAINED_DIR.exists() else []
+
+
+def dataset_name(meta: dict | None) -> str | None:
+    """The dataset a checkpoint was trained on: meta["dataset"] is {"name": ...} (diffusion runs, CLIP) or the name
+    itself (classifiers); None when the meta does not say."""
+    d = (meta or {}).get("dataset")
+    return d.get("name") if isinstance(d, dict) else d if isinstance(d, str) else None
 
 
 def split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import warnings
@@ -23,12 +24,14 @@ class CLIError(Exception):
 
 
 def _positive(kind=int):
+    what = "an integer" if kind is int else "a number"
+
     def parse(s: str):
         try:
             v = kind(s)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {s!r}") from None
-        if v <= 0:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
+        if not math.isfinite(v) or v <= 0:  # NaN passes "<= 0", and an infinite learning rate trains to NaN
             raise argparse.ArgumentTypeError(f"expected a positive number, got {s}")
         return v
     return parse
@@ -143,14 +146,34 @@ def cmd_export(args) -> None:
     if args.card:
         try:
             card = json.loads(Path(args.card).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise CLIError(f"--card {args.card}: expected a JSON file of model-card facts ({e})") from None
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CLIError(f"--card {args.card}: expected a JSON file of model-card facts, in UTF-8 ({e})") from None
         pipe.meta["card"] = card
     stem = pipe.save(args.out)
     print(f"wrote {stem}.safetensors and {stem}.json (inference only: EMA weights and configs)")
 
 
 _FOLDER_OUT = {"train", "demo", "bench"}  # --out is a folder; export and train-clip take a checkpoint stem
+_FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npz", ".npy", ".json", ".safetensors", ".pt", ".pth", ".ckpt")
+
+
+def _check_report_path(out: Path) -> None:
+    """evaluate's report.json must not replace a checkpoint's JSON (a model named after its report: "--checkpoint
+    my-model --out my-model.json"), nor shadow a shipped model's name in the current folder."""
+    stem = out.with_suffix("") if out.suffix.lower() == ".json" else None
+    if stem is None:
+        return
+    is_checkpoint = Path(f"{stem}.safetensors").exists()
+    if out.is_file() and not is_checkpoint:
+        try:
+            data = json.loads(out.read_text())
+            is_checkpoint = isinstance(data, dict) and "kind" in data  # reports have no "kind"
+        except (OSError, ValueError):
+            is_checkpoint = False
+    if is_checkpoint:
+        raise CLIError(f"--out {out} is the JSON of the checkpoint {stem}: the report would replace it, and the "
+                       f"checkpoint could no longer be loaded; choose another name, e.g. --out {stem}-report.json")
+    check_not_shipped(str(out))
 
 
 def check_out(args) -> None:
@@ -165,6 +188,11 @@ def check_out(args) -> None:
         raise CLIError(f"--out {out} is a file; expected a folder")
     if args.command in ("sample", "evaluate") and out.is_dir():
         raise CLIError(f"--out {out} is a folder; expected a file name")
+    if args.command in _FOLDER_OUT and not out.exists() and out.suffix.lower() in _FILE_SUFFIXES:
+        raise CLIError(f"--out {out} names a file, but {args.command} writes a folder of files there; drop the "
+                       f"{out.suffix!r} (e.g. --out {out.with_suffix('')})")
+    if args.command == "evaluate":
+        _check_report_path(out)
     folder = out if args.command in _FOLDER_OUT else out.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -252,6 +280,47 @@ class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class _SafeStream:
+    """stdout/stderr for the length of a command: a reader that went away (`| head`, or `| tee log` after Ctrl-C,
+    which stops tee at once) or a closed stream must not stop training before it saves, nor hide the exit code; and
+    a console that cannot encode a character (a Windows code page) shows it escaped instead of failing the command
+    after its file was written. Writes after the reader is gone are dropped."""
+
+    def __init__(self, stream):
+        self._stream, self.gone = stream, stream is None
+
+    def write(self, s: str) -> int:
+        if not self.gone:
+            try:
+                try:
+                    self._stream.write(s)
+                except UnicodeEncodeError:
+                    enc = getattr(self._stream, "encoding", None) or "ascii"
+                    self._stream.write(s.encode(enc, "backslashreplace").decode(enc))
+            except (OSError, ValueError):  # BrokenPipeError, EPIPE, or a closed file
+                self.gone = True
+        return len(s)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self.gone = True
+
+    def isatty(self) -> bool:
+        return not self.gone and bool(getattr(self._stream, "isatty", lambda: False)())
+
+    def __getattr__(self, name):  # encoding, fileno, ...
+        return getattr(self._stream, name)
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """torch's CPU and GPU allocation failures (RuntimeError, torch.OutOfMemoryError) and Python's MemoryError."""
+    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and any(
+        s in str(e) for s in ("out of memory", "can't allocate memory", "tried to allocate", "not enough memory")))
+
+
 def main(argv: list[str] | None = None) -> int:
     from .checkpoints import CheckpointError
     from .data import DatasetDownloadError
@@ -267,19 +336,30 @@ def main(argv: list[str] | None = None) -> int:
     format_before = warnings.formatwarning  # one-line warnings while the command runs, restored after
     warnings.formatwarning = lambda message, category, *a, **k: f"diffusion-lite: warning: {message}\n"
     tqdm_before = os.environ.get("TQDM_DISABLE")
-    if getattr(args, "quiet", False):  # every bar in the package asks progress_disabled(), which reads this
+    if getattr(args, "quiet", False) or sys.stderr is None:  # every bar in the package asks progress_disabled()
         os.environ["TQDM_DISABLE"] = "1"
+    streams_before = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _SafeStream(sys.stdout), _SafeStream(sys.stderr)
     try:
         check_out(args)
         args.func(args)
     except (CLIError, CheckpointError, ValueError, OSError, DatasetDownloadError) as e:
         print(f"diffusion-lite {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except (RuntimeError, MemoryError) as e:
+        if not _out_of_memory(e):
+            raise
+        fix = {"sample": "lower --n or --batch-size", "evaluate": "lower --batch-size"}.get(
+            args.command, "lower --batch-size" if args.command in ("train", "train-clip") else "free some memory")
+        print(f"diffusion-lite {args.command}: error: out of memory ({str(e).splitlines()[0][:200]}); {fix}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt as e:  # train: "training interrupted at step N; the run is saved in OUT ..."
         print(f"diffusion-lite {args.command}: {str(e) or 'interrupted'}"
               + (" (rerun the same command)" if args.command == "train" and str(e) else ""), file=sys.stderr)
         return 128 + int(getattr(e, "signum", 2))  # as a shell reports a process ended by that signal
     finally:
+        sys.stdout, sys.stderr = streams_before
         warnings.formatwarning = format_before
         if tqdm_before is None:
             os.environ.pop("TQDM_DISABLE", None)

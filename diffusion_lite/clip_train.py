@@ -109,6 +109,9 @@ def train_clip(model: CLIPModel, dataset, *, steps: int = 1000, batch_size: int 
             model.logit_scale.clamp_(0.0, math.log(100))  # a no-op while the scale stays in range
         sched.step()
         history.append(loss.item())
+        if not math.isfinite(history[-1]):  # as train.fit: a NaN encoder must not be saved as finished
+            raise FloatingPointError(f"the contrastive loss became {history[-1]} at step {len(history)}; lower the "
+                                     f"learning rate (now {lr:g})")
         if len(history) % 10 == 0:
             bar.set_postfix(loss=f"{sum(history[-10:]) / 10:.3f}", scale=f"{model.logit_scale.exp().item():.1f}")
         run.step_done(history, order, pos)  # Ctrl-C ends the run here (saved, with checkpoint=)

@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import torch
 
 from . import captions, metrics
+from .checkpoints import dataset_name
 from .classifier import Classifier
 from .eval_reference import EVAL_DATASETS, NUM_CLASSES, REFERENCES, Reference, prepare_reference  # noqa: F401
 from .guidance import CADS
@@ -88,7 +89,7 @@ def _check_pipe(pipe) -> str:
     """The dataset the pipeline was trained on ("mnist" when its meta does not say), if it has an evaluation
     classifier; ValueError otherwise."""
     c = pipe.unet.cfg
-    name = (getattr(pipe, "meta", None) or {}).get("dataset", {}).get("name") or "mnist"
+    name = dataset_name(getattr(pipe, "meta", None)) or "mnist"
     if name not in EVAL_DATASETS:  # class prompts, a classifier and references of that dataset
         raise ValueError(f"this evaluation scores {' and '.join(EVAL_DATASETS)} models (their classifiers, class "
                          f"prompts and references); the model was trained on {name!r}{_OTHER_DATA}")

@@ -30,6 +30,7 @@ step is 1.) ``CADS`` holds the four numbers; pass it as ``cads=`` to ``classifie
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Callable
@@ -67,8 +68,8 @@ class CADS:
     psi: float = 1.0
 
     def __post_init__(self):
-        if self.noise_scale < 0:
-            raise ValueError(f"CADS noise_scale must be >= 0, got {self.noise_scale}")
+        if not (math.isfinite(self.noise_scale) and self.noise_scale >= 0):  # NaN passes "< 0"
+            raise ValueError(f"CADS noise_scale must be a finite number >= 0, got {self.noise_scale}")
         if not 0.0 <= self.tau1 < self.tau2 <= 1.0:
             raise ValueError(f"CADS needs 0 <= tau1 < tau2 <= 1, got tau1={self.tau1}, tau2={self.tau2}")
         if not 0.0 <= self.psi <= 1.0:

@@ -65,7 +65,8 @@ def cmd_sample(args) -> None:
         raise CLIError("this checkpoint is unconditional: it takes no --prompt or --prompts-file")
     check_guidance_args(args, pipe)
     _note_other_dataset(pipe, args.checkpoint, prompts or [])
-    if pipe.is_text_conditional and not prompts and args.negative_prompt is None:
+    worded = [p for p in prompts or [] if p.strip()]  # "" and "   " are the empty prompt: the unconditional branch
+    if pipe.is_text_conditional and not worded and args.negative_prompt is None:
         given = [f"--{n.replace('_', '-')}" for n in ("guidance", "guidance_interval") if getattr(args, n) is not None]
         if given and args.cads is None:  # the empty prompt is both branches of guidance: nothing to steer (CADS
             # noises the conditional branch's <bos>/<eos> tokens, so with it the branches do differ)
@@ -100,9 +101,13 @@ def cmd_sample(args) -> None:
         if bar is not None:
             bar.close()
     images = torch.cat(chunks)
+    if not torch.isfinite(images).all():  # to_uint8 would write NaN as black pixels
+        raise CLIError(f"the sampler produced NaN or inf pixels in {int((~torch.isfinite(images)).sum()):,} places, "
+                       "so nothing was written: the checkpoint may have diverged in training, or a setting is "
+                       "extreme (--guidance, --cads)")
     dt = time.perf_counter() - t0
     cads = kw["cads"]
-    guided = pipe.is_text_conditional and (prompts or args.negative_prompt is not None or cads is not None)
+    guided = pipe.is_text_conditional and (worded or args.negative_prompt is not None or cads is not None)
     settings = {"checkpoint": str(args.checkpoint), "sampler": args.sampler, "steps": args.steps, "eta": args.eta,
                 "seed": args.seed, "n_per_prompt": args.n, "batch_size": args.batch_size,  # (DDPM's noise per batch)
                 "guidance": (args.guidance if args.guidance is not None else DEFAULT_GUIDANCE) if guided else None,
@@ -143,19 +148,35 @@ def _note_other_dataset(pipe, name: str, prompts: list[str]) -> None:
     from .tokenizer import Tokenizer, split_words
 
     tok = getattr(pipe.text, "tokenizer", None) if pipe.is_text_conditional else None
-    dataset = (pipe.meta.get("dataset") or {}).get("name")
+    from .checkpoints import dataset_name
+
+    dataset = dataset_name(pipe.meta)
     if not isinstance(tok, Tokenizer) or dataset not in NOUNS:
         return
-    names = {tuple(split_words(phrase)) for phrases in NOUNS[dataset] for phrase in phrases}  # whole phrases
+    phrases = sorted(((tuple(split_words(ph)), k) for k, names in enumerate(NOUNS[dataset]) for ph in names),
+                     key=lambda pk: -len(pk[0]))  # longest first: "t-shirt" is not a "shirt"
 
-    def names_a_class(words: list[str]) -> bool:
-        return any(tuple(words[i:i + len(n)]) == n for n in names for i in range(len(words) - len(n) + 1))
+    def classes_named(words: list[str]) -> list[int]:
+        found, i = [], 0
+        while i < len(words):
+            n, k = next(((n, k) for n, k in phrases if tuple(words[i:i + len(n)]) == n), ((), None))
+            if k is not None and k not in found:
+                found.append(k)
+            i += max(len(n), 1)
+        return found
 
-    off = [p for p in dict.fromkeys(prompts) if tok.unknown_words(p) and not names_a_class(split_words(p))]
+    unique = list(dict.fromkeys(prompts))
+    off = [p for p in unique if tok.unknown_words(p) and not classes_named(split_words(p))]
     if off:
         print(f"note: {', '.join(map(repr, off))} names none of the classes {name} was trained on "
               f"({dataset}: {', '.join(class_names(dataset))}), so the images will show one of those",
               file=sys.stderr)
+    for p in unique:
+        several = classes_named(split_words(p))
+        if len(several) > 1:  # "7.0" is the words 7 . 0; "seven eight": every caption named one class
+            shown = " and ".join(class_names(dataset)[k] for k in several)
+            print(f"note: {p!r} names {len(several)} classes ({shown}); {name} was trained on captions that name "
+                  "one, so expect one of them, or a blend", file=sys.stderr)
 
 
 def _prompt_rows(images, n_prompts: int, n: int) -> tuple["torch.Tensor", int | None]:  # noqa: F821
@@ -231,6 +252,16 @@ def check_guidance_args(args, pipe) -> None:
                        "model alone); drop --cads or use a scale above 0")
     if args.cads_window is not None and args.cads is None:
         raise CLIError("--cads-window needs --cads NOISE")
+    if args.guidance_interval is not None and getattr(args, "steps", None) is not None:
+        from .sampling import timesteps
+
+        lo, hi = args.guidance_interval
+        ts = timesteps(pipe.schedule, args.steps)
+        if not any(lo <= t <= hi for t in ts):  # guidance would never act: the same images as guidance 1
+            shown = ", ".join(map(str, ts[:8])) + (", ..." if len(ts) > 8 else "")
+            raise CLIError(f"--guidance-interval {lo} {hi} holds none of the {len(ts)} timesteps that --steps "
+                           f"{args.steps} samples ({shown}), so guidance would never act; widen it or use more "
+                           "--steps")
     if args.sampler == "ddpm" and args.eta != 0.0:
         raise CLIError("--eta is DDIM's noise setting; the DDPM sampler always adds its full noise (drop --eta or "
                        "use --sampler ddim)")

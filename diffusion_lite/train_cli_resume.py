@@ -146,7 +146,7 @@ def _same_checkpoint(a: str | None, b: str | None) -> bool:
 def fine_tune_start(args, text, text_meta: dict | None, C: int, H: int):
     """``--init-from``: the checkpoint's U-Net and schedule configs, its prediction target and its U-Net weights,
     checked against this run's text encoder and images (C channels, H pixels); CLIError when they do not fit."""
-    from .checkpoints import load_checkpoint, split_prefix
+    from .checkpoints import dataset_name, load_checkpoint, split_prefix
     from .cli import CLIError
     from .config import ScheduleConfig, UNetConfig
 
@@ -184,7 +184,7 @@ def fine_tune_start(args, text, text_meta: dict | None, C: int, H: int):
         raise CLIError(f"--init-from: the checkpoint's U-Net takes {ucfg.in_channels}x{ucfg.image_size}px "
                        f"images, but {args.dataset} has {C}x{H}px")
     init_tensors = split_prefix(init_tensors, "unet")
-    init_data = (init_meta.get("dataset") or {}).get("name")
+    init_data = dataset_name(init_meta)
     if init_data and init_data != args.dataset:  # transfer may be meant (the shapes fit): say so
         print(f"note: --init-from {args.init_from} was trained on {init_data}; fine-tuning it on {args.dataset}",
               file=sys.stderr)

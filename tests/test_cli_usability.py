@@ -456,7 +456,7 @@ def test_out_of_range_values_name_their_option(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a broken check must not leave files in the repository
     assert "--steps 5000: expected at most 1000" in error(
         capsys, "sample", "--checkpoint", "mnist-uncond", "--steps", "5000", "--n", "1", "--out", "a.png")
-    assert "--cads -1: CADS noise_scale must be >= 0" in error(
+    assert "--cads -1: CADS noise_scale must be a finite number >= 0" in error(
         capsys, "sample", "--checkpoint", "mnist-text2img", "--prompt", "a seven", "--cads", "-1", "--out", "a.png")
     assert "--width 7: expected a multiple of 4" in error(capsys, "train-clip", "--width", "7", "--out", "c")
     assert "--batch-size 256 is larger than the 100 training images" in error(

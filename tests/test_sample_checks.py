@@ -10,7 +10,7 @@ from test_cli_usability import cli, error
 
 from diffusion_lite.eval_cli import format_report
 
-TEXT = ["sample", "--checkpoint", "mnist-text2img", "--prompt", "a seven", "--n", "1", "--steps", "1",
+TEXT = ["sample", "--checkpoint", "mnist-text2img", "--prompt", "a seven", "--n", "1", "--steps", "3",  # t 999 500 0
         "--threads", "1", "--out", "x.png"]
 
 
