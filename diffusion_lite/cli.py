@@ -31,8 +31,10 @@ def _positive(kind=int):
             v = kind(s)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
-        if not math.isfinite(v) or v <= 0:  # NaN passes "<= 0", and an infinite learning rate trains to NaN
+        if (kind is float and not math.isfinite(v)) or v <= 0:  # NaN passes "<= 0"; an infinite lr trains to NaN
             raise argparse.ArgumentTypeError(f"expected a positive number, got {s}")
+        if kind is int and v >= 2**63:  # torch's sizes and counts are 64-bit
+            raise argparse.ArgumentTypeError(f"expected an integer below 2**63, got one of {len(s)} digits")
         return v
     return parse
 
@@ -163,7 +165,8 @@ def _check_report_path(out: Path) -> None:
     stem = out.with_suffix("") if out.suffix.lower() == ".json" else None
     if stem is None:
         return
-    is_checkpoint = Path(f"{stem}.safetensors").exists()
+    is_checkpoint = Path(f"{stem}.safetensors").is_file() or (stem / "checkpoint.json").is_file()  # or a run:
+    # STEM.json beside the run folder STEM would be what --checkpoint STEM finds, instead of the run
     if out.is_file() and not is_checkpoint:
         try:
             data = json.loads(out.read_text())
@@ -171,8 +174,9 @@ def _check_report_path(out: Path) -> None:
         except (OSError, ValueError):
             is_checkpoint = False
     if is_checkpoint:
-        raise CLIError(f"--out {out} is the JSON of the checkpoint {stem}: the report would replace it, and the "
-                       f"checkpoint could no longer be loaded; choose another name, e.g. --out {stem}-report.json")
+        raise CLIError(f"--out {out} is the JSON of the checkpoint {stem} (or would shadow the run {stem}/): the "
+                       f"checkpoint could no longer be loaded by that name; choose another, e.g. --out "
+                       f"{stem}-report.json")
     check_not_shipped(str(out))
 
 
@@ -351,14 +355,21 @@ def main(argv: list[str] | None = None) -> int:
             raise
         fix = {"sample": "lower --n or --batch-size", "evaluate": "lower --batch-size"}.get(
             args.command, "lower --batch-size" if args.command in ("train", "train-clip") else "free some memory")
-        print(f"diffusion-lite {args.command}: error: out of memory ({str(e).splitlines()[0][:200]}); {fix}",
-              file=sys.stderr)
+        what = (str(e).splitlines() or [type(e).__name__])[0][:200]  # Python's MemoryError has no message
+        print(f"diffusion-lite {args.command}: error: out of memory ({what}); {fix}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # train: "training interrupted at step N; the run is saved in OUT ..."
         print(f"diffusion-lite {args.command}: {str(e) or 'interrupted'}"
               + (" (rerun the same command)" if args.command == "train" and str(e) else ""), file=sys.stderr)
         return 128 + int(getattr(e, "signum", 2))  # as a shell reports a process ended by that signal
     finally:
+        for wrapped in (sys.stdout, sys.stderr):
+            wrapped.flush()  # what is still buffered: a reader gone now is found here, not at exit
+            if wrapped.gone and wrapped._stream is not None:  # else Python's own flush at exit fails, with exit
+                try:  # code 120 instead of this command's (the Python docs' remedy for SIGPIPE)
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), wrapped._stream.fileno())
+                except (OSError, ValueError, AttributeError):  # no real file behind it (e.g. pytest's capture)
+                    pass
         sys.stdout, sys.stderr = streams_before
         warnings.formatwarning = format_before
         if tqdm_before is None:

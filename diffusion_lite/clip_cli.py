@@ -145,6 +145,9 @@ def cmd_train_clip(args) -> None:
         history = train_clip(model, train, steps=args.steps, batch_size=args.batch_size, lr=args.lr, generator=g,
                              device=device, checkpoint=partial, checkpoint_every=args.checkpoint_every, meta=meta,
                              callback=log)
+    except FloatingPointError as e:  # a NaN loss: the partial run holds these settings, so a new lr needs a new run
+        raise CLIError(f"{e}, with a new --out (or delete {partial}.json and {partial}.safetensors: a run resumes "
+                       "only with its own settings)") from None
     except TrainingInterrupted as e:  # cli.main prints it and exits with 128 + the signal
         raise TrainingInterrupted(f"{e}; rerun the same command to resume it ({stem}.safetensors and {stem}.json are "
                                   "written when training completes)", e.signum) from None

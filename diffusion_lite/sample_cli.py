@@ -214,7 +214,8 @@ def check_guidance_args(args, pipe) -> None:
     """Options that would be silently ignored are errors: guidance options on an unconditional model, an
     interval outside the schedule's timesteps, a negative prompt at s = 1 (unused) or s = 0 (it alone makes the
     images, unless --guidance-interval keeps the prompt outside the interval), an interval at s = 1, --cads at
-    s = 0 (again unless there is an interval), --cads-window without --cads, --eta with the DDPM sampler;
+    s = 0 (again unless there is an interval), --cads-window without --cads, --eta with the DDPM sampler, an
+    interval that holds none of the timesteps --steps samples;
     so is --steps above the model's T. (The Python API, pipeline.model_fn, takes all of these.)"""
     import math
 

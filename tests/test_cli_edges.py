@@ -37,6 +37,8 @@ def test_a_report_named_after_its_model_does_not_replace_the_checkpoint(tmp_path
     (tmp_path / "lonely.json").write_text(json.dumps({"kind": "clip"}))  # a sidecar whose weights are elsewhere
     assert "is the JSON of the checkpoint" in error(capsys, "evaluate", "--checkpoint", "my-model", "--n", "20",
                                                     "--out", "lonely.json")
+    assert "or would shadow the run run/" in error(capsys, "evaluate", "--checkpoint", "run", "--n", "20",
+                                                   "--out", "run.json")
     assert "name of a shipped model" in error(capsys, "evaluate", "--checkpoint", "mnist-text2img", "--n", "20",
                                               "--out", "mnist-text2img.json")
     assert (tmp_path / "my-model.json").read_bytes() == before and not (tmp_path / "mnist-text2img.json").exists()
@@ -66,6 +68,23 @@ def test_training_outlives_a_closed_pipe_and_still_saves_when_stopped(tmp_path, 
     rc = main(["train", *SMALL, "--steps", "6", "--out", str(tmp_path / "r")])
     assert rc == 128 + signal.SIGTERM
     assert json.loads((tmp_path / "r" / "checkpoint.json").read_text())["train_state"]["step"] == 3
+
+
+def test_a_reader_gone_before_the_end_does_not_change_the_exit_code(tmp_path):
+    """A real pipe whose reader has closed (`| true`, or tee killed by Ctrl-C): what is still buffered at the end
+    failed Python's flush at exit, which then exited 120 with "Exception ignored ... BrokenPipeError"."""
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as a pipe normally is
+    p = subprocess.run([sys.executable, "-m", "diffusion_lite", "sample", "--checkpoint", "mnist-uncond", "--n", "2",
+                        "--steps", "2", "--threads", "1", "--quiet", "--out", str(tmp_path / "a.png")],
+                       stdout=write, stderr=subprocess.PIPE, text=True, env=env, timeout=300)
+    os.close(write)
+    assert p.returncode == 0 and "BrokenPipe" not in p.stderr, p.stderr
+    assert (tmp_path / "a.png").exists()
 
 
 def test_safe_stream_escapes_what_the_console_cannot_encode_and_drops_writes_to_a_closed_reader():
@@ -146,6 +165,23 @@ def test_infinite_or_nan_positive_options_are_refused(capsys, value, tmp_path):
     assert e.value.code == 2 and f"expected a positive number, got {value}" in capsys.readouterr().err
 
 
+def test_a_huge_integer_option_is_a_usage_error_not_a_crash(capsys, tmp_path):
+    """10**400 overflowed math.isfinite (a traceback), and torch's 64-bit sizes after that."""
+    with pytest.raises(SystemExit) as e:
+        main(["sample", "--checkpoint", "mnist-uncond", "--n", "1" + "0" * 400, "--out", str(tmp_path / "a.png")])
+    assert e.value.code == 2 and "expected an integer below 2**63, got one of 401 digits" in capsys.readouterr().err
+
+
+def test_train_clip_at_a_nan_loss_says_to_start_a_new_run(monkeypatch, capsys, tmp_path):
+    import diffusion_lite.clip_train as ct
+
+    monkeypatch.setattr(ct, "clip_loss", lambda *a: torch.tensor(float("nan"), requires_grad=True))
+    err = error(capsys, "train-clip", "--steps", "3", "--subset", "40", "--batch-size", "8", "--width", "16",
+                "--threads", "1", "--out", str(tmp_path / "c"))
+    assert "the contrastive loss became nan at step 1; lower the learning rate (now 0.002), with a new --out" in err
+    assert not (tmp_path / "c.safetensors").exists()
+
+
 def test_train_clip_stops_at_a_nan_loss_instead_of_saving_a_nan_encoder(monkeypatch):
     import diffusion_lite.clip_train as ct
     from diffusion_lite.clip import CLIPModel
@@ -165,6 +201,17 @@ def test_folder_outputs_refuse_a_file_name_and_a_folder_named_like_a_file_still_
     (tmp_path / "old.safetensors").mkdir()  # a run folder made before that check
     copy_model("mnist-uncond", tmp_path / "old.safetensors" / "checkpoint")
     assert checkpoints.resolve(tmp_path / "old.safetensors") == tmp_path / "old.safetensors" / "checkpoint"
+
+
+def test_python_memory_error_without_a_message_is_a_one_line_error(capsys, tmp_path, monkeypatch):
+    import diffusion_lite.sample_cli as sample_cli
+
+    def oom(*a, **k):
+        raise MemoryError()
+
+    monkeypatch.setattr(sample_cli, "_read_prompts", oom)
+    err = error(capsys, "sample", "--checkpoint", "mnist-text2img", "--n", "2", "--out", str(tmp_path / "a.png"))
+    assert "error: out of memory (MemoryError)" in err
 
 
 def test_out_of_memory_is_a_one_line_error(capsys, tmp_path, monkeypatch):
