@@ -13,12 +13,15 @@ DEMO_PROMPTS = [
     "a handwritten zero", "the digit one", "number two", "a handwritten 3", "the digit four",
     "a thick five", "a handwritten six", "a seven slanting right", "the number eight", "a thin nine",
 ]
+FASHION_PROMPTS = [
+    "a t-shirt", "a pair of trousers", "a pullover", "a dress", "a coat",
+    "a sandal", "a shirt", "a sneaker", "a bag", "an ankle boot",
+]
 
 
 def run_demo(out: Path, device: str | None = None, seed: int = 0) -> list[Path]:
     """Sample from the shipped models (or, without them, train a tiny model for ~40 s); returns the PNGs."""
     from .checkpoints import list_pretrained, load_pretrained
-    from .files import atomic_write
     from .utils import get_device, source_checkout
     from .viz import save_grid
 
@@ -28,13 +31,10 @@ def run_demo(out: Path, device: str | None = None, seed: int = 0) -> list[Path]:
     have = set(list_pretrained())
     t0 = time.perf_counter()
     if "mnist-text2img" in have:
-        pipe = load_pretrained("mnist-text2img", dev)
-        prompts = [p for p in DEMO_PROMPTS for _ in range(6)]
-        print(f"text-to-image: {len(DEMO_PROMPTS)} prompts x 6 samples, guidance 3, 25 DDIM steps ...")
-        imgs = pipe.sample(prompts, guidance=3.0, steps=25, generator=torch.Generator().manual_seed(seed))
-        written.append(save_grid(imgs, out / "demo_text2img.png", nrow=6, scale=3))
-        rows = "Rows, top to bottom (6 samples each):\n" + "\n".join(DEMO_PROMPTS) + "\n"
-        atomic_write(out / "demo_text2img_prompts.txt", lambda tmp: Path(tmp).write_text(rows))
+        written += _prompt_grid(load_pretrained("mnist-text2img", dev), DEMO_PROMPTS, out / "demo_text2img.png", seed)
+    if "fashion-text2img" in have:
+        written += _prompt_grid(load_pretrained("fashion-text2img", dev), FASHION_PROMPTS, out / "demo_fashion.png",
+                                seed)
     if "mnist-uncond" in have:
         pipe = load_pretrained("mnist-uncond", dev)
         # DDPM: for this briefly trained model its stochastic steps give cleaner digits than DDIM
@@ -52,6 +52,22 @@ def run_demo(out: Path, device: str | None = None, seed: int = 0) -> list[Path]:
         print(f"\nThe commands below are in {bindir}/: first run  source {bindir / 'activate'}")
     print(next_steps(source_checkout()))
     return written
+
+
+def _prompt_grid(pipe, prompts: list[str], png: Path, seed: int) -> list[Path]:
+    """6 samples per prompt, one row each, guidance 3 and 25 DDIM steps: PNG, and the rows' prompts as PNG_prompts.txt
+    (only the picture is returned: what the demo asks the reader to open)."""
+    from .checkpoints import dataset_name
+    from .files import atomic_write
+    from .viz import save_grid
+
+    print(f"text-to-image ({dataset_name(pipe.meta)}): {len(prompts)} prompts x 6 samples, "
+          "guidance 3, 25 DDIM steps ...")
+    imgs = pipe.sample([p for p in prompts for _ in range(6)], guidance=3.0, steps=25,
+                       generator=torch.Generator().manual_seed(seed))
+    rows = "Rows, top to bottom (6 samples each):\n" + "\n".join(prompts) + "\n"
+    atomic_write(png.with_name(png.stem + "_prompts.txt"), lambda tmp: Path(tmp).write_text(rows))
+    return [save_grid(imgs, png, nrow=6, scale=3)]
 
 
 def next_steps(root: Path | None) -> str:

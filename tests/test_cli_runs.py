@@ -91,14 +91,16 @@ def test_train_clip_says_its_subset_must_be_a_multiple_of_ten(capsys, tmp_path):
 
 
 def test_demo_writes_its_pictures_and_the_prompt_of_each_row(tmp_path, capsys):
-    """`make demo` is a newcomer's first command: two pictures from the shipped models, and the prompts' file."""
+    """`make demo` is a newcomer's first command: three pictures from the shipped models, and the prompts' files."""
     rc, out, err = cli(capsys, "demo", "--threads", "1", "--quiet", "--out", str(tmp_path / "demo"))
     assert rc == 0, err
     names = sorted(p.name for p in (tmp_path / "demo").iterdir())
-    assert names == ["demo_text2img.png", "demo_text2img_prompts.txt", "demo_uncond.png"]
+    assert names == ["demo_fashion.png", "demo_fashion_prompts.txt", "demo_text2img.png", "demo_text2img_prompts.txt",
+                     "demo_uncond.png"]
     rows = (tmp_path / "demo" / "demo_text2img_prompts.txt").read_text().splitlines()
     assert rows[0].startswith("Rows, top to bottom") and len(rows) == 11 and "a thick five" in rows
-    assert str(tmp_path / "demo" / "demo_uncond.png") in out
+    assert "an ankle boot" in (tmp_path / "demo" / "demo_fashion_prompts.txt").read_text()
+    assert str(tmp_path / "demo" / "demo_uncond.png") in out and str(tmp_path / "demo" / "demo_fashion.png") in out
 
 
 def test_train_into_the_current_folder_and_export_beside_a_run_of_that_name(tmp_path, capsys, monkeypatch):

@@ -95,7 +95,7 @@ def test_constraints_min_holds_each_listed_package_at_its_lower_bound():
 
 
 def test_wheel_carries_the_models_and_license_and_no_checkout_only_files(tmp_path):
-    """A wheel (what `pip install diffusion-lite` gets) holds the package, the five shipped models with their cards
+    """A wheel (what `pip install diffusion-lite` gets) holds the package, the six shipped models with their cards
     and the license; data/, notebooks/, tests/ and benchmarks/ stay in the repository, and the installed package
     knows it is not a source checkout (so it never reads site-packages/data or site-packages/benchmarks)."""
     import shutil
@@ -119,7 +119,8 @@ def test_wheel_carries_the_models_and_license_and_no_checkout_only_files(tmp_pat
         names = set(z.namelist())
         meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
         z.extractall(tmp_path / "site")
-    for model in ("mnist-uncond", "mnist-text2img", "mnist-clip", "mnist-classifier", "fashion-mnist-classifier"):
+    for model in ("mnist-uncond", "mnist-text2img", "mnist-clip", "mnist-classifier", "fashion-mnist-classifier",
+                  "fashion-text2img"):
         for ext in ("safetensors", "json", "md"):
             assert f"diffusion_lite/pretrained/{model}.{ext}" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
