@@ -116,6 +116,23 @@ def render(r: dict | None) -> str:
     return "\n".join(out)
 
 
+def render_shipped(reports: dict[str, dict]) -> str:
+    """Rows for the shipped fashion-text2img from its `diffusion-lite evaluate` reports (results/eval_fashion-*)."""
+    if not reports:
+        return "*Not run yet.* Command: `diffusion-lite evaluate --checkpoint fashion-text2img --n 1000 --out r.json`\n"
+    out = ["| `diffusion-lite evaluate --checkpoint fashion-text2img --n 1000 --steps 50` with | conditional "
+           "accuracy | FID | floor | FID / floor | diversity / real |", "|---|---:|---:|---:|---:|---:|"]
+    for r in sorted(reports.values(), key=lambda r: (r["settings"]["guidance_interval"] is not None,
+                                                    r["settings"]["guidance"])):
+        s = r["settings"]
+        opts = f"--guidance {s['guidance']:g}" + (
+            f" --guidance-interval {s['guidance_interval'][0]} {s['guidance_interval'][1]}"
+            if s["guidance_interval"] else "")
+        out.append(f"| `{opts}` | {r['accuracy']:.1%} | {r['fid']:.3f} | {r['fid_floor']:.3f} | "
+                   f"{r['fid_ratio']:.2f} | {r['diversity_ratio']:.2f} |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> dict:
     return run(common.parse(build_parser(), argv))
 

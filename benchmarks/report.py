@@ -323,7 +323,9 @@ def render(results: Path = RESULTS_DIR) -> str:
                            interval=guidance_interval.render(_load(results, "guidance_interval")),
                            oracle=cfg_oracle.render(_load(results, "cfg_oracle")), ttq=section_ttq(tq),
                            gpu=section_gpu(results),
-                           fashion=fashion_evaluator.render(_load(results, "fashion_evaluator")))
+                           fashion=fashion_evaluator.render(_load(results, "fashion_evaluator")),
+                           fashion_shipped=fashion_evaluator.render_shipped(
+                               {f.stem: json.loads(f.read_text()) for f in sorted(results.glob("eval_fashion-*"))}))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -312,3 +312,18 @@ def test_fashion_evaluator_benchmark_runs_and_renders(tmp_path):
     assert r["model"]["fid"] > 0 and "--dataset fashion-mnist --model tiny" in r["model"]["command"]
     assert "| copied training images |" in report.render(tmp_path) and "samples of the `tiny` U-Net" in \
         fashion_evaluator.render(r)
+
+
+def test_the_shipped_fashion_model_rows_come_from_its_evaluate_reports(tmp_path):
+    """BENCHMARKS section 7's second table: one row per `diffusion-lite evaluate` report, whole-chain guidance first."""
+    from benchmarks import fashion_evaluator, report
+
+    assert "*Not run yet.*" in fashion_evaluator.render_shipped({})
+    base = {"accuracy": 0.9, "fid": 1.0, "fid_floor": 0.5, "fid_ratio": 2.0, "diversity_ratio": 0.8}
+    for name, s, iv in [("eval_fashion-text2img_interval", 3.0, [200, 700]), ("eval_fashion-text2img", 3.0, None)]:
+        r = {**base, "settings": {"guidance": s, "guidance_interval": iv}}
+        (tmp_path / f"{name}.json").write_text(json.dumps(r))
+    table = report.render(tmp_path)
+    rows = [line for line in table.splitlines() if line.startswith("| `--guidance")]
+    assert rows == ["| `--guidance 3` | 90.0% | 1.000 | 0.500 | 2.00 | 0.80 |",
+                    "| `--guidance 3 --guidance-interval 200 700` | 90.0% | 1.000 | 0.500 | 2.00 | 0.80 |"]
