@@ -268,13 +268,8 @@ def main(argv: list[str] | None = None) -> int:
               + (" (rerun the same command)" if args.command == "train" and str(e) else ""), file=sys.stderr)
         return 128 + int(getattr(e, "signum", 2))  # as a shell reports a process ended by that signal
     finally:
-        for wrapped in (sys.stdout, sys.stderr):
-            wrapped.flush()  # what is still buffered: a reader gone now is found here, not at exit
-            if wrapped.gone and wrapped._stream is not None:  # else Python's own flush at exit fails, with exit
-                try:  # code 120 instead of this command's (the Python docs' remedy for SIGPIPE)
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), wrapped._stream.fileno())
-                except (OSError, ValueError, AttributeError):  # no real file behind it (e.g. pytest's capture)
-                    pass
+        sys.stdout.settle()
+        sys.stderr.settle()
         sys.stdout, sys.stderr = streams_before
         warnings.formatwarning = format_before
         if tqdm_before is None:

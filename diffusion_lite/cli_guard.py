@@ -94,6 +94,17 @@ class _SafeStream:
             except (OSError, ValueError):
                 self.gone = True
 
+    def settle(self) -> None:
+        """At the end of the command: flush what is still buffered (a reader gone now is found here, not at exit),
+        and point a gone stream's descriptor at /dev/null, else Python's own flush at exit fails and the process
+        exits 120 instead of with the command's code (the Python docs' remedy for SIGPIPE)."""
+        self.flush()
+        if self.gone and self._stream is not None:
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+            except (OSError, ValueError, AttributeError):  # no real file behind it (e.g. pytest's capture)
+                pass
+
     def isatty(self) -> bool:
         return not self.gone and bool(getattr(self._stream, "isatty", lambda: False)())
 
