@@ -48,17 +48,19 @@ test-notebooks: $(STAMP) check-dev
 	else echo "no notebooks yet"; fi
 
 # the package tests at the lowest versions pyproject.toml allows (constraints-min.txt), in a venv of their own
-# (MIN_VENV; the first run downloads torch 2.4.1 and its CUDA libraries from PyPI, about 3 GB); not part of CI
+# (MIN_VENV; the first run downloads torch 2.4.1 and its CUDA libraries from PyPI, about 3 GB, or with
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu its CPU build, as for `make install`); not part of CI
 MIN_VENV ?= .venv-min
 test-min:
 	test -d $(MIN_VENV) || $(PYTHON) -m venv $(MIN_VENV)
+	$(if $(TORCH_INDEX),$(MIN_VENV)/bin/python -m pip install -q -c constraints-min.txt torch torchvision --index-url $(TORCH_INDEX))
 	$(MIN_VENV)/bin/python -m pip install -q -c constraints-min.txt -e ".[dev,notebooks,hf]"
 	TQDM_DISABLE=1 $(MIN_VENV)/bin/python -m pytest tests -q -n 2 -p no:cacheprovider
 
-# the tests need the dev and notebooks extras, which an install with EXTRAS=notebooks leaves out
+# the tests need the dev extra, which an install with EXTRAS=notebooks leaves out
 check-dev: $(STAMP)
 	@$(BIN)/python -c 'import pytest, xdist, nbval, ruff' 2>/dev/null || { \
-	  echo "the tests need the 'dev' and 'notebooks' extras: $(BIN)/python -m pip install -e '.[all]'"; exit 1; }
+	  echo "the tests need the 'dev' extra: $(BIN)/python -m pip install -e '.[dev]' (or '.[all]')"; exit 1; }
 
 lint: $(STAMP) check-dev
 	$(BIN)/ruff check diffusion_lite tests benchmarks scripts notebooks

@@ -215,7 +215,7 @@ def check_guidance_args(args, pipe) -> None:
     interval outside the schedule's timesteps, a negative prompt at s = 1 (unused) or s = 0 (it alone makes the
     images, unless --guidance-interval keeps the prompt outside the interval), an interval at s = 1, --cads at
     s = 0 (again unless there is an interval), --cads-window without --cads, --eta with the DDPM sampler, an
-    interval that holds none of the timesteps --steps samples;
+    interval that holds none of the timesteps --steps samples, an empty --negative-prompt (the default branch);
     so is --steps above the model's T. (The Python API, pipeline.model_fn, takes all of these.)"""
     import math
 
@@ -237,6 +237,11 @@ def check_guidance_args(args, pipe) -> None:
     if args.guidance_interval is not None and not 0 <= args.guidance_interval[0] <= args.guidance_interval[1] <= T - 1:
         raise CLIError(f"--guidance-interval {args.guidance_interval[0]} {args.guidance_interval[1]}: expected "
                        f"0 <= T_LO <= T_HI <= {T - 1} (this model's timesteps)")
+    negative = getattr(args, "negative_prompt", None)
+    if negative is not None and not negative.strip():
+        raise CLIError(f"--negative-prompt {negative!r} is the empty prompt, which is already the unconditional "
+                       "branch guidance steers away from, so it changes nothing: drop it, or name the words to "
+                       "steer away from, e.g. --negative-prompt 'thick'")
     if args.guidance == 1 and getattr(args, "negative_prompt", None) is not None:
         raise CLIError("--negative-prompt replaces the unconditional branch, which guidance 1 does not use "
                        "(s = 1 is the conditional model alone); use a scale other than 1")

@@ -294,6 +294,11 @@ def test_options_that_would_do_nothing_are_refused(capsys):
     assert "which guidance 0 does not use" in error(capsys, *base, "--guidance", "0", "--cads", "0.5")
     err = error(capsys, *base, "--negative-prompt", "thick", "--negative-prompt", "slanting")  # not: keep the last
     assert "--negative-prompt given 2 times ('thick', 'slanting')" in err and "'thick slanting'" in err
+    for empty in ("", "  "):  # the empty prompt is already the unconditional branch, with or without a prompt
+        assert "is the empty prompt, which is already the unconditional" in error(capsys, *base, "--negative-prompt",
+                                                                                  empty)
+        assert "changes nothing" in error(capsys, *base[:3], "--prompt", "", *base[5:], "--guidance", "5",
+                                          "--negative-prompt", empty)
 
 
 def test_text_model_without_prompt_says_what_it_samples(tmp_path, capsys):
