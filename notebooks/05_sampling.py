@@ -77,8 +77,8 @@ print(inspect.getsource(ddpm_step))
 # %% [markdown]
 # Three remarks on the code. `_x0_and_eps` computes $\hat x_0$ and optionally *clips* it (section 3). The
 # decorator `@float32_update` only matters for half-precision tensors (float16, bfloat16, common on GPUs): it does
-# the update in float32, because in bfloat16 $\bar\alpha_t$ of the first 10 to 20 steps rounds to exactly 1 and
-# $1-\bar\alpha_t$ to 0, so the posterior's ratios would be $0/0$. And the step
+# the update in float32, because in bfloat16 $\bar\alpha_t$ of the first 10 (linear schedule) to 21 (cosine)
+# steps rounds to exactly 1 and $1-\bar\alpha_t$ to 0, so the posterior's ratios would be $0/0$. And the step
 # allows **jumps**: going from $t$ straight to an earlier $t'$ with the posterior between those two steps
 # ("respacing", Nichol & Dhariwal 2021), so we can sample with 100 of the 1,000 steps. For a jump the formulas
 # above hold with $\beta_t$ replaced by $1 - \bar\alpha_t/\bar\alpha_{t'}$, $\alpha_t$ by

@@ -25,8 +25,8 @@
 #   embedding space.
 # - Explain why the wording of a prompt matters, and when it does not.
 #
-# You need Python and a little PyTorch, and for section 3 the transformer block of chapter 03, section 7
-# (self-attention, position embeddings). The rest of chapters 00-05 is not needed here: CLIP has nothing to do
+# You need Python and a little PyTorch, and for section 3 the self-attention of chapter 03, section 7 (section
+# 3 explains the rest of a transformer block). The rest of chapters 00-05 is not needed here: CLIP has nothing to do
 # with noise.
 
 # %%
@@ -179,7 +179,10 @@ except ValueError as e:
 # - an **image encoder** $f$: a small CNN here (three stages of convolutions, global average pooling, a
 #   linear projection), $(B, 1, 28, 28) \to (B, E)$;
 # - a **text encoder** $g$: a small transformer (token + position embeddings, blocks of causal
-#   self-attention and MLP: 2 in the model trained below, 3 in the shipped one). Causal attention lets
+#   self-attention and MLP: 2 in the model trained below, 3 in the shipped one). Attention alone ignores
+#   word order, so a learned **position embedding**, one vector per position, is added to each token's
+#   embedding. A **transformer block** is LayerNorm, then self-attention, then the input added back; then
+#   LayerNorm, a two-layer MLP (the *feed-forward* layer), and the input added back again. Causal attention lets
 #   token $i$ see only tokens $\le i$, so `<eos>` is the first position that has read the whole prompt. The
 #   `<pad>` positions after it have read it too, but the loss below only ever looks at `<eos>`: its output,
 #   projected to $(B, E)$, is the *pooled* text embedding, so `<eos>` is the one position trained to sum up
@@ -507,12 +510,12 @@ for k in (1, 10, 100):
 assert r_desc[10] > 2 * r_plain[10]
 
 # %% [markdown]
-# With the class alone, about 200 test images fit each caption equally, so finding the right one is
-# luck (recall@10 near $10/200 = 5\%$). A word like "thick" or "small", true of about one digit in five or
-# six, cuts the candidates about five-fold ("upright", true of most, far less), and the recall rises
-# several-fold. A descriptive prompt is better because it carries more of the image's
-# information, in words the encoder has learned. The same holds for generation: "a thick seven slanting
-# right" constrains the picture more than "seven", provided the model was trained on such words.
+# With the class alone, about a tenth of the test images (200 in the default mode) fit each caption
+# equally, so finding the right one is luck (recall@10 near $10/200 = 5\%$ here). A word like "thick" or
+# "small", true of about one digit in five or six, cuts the candidates about five-fold ("upright", true of most, far
+# less), and the recall rises several-fold. A descriptive prompt is better because it carries more of the image's
+# information, in words the encoder has learned. The same holds for generation: "a thick seven slanting right"
+# constrains the picture more than "seven", provided the model was trained on such words.
 #
 # ## Exercise
 #
@@ -555,10 +558,12 @@ print(f"my_clip_loss matches clip_loss; the shipped model's loss on the 8-digit 
 # *Going further:* (1) Make the loss one-sided (image-to-text only) and train a fresh mini CLIP
 # (`torch.manual_seed(0)` and `CLIPModel.for_dataset(...)` as in section 3): `train_clip` takes no loss
 # argument, so write your own loop after `clip_train.py` (about 15 lines: batch, captions, `clip_loss`, step),
-# or temporarily replace `diffusion_lite.clip_train.clip_loss` with your function. Does the text-to-image recall
-# suffer? (2) In a fresh mini CLIP, fix the temperature at $\tau = 1$ (set `logit_scale` to 0, then
-# `.requires_grad_(False)`) and watch the loss plateau. (3) Train with `positives="label"`, which counts every
-# same-class pair as a match, and compare the sevens' similarity matrix.
+# or temporarily replace `diffusion_lite.clip_train.clip_loss` with a function of the same signature
+# (`train_clip` passes `positives` as a second argument), e.g. `def one_sided(logits, positives=None):`
+# `return torch.nn.functional.cross_entropy(logits, torch.arange(len(logits), device=logits.device))`.
+# Does the text-to-image recall suffer? (2) In a fresh mini CLIP, fix the temperature at $\tau = 1$ (set
+# `logit_scale` to 0, then `.requires_grad_(False)`) and watch the loss plateau. (3) Train with `positives="label"`,
+# which counts every same-class pair as a match, and compare the sevens' similarity matrix.
 #
 # ## Summary
 #

@@ -299,7 +299,7 @@ symptoms_widget(ts, fig_curves, fig_samples, fig_scores)
 # | loss right only at $t = 0$ or $T/2$, far off near $T$ | time step scaled or reversed | print the `t` it receives |
 # | loss healthy, samples ruined | sampler | oracle (arithmetic); size of $x_t$ per step |
 # | samples with a grey background | images in $[0, 1]$ at training | `fit`'s warning; the "training" row above |
-# | samples malformed but digit-like | under-trained, or a mild mismatch | more steps; the schedule row |
+# | samples malformed but digit-like | under-trained, or a mild mismatch | the schedule row first, then train longer |
 #
 # Three more that this chapter does not stage: sampling with the EMA weights before the average has caught up
 # (early in training, especially without warm-up), or with the raw weights instead of the EMA later (chapter
