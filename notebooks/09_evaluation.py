@@ -175,8 +175,9 @@ ns = [100, 300, 1000, 3000] if not FULL else [100, 300, 1000, 3000, 5000]
 repeats = {100: 8, 300: 6, 1000: 4, 3000: 2, 5000: 2}
 floor = {}  # n -> (FID values, KID values)
 for n in ns:
+    assert 2 * n <= POOL, f"n = {n} needs two disjoint real sets, 2n <= POOL = {POOL} digits"
     fids, kids = [], []
-    for _ in range(repeats[n]):
+    for _ in range(repeats.get(n, 2)):
         p = torch.randperm(POOL, generator=g)
         a, b = pool_feats[p[:n]], pool_feats[p[n:2 * n]]  # two disjoint real sets of size n
         fids.append(metrics.fid(a, b))
@@ -269,9 +270,10 @@ print(inspect.getsource(metrics._poly_mmd2_unbiased))
 #   classifier agrees. The classifier's own accuracy on real digits is the natural reference level, but not
 #   a ceiling: a guided model draws especially typical digits ([chapter 08](08_guidance.ipynb)), which the
 #   classifier gets right more often than real handwriting, so a generator can score above it.
-# - **Diversity**: the mean pairwise distance between the features of samples made for the same prompt
-#   (`metrics.diversity`). It is an average over pairs, unbiased at any $n \ge 2$. A model that returns the
-#   same image for every seed scores 0; compare with the same statistic on real digits of the same class.
+# - **Diversity**: the mean pairwise distance between the features of samples made for the same digit
+#   (all phrasings of its prompt together; `metrics.diversity`). It is an average over pairs, unbiased at
+#   any $n \ge 2$. A model that returns the same image for every seed scores 0; compare with the same
+#   statistic on real digits of the same class.
 #
 # On real test digits (our pool):
 
@@ -378,12 +380,12 @@ assert report_t["accuracy"] > 0.7
 #   bar also counts the malformed samples that happen to look most like that digit (compare the grid): class
 #   coverage of a generator also measures its failures.
 # - **Conditional accuracy** of the text model (right bars): how often "the digit seven" gives something the
-#   classifier reads as 7. Compare it with the classifier's own accuracy on real digits (99.6% on the test
-#   set); at $s = 3$ the model matches it (with 100 samples one error would cost a whole point, so "above"
-#   or "below" 99.6% cannot be told apart here; BENCHMARKS.md has 99.9% over 1,000), plausibly because
-#   guidance draws especially typical digits. It depends on the
-#   guidance scale ([chapter 08](08_guidance.ipynb)): more guidance, higher accuracy, lower diversity. With
-#   10 samples per digit, one mistake costs a bar 10 points.
+#   classifier reads as 7. Compare it with the classifier's own accuracy on real digits (99.6% on the whole
+#   test set, 99.8% on the 2,000 digits of section 6); at $s = 3$ the model matches it (with 100 samples one error
+#   would cost a whole point, so "above" or "below" 99.6% cannot be told apart here; BENCHMARKS.md has 99.9% over
+#   1,000), plausibly because guidance draws especially typical digits. It depends on the guidance scale
+#   ([chapter 08](08_guidance.ipynb)): more guidance, higher accuracy, lower diversity. With 10 samples per
+#   digit, one mistake costs a bar 10 points.
 # - **Diversity** below the real value means samples per prompt vary less than real handwriting does, as
 #   for `mnist-text2img` here (the price of guidance, chapter 08). The two columns measure different
 #   spreads: for the text model, within each prompted digit (against real digits of the same class); for the
@@ -402,6 +404,7 @@ assert report_t["accuracy"] > 0.7
 
 # %%
 draws = 5
+assert draws <= POOL // 1000 - 1, f"each draw takes two 1000-digit blocks of the pool: at most {POOL // 1000 - 1}"
 train_perm = torch.randperm(len(train), generator=g)
 fid_copier, fid_floor_1000 = [], []
 for k in range(draws):
