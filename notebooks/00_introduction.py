@@ -267,7 +267,8 @@ print(f"min {x.min().item():.3f}, max {x.max().item():.3f}, mean {x.mean().item(
 #
 # Here is where the course ends up. `mnist-text2img` is a diffusion model trained in this repository: a U-Net
 # with about a million parameters that reads the prompt through cross-attention, the text encoded by the
-# small CLIP model `mnist-clip`. One row per prompt, 25 denoising steps (DDIM), guidance scale 3:
+# small CLIP model `mnist-clip`. One row per prompt, 25 denoising steps (DDIM, a fast sampler: chapter 05),
+# guidance scale 3:
 
 # %%
 pipe = load_pretrained("mnist-text2img", device)  # U-Net + schedule + frozen text encoder
@@ -327,9 +328,10 @@ assert width[0] > width[1] and width[2] > width[3]
 # %%
 x_T = torch.randn(4, 1, 28, 28, generator=g)  # the starting point: pure Gaussian noise
 frames = []  # frames[i] is the image after step i + 1
-final = pipe.sample(["a handwritten eight"] * 4, guidance=3.0, steps=25, generator=g, progress=False, x_T=x_T,
+steps = 25
+final = pipe.sample(["a handwritten eight"] * 4, guidance=3.0, steps=steps, generator=g, progress=False, x_T=x_T,
                     callback=lambda d: frames.append(d["x_t"].cpu()))
-after = [1, 5, 9, 13, 17, 21, 25]  # steps to display
+after = torch.linspace(1, steps, 7).round().int().tolist()  # steps to display: [1, 5, 9, ..., 25]
 strip = torch.stack([x_T] + [frames[i - 1] for i in after], dim=1)  # (4, 8, 1, 28, 28)
 show_grid(strip.flatten(0, 1), nrow=len(after) + 1, figsize=(8, 4.5),
           title="denoising 'a handwritten eight': x_T, then after step " + ", ".join(map(str, after)))
@@ -341,7 +343,8 @@ plt.show()
 # Sampling takes about a second on a CPU with 10 DDIM steps instead of 25, a bit rougher but good enough to
 # play with. Pick one of the example prompts or type your own (the model knows about 50 words: digits as
 # numerals or names, "thick"/"thin"/"bold"/"slim", "slanting left/right", "small"/"large", "handwritten", ...;
-# an unknown word triggers a warning and is ignored, chapter 06). The **seed** fixes the starting noise: the
+# an unknown word triggers a warning and becomes the placeholder token `<unk>`, which carries no meaning the
+# model learned; chapter 06). The **seed** fixes the starting noise: the
 # same prompt and seed always give the same images, and sample $i$ of every prompt starts from the same
 # noise, so changing only the prompt shows what the words do. The **guidance scale** sets how strongly the
 # prompt is followed (chapter 08); the empty prompt `""` shows what the model draws when told nothing. Under

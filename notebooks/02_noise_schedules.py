@@ -173,6 +173,8 @@ print(f"accuracy on clean digits: {accuracy(classifier, x0.to(device), labels):.
 
 def t_at(acc_curve, level=0.5):
     """First t on t_grid where the accuracy has fallen below `level`, linearly interpolated."""
+    if acc_curve[0] < level or not (acc_curve < level).any():
+        raise ValueError(f"the accuracy does not fall below {level} between t = {t_grid[0]} and t = {t_grid[-1]}")
     i = int(np.argmax(acc_curve < level))
     t0, t1, a0, a1 = t_grid[i - 1], t_grid[i], acc_curve[i - 1], acc_curve[i]
     return t0 + (a0 - level) / (a0 - a1) * (t1 - t0)

@@ -121,7 +121,7 @@ plt.show()
 gn = nn.GroupNorm(num_groups=8, num_channels=32)
 h = conv(x0)  # (8, 32, 28, 28)
 out = gn(h)
-per_group = out.reshape(8, 8, -1)  # (B, groups, channels_per_group * H * W)
+per_group = out.reshape(out.shape[0], gn.num_groups, -1)  # (B, groups, channels_per_group * H * W)
 print(f"per-group mean: max |mean| = {per_group.mean(-1).abs().max():.1e}, std in "
       f"[{per_group.std(-1).min():.3f}, {per_group.std(-1).max():.3f}]")
 torch.testing.assert_close(gn(h[:1]), out[:1])  # the same image alone or in a batch: same output

@@ -108,16 +108,20 @@ plt.show()
 # \qquad
 # \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t .
 # $$
-# If the model's step is a Gaussian with the same kind of fixed variance $\sigma_t^2$, the KL of two Gaussians
-# is just a squared distance of their means (eq. 8):
+# DDPM makes each reverse step of the model a Gaussian too, with a learned mean and a fixed variance:
+# $p_\theta(x_{t-1} \mid x_t) = \mathcal N(\mu_\theta(x_t, t), \sigma_t^2 I)$ with $\sigma_t^2 = \beta_t$ or
+# $\tilde\beta_t$ (chapter 05 samples with it). The KL of two Gaussians with fixed variances is then just a
+# squared distance of their means (eq. 8):
 # $$L_{t-1} = \frac{1}{2\sigma_t^2}\,\big\lVert \tilde\mu_t(x_t, x_0) - \mu_\theta(x_t, t) \big\rVert^2 + C.$$
 # Now put $x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon)/\sqrt{\bar\alpha_t}$ into $\tilde\mu_t$ to write the true
 # mean in terms of the noise. With $\bar\alpha_t = \alpha_t\bar\alpha_{t-1}$, the coefficient of $x_t$ becomes
 # $\frac{\beta_t + \alpha_t - \bar\alpha_t}{\sqrt{\alpha_t}\,(1-\bar\alpha_t)} = \frac{1}{\sqrt{\alpha_t}}$ (as
 # $\beta_t = 1 - \alpha_t$), and that of $\epsilon$ is $-\frac{\beta_t}{\sqrt{\alpha_t}\sqrt{1-\bar\alpha_t}}$, so
 # $\tilde\mu_t = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\epsilon\big)$.
-# Give the model the same form with a noise *prediction* in place of $\epsilon$ (eq. 11). Everything but
-# the noise cancels (eq. 12):
+# Give the model the same form with a noise *prediction* in place of $\epsilon$ (eq. 11),
+# $\mu_\theta(x_t, t) = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,
+# \epsilon_\theta(x_t, t)\big)$. In the difference of the two means the $x_t$ terms cancel and only the noise
+# terms remain (eq. 12):
 # $$
 # L_{t-1} = \frac{\beta_t^2}{2\sigma_t^2\,\alpha_t\,(1-\bar\alpha_t)}\;
 #   \mathbb E_{x_0, \epsilon}\big\lVert \epsilon - \epsilon_\theta(x_t, t) \big\rVert^2 + C .
@@ -189,7 +193,7 @@ assert abs(loss0 - 1.0) < 0.1
 # %%
 # NBVAL_CHECK_OUTPUT
 src = inspect.getsource(fit)
-print(src[src.index("    while step < cfg.steps:"):src.index("    bar.close()")])
+print(src[src.index("    while step < cfg.steps:"):src.index("\n    bar.close()") + 1])  # the loop, to its end
 
 # %% [markdown]
 # Now a short live run. To keep this chapter at a few minutes on a laptop CPU we train a *tiny* U-Net (8 base
