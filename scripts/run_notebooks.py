@@ -2,6 +2,7 @@
 
     python scripts/run_notebooks.py                 # all chapters
     python scripts/run_notebooks.py 03 05           # chapters whose file name starts with 03 or 05
+    python scripts/run_notebooks.py notebooks/05_sampling.py   # a path names its chapter too
 
 The .py twin is the source: it is converted to .ipynb (keeping nothing stale), executed with the
 repository's Python in notebooks/ (as nbval runs it), saved, and the pair is re-synced with jupytext.
@@ -30,8 +31,20 @@ NB_DIR = ROOT / "notebooks"
 CELL_TIMEOUT = 240
 
 
+def _keep_cell_ids(nb, old_path: Path) -> None:
+    """Give each cell the id of the committed notebook's cell at the same place (of the same type), so that a
+    re-run does not rewrite every id: the diff then shows only what changed."""
+    if not old_path.is_file():
+        return
+    old = nbformat.read(old_path, as_version=4)
+    for new_cell, old_cell in zip(nb.cells, old.cells):
+        if new_cell.cell_type == old_cell.cell_type and "id" in old_cell:
+            new_cell["id"] = old_cell["id"]
+
+
 def _execute(py: Path):
     nb = jupytext.read(py)
+    _keep_cell_ids(nb, py.with_suffix(".ipynb"))
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata.setdefault("jupytext", {})["formats"] = "ipynb,py:percent"
     nb.metadata["jupytext"].pop("text_representation", None)  # as `jupytext --sync` stores an .ipynb: no churn
@@ -60,9 +73,18 @@ def run(py: Path) -> float:
 
 
 def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return 0
     pys = sorted(p for p in NB_DIR.glob("[0-9][0-9]_*.py"))
-    if argv:
-        pys = [p for p in pys if any(p.name.startswith(a) for a in argv)]
+    if argv:  # "05", "05_sampling", or a path such as notebooks/05_sampling.ipynb
+        keys = {a: Path(a).stem if a.endswith((".py", ".ipynb")) else a for a in argv}
+        unmatched = [a for a, k in keys.items() if not any(p.name.startswith(k) for p in pys)]
+        if unmatched:
+            print(f"no chapter matches {', '.join(map(repr, unmatched))}: give the start of a file name in "
+                  f"notebooks/ (e.g. 05 or 05_sampling), one of: {', '.join(p.stem for p in pys)}", file=sys.stderr)
+            return 2
+        pys = [p for p in pys if any(p.name.startswith(k) for k in keys.values())]
     for py in pys:
         print(f"running {py.name} ...", flush=True)
         print(f"  {run(py):.0f} s", flush=True)

@@ -218,6 +218,6 @@ def test_the_readme_own_images_example_runs(tmp_path, monkeypatch):
     assert "steps=2000, batch_size=64" in block
     code = block.replace("steps=2000, batch_size=64", "steps=2, batch_size=4, warmup_steps=1")
     monkeypatch.chdir(tmp_path)
-    scope = {"torch": torch, "images": torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1}
+    scope = {"images": torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1}  # no torch
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["samples"].shape == (16, 3, 16, 16) and (tmp_path / "runs" / "mine" / "checkpoint.json").exists()
