@@ -1,4 +1,5 @@
-"""Attributes measured on the pixels: stroke thickness, slant and size (chapter 06).
+"""Attributes measured on the pixels: stroke thickness, slant and size of digits; brightness and pattern of
+garments (chapter 06).
 
 They write the attribute words of the training captions (captions.py: "a thick seven slanting right") and
 measure how well generated images follow an attribute prompt (attribute_eval.py), so they are vectorised
@@ -11,18 +12,27 @@ and defined for every image (an empty image gives 0):
 with ink I = clamp((x + 1) / 2, 0, 1) (channels averaged), A = sum I, P = sum |grad I| (central
 differences on the zero-padded image: a straight edge of length l contributes l), mu_pq the central
 moments of I (x to the right, y downwards), and h, w the extents holding all but 1% of the ink on either
-side (robust to stray specks).
+side (robust to stray specks). For Fashion-MNIST (``DATASET_ATTRIBUTES``), with the object O = {I > 0.1}:
+
+    brightness = mean of I over O      how light the garment looks, in [0, 1] (as displayed: white on black)
+    pattern    = mean |lap I| over O°   texture: stripes and prints score high, plain cloth low
+
+where lap is the 5-point Laplacian and O° the pixels of O whose four neighbours are in O too (the outline's
+jump to the background is left out). Fashion-MNIST's images are negatives of product photos, so "light"
+describes the picture, not the garment's colour in the shop.
 
 Words come from quantiles: the lowest 20% get the low word ("thin", "slanting left", "small"), the top
 20% the high word ("thick", "slanting right", "large"), the rest the middle word ("regular", "upright",
-"medium"; captions use only "upright" of these). The thresholds were computed once on the 60,000 MNIST
-training images with ``compute_thresholds`` (a test checks them). Thickness and slant use one pair of
-thresholds for all digits (a width in pixels and an angle mean the same for every digit): thin below
-2.2 px, thick above 3.1 px; slanting left beyond 6.6 degrees left (slant < -0.116), slanting right beyond
-18.8 degrees right (slant > 0.341), as MNIST digits lean right by 6 degrees on median. Size uses
-per-class thresholds when labels are known: MNIST scales every digit to a 20-pixel box, so heights
-hardly vary, "small"/"large" mostly mean narrow/wide, and a 1 is narrower than any 0; "a large one" is
-large for a one.
+"medium"; captions use only "upright" of these). Garments: "dark" / "light" (middle "grey") and "plain" /
+"patterned" (middle "regular", unspoken; "grey" is spoken, as "upright" is). The MNIST thresholds were
+computed once on the 60,000 MNIST training images with ``compute_thresholds`` (a test checks them).
+Thickness and slant use one pair of thresholds for all digits (a width in pixels and an angle mean the same for
+every digit): thin below 2.2 px, thick above 3.1 px; slanting left beyond 6.6 degrees left (slant < -0.116),
+slanting right beyond 18.8 degrees right (slant > 0.341), as MNIST digits lean right by 6 degrees on median. Size
+uses per-class thresholds when labels are known: MNIST scales every digit to a 20-pixel box, so heights hardly vary,
+"small"/"large" mostly mean narrow/wide, and a 1 is narrower than any 0; "a large one" is large for a one.
+Fashion-MNIST's were computed the same way on its 60,000 training images: dark below 0.476, light above 0.771 for
+every class; pattern per class (sandals and sneakers are all straps and holes).
 """
 
 from __future__ import annotations
@@ -31,20 +41,27 @@ import functools
 
 import torch
 
-ATTRIBUTES = ("thickness", "slant", "size")
+ATTRIBUTES = ("thickness", "slant", "size")  # MNIST's; every dataset's: DATASET_ATTRIBUTES
+DATASET_ATTRIBUTES = {"mnist": ATTRIBUTES, "fashion-mnist": ("brightness", "pattern")}
 QUANTILES = (0.2, 0.8)
 # bucket words: low, middle, high
 WORDS = {"thickness": ("thin", "regular", "thick"),
          "slant": ("slanting left", "upright", "slanting right"),
-         "size": ("small", "medium", "large")}
+         "size": ("small", "medium", "large"),
+         "brightness": ("dark", "grey", "light"),
+         "pattern": ("plain", "regular", "patterned")}
 # THRESHOLDS[dataset][attribute] = (low, high), over the whole training set; CLASS_THRESHOLDS per class
 # for the attributes whose range depends on the class (a typical 1's bounding box is about half the area of
-# a 0's). Computed with compute_thresholds(ds.images) and compute_thresholds(ds.images, ds.labels),
-# ds = load_dataset("mnist").
-THRESHOLDS = {"mnist": {"thickness": (2.2162, 3.0924), "slant": (-0.116, 0.3411), "size": (0.3061, 0.4592)}}
+# a 0's). Computed with compute_thresholds(ds.images, dataset=name) and compute_thresholds(ds.images,
+# ds.labels, dataset=name), ds = load_dataset(name).
+THRESHOLDS = {"mnist": {"thickness": (2.2162, 3.0924), "slant": (-0.116, 0.3411), "size": (0.3061, 0.4592)},
+              "fashion-mnist": {"brightness": (0.476, 0.7709), "pattern": (0.1895, 0.3839)}}
 CLASS_THRESHOLDS = {"mnist": {"size": [
     (0.3827, 0.4847), (0.1276, 0.3061), (0.3571, 0.4847), (0.3316, 0.4592), (0.3316, 0.4592),
-    (0.3571, 0.4592), (0.3061, 0.4337), (0.3061, 0.4592), (0.3061, 0.4337), (0.2806, 0.4082)]}}
+    (0.3571, 0.4592), (0.3061, 0.4337), (0.3061, 0.4592), (0.3061, 0.4337), (0.2806, 0.4082)]},
+    "fashion-mnist": {"pattern": [
+        (0.1402, 0.2757), (0.27, 0.3706), (0.1799, 0.2758), (0.1819, 0.3663), (0.1882, 0.2986),
+        (0.3791, 0.6184), (0.1663, 0.3301), (0.2967, 0.4414), (0.164, 0.2907), (0.2161, 0.3178)]}}
 
 
 def _ink(images: torch.Tensor) -> torch.Tensor:
@@ -120,19 +137,53 @@ def size(images: torch.Tensor, trim: float = 0.01) -> torch.Tensor:
     return _extent(ink.sum(2), trim) * _extent(ink.sum(1), trim) / (H * W)
 
 
-MEASURES = {"thickness": thickness, "slant": slant, "size": size}
+OBJECT = 0.1  # ink above this is the garment (Fashion-MNIST's background is 0, its faintest cloth about 0.15)
 
 
-def measure(images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """All attributes: {"thickness": (N,), "slant": (N,), "size": (N,)}."""
-    return {name: fn(images) for name, fn in MEASURES.items()}
+@_chunked
+def brightness(images: torch.Tensor) -> torch.Tensor:
+    """Mean ink over the object's pixels (ink > OBJECT): (N, C, H, W) in [-1, 1] -> (N,) float in [0, 1];
+    0 for an image with no object. How light a garment looks, whatever its size."""
+    ink = _ink(images)
+    obj = (ink > OBJECT).to(ink.dtype)
+    area = obj.sum((1, 2))
+    return (ink * obj).sum((1, 2)) / area.clamp_min(1)
+
+
+@_chunked
+def pattern(images: torch.Tensor) -> torch.Tensor:
+    """Texture: mean |5-point Laplacian| of the ink over the object's interior (pixels whose four neighbours
+    are object pixels too, so the outline does not count): (N, C, H, W) -> (N,) float >= 0; 0 for a flat
+    object or none. Stripes and prints score high, plain cloth low."""
+    ink = _ink(images)
+    obj = ink > OBJECT
+    c = ink[:, 1:-1, 1:-1]  # (N, H-2, W-2): pixels with four neighbours in the image
+    lap = (4 * c - ink[:, :-2, 1:-1] - ink[:, 2:, 1:-1] - ink[:, 1:-1, :-2] - ink[:, 1:-1, 2:]).abs()
+    inner = (obj[:, 1:-1, 1:-1] & obj[:, :-2, 1:-1] & obj[:, 2:, 1:-1] & obj[:, 1:-1, :-2]
+             & obj[:, 1:-1, 2:]).to(ink.dtype)
+    return (lap * inner).sum((1, 2)) / inner.sum((1, 2)).clamp_min(1)
+
+
+MEASURES = {"thickness": thickness, "slant": slant, "size": size, "brightness": brightness, "pattern": pattern}
+
+
+def _attributes(dataset: str) -> tuple[str, ...]:
+    if dataset not in DATASET_ATTRIBUTES:
+        raise ValueError(f"no attributes for {dataset!r}; attributes are defined for {sorted(DATASET_ATTRIBUTES)}")
+    return DATASET_ATTRIBUTES[dataset]
+
+
+def measure(images: torch.Tensor, dataset: str = "mnist") -> dict[str, torch.Tensor]:
+    """The dataset's attributes (``DATASET_ATTRIBUTES``), each (N,): for MNIST {"thickness", "slant", "size"},
+    for Fashion-MNIST {"brightness", "pattern"}."""
+    return {name: MEASURES[name](images) for name in _attributes(dataset)}
 
 
 def compute_thresholds(images: torch.Tensor, labels: torch.Tensor | None = None,
-                       quantiles: tuple[float, float] = QUANTILES) -> dict:
+                       quantiles: tuple[float, float] = QUANTILES, dataset: str = "mnist") -> dict:
     """{attribute: (low, high)}, or with labels {attribute: [(low, high)] per class}: the quantiles."""
-    values = {a: v.cpu() for a, v in measure(images).items()}  # (N,) each, on the CPU like q
-    q = torch.tensor(quantiles, dtype=values["thickness"].dtype)
+    values = {a: v.cpu() for a, v in measure(images, dataset).items()}  # (N,) each, on the CPU like q
+    q = torch.tensor(quantiles, dtype=next(iter(values.values())).dtype)
     if labels is None:
         return {a: tuple(round(t, 4) for t in torch.quantile(v, q).tolist()) for a, v in values.items()}
     labels = labels.cpu()
@@ -148,7 +199,7 @@ def attribute_buckets(images: torch.Tensor, labels: torch.Tensor | None = None,
     if labels is not None and tuple(labels.shape) != (images.shape[0],):
         raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
     out = {}
-    for name, v in measure(images).items():
+    for name, v in measure(images, dataset).items():
         per_class = CLASS_THRESHOLDS.get(dataset, {}).get(name)
         if labels is None or per_class is None:
             lo, hi = (torch.full_like(v, t) for t in THRESHOLDS[dataset][name])
@@ -162,6 +213,7 @@ def attribute_buckets(images: torch.Tensor, labels: torch.Tensor | None = None,
 def attribute_words(images: torch.Tensor, labels: torch.Tensor | None = None,
                     dataset: str = "mnist") -> list[dict[str, str]]:
     """Per image {"thickness": "thin"|"regular"|"thick", "slant": "slanting left"|"upright"|"slanting right",
-    "size": "small"|"medium"|"large"}; (N, C, H, W) in [-1, 1], optional labels (N,) long."""
+    "size": "small"|"medium"|"large"} (for Fashion-MNIST {"brightness": "dark"|"grey"|"light", "pattern":
+    "plain"|"regular"|"patterned"}); (N, C, H, W) in [-1, 1], optional labels (N,) long."""
     buckets = {a: b.tolist() for a, b in attribute_buckets(images, labels, dataset).items()}  # one read per attribute
-    return [{a: WORDS[a][buckets[a][i]] for a in ATTRIBUTES} for i in range(images.shape[0])]
+    return [{a: WORDS[a][buckets[a][i]] for a in buckets} for i in range(images.shape[0])]

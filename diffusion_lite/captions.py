@@ -1,10 +1,10 @@
 """Captions from labels and from attributes measured on the pixels (chapter 06).
 
 A class label becomes varied natural language ("a handwritten 7", "the digit seven", "a photo of a seven",
-...), and, for MNIST, sometimes carries words for three attributes measured from the image itself
-(thickness, slant and size: attributes.py, whose names this module re-exports, so ``captions.thickness``
-works too): "a thick seven slanting right". The tokenizer's vocabulary is every word these captions can say
-(``all_vocabulary``).
+...), and sometimes carries words for attributes measured from the image itself (attributes.py, whose names
+this module re-exports, so ``captions.thickness`` works too): for MNIST thickness, slant and size, "a thick
+seven slanting right"; for Fashion-MNIST brightness and pattern, "a dark patterned t-shirt". The
+tokenizer's vocabulary is every word these captions can say (``all_vocabulary``).
 """
 
 from __future__ import annotations
@@ -17,14 +17,17 @@ import torch
 from .attributes import (  # noqa: F401  (re-exported: captions.thickness, captions.WORDS, ...)
     ATTRIBUTES,
     CLASS_THRESHOLDS,
+    DATASET_ATTRIBUTES,
     MEASURES,
     QUANTILES,
     THRESHOLDS,
     WORDS,
     attribute_buckets,
     attribute_words,
+    brightness,
     compute_thresholds,
     measure,
+    pattern,
     size,
     slant,
     thickness,
@@ -34,7 +37,9 @@ from .utils import generator_device
 
 SYNONYMS = {"thin": ("thin", "slim"), "thick": ("thick", "bold", "heavy"), "small": ("small", "little"),
             "large": ("large", "big"), "slanting left": ("slanting left", "leaning left", "tilted left"),
-            "slanting right": ("slanting right", "leaning right", "tilted right")}
+            "slanting right": ("slanting right", "leaning right", "tilted right"),
+            "dark": ("dark", "black"), "light": ("light", "white", "pale"), "plain": ("plain", "simple"),
+            "patterned": ("patterned", "printed", "textured")}
 _POST_NOUN = ("slanting left", "slanting right")  # phrases that follow the noun: "a seven slanting right"
 
 # ------------------------------------------------------------------------------------ class names
@@ -81,7 +86,8 @@ def _pick(seq: Sequence, generator: torch.Generator | None):
     return seq[int(torch.randint(len(seq), (1,), generator=generator, device=generator_device(generator)))]
 
 
-_IN_CAPTIONS = ("size", "thickness", "slant")  # adjective order: "a small thick upright seven"
+# per dataset, in adjective order: "a small thick upright seven", "a dark patterned t-shirt"
+_IN_CAPTIONS = {"mnist": ("size", "thickness", "slant"), "fashion-mnist": ("brightness", "pattern")}
 _SILENT = ("regular", "medium")  # middle words left out of captions ("a regular medium seven" reads badly)
 
 
@@ -102,13 +108,13 @@ def make_captions(images: torch.Tensor, labels: torch.Tensor, dataset: str = "mn
 
     A template, a name for the class, a determiner (a / the / none) are drawn at random; with
     probability ``p_attribute`` (default 0.5 for datasets with attribute thresholds, else 0) one to
-    three measured attribute words are added ("a thick seven slanting right"), drawn among the words
-    a caption speaks (not "regular" or "medium"). Every image thus gets an attribute-free caption with
-    the same probability 1 - p_attribute, whatever its attributes: the text-to-image model learns
-    p(x | "a seven") = p(x | the class is seven), not a distribution tilted towards the digits whose
-    attributes go unsaid (before 2026-12-02 a caption drew its attributes first and then left out the
-    silent ones, so middling digits got attribute-free captions more often: 67% for a regular, medium,
-    upright digit against 50% for a thin, small one).
+    three measured attribute words are added ("a thick seven slanting right", "a dark patterned t-shirt"),
+    drawn among the words a caption speaks (not "regular" or "medium"). Every image thus gets an
+    attribute-free caption with the same probability 1 - p_attribute, whatever its attributes: the
+    text-to-image model learns p(x | "a seven") = p(x | the class is seven), not a distribution tilted towards the
+    digits whose attributes go unsaid (before 2026-12-02 a caption drew its attributes first and then left out the
+    silent ones, so middling digits got attribute-free captions more often: 67% for a regular, medium, upright digit
+    against 50% for a thin, small one).
     """
     _check_dataset(dataset)
     if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
@@ -132,8 +138,8 @@ def make_captions(images: torch.Tensor, labels: torch.Tensor, dataset: str = "mn
         chosen = []
         if with_attr[i]:
             # draw among the spoken words only, so that every image gets an attribute-free caption with the
-            # same probability 1 - p_attribute (slant always has a spoken word: "upright")
-            spoken = [a for a in _IN_CAPTIONS if words[i][a] not in _SILENT]
+            # same probability 1 - p_attribute (slant and brightness always have a spoken word: "upright", "grey")
+            spoken = [a for a in _IN_CAPTIONS[dataset] if words[i][a] not in _SILENT]
             k = int(torch.randint(1, len(spoken) + 1, (1,), generator=generator, device=gd))
             keep = torch.randperm(len(spoken), generator=generator, device=gd)[:k].tolist()
             chosen = [words[i][a] for j, a in enumerate(spoken) if j in keep]
@@ -173,5 +179,6 @@ def all_vocabulary(dataset: str) -> list[str]:
     texts = [t.replace("{np}", "") for t in TEMPLATES[dataset]] + ["a an the"]
     texts += [n for names in NOUNS[dataset] for n in names] + class_prompts(dataset)
     if dataset in THRESHOLDS:
-        texts += [w for ws in WORDS.values() for w in ws] + [w for ws in SYNONYMS.values() for w in ws]
+        words = [w for a in DATASET_ATTRIBUTES[dataset] for w in WORDS[a]]
+        texts += words + [s for w in words for s in SYNONYMS.get(w, ())]
     return sorted({w for t in texts for w in split_words(t)})

@@ -71,8 +71,13 @@ def cmd_evaluate(args) -> None:
     if reference.rsplit("-", 1)[0] != dataset:
         raise CLIError(f"--reference {reference} is not {dataset}'s, the data this model was trained on; use "
                        f"{dataset}-test or {dataset}-train")
-    if args.attributes and dataset != "mnist":
-        raise CLIError("--attributes measures thickness, slant and size of digits: it needs an MNIST model")
+    if args.attributes:  # before the long sampling: a model whose encoder never learned the attribute words
+        from .attribute_eval import check_attribute_words
+        from .attributes import DATASET_ATTRIBUTES
+        try:
+            check_attribute_words(pipe, DATASET_ATTRIBUTES[dataset])
+        except ValueError as e:
+            raise CLIError(f"--attributes: {args.checkpoint}: {e}") from None
     if args.download:  # the reference images; a pip install has no data/ folder
         from .data import load_dataset
         load_dataset(dataset, reference.rsplit("-", 1)[1], download=True)
@@ -110,7 +115,8 @@ def add_parser(subparsers, common) -> argparse.ArgumentParser:
     e.add_argument("--reference", choices=list(REFERENCES), default=None,
                    help="the real images compared with (default: the test split of the model's dataset)")
     e.add_argument("--attributes", type=_positive(), default=None, metavar="N_PER_DIGIT",
-                   help="also measure attribute adherence with N paired samples per digit and attribute")
+                   help="also measure attribute adherence with N paired samples per class and attribute "
+                        "(MNIST: thickness, slant, size; Fashion-MNIST: brightness, pattern)")
     e.add_argument("--download", action="store_true",
                    help="fetch the reference images with torchvision if they are not found (online)")
     e.add_argument("--out", required=True, help="report.json")

@@ -1,4 +1,4 @@
-"""Captions, measured attributes (thickness, slant, size) and the word-level tokenizer."""
+"""Captions, measured attributes (thickness, slant, size; brightness, pattern) and the word-level tokenizer."""
 
 import json
 
@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from diffusion_lite import captions as C
+from diffusion_lite import data
 from diffusion_lite.data import load_dataset
 from diffusion_lite.tokenizer import BOS, EOS, PAD, UNK, Tokenizer, split_words
 
@@ -165,14 +166,62 @@ def test_captions_are_reproducible_with_a_generator(mnist_test):
     assert C.make_captions(x[:0], y[:0]) == []
 
 
-def test_fashion_captions_use_garment_names_and_reject_attributes():
+def test_fashion_captions_use_garment_names():
     x, y = canvas(10), torch.arange(10)
     caps = C.make_captions(x, y, dataset="fashion-mnist", generator=torch.Generator().manual_seed(0))
     for cap, names in zip(caps, C.NOUNS["fashion-mnist"]):
         assert any(n in cap for n in names), cap
     assert C.class_prompts("fashion-mnist")[9] == "a photo of an ankle boot"
-    with pytest.raises(ValueError, match="no attribute thresholds"):
-        C.make_captions(x, y, dataset="fashion-mnist", p_attribute=0.5)
+    with pytest.raises(ValueError, match="no attribute thresholds"):  # CIFAR-10 captions carry no attributes
+        C.make_captions(torch.zeros(2, 3, 32, 32), torch.arange(2), dataset="cifar10", p_attribute=0.5)
+
+
+def garment(value=0.6, stripes=0.0):
+    """A 16x12 rectangle of ink ``value`` (in [0, 1]) on a black 28x28 canvas; ``stripes`` > 0 alternates the
+    rows between value and value - stripes."""
+    x = canvas()
+    ink = torch.full((16, 12), value)
+    ink[::2] -= stripes
+    x[0, 0, 6:22, 8:20] = ink * 2 - 1
+    return x
+
+
+def test_brightness_and_pattern_oracles():
+    plain, striped = garment(0.6), garment(0.6, stripes=0.4)
+    assert C.brightness(plain).item() == pytest.approx(0.6, abs=1e-6)  # the object's mean ink, whatever its size
+    assert C.pattern(plain).item() == pytest.approx(0.0, abs=1e-6)  # its outline does not count
+    # rows 0.6 / 0.2: inside, each pixel's Laplacian is |4 v - 2 v - 2 (other row)| = 2 * 0.4 = 0.8
+    assert C.pattern(striped).item() == pytest.approx(0.8, abs=1e-5)
+    assert C.brightness(canvas()).item() == C.pattern(canvas()).item() == 0  # no object: 0, not NaN
+    words = C.attribute_words(torch.cat([garment(0.3), garment(0.9), striped]), dataset="fashion-mnist")
+    assert [w["brightness"] for w in words[:2]] == ["dark", "light"] and words[0]["pattern"] == "plain"
+    assert words[2]["pattern"] == "patterned" and set(words[0]) == {"brightness", "pattern"}
+    with pytest.raises(ValueError, match="no attributes for 'cifar10'"):
+        C.measure(garment(), "cifar10")
+
+
+@pytest.mark.skipif(not (data.DEBIAN_DIR / "fashion-mnist" / "train-images-idx3-ubyte.gz").is_file(),
+                    reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+def test_fashion_thresholds_are_the_quantiles_of_fashion_train_and_captions_agree():
+    train = load_dataset("fashion-mnist", "train")
+    glob = C.compute_thresholds(train.images, dataset="fashion-mnist")
+    per_class = C.compute_thresholds(train.images, train.labels, dataset="fashion-mnist")
+    for name, (lo, hi) in C.THRESHOLDS["fashion-mnist"].items():
+        assert glob[name] == pytest.approx((lo, hi), abs=2e-3)
+    for name, table in C.CLASS_THRESHOLDS["fashion-mnist"].items():
+        assert torch.tensor(per_class[name]) == pytest.approx(torch.tensor(table), abs=2e-3)
+    x, y = train.images[:2000], train.labels[:2000]
+    words = C.attribute_words(x, y, "fashion-mnist")
+    caps = C.make_captions(x, y, "fashion-mnist", generator=torch.Generator().manual_seed(1), p_attribute=1.0)
+    opposite = {"dark": "light", "light": "dark", "plain": "patterned", "patterned": "plain"}
+    said = 0
+    for cap, w in zip(caps, words):
+        for word in (w["brightness"], w["pattern"]):
+            if word in opposite:
+                wrong = opposite[word]
+                assert not set(C.SYNONYMS[wrong]) & set(split_words(cap)), (cap, w)
+        said += any(s in split_words(cap) for word in opposite for s in C.SYNONYMS[word]) or "grey" in cap
+    assert said == len(caps)  # brightness always has a spoken word ("grey" in the middle), as slant has "upright"
     with pytest.raises(ValueError, match="unknown dataset"):
         C.make_captions(x, y, dataset="svhn")
 
@@ -195,7 +244,7 @@ def test_vocabulary_covers_every_caption(dataset):
     x = torch.rand(400, 1, size, size) * 2 - 1
     y = torch.arange(400) % 10
     tok = Tokenizer.for_dataset(dataset)
-    p = 1.0 if dataset == "mnist" else 0.0
+    p = 0.0 if dataset == "cifar10" else 1.0
     caps = C.make_captions(x, y, dataset, generator=torch.Generator().manual_seed(0), p_attribute=p)
     tok.encode(caps + C.class_prompts(dataset), on_unknown="error")  # no unknown word, nothing too long
 

@@ -141,7 +141,7 @@ def test_a_fashion_model_is_scored_with_fashion_prompts_classifier_and_reference
     assert r["fid"] > r["fid_floor"] > 0  # an untrained model is far from the data
     with pytest.raises(ValueError, match="reference 'mnist-test' is not fashion-mnist's"):
         ev.evaluate_pipeline(fashion, n=20, steps=2, reference="mnist-test")
-    with pytest.raises(ValueError, match="thickness, slant and size of digits"):
+    with pytest.raises(ValueError, match="needs a text-conditional pipeline"):
         ae.attribute_adherence_report(fashion, n_per_digit=1)
     labels = ev.balanced_labels(80)
     prompts = ev.eval_prompts(labels, "fashion-mnist")
@@ -234,6 +234,28 @@ def test_attribute_prompts():
     assert ae.attribute_prompt("large", 8) == "a large eight"
     assert ae.attribute_prompt("slanting left", 8) == "an eight slanting left"
     assert ae.ATTRIBUTE_PAIRS["thickness"] == ("thin", "thick")
+    assert ae.attribute_prompt("dark", 4, "fashion-mnist") == "a dark coat"
+    assert ae.attribute_prompt("patterned", 9, "fashion-mnist") == "a patterned ankle boot"
+    assert ae.ATTRIBUTE_PAIRS["pattern"] == ("plain", "patterned")
+
+
+@pytest.mark.skipif(not (data.DEBIAN_DIR / "fashion-mnist" / "t10k-images-idx3-ubyte.gz").is_file(),
+                    reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+def test_attribute_adherence_of_a_garment_model_measures_brightness_and_pattern():
+    torch.manual_seed(0)
+    clip = CLIPModel.for_dataset("fashion-mnist", width=16, layers=1, heads=2, embed_dim=16, cnn_channels=(8, 8, 8))
+    unet = _unzero(UNet(UNetConfig(**TINY, cross_attn_resolutions=(14,), context_dim=16)))
+    pipe = DiffusionPipeline(unet, Schedule.from_config(ScheduleConfig()), text=clip)
+    pipe.meta["dataset"] = {"name": "fashion-mnist"}
+    r = ae.attribute_adherence_report(pipe, n_per_digit=1, digits=(4,), steps=2)  # its own classifier
+    assert set(r["attributes"]) == {"brightness", "pattern"} and r["settings"]["dataset"] == "fashion-mnist"
+    assert r["attributes"]["brightness"]["example_prompts"] == ["a dark coat", "a light coat"]
+    with pytest.raises(ValueError, match=r"expected attributes from \['brightness', 'pattern'\]"):
+        ae.attribute_adherence_report(pipe, attributes=("thickness",), steps=2)
+    # a garment model trained before its captions had attribute words: its encoder never saw them
+    clip.tokenizer = Tokenizer([w for w in C.all_vocabulary("fashion-mnist") if w not in ("dark", "light")])
+    with pytest.raises(ValueError, match="never saw the attribute words 'dark', 'light'"):
+        ae.attribute_adherence_report(pipe, n_per_digit=1, steps=2)
 
 
 def test_attribute_adherence_report(text_pipe, classifier):
@@ -245,6 +267,8 @@ def test_attribute_adherence_report(text_pipe, classifier):
         assert set(a["per_digit"]) == {1, 7} and a["n_low"] == a["n_high"] == 4
     with pytest.raises(ValueError, match="attributes"):
         ae.attribute_adherence_report(text_pipe, attributes=("colour",), classifier=classifier)
+    with pytest.raises(ValueError, match=r"expected attributes from \['thickness', 'slant', 'size'\]"):
+        ae.attribute_adherence_report(text_pipe, attributes=("brightness",), classifier=classifier)  # a garment's
 
 
 # ----------------------------------------------------------------------------------------- the CLI

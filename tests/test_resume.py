@@ -111,7 +111,7 @@ def test_cli_text_encoder_must_know_the_dataset_vocabulary(tmp_path, capsys):
                "--subset", "64", "--model", "tiny", "--out", str(tmp_path / "f"), "--threads", "1"])
     out, err = capsys.readouterr()
     assert rc == 2 and "training" not in out and "warning" not in err
-    assert "--text mnist-clip does not know 36 of the 44 words of the fashion-mnist captions" in err
+    assert "--text mnist-clip does not know 47 of the 56 words of the fashion-mnist captions" in err
     assert "ankle" in err and "diffusion-lite train-clip --dataset fashion-mnist" in err
     assert not (tmp_path / "f").exists()
 
