@@ -64,13 +64,17 @@ def attribute_adherence_report(pipe, *, n_per_digit: int = 10, digits: Sequence[
     if not pipe.is_text_conditional:
         raise ValueError("attribute adherence needs a text-conditional pipeline; this one is unconditional")
     own = A.DATASET_ATTRIBUTES[dataset]
-    attributes = own if attributes is None else tuple(attributes)
+    attributes = own if attributes is None else (attributes,) if isinstance(attributes, str) else tuple(attributes)
+    classes = len(captions.class_names(dataset))
     unknown = [a for a in attributes if a not in own]
-    if unknown or n_per_digit < 1 or not digits:
-        raise ValueError(f"expected attributes from {list(own)} (this {dataset} model's), n_per_digit >= 1 and some "
-                         f"classes; got {list(attributes)}, {n_per_digit}, {list(digits)}")
+    if unknown or not attributes or n_per_digit < 1 or not digits or not all(0 <= d < classes for d in digits):
+        raise ValueError(f"expected attributes from {list(own)} (this {dataset} model's), n_per_digit >= 1 and "
+                         f"classes in [0, {classes}); got {list(attributes)}, {n_per_digit}, {list(digits)}")
     check_attribute_words(pipe, attributes)
     classifier = classifier if classifier is not None else metrics.load_eval_classifier(pipe.device, dataset)
+    if getattr(classifier, "dataset", None) not in (None, dataset):  # e.g. load_eval_classifier()'s MNIST one
+        raise ValueError(f"the classifier was trained on {classifier.dataset!r}, this model on {dataset!r}: pass "
+                         f"metrics.load_eval_classifier(device, {dataset!r}), or no classifier")
     t0 = time.perf_counter()
     labels = torch.tensor([d for d in digits for _ in range(n_per_digit)])
     n = labels.numel()

@@ -193,11 +193,24 @@ def compute_thresholds(images: torch.Tensor, labels: torch.Tensor | None = None,
 
 def attribute_buckets(images: torch.Tensor, labels: torch.Tensor | None = None,
                       dataset: str = "mnist") -> dict[str, torch.Tensor]:
-    """{attribute: (N,) long in {0 low, 1 middle, 2 high}}; size uses per-class thresholds if labels are given."""
+    """{attribute: (N,) long in {0 low, 1 middle, 2 high}}; the attributes in CLASS_THRESHOLDS (MNIST's size,
+    Fashion-MNIST's pattern) use per-class thresholds if labels (N,) of class indices are given."""
+    from .metrics import check_images  # warns for images in [0, 1]: every pixel would count as ink
+
     if dataset not in THRESHOLDS:
         raise ValueError(f"no attribute thresholds for {dataset!r}; attributes are defined for {sorted(THRESHOLDS)}")
-    if labels is not None and tuple(labels.shape) != (images.shape[0],):
-        raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+    if images.shape[0]:
+        check_images(images, stacklevel=3)
+    if labels is not None:
+        if tuple(labels.shape) != (images.shape[0],):
+            raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+        tables = list(CLASS_THRESHOLDS.get(dataset, {}).values())
+        classes = len(tables[0]) if tables else None  # per-class thresholds index the table with the labels
+        if labels.is_floating_point() or (classes and len(labels)
+                                          and not 0 <= int(labels.min()) <= int(labels.max()) < classes):
+            raise ValueError(f"labels must be class indices in [0, {classes}), got {labels.dtype} "
+                             f"{labels.tolist()[:8]}{'...' if len(labels) > 8 else ''}")
+        labels = labels.long().cpu()
     out = {}
     for name, v in measure(images, dataset).items():
         per_class = CLASS_THRESHOLDS.get(dataset, {}).get(name)
@@ -205,7 +218,7 @@ def attribute_buckets(images: torch.Tensor, labels: torch.Tensor | None = None,
             lo, hi = (torch.full_like(v, t) for t in THRESHOLDS[dataset][name])
         else:
             table = torch.tensor(per_class, dtype=v.dtype)  # (classes, 2)
-            lo, hi = table[labels.cpu()].to(v.device).unbind(-1)  # 2 x (N,)
+            lo, hi = table[labels].to(v.device).unbind(-1)  # 2 x (N,)
         out[name] = (v > lo).long() + (v > hi).long()
     return out
 

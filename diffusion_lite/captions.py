@@ -108,13 +108,13 @@ def make_captions(images: torch.Tensor, labels: torch.Tensor, dataset: str = "mn
 
     A template, a name for the class, a determiner (a / the / none) are drawn at random; with
     probability ``p_attribute`` (default 0.5 for datasets with attribute thresholds, else 0) one to
-    three measured attribute words are added ("a thick seven slanting right", "a dark patterned t-shirt"),
-    drawn among the words a caption speaks (not "regular" or "medium"). Every image thus gets an
-    attribute-free caption with the same probability 1 - p_attribute, whatever its attributes: the
-    text-to-image model learns p(x | "a seven") = p(x | the class is seven), not a distribution tilted towards the
-    digits whose attributes go unsaid (before 2026-12-02 a caption drew its attributes first and then left out the
-    silent ones, so middling digits got attribute-free captions more often: 67% for a regular, medium, upright digit
-    against 50% for a thin, small one).
+    three (garments: two) measured attribute words are added ("a thick seven slanting right", "a dark patterned
+    t-shirt"), drawn among the words a caption speaks (not "regular" or "medium"). Every image thus gets an
+    attribute-free caption with the same probability 1 - p_attribute, whatever its attributes: the text-to-image
+    model learns p(x | "a seven") = p(x | the class is seven), not a distribution tilted towards the digits whose
+    attributes go unsaid (before 2026-12-02 a caption drew its attributes first and then left out the silent ones,
+    so middling digits got attribute-free captions more often: 67% for a regular, medium, upright digit against 50%
+    for a thin, small one).
     """
     _check_dataset(dataset)
     if labels.dim() != 1 or labels.shape[0] != images.shape[0]:

@@ -10,6 +10,7 @@ repository's Python in notebooks/ (as nbval runs it), saved, and the pair is re-
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 import time
@@ -32,14 +33,20 @@ CELL_TIMEOUT = 240
 
 
 def _keep_cell_ids(nb, old_path: Path) -> None:
-    """Give each cell the id of the committed notebook's cell at the same place (of the same type), so that a
-    re-run does not rewrite every id: the diff then shows only what changed."""
+    """Give each cell the id of its counterpart in the committed notebook, so that a re-run does not rewrite
+    every id and the diff shows only what changed: cells with the same type and source keep their id, and the
+    edited cells between two such matches take the ids of the old cells there, in order."""
     if not old_path.is_file():
         return
-    old = nbformat.read(old_path, as_version=4)
-    for new_cell, old_cell in zip(nb.cells, old.cells):
-        if new_cell.cell_type == old_cell.cell_type and "id" in old_cell:
-            new_cell["id"] = old_cell["id"]
+    old = nbformat.read(old_path, as_version=4).cells
+    key = [(c.cell_type, c.source) for c in old], [(c.cell_type, c.source) for c in nb.cells]
+    used = set()
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, *key, autojunk=False).get_opcodes():
+        if op in ("equal", "replace"):
+            for i, j in zip(range(i1, i2), range(j1, j2)):
+                if old[i].cell_type == nb.cells[j].cell_type and "id" in old[i] and old[i]["id"] not in used:
+                    nb.cells[j]["id"] = old[i]["id"]
+                    used.add(old[i]["id"])
 
 
 def _execute(py: Path):
@@ -79,6 +86,9 @@ def main(argv: list[str]) -> int:
     pys = sorted(p for p in NB_DIR.glob("[0-9][0-9]_*.py"))
     if argv:  # "05", "05_sampling", or a path such as notebooks/05_sampling.ipynb
         keys = {a: Path(a).stem if a.endswith((".py", ".ipynb")) else a for a in argv}
+        if not all(keys.values()):  # an unset shell variable: "" would match every chapter
+            print("an empty argument names no chapter (an unset variable?)", file=sys.stderr)
+            return 2
         unmatched = [a for a, k in keys.items() if not any(p.name.startswith(k) for p in pys)]
         if unmatched:
             print(f"no chapter matches {', '.join(map(repr, unmatched))}: give the start of a file name in "

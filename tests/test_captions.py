@@ -174,6 +174,8 @@ def test_fashion_captions_use_garment_names():
     assert C.class_prompts("fashion-mnist")[9] == "a photo of an ankle boot"
     with pytest.raises(ValueError, match="no attribute thresholds"):  # CIFAR-10 captions carry no attributes
         C.make_captions(torch.zeros(2, 3, 32, 32), torch.arange(2), dataset="cifar10", p_attribute=0.5)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        C.make_captions(x, y, dataset="svhn")
 
 
 def garment(value=0.6, stripes=0.0):
@@ -200,6 +202,21 @@ def test_brightness_and_pattern_oracles():
         C.measure(garment(), "cifar10")
 
 
+def test_garment_pattern_words_use_the_thresholds_of_the_labelled_class():
+    """Pattern is bucketed per class: the same stripes are "patterned" on a t-shirt (class 0, high threshold
+    0.276) and "plain" on a sandal (class 5, whose straps make even plain ones measure above 0.379)."""
+    x = garment(0.6, stripes=0.17).repeat(2, 1, 1, 1)  # pattern 2 * 0.17 = 0.34
+    assert C.pattern(x[:1]).item() == pytest.approx(0.34, abs=1e-5)
+    words = C.attribute_words(x, torch.tensor([0, 5]), dataset="fashion-mnist")
+    assert [w["pattern"] for w in words] == ["patterned", "plain"]
+    assert C.attribute_words(x[:1], dataset="fashion-mnist")[0]["pattern"] == "regular"  # no label: 0.19-0.38
+    with pytest.warns(UserWarning, match=r"are they in \[0, 1\]"):  # every pixel would count as the garment
+        C.attribute_words((x + 1) / 2, dataset="fashion-mnist")
+    for bad in (torch.tensor([0, 10]), torch.tensor([-1, 0])):
+        with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 10\)"):
+            C.attribute_words(x, bad, dataset="fashion-mnist")
+
+
 @pytest.mark.skipif(not (data.DEBIAN_DIR / "fashion-mnist" / "train-images-idx3-ubyte.gz").is_file(),
                     reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
 def test_fashion_thresholds_are_the_quantiles_of_fashion_train_and_captions_agree():
@@ -222,8 +239,6 @@ def test_fashion_thresholds_are_the_quantiles_of_fashion_train_and_captions_agre
                 assert not set(C.SYNONYMS[wrong]) & set(split_words(cap)), (cap, w)
         said += any(s in split_words(cap) for word in opposite for s in C.SYNONYMS[word]) or "grey" in cap
     assert said == len(caps)  # brightness always has a spoken word ("grey" in the middle), as slant has "upright"
-    with pytest.raises(ValueError, match="unknown dataset"):
-        C.make_captions(x, y, dataset="svhn")
 
 
 def test_class_prompts_fix_articles():

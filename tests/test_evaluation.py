@@ -252,6 +252,13 @@ def test_attribute_adherence_of_a_garment_model_measures_brightness_and_pattern(
     assert r["attributes"]["brightness"]["example_prompts"] == ["a dark coat", "a light coat"]
     with pytest.raises(ValueError, match=r"expected attributes from \['brightness', 'pattern'\]"):
         ae.attribute_adherence_report(pipe, attributes=("thickness",), steps=2)
+    for bad in (dict(attributes=()), dict(digits=(10,)), dict(digits=(-1,))):
+        with pytest.raises(ValueError, match=r"classes in \[0, 10\)"):
+            ae.attribute_adherence_report(pipe, steps=2, **bad)
+    assert set(ae.attribute_adherence_report(pipe, attributes="pattern", n_per_digit=1, digits=(0,), steps=1)[
+        "attributes"]) == {"pattern"}  # one name, not its letters
+    with pytest.raises(ValueError, match="the classifier was trained on 'mnist'"):
+        ae.attribute_adherence_report(pipe, n_per_digit=1, steps=2, classifier=load_eval_classifier())
     # a garment model trained before its captions had attribute words: its encoder never saw them
     clip.tokenizer = Tokenizer([w for w in C.all_vocabulary("fashion-mnist") if w not in ("dark", "light")])
     with pytest.raises(ValueError, match="never saw the attribute words 'dark', 'light'"):
