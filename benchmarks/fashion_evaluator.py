@@ -130,6 +130,19 @@ def render_shipped(reports: dict[str, dict]) -> str:
             if s["guidance_interval"] else "")
         out.append(f"| `{opts}` | {r['accuracy']:.1%} | {r['fid']:.3f} | {r['fid_floor']:.3f} | "
                    f"{r['fid_ratio']:.2f} | {r['diversity_ratio']:.2f} |")
+    for r in reports.values():  # `--attributes N`: paired "a dark coat" / "a light coat" samples from the same noise
+        a = r.get("attribute_adherence")
+        if not a:
+            continue
+        s = a["settings"]
+        out += ["", f"Attribute adherence (`--attributes {s['n_per_digit']}`: {s['n_per_digit']} pairs per garment "
+                f"and attribute, guidance {s['guidance']:g}, each pair from the same noise; 0.5 = the word is "
+                "ignored, 1 = always obeyed):", "",
+                "| attribute | prompts (e.g.) | adherence | mean low | mean high | garment accuracy |",
+                "|---|---|---:|---:|---:|---:|"]
+        for name, x in a["attributes"].items():
+            out.append(f"| {name} | {x['example_prompts'][0]!r} / {x['example_prompts'][1]!r} | "
+                       f"{x['adherence']:.3f} | {x['mean_low']:.3f} | {x['mean_high']:.3f} | {x['accuracy']:.3f} |")
     return "\n".join(out) + "\n"
 
 

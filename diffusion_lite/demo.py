@@ -14,8 +14,8 @@ DEMO_PROMPTS = [
     "a thick five", "a handwritten six", "a seven slanting right", "the number eight", "a thin nine",
 ]
 FASHION_PROMPTS = [
-    "a t-shirt", "a pair of trousers", "a pullover", "a dress", "a coat",
-    "a sandal", "a shirt", "a sneaker", "a bag", "an ankle boot",
+    "a t-shirt", "a pair of trousers", "a patterned pullover", "a dress", "a light coat",
+    "a sandal", "a dark shirt", "a sneaker", "a bag", "an ankle boot",
 ]
 
 
