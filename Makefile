@@ -53,7 +53,7 @@ test-notebooks: $(STAMP) check-dev
 MIN_VENV ?= .venv-min
 test-min:
 	test -d $(MIN_VENV) || $(PYTHON) -m venv $(MIN_VENV)
-	$(if $(TORCH_INDEX),$(MIN_VENV)/bin/python -m pip install -q -c constraints-min.txt torch torchvision --index-url $(TORCH_INDEX))
+	$(if $(TORCH_INDEX),$(MIN_VENV)/bin/python -m pip install -q -c constraints-min.txt torch torchvision --index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple)
 	$(MIN_VENV)/bin/python -m pip install -q -c constraints-min.txt -e ".[dev,notebooks,hf]"
 	TQDM_DISABLE=1 $(MIN_VENV)/bin/python -m pytest tests -q -n 2 -p no:cacheprovider
 

@@ -124,10 +124,10 @@ plt.show()
 # Check a few against the pictures: "thick" digits have heavy strokes, "slanting left" ones lean left. The
 # words are coarse (three buckets per attribute) and sometimes debatable, as real captions are.
 #
-# Other data gets attributes of its own, measured the same way. Garments have no strokes to measure, so
-# Fashion-MNIST's captions describe **brightness** (the mean ink over the garment: "dark", "grey", "light")
-# and **pattern** (the mean size of the 5-point Laplacian inside it, which stripes and prints make large:
-# "plain", "patterned"): "a dark patterned t-shirt". `C.attribute_words(images, labels, "fashion-mnist")`
+# Fashion-MNIST gets attributes of its own (CIFAR-10's captions have none), measured the same way. Garments have no
+# strokes to measure, so Fashion-MNIST's captions describe **brightness** (the mean ink over the garment: "dark",
+# "grey", "light") and **pattern** (the mean size of the 5-point Laplacian inside it, which stripes and prints make
+# large: "plain", "patterned"): "a dark patterned t-shirt". `C.attribute_words(images, labels, "fashion-mnist")`
 # returns them.
 #
 # ## 2. The tokenizer: from text to integer ids

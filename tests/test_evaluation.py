@@ -239,8 +239,6 @@ def test_attribute_prompts():
     assert ae.ATTRIBUTE_PAIRS["pattern"] == ("plain", "patterned")
 
 
-@pytest.mark.skipif(not (data.DEBIAN_DIR / "fashion-mnist" / "t10k-images-idx3-ubyte.gz").is_file(),
-                    reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
 def test_attribute_adherence_of_a_garment_model_measures_brightness_and_pattern():
     torch.manual_seed(0)
     clip = CLIPModel.for_dataset("fashion-mnist", width=16, layers=1, heads=2, embed_dim=16, cnn_channels=(8, 8, 8))
@@ -307,6 +305,24 @@ def test_evaluate_command_with_attributes_on_a_text_model(tmp_path):
     report = json.loads(out.read_text())
     assert report["accuracy"] is not None and set(report["attribute_adherence"]["attributes"]) == {
         "thickness", "slant", "size"}
+
+
+def test_evaluate_attributes_of_a_model_that_never_learned_the_words_is_refused_before_sampling(tmp_path):
+    from diffusion_lite.cli import CLIError
+    from diffusion_lite.clip import CLIPConfig
+
+    torch.manual_seed(0)
+    tok = Tokenizer([w for w in C.all_vocabulary("fashion-mnist") if w not in ("dark", "light")])  # an older encoder
+    clip = CLIPModel(CLIPConfig(vocab_size=tok.vocab_size, width=16, layers=1, heads=2, embed_dim=16,
+                                cnn_channels=(8, 8, 8)), tok)
+    unet = _unzero(UNet(UNetConfig(**TINY, cross_attn_resolutions=(14,), context_dim=16)))
+    DiffusionPipeline(unet, Schedule.from_config(ScheduleConfig()), text=clip, text_checkpoint=load_checkpoint(
+        save_clip(tmp_path / "clip", clip)), meta={"dataset": {"name": "fashion-mnist"}}).save(tmp_path / "old")
+    args = _parser().parse_args(["evaluate", "--checkpoint", str(tmp_path / "old"), "--n", "20", "--steps", "1",
+                                 "--attributes", "1", "--quiet", "--out", str(tmp_path / "r.json")])
+    with pytest.raises(CLIError, match="--attributes: .*never saw the attribute words 'dark', 'light'"):
+        args.func(args)
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_evaluate_command_errors(tmp_path):
