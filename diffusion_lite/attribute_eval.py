@@ -23,7 +23,7 @@ import torch
 from . import attributes as A
 from . import captions, metrics
 from .classifier import Classifier
-from .evaluation import IMAGE_SHAPE, _check_pipe, generate
+from .evaluation import IMAGE_SHAPE, _check_pipe, _classifier_for, generate
 from .guidance import CADS
 
 ATTRIBUTE_PAIRS = {a: (A.WORDS[a][0], A.WORDS[a][2]) for a in A.MEASURES}
@@ -71,10 +71,7 @@ def attribute_adherence_report(pipe, *, n_per_digit: int = 10, digits: Sequence[
         raise ValueError(f"expected attributes from {list(own)} (this {dataset} model's), n_per_digit >= 1 and "
                          f"classes in [0, {classes}); got {list(attributes)}, {n_per_digit}, {list(digits)}")
     check_attribute_words(pipe, attributes)
-    classifier = classifier if classifier is not None else metrics.load_eval_classifier(pipe.device, dataset)
-    if getattr(classifier, "dataset", None) not in (None, dataset):  # e.g. load_eval_classifier()'s MNIST one
-        raise ValueError(f"the classifier was trained on {classifier.dataset!r}, this model on {dataset!r}: pass "
-                         f"metrics.load_eval_classifier(device, {dataset!r}), or no classifier")
+    classifier = _classifier_for(pipe, classifier, dataset)
     t0 = time.perf_counter()
     labels = torch.tensor([d for d in digits for _ in range(n_per_digit)])
     n = labels.numel()

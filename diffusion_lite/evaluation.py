@@ -208,14 +208,20 @@ def _reference(pipe, reference) -> tuple[str, Any]:
     return dataset, reference
 
 
-def _setup(pipe, classifier, reference, n, seed):
-    dataset, reference = _reference(pipe, reference)
-    if not pipe.is_text_conditional and not (isinstance(n, int) and n >= 2):
-        raise ValueError(f"evaluation needs n >= 2 samples (FID and diversity compare pairs), got n={n!r}")
+def _classifier_for(pipe, classifier: Classifier | None, dataset: str) -> Classifier:
+    """The given classifier if it was trained on ``dataset`` (ValueError otherwise), else the shipped one."""
     classifier = classifier if classifier is not None else metrics.load_eval_classifier(pipe.device, dataset)
     if getattr(classifier, "dataset", None) not in (None, dataset):  # e.g. load_eval_classifier()'s MNIST one
         raise ValueError(f"the classifier was trained on {classifier.dataset!r}, this model on {dataset!r}: pass "
                          f"metrics.load_eval_classifier(device, {dataset!r}), or no classifier")
+    return classifier
+
+
+def _setup(pipe, classifier, reference, n, seed):
+    dataset, reference = _reference(pipe, reference)
+    if not pipe.is_text_conditional and not (isinstance(n, int) and n >= 2):
+        raise ValueError(f"evaluation needs n >= 2 samples (FID and diversity compare pairs), got n={n!r}")
+    classifier = _classifier_for(pipe, classifier, dataset)
     labels = balanced_labels(n) if pipe.is_text_conditional else None
     return classifier, labels, prepare_reference(classifier, reference, n, labels, seed)
 
