@@ -200,8 +200,9 @@ def attribute_buckets(images: torch.Tensor, labels: torch.Tensor | None = None,
     if dataset not in THRESHOLDS:
         raise ValueError(f"no attribute thresholds for {dataset!r}; attributes are defined for {sorted(THRESHOLDS)}")
     if images.shape[0]:
-        check_images(images, stacklevel=3)
+        check_images(images)  # (the warning points at the user's line)
     if labels is not None:
+        labels = torch.as_tensor(labels)  # a list of class indices works too
         if tuple(labels.shape) != (images.shape[0],):
             raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
         tables = list(CLASS_THRESHOLDS.get(dataset, {}).values())

@@ -60,6 +60,19 @@ class Tokenizer:
         self.vocab = list(SPECIALS) + words
         self.index = {w: i for i, w in enumerate(self.vocab)}
         self.max_length, self.on_unknown = max_length, on_unknown
+        self.unspoken = self._unspoken(words)
+
+    @staticmethod
+    def _unspoken(words: list[str]) -> frozenset[str]:
+        """The middle words of the attribute scales ("regular", "medium") when ``words`` is a dataset's caption
+        vocabulary (captions.all_vocabulary): they are in it, but no training caption says them, so a model
+        never learned what they mean; encode warns about them as about unknown words."""
+        from .captions import _SILENT, DATASET_ATTRIBUTES, all_vocabulary  # captions imports split_words from here
+
+        vocab = set(words)
+        if any(vocab == set(all_vocabulary(name)) for name in DATASET_ATTRIBUTES):
+            return frozenset(vocab & set(_SILENT))
+        return frozenset()
 
     @classmethod
     def for_dataset(cls, dataset: str | list[str], **kwargs) -> Tokenizer:
@@ -136,6 +149,11 @@ class Tokenizer:
         if unknown and mode == "warn":
             warnings.warn(f"unknown word(s) {unknown} mapped to <unk>: the model ignores their meaning{marks}{vocab}",
                           stacklevel=caller_stacklevel())
+        untrained = list(dict.fromkeys(w for words in split for w in words if w in self.unspoken))
+        if untrained and mode == "warn":
+            warnings.warn(f"word(s) {untrained} are in the vocabulary but no training caption says them (captions "
+                          "name only the ends of an attribute's scale, e.g. 'thin' / 'thick', 'plain' / 'patterned', "
+                          "never the middle): the model never learned what they mean", stacklevel=caller_stacklevel())
         ids = torch.full((len(texts), self.max_length), PAD, dtype=torch.long)
         for i, words in enumerate(split):
             seq = [BOS] + [self.index.get(w, UNK) for w in words] + [EOS]

@@ -210,8 +210,10 @@ def test_garment_pattern_words_use_the_thresholds_of_the_labelled_class():
     words = C.attribute_words(x, torch.tensor([0, 5]), dataset="fashion-mnist")
     assert [w["pattern"] for w in words] == ["patterned", "plain"]
     assert C.attribute_words(x[:1], dataset="fashion-mnist")[0]["pattern"] == "regular"  # no label: 0.19-0.38
-    with pytest.warns(UserWarning, match=r"are they in \[0, 1\]"):  # every pixel would count as the garment
+    with pytest.warns(UserWarning, match=r"are they in \[0, 1\]") as caught:  # every pixel would be the garment
         C.attribute_words((x + 1) / 2, dataset="fashion-mnist")
+    assert caught[0].filename == __file__  # the warning points at the caller's line
+    assert C.attribute_words(x, [0, 5], dataset="fashion-mnist") == words  # labels as a list
     for bad in (torch.tensor([0, 10]), torch.tensor([-1, 0])):
         with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 10\)"):
             C.attribute_words(x, bad, dataset="fashion-mnist")
@@ -290,6 +292,17 @@ def test_round_trip_lowercases_and_splits_punctuation(tok):
     assert split_words("A T-shirt, 42!") == ["a", "t", "-", "shirt", ",", "42", "!"]
     fashion = Tokenizer.for_dataset("fashion-mnist")
     assert fashion.decode(fashion.encode(["a photo of a T-shirt"])[0]) == ["a photo of a t-shirt"]
+
+
+def test_middle_attribute_words_are_known_but_untrained_and_warn(tok):
+    """ "regular" and "medium" are in the caption vocabulary (every bucket word is) but no caption says them:
+    a prompt using them gets a warning like an unknown word's; a vocabulary of one's own does not."""
+    assert tok.unspoken == {"regular", "medium"}
+    with pytest.warns(UserWarning, match=r"word\(s\) \['regular'\] are in the vocabulary but no training caption"):
+        ids, _ = tok.encode(["a regular seven"])
+    assert ids[0, 2] == tok.index["regular"]  # still encoded as itself
+    assert Tokenizer.for_dataset("fashion-mnist").unspoken == {"regular"}  # its middle brightness word "grey" is said
+    assert not Tokenizer(["a", "regular", "seven"]).unspoken
 
 
 def test_unknown_words_warn_error_or_map(tok):
