@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from diffusion_lite import captions
+from diffusion_lite.attribute_eval import attribute_prompt
 from diffusion_lite.checkpoints import load_pretrained
 from diffusion_lite.classifier import accuracy
 from diffusion_lite.data import load_dataset
@@ -95,9 +96,8 @@ def test_fashion_attribute_prompts_move_the_measured_attribute():
     10 of 10 for both."""
     pipe = load_pretrained("fashion-text2img")
     x_T = torch.randn(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    names = captions.class_names("fashion-mnist")
     for attribute, low, high in (("brightness", "dark", "light"), ("pattern", "plain", "patterned")):
-        images = {w: generate(pipe, 10, [captions.fix_articles(f"a {w} {n}") for n in names], guidance=3.0, steps=20,
-                              seed=0, x_T=x_T) for w in (low, high)}
+        images = {w: generate(pipe, 10, [attribute_prompt(w, c, "fashion-mnist") for c in range(10)], guidance=3.0,
+                              steps=20, seed=0, x_T=x_T) for w in (low, high)}
         fn = captions.MEASURES[attribute]
         assert (fn(images[high]) > fn(images[low])).float().mean() >= 0.8, attribute
