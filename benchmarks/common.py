@@ -205,3 +205,16 @@ def ratio_summary(a: dict, b: dict) -> dict:
     ratios = [x / y for x, y in zip(a["values"], b["values"])]
     return {"median": statistics.median(ratios), "low": min(ratios), "high": max(ratios),
             "of_medians": a["median"] / b["median"]}
+
+
+def recognised_note(attrs: dict) -> str:
+    """' Over only the pairs whose two samples ...: thickness 1.00 (196 of 200), ...' for an attribute_adherence
+    report's "attributes", or '' for a report from before attribute_eval counted recognised pairs."""
+    rec = {k: x for k, x in attrs.items() if "recognised_pairs" in x}
+    if not rec:
+        return ""
+    cells = [f"{k} {'-' if x['adherence_recognised'] is None else format(x['adherence_recognised'], '.2f')} "
+             f"({x['recognised_pairs']} of {x['n_low']} pairs)" for k, x in rec.items()]
+    return (" Over only the pairs whose two samples the classifier both assigns to the asked class (a blank or broken"
+            " sample measures low on every attribute, so it would count as obeying the low word): "
+            + ", ".join(cells) + ".")

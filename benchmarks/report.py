@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from . import cfg_oracle, fashion_evaluator, guidance_interval
-from .common import RESULTS_DIR
+from .common import RESULTS_DIR, recognised_note
 
 ROOT = RESULTS_DIR.parent.parent
 COMMANDS = {
@@ -192,6 +192,8 @@ def section_guidance(r: dict | None) -> str:
     for name, x in a["attributes"].items():
         out.append(f"| {name} | {x['example_prompts'][0]!r} / {x['example_prompts'][1]!r} | {x['adherence']:.3f} | "
                    f"{x['mean_low']:.3f} | {x['mean_high']:.3f} | {x['accuracy']:.3f} |")
+    if recognised_note(a["attributes"]):  # a paragraph after the table, not a row of it
+        out += ["", recognised_note(a["attributes"]).strip()]
     out.append("\n![guidance sweep](benchmarks/results/guidance_sweep.png)\n")
     return "\n".join(out)
 
@@ -273,7 +275,7 @@ def section_issue3(reports: dict[str, dict] | dict | None) -> str:
         out.append(f"\nAttribute adherence at {_eval_label(r)} ({r['attribute_adherence']['settings']['n_per_digit']} "
                    f"pairs per digit and attribute, each pair from the same noise; 0.5 = the word is ignored): "
                    + ", ".join(f"{k} **{x['adherence']:.2f}**" for k, x in a.items())
-                   + f". Target \"most samples\" (> 0.5): met for {', '.join(met) or 'none'}.")
+                   + f". Target \"most samples\" (> 0.5): met for {', '.join(met) or 'none'}." + recognised_note(a))
     return "\n".join(out) + "\n"
 
 

@@ -58,8 +58,11 @@ def attribute_adherence_report(pipe, *, n_per_digit: int = 10, digits: Sequence[
     coat" / "a light coat" and plain / patterned) from the same x_T, measured with attributes.MEASURES;
     adherence = fraction of pairs where the high word measures more (metrics.attribute_adherence, paired; 0.5 =
     the word is ignored). ``attributes``: default all of the dataset's; ``digits``: class indices. Per
-    attribute: adherence, means, mean_shift, per-class adherence ("per_digit"), and the classifier accuracy of
-    the attribute samples for their class."""
+    attribute: adherence, means, mean_shift, per-class adherence ("per_digit"), the classifier accuracy of
+    the attribute samples for their class, and "adherence_recognised": adherence over the "recognised_pairs"
+    only, those whose two samples the classifier both assigns to the asked class (None if there are none). A
+    blank or broken sample measures little of every attribute, so a pair with one "obeys" the low word; this
+    second number leaves such pairs out."""
     dataset = _check_pipe(pipe)
     if not pipe.is_text_conditional:
         raise ValueError("attribute adherence needs a text-conditional pipeline; this one is unconditional")
@@ -93,8 +96,12 @@ def attribute_adherence_report(pipe, *, n_per_digit: int = 10, digits: Sequence[
         res = metrics.attribute_adherence(fn, imgs[low], imgs[high], paired=True)
         res["per_digit"] = {int(d): metrics.attribute_adherence(fn, imgs[low][labels == d], imgs[high][labels == d],
                                                                 paired=True)["adherence"] for d in digits}
-        both, target = torch.cat([imgs[low], imgs[high]]), torch.cat([labels, labels])
-        res["accuracy"] = metrics.conditional_accuracy(classifier, both, target)
+        pred = {w: metrics._features_and_logits(classifier, imgs[w])[1].argmax(1) for w in (low, high)}  # (n,)
+        ok = (pred[low] == labels) & (pred[high] == labels)  # (n,) both samples of the pair are the asked class
+        res["accuracy"] = float(torch.cat([pred[low] == labels, pred[high] == labels]).double().mean())
+        res["recognised_pairs"] = int(ok.sum())
+        res["adherence_recognised"] = (metrics.attribute_adherence(fn, imgs[low][ok], imgs[high][ok], paired=True)
+                                       ["adherence"] if ok.any() else None)
         res["example_prompts"] = [attribute_prompt(w, int(digits[0]), dataset) for w in (low, high)]
         out["attributes"][a] = res
     out["wall_time_s"] = round(time.perf_counter() - t0, 3)

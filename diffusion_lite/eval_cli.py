@@ -36,8 +36,10 @@ def format_report(report: dict) -> str:
             ("KID - floor", _kid_excess(report)), ("diversity", report["diversity"]),
             ("diversity of real data", report["diversity_real"]), ("images/s (sampling)", report["images_per_s"]),
             ("wall time (s)", report["wall_time_s"])]
-    rows += [(f"attribute adherence: {a}", r["adherence"])
-             for a, r in report.get("attribute_adherence", {}).get("attributes", {}).items()]
+    for a, r in report.get("attribute_adherence", {}).get("attributes", {}).items():
+        rows.append((f"attribute adherence: {a}", r["adherence"]))
+        if "recognised_pairs" in r:  # pairs whose two samples are both the asked class
+            rows.append((f"  over {r['recognised_pairs']} recognised pairs", r["adherence_recognised"]))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {_fmt(v)}" for k, v in rows)
 

@@ -228,6 +228,10 @@ def test_issue3_table_is_rendered_from_the_evaluation_report():
     assert "**99.5%** (995 / 1,000) | >= 99%: met" in text
     assert "**2.50** | <= 1.5: **not met**" in text
     assert "thickness **0.90**, size **0.40**" in text and "met for thickness." in text
+    assert "Over only the pairs" not in text  # a report from before recognised pairs were counted
+    r["attribute_adherence"]["attributes"]["thickness"].update(recognised_pairs=190, adherence_recognised=0.95,
+                                                               n_low=200)
+    assert "thickness 0.95 (190 of 200 pairs)." in report.section_issue3(r)
     r.update(fid_ratio=1.2, accuracy=0.98)
     text = report.section_issue3(r)
     assert "<= 1.5: met" in text and ">= 99%: **not met**" in text

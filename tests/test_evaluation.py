@@ -276,6 +276,26 @@ def test_attribute_adherence_report(text_pipe, classifier):
         ae.attribute_adherence_report(text_pipe, attributes=("brightness",), classifier=classifier)  # a garment's
 
 
+def test_attribute_adherence_leaves_out_pairs_with_an_unrecognised_sample(text_pipe, classifier, monkeypatch):
+    """A blank sample measures the least of every attribute, so "a thin seven" drawn blank beside a real thick
+    seven "obeys"; adherence_recognised counts only pairs whose two samples are both sevens."""
+    from diffusion_lite.attributes import thickness
+
+    test = load_dataset("mnist", "test", subset=200, balanced=True)
+    sevens = test.images[test.labels == 7]
+    order = thickness(sevens).argsort()
+    thin, thick, blank = sevens[order[0]], sevens[order[-1]], -torch.ones(1, 28, 28)
+    drawn = {"thin": torch.stack([blank, thick]), "thick": torch.stack([thick, thin])}  # pair 0: blank; 1: disobeyed
+    monkeypatch.setattr(ae, "generate", lambda pipe, n, prompts, **kw: drawn[prompts[0].split()[1]].clone())
+    r = ae.attribute_adherence_report(text_pipe, attributes="thickness", n_per_digit=2, digits=(7,),
+                                      classifier=classifier)["attributes"]["thickness"]
+    assert r["adherence"] == 0.5 and r["accuracy"] == 0.75  # the blank pair counts as obeyed
+    assert r["recognised_pairs"] == 1 and r["adherence_recognised"] == 0.0
+    drawn["thin"] = torch.stack([blank, blank])
+    r = ae.attribute_adherence_report(text_pipe, attributes="thickness", n_per_digit=2, digits=(7,),
+                                      classifier=classifier)["attributes"]["thickness"]
+    assert r["recognised_pairs"] == 0 and r["adherence_recognised"] is None and r["adherence"] == 1.0
+
 # ----------------------------------------------------------------------------------------- the CLI
 def _parser():
     """The real command-line parser (the evaluate command, with the options every command shares)."""
