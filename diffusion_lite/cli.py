@@ -182,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def common(sp):
-        sp.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
+        sp.add_argument("--device", default=None,
+                        help="cpu, cuda, cuda:N or mps (default: $DIFFUSION_LITE_DEVICE if set, else the best "
+                             "available)")
         sp.add_argument("--threads", type=_positive(), default=None, help="CPU threads for torch")
         logs = "; a plain line every 5%% of the run instead" if sp.prog.split()[-1] in ("train", "train-clip") else ""
         sp.add_argument("--quiet", action="store_true",

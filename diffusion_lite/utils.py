@@ -10,16 +10,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
+DEVICE_ENV = "DIFFUSION_LITE_DEVICE"  # e.g. DIFFUSION_LITE_DEVICE=cpu: the notebooks on a Mac's CPU, not its MPS
+
 
 def get_device(preferred: str | None = None) -> torch.device:
-    """cuda, then mps, then cpu; or ``preferred`` ("cpu", "cuda", "cuda:1", "mps"), checked to exist.
+    """cuda, then mps, then cpu; or ``preferred`` ("cpu", "cuda", "cuda:1", "mps"), checked to exist. Without
+    ``preferred``, the environment variable DIFFUSION_LITE_DEVICE, when set, chooses instead (the notebooks call
+    get_device() with no argument: ``DIFFUSION_LITE_DEVICE=cpu jupyter lab`` keeps them on the CPU).
 
     Called only by scripts, the CLI and notebooks; library code follows its inputs' device.
     """
+    hint, source = " (CLI: --device cpu)", ""
+    if preferred in (None, "") and os.environ.get(DEVICE_ENV, "").strip():
+        preferred = os.environ[DEVICE_ENV].strip()
+        hint = source = f" (the device comes from the environment variable {DEVICE_ENV})"
     if preferred not in (None, "", "auto"):
-        dev = check_device(preferred, " (CLI: --device cpu)")
+        dev = check_device(preferred, hint, source)
         if dev.type not in ("cpu", "cuda", "mps"):
-            raise ValueError(f"unknown device {preferred!r}; expected cpu, cuda[:N] or mps")
+            raise ValueError(f"unknown device {preferred!r}; expected cpu, cuda[:N] or mps{source}")
         return dev
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -28,13 +36,13 @@ def get_device(preferred: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def check_device(preferred: str | int | torch.device, hint: str = "") -> torch.device:
+def check_device(preferred: str | int | torch.device, hint: str = "", source: str = "") -> torch.device:
     """``preferred`` as torch.device reads it (an int is a CUDA index), or a ValueError that says why a CUDA or MPS
     device cannot be used here; other device types are left to torch."""
     try:
         dev = preferred if isinstance(preferred, torch.device) else torch.device(preferred)
     except (RuntimeError, TypeError):  # e.g. "gpu", "CUDA", "cuda:x"
-        raise ValueError(f"unknown device {preferred!r}; expected cpu, cuda[:N] or mps") from None
+        raise ValueError(f"unknown device {preferred!r}; expected cpu, cuda[:N] or mps{source}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {preferred!r} requested but CUDA is not available; use 'cpu'{hint}")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():

@@ -156,7 +156,9 @@ plt.show()
 #
 # Everything in the course runs offline on a CPU in its default mode; with `DIFFUSION_LITE_FULL=1` a few
 # chapters train bigger models (meant for a GPU). The numbers quoted in the text are those of the default mode;
-# in full mode the figures and printed values differ. The next cells report what this machine has.
+# in full mode the figures and printed values differ. Each chapter runs on the best device it finds (a CUDA GPU,
+# then Apple's MPS, then the CPU); start Jupyter with `DIFFUSION_LITE_DEVICE=cpu` to keep it on the CPU, where
+# the quoted numbers were measured. The next cells report what this machine has.
 
 # %%
 print(f"Python {platform.python_version()} on {platform.machine()}")
@@ -201,7 +203,8 @@ for name, use in USED_IN.items():
     else:
         print(f"  MISSING  {name:17s} {use}")
 missing = [name for name in USED_IN if name not in shipped]
-assert not missing, f"pretrained models missing: {missing}; reinstall the package (pip install -e .)"
+assert not missing, (f"pretrained models missing: {missing}; reinstall the package (pip install -e . in the "
+                     "repository, or pip install the course's wheel again)")
 
 # %% [markdown]
 # ## 4. A tour of MNIST

@@ -228,7 +228,7 @@ for t in (150, 250):
 # %% [markdown]
 # Much of the digit's identity is still in $x_t$; the raw curves above measure when *this classifier* can
 # no longer read it, a lower bound on the information left. A network trained on noisy images, as the
-# denoiser of chapter 04 is, can be expected to do better (chapter 04, section 2, shows its guess of the clean
+# denoiser of chapter 04 is, can be expected to do better (chapter 04, section 5, shows its guess of the clean
 # digit from a heavily noised one). The comparison between schedules is fair either way:
 # the same classifier sees the same digits with the same noise.
 

@@ -7,7 +7,7 @@
 #
 # > **repeat**
 # > &nbsp;&nbsp; take a real image $x_0$, a random step $t \sim \mathrm{Uniform}\{0, \dots, T-1\}$ and noise
-# > $\epsilon \sim \mathcal N(0, I)$
+# > $\epsilon \sim \mathcal N(0, I)$ (the paper's steps $1, \dots, T$ as code indices, chapter 01)
 # > &nbsp;&nbsp; make the noisy image $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$ (chapter 01)
 # > &nbsp;&nbsp; take a gradient step on $\lVert \epsilon - \epsilon_\theta(x_t, t) \rVert^2$
 # > **until** the samples look good

@@ -371,9 +371,10 @@ assert all(f > floor for f in fids.values())
 #
 # 1. **One DDIM step by hand.** For the batch $x_t$ below at $t = 600$, going to $s = 400$ with $\eta = 0$:
 #    compute $\hat x_0$ from the network's $\hat\epsilon$ (`model_fn(x_t, t_cur)`), clip it to $[-1, 1]$,
-#    re-derive $\hat\epsilon$ from the clipped $\hat x_0$, and apply eq. 12. Store the clipped $\hat x_0$ as
-#    **`x0_hat`** and the new state $x_s$ as **`my_x_s`**, both (8, 1, 28, 28). The check cell compares them
-#    with what `sampling.ddim_step` returns for the same $x_t$ and $\hat\epsilon$.
+#    re-derive $\hat\epsilon$ from the clipped $\hat x_0$, and apply the DDIM update (section 4; Song et al.'s
+#    eq. 12). Store the clipped $\hat x_0$ as **`x0_hat`** and the new state $x_s$ as **`my_x_s`**, both (8, 1,
+#    28, 28). The check cell compares them with what `sampling.ddim_step` returns for the same $x_t$ and
+#    $\hat\epsilon$.
 # 2. **DDIM with an oracle retraces the forward process.** If the "network" returned the *true* noise
 #    $\epsilon$ that made $x_T$ from a real image $x_0$, then $\hat x_0 = x_0$ at every step and DDIM ($\eta = 0$)
 #    should pass exactly through $q$'s points $\sqrt{\bar\alpha_s}\,x_0 + \sqrt{1-\bar\alpha_s}\,\epsilon$ and end

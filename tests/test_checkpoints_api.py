@@ -81,6 +81,27 @@ def test_cpu_with_an_index_is_a_valid_device():
     assert load_pretrained("mnist-uncond", torch.device("cpu", 0)).device.type == "cpu"
 
 
+def test_the_device_environment_variable_chooses_for_get_device(monkeypatch):
+    """Notebooks call get_device() with no argument: DIFFUSION_LITE_DEVICE=cpu keeps a Mac's chapters off MPS;
+    an explicit argument (the CLI's --device) still wins, and a bad value names the variable."""
+    from diffusion_lite.utils import get_device
+
+    monkeypatch.setenv("DIFFUSION_LITE_DEVICE", " cpu ")
+    assert get_device() == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # "best available" would now say cuda
+    assert get_device() == torch.device("cpu") and get_device("auto") == torch.device("cuda")
+    for bad, message in (("gpu", "unknown device 'gpu'"), ("mps:x", "unknown device"),
+                         ("mps", "MPS is not available")):
+        monkeypatch.setenv("DIFFUSION_LITE_DEVICE", bad)
+        if bad == "mps":
+            monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+        with pytest.raises(ValueError, match=f"{message}.*environment variable DIFFUSION_LITE_DEVICE"):
+            get_device()
+    assert get_device("cpu") == torch.device("cpu")  # an explicit choice ignores the variable
+    monkeypatch.setenv("DIFFUSION_LITE_DEVICE", "")
+    assert get_device() == torch.device("cuda")  # empty: unset
+
+
 def test_unreadable_weights_still_say_corrupt(tmp_path):
     save_checkpoint(tmp_path / "x", {"w": torch.zeros(3)}, {"kind": "diffusion"})
     (tmp_path / "x.safetensors").write_bytes(b"garbage" * 10)
