@@ -135,7 +135,8 @@ def run(args) -> dict:
          "train_subset": args.train_subset or (500 if q else None), "reference": "mnist-test"}
     result = common.header(NAME, rt, args, s)
     train = load_dataset("mnist", "train", subset=s["train_subset"])
-    oracle = EmpiricalDenoiser(train.images, train.labels, schedule.alpha_bar)
+    dev = rt.torch_device  # the exact denoisers run where the benchmark runs (float64: cpu or cuda)
+    oracle = EmpiricalDenoiser(train.images.to(dev), train.labels.to(dev), schedule.alpha_bar.to(dev))
     classifier = load_eval_classifier()
     labels = ev.balanced_labels(s["n"])
     ref = ev.prepare_reference(classifier, "mnist-test", s["n"], labels, s["seed"])
@@ -148,13 +149,13 @@ def run(args) -> dict:
         t0, out = time.perf_counter(), []
         for i, start in enumerate(range(0, s["n"], s["batch_size"])):
             stop = start + s["batch_size"]
-            out.append(sample_ddim(oracle.guided_eps_fn(labels[start:stop], scale, interval), schedule,
-                                   x_T=x_T[start:stop], steps=s["steps"], progress=False,
-                                   generator=torch.Generator().manual_seed(s["seed"] + 1 + i)))
-        samples = torch.cat(out).clamp(-1, 1)
+            out.append(sample_ddim(oracle.guided_eps_fn(labels[start:stop].to(dev), scale, interval), schedule,
+                                   x_T=x_T[start:stop].to(dev), steps=s["steps"], progress=False,
+                                   generator=torch.Generator().manual_seed(s["seed"] + 1 + i)).cpu())
+        samples = torch.cat(out).clamp(-1, 1)  # (n, 1, 28, 28) on the CPU, where the classifier is
         r = ev.score_samples(classifier, samples, ref, labels, seed=s["seed"])
         r.update(row=name, guidance=scale, interval=list(interval) if interval else None,
-                 distinct_train_images=int(oracle.nearest(samples).unique().numel()),
+                 distinct_train_images=int(oracle.nearest(samples.to(dev)).unique().numel()),
                  sample_seconds=round(time.perf_counter() - t0, 1))
         rows.append(r)
         print(f"  accuracy {r['accuracy']:.3f}, FID {r['fid']:.3f} (ratio {r['fid_ratio']:.2f}), diversity/real "

@@ -87,7 +87,7 @@ class Runtime:
         return torch.compile(model) if self.compile else model
 
     def input(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.torch_device, non_blocking=True)
+        x = x.to(self.torch_device)  # not non_blocking: x may be a temporary (unsafe on MPS; no gain unpinned)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
     def sync(self) -> None:

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
-from .utils import source_checkout
+from .utils import DEVICE_ENV, source_checkout
 
 REPO_ROOT = source_checkout()  # None in a wheel install: the benchmarks are not part of the package
 ORDER = ("train_throughput", "sampling_quality", "guidance_sweep", "guidance_interval", "cfg_oracle",
@@ -43,12 +44,16 @@ def _import_suite():
 def cmd_bench(args) -> None:
     from .cli import CLIError
 
-    gpu = args.gpu or (args.device or "").startswith("cuda")
-    if args.device and not args.device.startswith(("cuda", "cpu")):
-        raise CLIError(f"bench runs on cpu or cuda (GPU mode), got --device {args.device}")
-    if args.device and args.device.startswith("cuda:") and args.device != "cuda:0":
-        raise CLIError(f"bench runs on the default GPU (cuda:0), got --device {args.device}; choose the GPU with "
-                       f"CUDA_VISIBLE_DEVICES={args.device.split(':', 1)[1]} diffusion-lite bench --device cuda")
+    device, given = args.device, f"--device {args.device}"
+    if device is None and not args.gpu and os.environ.get(DEVICE_ENV, "").strip():  # as every other command
+        device = os.environ[DEVICE_ENV].strip()
+        given = f"{DEVICE_ENV}={device}"
+    gpu = args.gpu or (device or "").startswith("cuda")
+    if device and not device.startswith(("cuda", "cpu")):
+        raise CLIError(f"bench runs on cpu or cuda (GPU mode), got {given}")
+    if device and device.startswith("cuda:") and device != "cuda:0":
+        raise CLIError(f"bench runs on the default GPU (cuda:0), got {given}; choose the GPU with "
+                       f"CUDA_VISIBLE_DEVICES={device.split(':', 1)[1]} diffusion-lite bench --device cuda")
     from .checkpoints import load_checkpoint
 
     for option, given, text in (("--uncond", args.uncond, False), ("--text", args.text, True)):

@@ -11,7 +11,8 @@ Ctrl-C, SIGTERM or SIGHUP end the loop between two steps (train_state.StopOnInte
 With ``checkpoint=STEM`` the run is then saved atomically in STEM.safetensors + STEM.json (the weights, AdamW's
 state, the learning-rate schedule, the generators' states and the place in the data; meta["kind"] RUN_KIND, so
 it cannot be mistaken for a finished encoder), and calling train_clip again with the same STEM and settings
-continues it: the result is bit-identical to an uninterrupted run.
+continues it: the result is bit-identical to an uninterrupted run (on a CPU; GPU kernels are not all
+deterministic, so there any two runs differ slightly).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from .guidance import CADS, classifier_free_guidance
 from .sampling import ModelFn, eps_model_fn, sample
 from .schedules import Schedule
 from .unet import UNet
-from .utils import check_device, generator_device, randn
+from .utils import autocast_enabled, check_device, generator_device, randn
 
 
 def _prompt_list(prompts: str | list[str], what: str = "prompts") -> list[str]:
@@ -200,7 +200,7 @@ class DiffusionPipeline:
         elif tuple(x_T.shape) != shape:
             raise ValueError(f"x_T must have shape {shape} ({B} image(s) of {c.in_channels}x{c.image_size}x"
                              f"{c.image_size}: one per prompt, or n), got {tuple(x_T.shape)}")
-        elif x_T.dtype != self.dtype and not torch.is_autocast_enabled(self.device.type):
+        elif x_T.dtype != self.dtype and not autocast_enabled(self.device.type):
             raise TypeError(f"x_T must have the U-Net's dtype {self.dtype}, got {x_T.dtype}")
         fn = self.model_fn(prompts, guidance=guidance, negative_prompt=negative_prompt,
                            guidance_interval=guidance_interval, cads=cads, generator=generator) \

@@ -6,11 +6,13 @@ DDPM's simplified objective (Ho et al. 2020, eq. 14 / Algorithm 1)::
     L_simple = || eps - eps_theta(x_t, t) ||^2
 
 The loop draws batches, t and eps from one seeded ``torch.Generator`` whose state is checkpointed,
-so stopping and resuming continues exactly as an uninterrupted run would.
+so stopping and resuming continues exactly as an uninterrupted run would (on a CPU; on a GPU, some cuDNN and
+attention kernels are not deterministic, so two runs, resumed or not, differ slightly).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -236,13 +238,14 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
     while step < cfg.steps:
         t0 = time.perf_counter()
         idx = torch.randint(0, images.shape[0], (cfg.batch_size,), generator=gen)
-        x0 = images[idx].to(device, non_blocking=True)
+        x0 = images[idx].to(device)  # not non_blocking: on MPS it can read the temporary images[idx] after its release
         if cfg.channels_last:
             x0 = x0.contiguous(memory_format=torch.channels_last)
         cond = cond_fn(x0, labels[idx], gen) if cond_fn is not None else {}
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        # (autocast(..., enabled=False) is not enough: torch 2.4 refuses "mps" as an autocast device either way)
+        with torch.autocast(device.type, dtype=torch.bfloat16) if use_amp else contextlib.nullcontext():
             loss = diffusion_loss(train_model, schedule, x0, prediction=cfg.prediction,
                                   loss_weighting=cfg.loss_weighting, generator=gen, **cond)
         opt.zero_grad(set_to_none=True)

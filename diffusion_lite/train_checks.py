@@ -58,6 +58,10 @@ def check_fit_inputs(model: torch.nn.Module, images: Any, cfg: TrainConfig, labe
         raise ValueError(f"the model takes images (N, {C}, {S}, {S}) (model.cfg: in_channels, image_size), got "
                          f"{tuple(images.shape)}{last}")
     dtype = next(model.parameters()).dtype
+    if dtype in (torch.float16, torch.bfloat16):  # most EMA updates (1 - ema_decay of a step) would round away
+        raise ValueError(f"the model's weights are {dtype}; fit trains float32 weights (in {dtype}, the averaged "
+                         "weights that checkpoints keep would barely move): model.float(), and TrainConfig(amp=True) "
+                         "for bfloat16 arithmetic on a GPU")
     if images.dtype != dtype:
         raise ValueError(f"images are {images.dtype} but the model's parameters {dtype}: convert them "
                          f"(images.to({dtype}))")

@@ -32,11 +32,12 @@ from .layers import (
     timestep_embedding,
     zero_module,
 )
+from .utils import autocast_enabled
 
 
 def _check_dtype(name: str, x: torch.Tensor, dtype: torch.dtype) -> None:
     """Inputs must have the parameters' dtype (any float dtype under autocast, which casts itself)."""
-    if x.dtype != dtype and not (x.is_floating_point() and torch.is_autocast_enabled(x.device.type)):
+    if x.dtype != dtype and not (x.is_floating_point() and autocast_enabled(x.device.type)):
         raise TypeError(f"{name} must have the U-Net's parameter dtype {dtype}, got {x.dtype}"
                         + (" (uint8 images? see utils.from_uint8)" if not x.is_floating_point() else "")
                         + ("" if dtype == torch.float32 else "; or keep float32 weights and use autocast "

@@ -36,6 +36,15 @@ def get_device(preferred: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def autocast_enabled(device_type: str) -> bool:
+    """torch.is_autocast_enabled(device_type), or False where this torch has no autocast for the device (torch 2.4
+    raises for "mps", which gained autocast in 2.5)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:
+        return False
+
+
 def check_device(preferred: str | int | torch.device, hint: str = "", source: str = "") -> torch.device:
     """``preferred`` as torch.device reads it (an int is a CUDA index), or a ValueError that says why a CUDA or MPS
     device cannot be used here; other device types are left to torch."""

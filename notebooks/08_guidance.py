@@ -397,10 +397,11 @@ my_eps_hs = (1 + w) * eps_c - w * eps_u
 with torch.no_grad():
     guided = classifier_free_guidance(pipe.unet, cond, uncond, s)  # wraps the U-Net: model_fn(x_t, t) -> eps
     package_eps = guided(x_t, t)  # both branches in one batch of 2B, combined at scale s
-torch.testing.assert_close(my_eps, package_eps, atol=1e-4, rtol=1e-4, msg=lambda m: (
+# (tolerance 1e-3: on a GPU, convolutions in TF32 round differently for a batch of B and of 2B; s multiplies that)
+torch.testing.assert_close(my_eps, package_eps, atol=1e-3, rtol=1e-3, msg=lambda m: (
     f"my_eps, eps_u + s (eps_c - eps_u), differs from classifier_free_guidance at s = {s:g}:\n{m}"))
 assert w == s - 1, f"w = {w}: Ho & Salimans' (1 + w) eps_c - w eps_u equals eps_u + s (eps_c - eps_u) when 1 + w = s"
-torch.testing.assert_close(my_eps_hs, package_eps, atol=1e-4, rtol=1e-4, msg=lambda m: (
+torch.testing.assert_close(my_eps_hs, package_eps, atol=1e-3, rtol=1e-3, msg=lambda m: (
     f"my_eps_hs, (1 + w) eps_c - w eps_u with w = s - 1 = {s - 1:g}, differs from classifier_free_guidance:\n{m}"))
 print(f"my_eps and my_eps_hs match classifier_free_guidance at s = {s:g} (w = {s - 1:g})")
 

@@ -213,6 +213,13 @@ def test_suite_and_bench_command_wiring(tmp_path, monkeypatch):
     monkeypatch.setattr(bench_cli, "_import_suite", lambda: fake_suite)
     with pytest.raises(CLIError, match="benchmark[(]s[)] guidance_sweep could not run: boom"):
         args.func(args)
+    # DIFFUSION_LITE_DEVICE chooses as for every other command (it was ignored: a CPU run when cuda was set)
+    monkeypatch.setenv("DIFFUSION_LITE_DEVICE", "mps")
+    with pytest.raises(CLIError, match="bench runs on cpu or cuda [(]GPU mode[)], got DIFFUSION_LITE_DEVICE=mps"):
+        args.func(args)
+    monkeypatch.setenv("DIFFUSION_LITE_DEVICE", "cuda:1")
+    with pytest.raises(CLIError, match="got DIFFUSION_LITE_DEVICE=cuda:1; choose the GPU with CUDA_VISIBLE_DEVICES=1"):
+        args.func(args)
 
 
 def test_issue3_table_is_rendered_from_the_evaluation_report():

@@ -46,6 +46,32 @@ def test_bad_images_say_what_was_expected(schedule, images, match):
         fit(UNet(RGB16), schedule, images, CFG, progress=False)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_16_bit_weights_are_refused_with_the_amp_route(schedule, dtype):
+    """The EMA would update in the weights' dtype, where 1 - 0.999 of a step mostly rounds to nothing, so the
+    checkpointed (averaged) weights would barely train; TrainConfig(amp=True) is the way to 16-bit arithmetic."""
+    with pytest.raises(ValueError, match=rf"weights are {dtype}; fit trains float32 weights.*amp=True"):
+        fit(UNet(RGB16).to(dtype), schedule, rgb().to(dtype), CFG, progress=False)
+
+
+def test_fit_without_amp_never_enters_autocast(schedule, monkeypatch):
+    """torch 2.4 refuses autocast("mps", enabled=False) (no MPS autocast before 2.5): on a Mac, fit's first step
+    crashed although amp was off. Without amp, fit must not touch torch.autocast at all."""
+    def no_autocast(*args, **kwargs):
+        raise RuntimeError("User specified an unsupported autocast device_type 'mps'")
+    monkeypatch.setattr(torch, "autocast", no_autocast)
+    assert fit(UNet(RGB16), schedule, rgb(), CFG, progress=False)["step"] == CFG.steps
+
+
+def test_autocast_enabled_is_false_where_torch_has_no_autocast(monkeypatch):
+    from diffusion_lite.utils import autocast_enabled
+
+    assert autocast_enabled("mps") is False and autocast_enabled("cpu") is False  # torch 2.4 raised for "mps"
+    monkeypatch.setattr(torch, "is_autocast_enabled", lambda device_type: (_ for _ in ()).throw(
+        RuntimeError("unknown device type for autocast in get_autocast_dispatch_key_from_device_type")))
+    assert autocast_enabled("mps") is False
+
+
 def test_bad_labels_are_errors_and_unused_labels_a_warning(schedule):
     cond = lambda x0, y, g: {}
     with pytest.raises(ValueError, match=r"one entry per image, \(8,\), got \(5,\)"):
