@@ -102,6 +102,25 @@ def _caption(noun: str, words: list[str], template: str, determiner: str,
     return fix_articles(template.format(np=np_))
 
 
+def default_p_attribute(dataset: str) -> float:
+    """make_captions' default share of captions with attribute words: 0.5 where the dataset has attribute
+    thresholds (MNIST, Fashion-MNIST), else 0."""
+    return 0.5 if dataset in THRESHOLDS else 0.0
+
+
+def check_p_attribute(p_attribute: float | None, dataset: str) -> float:
+    """p_attribute, or the dataset's default for None; a ValueError unless it is in [0, 1], and 0 for a dataset
+    without attribute thresholds."""
+    if p_attribute is None:
+        return default_p_attribute(dataset)
+    if not (isinstance(p_attribute, (int, float)) and 0.0 <= p_attribute <= 1.0):  # NaN fails both comparisons
+        raise ValueError(f"p_attribute must be in [0, 1], got {p_attribute!r}")
+    if p_attribute > 0 and dataset not in THRESHOLDS:
+        raise ValueError(f"{dataset!r} has no attribute thresholds (its captions name only the class); use "
+                         "p_attribute=0")
+    return float(p_attribute)
+
+
 def make_captions(images: torch.Tensor, labels: torch.Tensor, dataset: str = "mnist",
                   generator: torch.Generator | None = None, p_attribute: float | None = None) -> list[str]:
     """One random caption per image: (N, C, H, W) in [-1, 1], labels (N,) long -> list of N strings.
@@ -119,10 +138,7 @@ def make_captions(images: torch.Tensor, labels: torch.Tensor, dataset: str = "mn
     _check_dataset(dataset)
     if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
         raise ValueError(f"labels must be (N,) with N={images.shape[0]}, got {tuple(labels.shape)}")
-    if p_attribute is None:
-        p_attribute = 0.5 if dataset in THRESHOLDS else 0.0
-    if p_attribute > 0 and dataset not in THRESHOLDS:
-        raise ValueError(f"{dataset!r} has no attribute thresholds; use p_attribute=0")
+    p_attribute = check_p_attribute(p_attribute, dataset)
     nouns, templates = NOUNS[dataset], TEMPLATES[dataset]
     if len(labels) == 0:
         return []
@@ -152,6 +168,7 @@ def caption_fn(dataset: str = "mnist", p_attribute: float | None = None):
     """make_captions bound to a dataset: a callable (images, labels, generator) -> list[str], the shape
     that train_clip and the diffusion training's text conditioning take."""
     _check_dataset(dataset)
+    check_p_attribute(p_attribute, dataset)  # now, not at the first batch
     return lambda images, labels, generator=None: make_captions(images, labels, dataset, generator, p_attribute)
 
 

@@ -40,6 +40,17 @@ def _positive(kind=int):
     return parse
 
 
+def _probability(s: str) -> float:
+    """--p-uncond, --p-attribute: a number in [0, 1]."""
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    if not 0.0 <= v <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {s}")
+    return v
+
+
 def _seed(s: str) -> int:
     """--seed: an integer in [0, 2**63), the range every generator the package seeds accepts."""
     try:

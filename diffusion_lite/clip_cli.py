@@ -15,7 +15,8 @@ from pathlib import Path
 
 # command-line option -> where a partial run's JSON records it (all but --steps must match to resume)
 RUN_OPTIONS = {"--dataset": ("dataset", "name"), "--subset": ("dataset", "subset"), "--seed": ("seed",),
-               "--width": ("config", "width"), "--batch-size": ("train", "batch_size"), "--lr": ("train", "lr")}
+               "--width": ("config", "width"), "--batch-size": ("train", "batch_size"), "--lr": ("train", "lr"),
+               "--p-attribute": ("train", "p_attribute")}
 
 
 def _option_diffs(saved: dict, args, options: dict) -> list[str]:
@@ -26,6 +27,9 @@ def _option_diffs(saved: dict, args, options: dict) -> list[str]:
         value, requested = saved, getattr(args, option[2:].replace("-", "_"))
         for k in keys:
             value = value.get(k) if isinstance(value, dict) else None
+        if value is None and option == "--p-attribute":  # recorded since 2026-12-07; before, always the default
+            from .captions import default_p_attribute
+            value = default_p_attribute(args.dataset)
         if value != requested:
             diffs.append(f"{option}: saved {show(value)}, requested {show(requested)}")
     return diffs
@@ -68,7 +72,8 @@ def _partial_run(partial: str, args) -> dict | None:
 # command-line option -> where a finished encoder's JSON records it (save_clip's meta: dataset, config and card)
 FINISHED_OPTIONS = {"--steps": ("card", "steps"), "--dataset": ("dataset", "name"), "--subset": ("dataset", "subset"),
                     "--seed": ("card", "seed"), "--width": ("config", "width"),
-                    "--batch-size": ("card", "batch_size"), "--lr": ("card", "lr")}
+                    "--batch-size": ("card", "batch_size"), "--lr": ("card", "lr"),
+                    "--p-attribute": ("card", "p_attribute")}
 
 
 def _finished_encoder(stem: str, args) -> bool:
@@ -98,16 +103,21 @@ def _finished_encoder(stem: str, args) -> bool:
 def cmd_train_clip(args) -> None:
     import torch
 
-    from .captions import class_prompts
+    from .captions import check_p_attribute, class_prompts
     from .cli import CLIError, check_not_shipped, check_stem
     from .clip import CLIPConfig, CLIPModel, save_clip, zero_shot_accuracy
     from .clip_train import train_clip
-    from .data import load_dataset
+    from .data import dataset_info, load_dataset
     from .train_state import TrainingInterrupted
     from .utils import LogLines, get_device
 
     stem = check_stem(args.out)
     check_not_shipped(args.out)
+    dataset_info(args.dataset)  # an unknown name is that error (with a did-you-mean), not one about attributes
+    try:  # the dataset's default share of captions with attribute words, or the one given, checked
+        args.p_attribute = check_p_attribute(args.p_attribute, args.dataset)
+    except ValueError as e:
+        raise CLIError(f"--p-attribute: {e}".replace("use p_attribute=0", "drop --p-attribute or give 0")) from None
     if _finished_encoder(stem, args):
         print(f"{stem}.safetensors is already trained with these settings ({args.steps} steps): nothing to do; "
               "choose another --out to train another encoder")
@@ -144,7 +154,7 @@ def cmd_train_clip(args) -> None:
         log = LogLines("train-clip", args.steps, saved["train_state"]["step"] if saved else 0) if args.quiet else None
         history = train_clip(model, train, steps=args.steps, batch_size=args.batch_size, lr=args.lr, generator=g,
                              device=device, checkpoint=partial, checkpoint_every=args.checkpoint_every, meta=meta,
-                             callback=log)
+                             callback=log, p_attribute=args.p_attribute)
     except FloatingPointError as e:  # a NaN loss: the partial run holds these settings, so a new lr needs a new run
         raise CLIError(f"{e}, with a new --out (or delete {partial}.json and {partial}.safetensors: a run resumes "
                        "only with its own settings)") from None
@@ -156,6 +166,7 @@ def cmd_train_clip(args) -> None:
     with torch.no_grad():
         acc = zero_shot_accuracy(model, test.images.to(device), test.labels.to(device), class_prompts(args.dataset))
     meta["card"] = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+                    "p_attribute": args.p_attribute,
                     "minutes": round(minutes, 2), "final_loss": round(sum(history[-20:]) / min(20, len(history)), 4),
                     "zero_shot_accuracy_test2000": round(acc, 4)}
     stem = save_clip(stem, model, {"dataset": meta["dataset"], "card": meta["card"]})
@@ -170,7 +181,7 @@ def cmd_train_clip(args) -> None:
 
 
 def add_parser(sub, common) -> None:
-    from .cli import _positive, _seed
+    from .cli import _positive, _probability, _seed
 
     p = sub.add_parser("train-clip", help="train a CLIP-style text/image encoder pair contrastively (resumes an "
                                           "interrupted run)")
@@ -181,6 +192,9 @@ def add_parser(sub, common) -> None:
     p.add_argument("--width", type=_positive(), default=64, help="text token width D (the U-Net's context_dim)")
     p.add_argument("--subset", type=_positive(), default=None, help="train on K images, K / 10 of each class")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the initial weights and the batches")
+    p.add_argument("--p-attribute", type=_probability, default=None,
+                   help="share of training captions with attribute words, e.g. 'a thick seven' (default 0.5 for "
+                        "mnist and fashion-mnist; cifar10 has none: 0)")
     p.add_argument("--download", action="store_true", help="fetch the dataset with torchvision if not found (online)")
     p.add_argument("--checkpoint-every", type=_positive(), default=500,
                    help="save the unfinished run (OUT.partial.*) every N steps")

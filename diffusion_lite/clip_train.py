@@ -39,19 +39,21 @@ RUN_KIND = "clip-partial"  # meta["kind"] of a train_clip run checkpoint: checkp
 @keeps_caller_state
 def train_clip(model: CLIPModel, dataset, *, steps: int = 1000, batch_size: int = 256, lr: float = 2e-3,
                weight_decay: float = 0.05, warmup_steps: int = 50, captions: Callable | None = None,
-               dataset_name: str | None = None, positives: str = "diagonal", generator: torch.Generator | None = None,
+               p_attribute: float | None = None, dataset_name: str | None = None, positives: str = "diagonal",
+               generator: torch.Generator | None = None,
                device: str | torch.device | None = None, progress: bool = True, checkpoint: str | Path | None = None,
                checkpoint_every: int | None = None, meta: dict | None = None,
                callback: Callable[[dict], None] | None = None) -> list[float]:
     """Train contrastively in place; returns the loss of every step.
 
-    dataset: has ``.images`` (N, C, S, S) in [-1, 1] and ``.labels`` (N,) (e.g. data.load_dataset), or is
-    an (images, labels) tuple. captions(images, labels, generator) -> list[str]; default
-    captions.caption_fn(dataset_name) (default ``dataset.name``). AdamW with linear warmup and
-    cosine decay to 10% of lr; batches and captions are drawn with ``generator``; 1 <= batch_size <= N.
-    After each step logit_scale is clamped to [0, ln 100], as in OpenAI's CLIP (forward's clamp has no
-    gradient beyond ln 100). positives: "diagonal" (CLIP) or "label" (every same-class pair is a match; see
-    clip.py's module docstring). The model is moved to ``device`` if given, else it trains where it is.
+    dataset: has ``.images`` (N, C, S, S) in [-1, 1] and ``.labels`` (N,) (e.g. data.load_dataset), or is an
+    (images, labels) tuple. captions(images, labels, generator) -> list[str]; default
+    captions.caption_fn(dataset_name, p_attribute) (default ``dataset.name``; p_attribute: the share of captions
+    with attribute words, default captions.default_p_attribute, 0.5 for MNIST and Fashion-MNIST). AdamW with linear
+    warmup and cosine decay to 10% of lr; batches and captions are drawn with ``generator``; 1 <= batch_size <= N.
+    After each step logit_scale is clamped to [0, ln 100], as in OpenAI's CLIP (forward's clamp has no gradient
+    beyond ln 100). positives: "diagonal" (CLIP) or "label" (every same-class pair is a match; see clip.py's module
+    docstring). The model is moved to ``device`` if given, else it trains where it is.
 
     Ctrl-C, SIGTERM or SIGHUP stop training after the current step with TrainingInterrupted (a KeyboardInterrupt;
     ``.signum`` is the signal). checkpoint: a stem; the run is saved there when stopped so, every
@@ -60,7 +62,7 @@ def train_clip(model: CLIPModel, dataset, *, steps: int = 1000, batch_size: int 
     ValueError). ``meta`` (JSON) is stored in the checkpoint. callback({"step", "loss", "model"}) runs after
     each step. As train.fit, the caller's global RNG state and signal handlers are restored on return.
     """
-    from .captions import caption_fn
+    from .captions import caption_fn, check_p_attribute
 
     images, labels = (dataset.images, dataset.labels) if hasattr(dataset, "images") else dataset
     if positives not in ("diagonal", "label"):
@@ -69,7 +71,10 @@ def train_clip(model: CLIPModel, dataset, *, steps: int = 1000, batch_size: int 
     if captions is None:
         if name is None:
             raise ValueError("give dataset_name (or a captions function) for a dataset without .name")
-        captions = caption_fn(name)
+        p_attribute = check_p_attribute(p_attribute, name)
+        captions = caption_fn(name, p_attribute)
+    elif p_attribute is not None:
+        raise ValueError("p_attribute sets the default captions; with your own captions function, set it there")
     if steps < 1 or not 1 <= batch_size <= len(images):
         raise ValueError(f"need steps >= 1 and 1 <= batch_size <= N = {len(images)} (the dataset size), "
                          f"got steps={steps}, batch_size={batch_size}")
@@ -86,6 +91,7 @@ def train_clip(model: CLIPModel, dataset, *, steps: int = 1000, batch_size: int 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     settings = {"steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
                 "warmup_steps": warmup_steps, "positives": positives, "dataset": name, "n_images": len(images),
+                "p_attribute": p_attribute,  # None: a captions function of the caller's
                 "generator": None if generator is None else generator_device(generator).type}
     run = _ClipRun(checkpoint, model, opt, sched, generator, settings, meta, checkpoint_every, callback)
     model.train()

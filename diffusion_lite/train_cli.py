@@ -70,10 +70,10 @@ def cmd_train(args) -> None:
     """Build (or resume, or fine-tune --init-from) a U-Net and run train.fit; see the module docstring."""
     import torch
 
-    from .captions import class_prompts
+    from .captions import check_p_attribute, class_prompts
     from .cli import CLIError, _setup, check_not_shipped
     from .config import ScheduleConfig, TrainConfig, UNetConfig
-    from .data import load_dataset
+    from .data import dataset_info, load_dataset
     from .pipeline import text_cond_fn
     from .schedules import Schedule
     from .train import fit
@@ -85,7 +85,7 @@ def cmd_train(args) -> None:
     # options whose default is filled in below: a resume conflict on one of them says "(the default)"
     args.defaulted = {o for o, v in (("--model", args.model), ("--schedule", args.schedule),
                                      ("--cross-attn", args.cross_attn), ("--prediction", args.prediction),
-                                     ("--p-uncond", args.p_uncond)) if v is None}
+                                     ("--p-uncond", args.p_uncond), ("--p-attribute", args.p_attribute)) if v is None}
     if args.balanced and args.subset is None:
         raise CLIError("--balanced needs --subset K (it keeps K / 10 images of each class)")
     device = _setup(args)
@@ -107,7 +107,8 @@ def cmd_train(args) -> None:
     if resume:
         check_resume_text(out, saved, args, text_meta)
     if not args.text:
-        given = [o for o, v in (("--cross-attn", args.cross_attn), ("--p-uncond", args.p_uncond)) if v is not None]
+        given = [o for o, v in (("--cross-attn", args.cross_attn), ("--p-uncond", args.p_uncond),
+                                ("--p-attribute", args.p_attribute)) if v is not None]
         if given:
             verb = "applies" if len(given) == 1 else "apply"
             raise CLIError(f"{' and '.join(given)} only {verb} to text-to-image training: add --text CLIP (e.g. "
@@ -117,6 +118,13 @@ def cmd_train(args) -> None:
     if len(set(args.cross_attn)) != len(args.cross_attn):
         raise CLIError(f"--cross-attn lists a resolution twice ({' '.join(map(str, args.cross_attn))}); give each once")
     args.p_uncond = 0.1 if args.p_uncond is None else args.p_uncond
+    if args.text:  # the dataset's default share of captions with attribute words, or the one given, checked
+        dataset_info(args.dataset)  # an unknown name is that error (with a did-you-mean), not one about attributes
+        try:
+            args.p_attribute = check_p_attribute(args.p_attribute, args.dataset)
+        except ValueError as e:
+            raise CLIError(f"--p-attribute: {e}".replace("use p_attribute=0", "drop --p-attribute or give 0")) \
+                from None
     if args.text:
         text = load(args.text, device)
         _check_vocabulary(text, args.text, args.dataset)
@@ -171,10 +179,13 @@ def cmd_train(args) -> None:
     cond_fn = None
     if text is not None:
         from .captions import make_captions
-        caption_fn = lambda x, y, g: make_captions(x.cpu(), y.cpu(), dataset=args.dataset, generator=g)
+        caption_fn = lambda x, y, g: make_captions(x.cpu(), y.cpu(), dataset=args.dataset, generator=g,
+                                                   p_attribute=args.p_attribute)
         cond_fn = text_cond_fn(text, caption_fn, tcfg.p_uncond)
     meta = {"unet": ucfg.to_dict(), "schedule": scfg.to_dict(), "prediction": tcfg.prediction, "text": text_meta,
             "dataset": {"name": args.dataset, "subset": args.subset, "balanced": args.balanced, "n": len(ds)}}
+    if text is not None:
+        meta["captions"] = {"p_attribute": args.p_attribute}
     for key, value in (("text_from", args.text), ("init_from", args.init_from)):  # as first given: a resume may
         if value:                                                                  # spell the same file otherwise
             meta[key] = saved.get(key, str(value)) if resume else str(value)
@@ -212,7 +223,7 @@ def _ema_decay(s: str) -> float:
 
 
 def add_parser(sub, common) -> None:
-    from .cli import _positive, _seed
+    from .cli import _positive, _probability, _seed
 
     t = sub.add_parser("train", help="train a diffusion model (resumes if --out holds a checkpoint)")
     t.add_argument("--dataset", required=True, help="mnist, fashion-mnist or cifar10")
@@ -234,6 +245,9 @@ def add_parser(sub, common) -> None:
                         "--init-from, the checkpoint's)")
     t.add_argument("--p-uncond", type=float, default=None,
                    help="with --text: prompt dropout probability for CFG (default 0.1)")
+    t.add_argument("--p-attribute", type=_probability, default=None,
+                   help="with --text: share of training captions with attribute words, e.g. 'a thick seven' "
+                        "(default 0.5 for mnist and fashion-mnist; cifar10 has none: 0)")
     t.add_argument("--schedule", choices=["linear", "cosine", "sigmoid"], default=None,
                    help="noise schedule (default cosine; with --init-from, the checkpoint's)")
     t.add_argument("--prediction", choices=["eps", "v", "x0"], default=None,

@@ -99,6 +99,11 @@ def resume_conflicts(saved: dict, args, ucfg, scfg, tcfg) -> list[str]:
     else:
         diffs += architecture_conflicts(args, UNetConfig.from_dict(saved["unet"]),
                                         ScheduleConfig.from_dict(saved["schedule"]), ucfg, scfg)
+    if getattr(args, "text", None):  # the captions' share with attribute words (recorded since 2026-12-07; before,
+        from .captions import default_p_attribute  # always the dataset's default)
+        run_p = (saved.get("captions") or {}).get("p_attribute", default_p_attribute(args.dataset))
+        if run_p != args.p_attribute:
+            diffs.append(("--p-attribute", run_p, args.p_attribute))
     defaulted = getattr(args, "defaulted", set())
     return [f"{option}: saved {show(a)}, requested {show(b)}"
             + (f" (the default, as {option} was not given)" if option in defaulted else "") for option, a, b in diffs]

@@ -174,6 +174,9 @@ def test_fashion_captions_use_garment_names():
     assert C.class_prompts("fashion-mnist")[9] == "a photo of an ankle boot"
     with pytest.raises(ValueError, match="no attribute thresholds"):  # CIFAR-10 captions carry no attributes
         C.make_captions(torch.zeros(2, 3, 32, 32), torch.arange(2), dataset="cifar10", p_attribute=0.5)
+    with pytest.raises(ValueError, match="no attribute thresholds"):  # when the function is made, not at a batch
+        C.caption_fn("cifar10", 0.5)
+    assert C.default_p_attribute("cifar10") == 0.0 and C.default_p_attribute("fashion-mnist") == 0.5
     with pytest.raises(ValueError, match="unknown dataset"):
         C.make_captions(x, y, dataset="svhn")
 

@@ -220,6 +220,31 @@ def test_cross_attention_levels_are_a_set_on_resume(tmp_path, capsys):
     assert rc == 0 and "resuming" in out, err
 
 
+def test_p_attribute_reaches_the_captions_is_recorded_and_resumes_only_unchanged(tmp_path, capsys, monkeypatch):
+    """train --text --p-attribute 1: every training caption carries attribute words; the run records the share,
+    and a resume with another share (or the default, 0.5) names it."""
+    from diffusion_lite import captions as C
+
+    seen, make = [], C.make_captions
+    monkeypatch.setattr(C, "make_captions", lambda *a, **kw: seen.append(kw.get("p_attribute")) or make(*a, **kw))
+    run = str(tmp_path / "t")
+    text = ["--text", "mnist-clip", "--batch-size", "4", "--out", run]
+    assert cli(capsys, "train", *SMALL, *text, "--steps", "1", "--p-attribute", "1")[0] == 0
+    assert seen == [1.0] and json.loads((tmp_path / "t" / "checkpoint.json").read_text())["captions"] == {
+        "p_attribute": 1.0}
+    err = error(capsys, "train", *SMALL, *text, "--steps", "2")
+    assert "--p-attribute: saved 1.0, requested 0.5 (the default, as --p-attribute was not given)" in err
+    assert cli(capsys, "train", *SMALL, *text, "--steps", "2", "--p-attribute", "1.0")[0] == 0 and seen == [1.0] * 2
+    with pytest.raises(SystemExit):  # argparse: exit 2 with usage
+        main(["train", *SMALL, *text, "--steps", "3", "--p-attribute", "1.5"])
+    assert "expected a probability in [0, 1], got 1.5" in capsys.readouterr().err
+    assert "--p-attribute only applies to text-to-image training" in error(
+        capsys, "train", *SMALL, "--steps", "1", "--p-attribute", "0.2", "--out", str(tmp_path / "u"))
+    assert "--p-attribute: 'cifar10' has no attribute thresholds (its captions name only the class); drop " \
+           "--p-attribute or give 0" in error(capsys, "train-clip", "--dataset", "cifar10", "--p-attribute", "0.5",
+                                             "--out", str(tmp_path / "c"))
+
+
 def test_sampling_in_batches_gives_the_same_images(tmp_path, capsys):
     common = ["sample", "--checkpoint", "mnist-text2img", "--prompt", "the digit one", "--prompt", "a thin two",
               "--n", "3", "--steps", "2", "--threads", "1"]

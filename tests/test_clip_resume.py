@@ -108,6 +108,8 @@ def test_resuming_with_other_settings_is_an_error_that_names_them(tmp_path, data
                                          r"positives: saved 'diagonal', requested 'label'.*only steps may change"):
         train_clip(model(), data, generator=gen(), checkpoint=stem, lr=1e-3, positives="label",
                    **{**KW, "batch_size": 8})
+    with pytest.raises(ValueError, match=r"p_attribute: saved 0.5, requested 1.0"):  # the captions' attribute share
+        train_clip(model(), data, generator=gen(), checkpoint=stem, p_attribute=1.0, **KW)
     with pytest.raises(ValueError, match="n_images: saved 40, requested 32"):
         train_clip(model(), (data.images[:32], data.labels[:32]), dataset_name="mnist", generator=gen(),
                    checkpoint=stem, **KW)
@@ -116,6 +118,29 @@ def test_resuming_with_other_settings_is_an_error_that_names_them(tmp_path, data
     assert (tmp_path / "run.safetensors").read_bytes() == before
     with pytest.warns(UserWarning, match="planned for 2 steps and now trains to 3"):  # more steps: allowed
         assert len(train_clip(model(), data, generator=gen(), checkpoint=stem, **{**KW, "steps": 3})) == 3
+
+
+def test_p_attribute_sets_the_default_captions_share_with_attribute_words(data, monkeypatch):
+    """train_clip(p_attribute=1.0): every caption carries attribute words (0.0: none); with a captions function of
+    the caller's, p_attribute would be ignored, so it is refused; outside [0, 1] an error."""
+    from diffusion_lite import attributes as A
+    from diffusion_lite import captions as C
+
+    words = {w for a in A.MEASURES for w in A.WORDS[a]} - {"regular", "medium"}  # the silent ones: never said
+    spoken = {part for w in words for syn in C.SYNONYMS.get(w, (w,)) for part in syn.split()} - {"left", "right"}
+    seen, make = [], C.make_captions
+    monkeypatch.setattr(C, "make_captions", lambda *a, **kw: seen.append(make(*a, **kw)) or seen[-1])
+    for p in (1.0, 0.0):
+        seen.clear()
+        train_clip(model(), data, generator=gen(), p_attribute=p, **{**KW, "steps": 2})
+        said = [bool(spoken & set(c.split())) for batch in seen for c in batch]
+        assert len(said) == 2 * KW["batch_size"] and all(said) if p else not any(said), (p, seen[0][:4])
+    with pytest.raises(ValueError, match="with your own captions function, set it there"):
+        train_clip(model(), data, generator=gen(), captions=lambda x, y, g: ["a seven"] * len(y), p_attribute=1.0,
+                   **KW)
+    for bad in (1.5, -0.1, float("nan")):
+        with pytest.raises(ValueError, match=r"p_attribute must be in \[0, 1\]"):
+            train_clip(model(), data, generator=gen(), p_attribute=bad, **KW)
 
 
 def test_a_finished_encoder_is_not_taken_for_a_run(tmp_path, data):
@@ -198,11 +223,12 @@ def test_cli_resume_with_other_settings_names_them(tmp_path, capsys, interrupt_a
     interrupt_at_3()
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     rc, stdout, err = cli(capsys, "--out", str(out), "--batch-size", "8", "--lr", "1e-3", "--width", "32",
-                          "--subset", "80", "--seed", "1", "--dataset", "fashion-mnist")
+                          "--subset", "80", "--seed", "1", "--dataset", "fashion-mnist", "--p-attribute", "0.8")
     assert rc == 2 and "resuming" not in stdout and len(err.strip().splitlines()) == 1
     for msg in (f"cannot resume the interrupted run {partial}", "--dataset: saved 'mnist', requested 'fashion-mnist'",
                 "--subset: saved 40, requested 80", "--seed: saved 0, requested 1", "--width: saved 16, requested 32",
                 "--batch-size: saved 16, requested 8", "--lr: saved 0.002, requested 0.001",
+                "--p-attribute: saved 0.5, requested 0.8",
                 "only --steps may change", f"or delete {partial}.json and {partial}.safetensors to start afresh"):
         assert msg in err
     rc, _, err = cli(capsys, "--out", str(out), "--steps", "2")
