@@ -216,5 +216,6 @@ def recognised_note(attrs: dict) -> str:
     cells = [f"{k} {'-' if x['adherence_recognised'] is None else format(x['adherence_recognised'], '.2f')} "
              f"({x['recognised_pairs']} of {x['n_low']} pairs)" for k, x in rec.items()]
     return (" Over only the pairs whose two samples the classifier both assigns to the asked class (a blank or broken"
-            " sample measures low on every attribute, so it would count as obeying the low word): "
+            " sample measures 0 on every attribute, the low end of all but slant, so a pair with one can count as"
+            " obeyed): "
             + ", ".join(cells) + ".")

@@ -61,8 +61,8 @@ def attribute_adherence_report(pipe, *, n_per_digit: int = 10, digits: Sequence[
     attribute: adherence, means, mean_shift, per-class adherence ("per_digit"), the classifier accuracy of
     the attribute samples for their class, and "adherence_recognised": adherence over the "recognised_pairs"
     only, those whose two samples the classifier both assigns to the asked class (None if there are none). A
-    blank or broken sample measures little of every attribute, so a pair with one "obeys" the low word; this
-    second number leaves such pairs out."""
+    blank or broken sample measures 0 on every attribute (the low end of each but slant, where 0 is upright), so
+    a pair with one can count as obeyed ("a thin seven" drawn blank); this second number leaves such pairs out."""
     dataset = _check_pipe(pipe)
     if not pipe.is_text_conditional:
         raise ValueError("attribute adherence needs a text-conditional pipeline; this one is unconditional")

@@ -45,9 +45,9 @@ def cmd_bench(args) -> None:
     from .cli import CLIError
 
     device, given = args.device, f"--device {args.device}"
-    if device is None and not args.gpu and os.environ.get(DEVICE_ENV, "").strip():  # as every other command
-        device = os.environ[DEVICE_ENV].strip()
-        given = f"{DEVICE_ENV}={device}"
+    env = os.environ.get(DEVICE_ENV, "").strip()
+    if device is None and not args.gpu and env not in ("", "auto"):  # as every other command (auto: the default)
+        device, given = env, f"{DEVICE_ENV}={env}"
     gpu = args.gpu or (device or "").startswith("cuda")
     if device and not device.startswith(("cuda", "cpu")):
         raise CLIError(f"bench runs on cpu or cuda (GPU mode), got {given}")
@@ -92,6 +92,7 @@ def add_parser(subparsers, common) -> argparse.ArgumentParser:
     common(b)
     for a in b._actions:  # bench runs on the CPU or the default GPU only (cmd_bench explains other choices)
         if a.dest == "device":
-            a.help = "cpu or cuda (GPU mode; the default GPU, choose it with CUDA_VISIBLE_DEVICES)"
+            a.help = ("cpu or cuda (GPU mode; the default GPU, choose it with CUDA_VISIBLE_DEVICES); default "
+                      "$DIFFUSION_LITE_DEVICE if set, else cpu")
     b.set_defaults(func=cmd_bench)
     return b

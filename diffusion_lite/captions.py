@@ -9,6 +9,7 @@ tokenizer's vocabulary is every word these captions can say (``all_vocabulary``)
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Sequence
 
@@ -113,12 +114,15 @@ def check_p_attribute(p_attribute: float | None, dataset: str) -> float:
     without attribute thresholds."""
     if p_attribute is None:
         return default_p_attribute(dataset)
-    if not (isinstance(p_attribute, (int, float)) and 0.0 <= p_attribute <= 1.0):  # NaN fails both comparisons
-        raise ValueError(f"p_attribute must be in [0, 1], got {p_attribute!r}")
-    if p_attribute > 0 and dataset not in THRESHOLDS:
+    number = isinstance(p_attribute, numbers.Real) and not isinstance(p_attribute, bool)  # Python or numpy
+    number = number or (torch.is_tensor(p_attribute) and p_attribute.numel() == 1)  # a 0-d tensor
+    p = float(p_attribute) if number else float("nan")
+    if not 0.0 <= p <= 1.0:  # NaN fails both comparisons
+        raise ValueError(f"p_attribute must be a number in [0, 1], got {p_attribute!r}")
+    if p > 0 and dataset not in THRESHOLDS:
         raise ValueError(f"{dataset!r} has no attribute thresholds (its captions name only the class); use "
                          "p_attribute=0")
-    return float(p_attribute)
+    return p
 
 
 def make_captions(images: torch.Tensor, labels: torch.Tensor, dataset: str = "mnist",

@@ -159,6 +159,10 @@ class _ClipRun:
             raise ValueError(f"{self.stem}.json lacks {', '.join(missing)} (was it edited?), so the run cannot be "
                              "resumed: restore it from a copy, or give another checkpoint stem to start afresh")
         then, now = saved.get("train") or {}, self.settings
+        if "p_attribute" not in then and now.get("p_attribute") is not None:
+            from .captions import default_p_attribute  # a run from before 2026-12-07: the default share
+
+            then = {**then, "p_attribute": default_p_attribute(then.get("dataset") or now["dataset"])}
         conflicts = [(k, then[k], v) for k, v in now.items() if k != "steps" and k in then and then[k] != v]
         config = _plain(self.model.cfg.to_dict())  # as stored in the JSON (tuples become lists)
         conflicts += [(f"config {k}", v, config.get(k)) for k, v in saved["config"].items() if config.get(k) != v]

@@ -42,7 +42,7 @@ from .train_state import (  # noqa: F401  (resume_conflicts, lr_at: public)
     run_meta,
     warn_if_lr_jumps,
 )
-from .utils import caller_stacklevel, generator_device, progress_disabled, randn
+from .utils import autocast_enabled, caller_stacklevel, generator_device, progress_disabled, randn
 
 # cond_fn(images, labels, generator) -> extra keyword arguments for the U-Net (e.g. context, context_mask)
 CondFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], dict]
@@ -230,6 +230,11 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
         with stop.saving():  # a second Ctrl-C waits until both files are written
             save_checkpoint(ckpt, tensors, {**meta, "train": cfg.to_dict(), "train_state": state})
 
+    # bf16 autocast with amp; else float32, also inside a caller's autocast (switched off here). Where none is on,
+    # no autocast call at all: torch 2.4 refuses "mps" as an autocast device even with enabled=False
+    amp_context = (torch.autocast(device.type, dtype=torch.bfloat16) if use_amp
+                   else torch.autocast(device.type, enabled=False) if autocast_enabled(device.type)
+                   else contextlib.nullcontext())
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=progress_disabled(progress), dynamic_ncols=True)
     start_step, t_start, diverging = step, time.perf_counter(), False
@@ -244,8 +249,7 @@ def fit(model: torch.nn.Module, schedule: Schedule, images: torch.Tensor, cfg: T
         cond = cond_fn(x0, labels[idx], gen) if cond_fn is not None else {}
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        # (autocast(..., enabled=False) is not enough: torch 2.4 refuses "mps" as an autocast device either way)
-        with torch.autocast(device.type, dtype=torch.bfloat16) if use_amp else contextlib.nullcontext():
+        with amp_context:  # bf16 autocast with cfg.amp on a GPU; else float32
             loss = diffusion_loss(train_model, schedule, x0, prediction=cfg.prediction,
                                   loss_weighting=cfg.loss_weighting, generator=gen, **cond)
         opt.zero_grad(set_to_none=True)

@@ -220,6 +220,12 @@ def test_suite_and_bench_command_wiring(tmp_path, monkeypatch):
     monkeypatch.setenv("DIFFUSION_LITE_DEVICE", "cuda:1")
     with pytest.raises(CLIError, match="got DIFFUSION_LITE_DEVICE=cuda:1; choose the GPU with CUDA_VISIBLE_DEVICES=1"):
         args.func(args)
+    modes = []
+    fake_suite.run_suite = lambda *a, **k: modes.append(k["gpu"]) or {}
+    for env, gpu in (("cuda", True), ("cpu", False), ("auto", False), ("", False)):
+        monkeypatch.setenv("DIFFUSION_LITE_DEVICE", env)
+        args.func(args)
+        assert modes.pop() is gpu, env
 
 
 def test_issue3_table_is_rendered_from_the_evaluation_report():

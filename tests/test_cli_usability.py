@@ -2,6 +2,7 @@
 mistakes are one-line errors before any work, options that would do nothing are refused, long sampling runs
 in batches, and the grid keeps one row per prompt."""
 
+import argparse
 import json
 import os
 import pickle
@@ -235,6 +236,19 @@ def test_p_attribute_reaches_the_captions_is_recorded_and_resumes_only_unchanged
     err = error(capsys, "train", *SMALL, *text, "--steps", "2")
     assert "--p-attribute: saved 1.0, requested 0.5 (the default, as --p-attribute was not given)" in err
     assert cli(capsys, "train", *SMALL, *text, "--steps", "2", "--p-attribute", "1.0")[0] == 0 and seen == [1.0] * 2
+    old = ["--text", "mnist-clip", "--batch-size", "4", "--out", str(tmp_path / "old")]  # a run from before: no
+    assert cli(capsys, "train", *SMALL, *old, "--steps", "1")[0] == 0                   # record, so the default
+    record = tmp_path / "old" / "checkpoint.json"
+    record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "captions"}))
+    assert "--p-attribute: saved 0.5, requested 1.0" in error(capsys, "train", *SMALL, *old, "--steps", "2",
+                                                              "--p-attribute", "1")
+    assert cli(capsys, "train", *SMALL, *old, "--steps", "2")[0] == 0
+    from diffusion_lite.clip_cli import RUN_OPTIONS, _option_diffs  # train-clip: the same for its partial runs
+    args = argparse.Namespace(dataset="mnist", subset=None, seed=0, width=64, batch_size=256, lr=2e-3, p_attribute=1.0)
+    saved = {"dataset": {"name": "mnist", "subset": None}, "seed": 0, "config": {"width": 64},
+             "train": {"batch_size": 256, "lr": 2e-3}}
+    assert _option_diffs(saved, args, RUN_OPTIONS) == ["--p-attribute: saved 0.5, requested 1.0"]
+    assert _option_diffs(saved, argparse.Namespace(**{**vars(args), "p_attribute": 0.5}), RUN_OPTIONS) == []
     with pytest.raises(SystemExit):  # argparse: exit 2 with usage
         main(["train", *SMALL, *text, "--steps", "3", "--p-attribute", "1.5"])
     assert "expected a probability in [0, 1], got 1.5" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -138,9 +139,22 @@ def test_p_attribute_sets_the_default_captions_share_with_attribute_words(data, 
     with pytest.raises(ValueError, match="with your own captions function, set it there"):
         train_clip(model(), data, generator=gen(), captions=lambda x, y, g: ["a seven"] * len(y), p_attribute=1.0,
                    **KW)
-    for bad in (1.5, -0.1, float("nan")):
-        with pytest.raises(ValueError, match=r"p_attribute must be in \[0, 1\]"):
+    for bad in (1.5, -0.1, float("nan"), True, "0.5"):
+        with pytest.raises(ValueError, match=r"p_attribute must be a number in \[0, 1\]"):
             train_clip(model(), data, generator=gen(), p_attribute=bad, **KW)
+    assert C.check_p_attribute(np.float32(0.25), "mnist") == 0.25 == C.check_p_attribute(torch.tensor(0.25), "mnist")
+
+
+def test_a_run_saved_before_p_attribute_was_recorded_resumes_as_the_default_share(tmp_path, data):
+    stem = tmp_path / "old"
+    train_clip(model(), data, generator=gen(), checkpoint=stem, **{**KW, "steps": 2})
+    meta = json.loads((tmp_path / "old.json").read_text())
+    del meta["train"]["p_attribute"]  # as a run saved before 2026-12-07 has it
+    (tmp_path / "old.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"p_attribute: saved 0.5, requested 1.0"):
+        train_clip(model(), data, generator=gen(), checkpoint=stem, p_attribute=1.0, **{**KW, "steps": 3})
+    with pytest.warns(UserWarning, match="planned for 2 steps"):
+        assert len(train_clip(model(), data, generator=gen(), checkpoint=stem, **{**KW, "steps": 3})) == 3
 
 
 def test_a_finished_encoder_is_not_taken_for_a_run(tmp_path, data):

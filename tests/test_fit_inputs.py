@@ -63,6 +63,17 @@ def test_fit_without_amp_never_enters_autocast(schedule, monkeypatch):
     assert fit(UNet(RGB16), schedule, rgb(), CFG, progress=False)["step"] == CFG.steps
 
 
+def test_fit_without_amp_trains_in_float32_inside_a_callers_autocast(schedule):
+    """amp=False means float32: an autocast the caller has switched on around fit is switched off inside it (a
+    torch.autocast("cuda") around fit would otherwise train in float16 with no gradient scaling)."""
+    dtypes = set()
+    model = UNet(RGB16)
+    model.register_forward_hook(lambda m, args, out: dtypes.add(out.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fit(model, schedule, rgb(), CFG, progress=False)
+    assert dtypes == {torch.float32}
+
+
 def test_autocast_enabled_is_false_where_torch_has_no_autocast(monkeypatch):
     from diffusion_lite.utils import autocast_enabled
 
