@@ -51,6 +51,19 @@ def _probability(s: str) -> float:
     return v
 
 
+def p_attribute_option(p_attribute: float | None, dataset: str) -> float:
+    """--p-attribute of train --text and train-clip: the value given, or the dataset's default share of captions
+    with attribute words (captions.check_p_attribute), as a CLIError that names the option."""
+    from .captions import check_p_attribute
+    from .data import dataset_info
+
+    dataset_info(dataset)  # an unknown name is that error (with a did-you-mean), not one about attributes
+    try:
+        return check_p_attribute(p_attribute, dataset)
+    except ValueError as e:
+        raise CLIError(f"--p-attribute: {e}".replace("use p_attribute=0", "drop --p-attribute or give 0")) from None
+
+
 def _seed(s: str) -> int:
     """--seed: an integer in [0, 2**63), the range every generator the package seeds accepts."""
     try:

@@ -103,21 +103,17 @@ def _finished_encoder(stem: str, args) -> bool:
 def cmd_train_clip(args) -> None:
     import torch
 
-    from .captions import check_p_attribute, class_prompts
-    from .cli import CLIError, check_not_shipped, check_stem
+    from .captions import class_prompts
+    from .cli import CLIError, check_not_shipped, check_stem, p_attribute_option
     from .clip import CLIPConfig, CLIPModel, save_clip, zero_shot_accuracy
     from .clip_train import train_clip
-    from .data import dataset_info, load_dataset
+    from .data import load_dataset
     from .train_state import TrainingInterrupted
     from .utils import LogLines, get_device
 
     stem = check_stem(args.out)
     check_not_shipped(args.out)
-    dataset_info(args.dataset)  # an unknown name is that error (with a did-you-mean), not one about attributes
-    try:  # the dataset's default share of captions with attribute words, or the one given, checked
-        args.p_attribute = check_p_attribute(args.p_attribute, args.dataset)
-    except ValueError as e:
-        raise CLIError(f"--p-attribute: {e}".replace("use p_attribute=0", "drop --p-attribute or give 0")) from None
+    args.p_attribute = p_attribute_option(args.p_attribute, args.dataset)
     if _finished_encoder(stem, args):
         print(f"{stem}.safetensors is already trained with these settings ({args.steps} steps): nothing to do; "
               "choose another --out to train another encoder")

@@ -70,10 +70,10 @@ def cmd_train(args) -> None:
     """Build (or resume, or fine-tune --init-from) a U-Net and run train.fit; see the module docstring."""
     import torch
 
-    from .captions import check_p_attribute, class_prompts
-    from .cli import CLIError, _setup, check_not_shipped
+    from .captions import class_prompts
+    from .cli import CLIError, _setup, check_not_shipped, p_attribute_option
     from .config import ScheduleConfig, TrainConfig, UNetConfig
-    from .data import dataset_info, load_dataset
+    from .data import load_dataset
     from .pipeline import text_cond_fn
     from .schedules import Schedule
     from .train import fit
@@ -119,12 +119,7 @@ def cmd_train(args) -> None:
         raise CLIError(f"--cross-attn lists a resolution twice ({' '.join(map(str, args.cross_attn))}); give each once")
     args.p_uncond = 0.1 if args.p_uncond is None else args.p_uncond
     if args.text:  # the dataset's default share of captions with attribute words, or the one given, checked
-        dataset_info(args.dataset)  # an unknown name is that error (with a did-you-mean), not one about attributes
-        try:
-            args.p_attribute = check_p_attribute(args.p_attribute, args.dataset)
-        except ValueError as e:
-            raise CLIError(f"--p-attribute: {e}".replace("use p_attribute=0", "drop --p-attribute or give 0")) \
-                from None
+        args.p_attribute = p_attribute_option(args.p_attribute, args.dataset)
     if args.text:
         text = load(args.text, device)
         _check_vocabulary(text, args.text, args.dataset)
