@@ -143,8 +143,8 @@ def render_shipped(reports: dict[str, dict]) -> str:
         for name, x in a["attributes"].items():
             out.append(f"| {name} | {x['example_prompts'][0]!r} / {x['example_prompts'][1]!r} | "
                        f"{x['adherence']:.3f} | {x['mean_low']:.3f} | {x['mean_high']:.3f} | {x['accuracy']:.3f} |")
-        if common.recognised_note(a["attributes"]):  # a paragraph after the table, not a row of it
-            out += ["", common.recognised_note(a["attributes"]).strip()]
+        note = common.recognised_note(a["attributes"]).strip()
+        out += ["", note] if note else []  # a paragraph after the table, not a row of it
     return "\n".join(out) + "\n"
 
 

@@ -192,8 +192,8 @@ def section_guidance(r: dict | None) -> str:
     for name, x in a["attributes"].items():
         out.append(f"| {name} | {x['example_prompts'][0]!r} / {x['example_prompts'][1]!r} | {x['adherence']:.3f} | "
                    f"{x['mean_low']:.3f} | {x['mean_high']:.3f} | {x['accuracy']:.3f} |")
-    if recognised_note(a["attributes"]):  # a paragraph after the table, not a row of it
-        out += ["", recognised_note(a["attributes"]).strip()]
+    note = recognised_note(a["attributes"]).strip()
+    out += ["", note] if note else []  # a paragraph after the table, not a row of it
     out.append("\n![guidance sweep](benchmarks/results/guidance_sweep.png)\n")
     return "\n".join(out)
 
