@@ -41,7 +41,7 @@ def _positive(kind=int):
 
 
 def _probability(s: str) -> float:
-    """--p-attribute: a number in [0, 1]."""
+    """--p-uncond and --p-attribute: a number in [0, 1]."""
     try:
         v = float(s)
     except ValueError:

@@ -31,7 +31,8 @@ def _option_diffs(saved: dict, args, options: dict) -> list[str]:
             from .captions import default_p_attribute
             value = default_p_attribute(args.dataset)
         if value != requested:
-            diffs.append(f"{option}: saved {show(value)}, requested {show(requested)}")
+            default = f" (the default, as {option} was not given)" if option in getattr(args, "defaulted", ()) else ""
+            diffs.append(f"{option}: saved {show(value)}, requested {show(requested)}{default}")
     return diffs
 
 
@@ -113,6 +114,7 @@ def cmd_train_clip(args) -> None:
 
     stem = check_stem(args.out)
     check_not_shipped(args.out)
+    args.defaulted = {"--p-attribute"} if args.p_attribute is None else set()  # a conflict on it says "(the default)"
     args.p_attribute = p_attribute_option(args.p_attribute, args.dataset)
     if _finished_encoder(stem, args):
         print(f"{stem}.safetensors is already trained with these settings ({args.steps} steps): nothing to do; "

@@ -238,7 +238,7 @@ def add_parser(sub, common) -> None:
     t.add_argument("--cross-attn", type=int, nargs="+", default=None,
                    help="with --text: resolutions with cross-attention (default 7 14, for cifar10 8 16; with "
                         "--init-from, the checkpoint's)")
-    t.add_argument("--p-uncond", type=float, default=None,
+    t.add_argument("--p-uncond", type=_probability, default=None,
                    help="with --text: prompt dropout probability for CFG (default 0.1)")
     t.add_argument("--p-attribute", type=_probability, default=None,
                    help="with --text: share of training captions with attribute words, e.g. 'a thick seven' "

@@ -252,6 +252,9 @@ def test_p_attribute_reaches_the_captions_is_recorded_and_resumes_only_unchanged
     with pytest.raises(SystemExit):  # argparse: exit 2 with usage
         main(["train", *SMALL, *text, "--steps", "3", "--p-attribute", "1.5"])
     assert "expected a probability in [0, 1], got 1.5" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # --p-uncond: the same check, before any data or checkpoint is read
+        main(["train", *SMALL, *text, "--steps", "3", "--p-uncond", "2"])
+    assert "argument --p-uncond: expected a probability in [0, 1], got 2" in capsys.readouterr().err
     assert "--p-attribute only applies to text-to-image training" in error(
         capsys, "train", *SMALL, "--steps", "1", "--p-attribute", "0.2", "--out", str(tmp_path / "u"))
     assert "--p-attribute: 'cifar10' has no attribute thresholds (its captions name only the class); drop " \

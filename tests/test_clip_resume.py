@@ -231,6 +231,19 @@ def test_cli_interrupt_exits_128_plus_signal_and_rerunning_resumes_bit_exactly(t
 
 
 @main_thread
+def test_cli_resume_conflict_on_a_defaulted_p_attribute_says_it_is_the_default(tmp_path, capsys, interrupt_at_3):
+    """A run started with --p-attribute 0.8 and resumed without the option: the 0.5 it would use was never asked
+    for, so the message says it is the default (as `train` does) rather than quoting a value the user never typed."""
+    out = tmp_path / "c"
+    assert cli(capsys, "--out", str(out), "--p-attribute", "0.8")[0] == 128 + signal.SIGTERM
+    interrupt_at_3()
+    rc, _, err = cli(capsys, "--out", str(out))
+    assert rc == 2 and "--p-attribute: saved 0.8, requested 0.5 (the default, as --p-attribute was not given)" in err
+    rc, _, err = cli(capsys, "--out", str(out), "--p-attribute", "0.5")  # asked for: no "(the default)"
+    assert rc == 2 and "--p-attribute: saved 0.8, requested 0.5." in err
+
+
+@main_thread
 def test_cli_resume_with_other_settings_names_them(tmp_path, capsys, interrupt_at_3):
     out, partial = tmp_path / "c", tmp_path / "c.partial"
     assert cli(capsys, "--out", str(out))[0] == 128 + signal.SIGTERM
