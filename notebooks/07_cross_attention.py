@@ -134,7 +134,7 @@ print(inspect.getsource(CrossAttention))
 # NBVAL_CHECK_OUTPUT
 torch.manual_seed(0)
 xattn = CrossAttention(c=64, context_dim=pipe.text.context_dim, num_heads=4).to(device)
-x_tokens = torch.randn(2, 7 * 7, 64, device=device)  # (B, N = H*W, C): image tokens
+x_tokens = torch.randn(2, 7 * 7, 64, generator=torch.Generator().manual_seed(0)).to(device)  # (B, N = H*W, C)
 xattn.capture = []  # record the attention probabilities
 out = xattn(x_tokens, context, mask)
 probs = xattn.capture[0]["probs"]  # (B, h, N, L)

@@ -397,11 +397,12 @@ my_eps_hs = (1 + w) * eps_c - w * eps_u
 with torch.no_grad():
     guided = classifier_free_guidance(pipe.unet, cond, uncond, s)  # wraps the U-Net: model_fn(x_t, t) -> eps
     package_eps = guided(x_t, t)  # both branches in one batch of 2B, combined at scale s
-# (tolerance 1e-3: on a GPU, convolutions in TF32 round differently for a batch of B and of 2B; s multiplies that)
-torch.testing.assert_close(my_eps, package_eps, atol=1e-3, rtol=1e-3, msg=lambda m: (
+# (tolerance 2e-2: on a GPU, cuDNN may pick a TF32 kernel for the batch of B and a float32 one for 2B, about 1e-2
+# apart once s = 4 multiplies the difference; on a CPU the two agree exactly, and a wrong formula is off by ~1)
+torch.testing.assert_close(my_eps, package_eps, atol=2e-2, rtol=2e-2, msg=lambda m: (
     f"my_eps, eps_u + s (eps_c - eps_u), differs from classifier_free_guidance at s = {s:g}:\n{m}"))
 assert w == s - 1, f"w = {w}: Ho & Salimans' (1 + w) eps_c - w eps_u equals eps_u + s (eps_c - eps_u) when 1 + w = s"
-torch.testing.assert_close(my_eps_hs, package_eps, atol=1e-3, rtol=1e-3, msg=lambda m: (
+torch.testing.assert_close(my_eps_hs, package_eps, atol=2e-2, rtol=2e-2, msg=lambda m: (
     f"my_eps_hs, (1 + w) eps_c - w eps_u with w = s - 1 = {s - 1:g}, differs from classifier_free_guidance:\n{m}"))
 print(f"my_eps and my_eps_hs match classifier_free_guidance at s = {s:g} (w = {s - 1:g})")
 
