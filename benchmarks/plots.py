@@ -66,7 +66,7 @@ def plot_sampling_quality(result: dict, path: Path) -> Path:
     models = [m for m, r in result["models"].items() if r.get("sweep")]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for m in models:
-        for sampler, ls in (("ddpm", "-"), ("ddim", "--")):
+        for sampler, ls in (("ddpm", "-"), ("ddim", "--"), ("dpm++2m", ":")):
             rows = [r for r in result["models"][m]["sweep"] if r["sampler"] == sampler]
             if not rows:
                 continue

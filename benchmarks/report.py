@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import cfg_oracle, fashion_evaluator, guidance_interval
+from . import cfg_oracle, fashion_evaluator, guidance_interval, solvers
 from .common import RESULTS_DIR, recognised_note
 
 ROOT = RESULTS_DIR.parent.parent
@@ -326,6 +326,7 @@ def render(results: Path = RESULTS_DIR) -> str:
                            oracle=cfg_oracle.render(_load(results, "cfg_oracle")), ttq=section_ttq(tq),
                            gpu=section_gpu(results),
                            fashion=fashion_evaluator.render(_load(results, "fashion_evaluator")),
+                           solvers=solvers.render(solvers.load(results)),
                            fashion_shipped=fashion_evaluator.render_shipped(
                                {f.stem: json.loads(f.read_text()) for f in sorted(results.glob("eval_fashion-*"))}))
 

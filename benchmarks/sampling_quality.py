@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uncond", default=DEFAULT_CHECKPOINTS["uncond"], help="unconditional checkpoint (name or path)")
     p.add_argument("--text", default=DEFAULT_CHECKPOINTS["text"], help="text-to-image checkpoint (name or path)")
     p.add_argument("--steps", type=int, nargs="+", default=None, help="default 10 20 50 100 1000 (quick: 2 4)")
-    p.add_argument("--samplers", nargs="+", choices=["ddpm", "ddim"], default=["ddpm", "ddim"])
+    p.add_argument("--samplers", nargs="+", choices=["ddpm", "ddim", "dpm++2m"], default=["ddpm", "ddim"])
     p.add_argument("--n", type=int, default=None, help="samples per point (default 500, quick 20)")
     p.add_argument("--n-1000", type=int, default=None, help="samples for the 1000-step points (default 200)")
     p.add_argument("--guidance", type=float, default=3.0)

@@ -103,6 +103,7 @@ def add_parser(subparsers, common) -> argparse.ArgumentParser:
     from .cli import _positive, _seed
     from .eval_reference import REFERENCES
     from .sample_cli import add_guidance_args
+    from .sampling import SAMPLERS
     e = subparsers.add_parser("evaluate", help="FID/KID (with the real-vs-real floor), accuracy, diversity of an "
                               "MNIST or Fashion-MNIST model")
     e.add_argument("--checkpoint", required=True, help="checkpoint path, run folder, or pretrained name")
@@ -110,7 +111,7 @@ def add_parser(subparsers, common) -> argparse.ArgumentParser:
                    help="samples (text models: a multiple of 10, at least 20; n/10 per class)")
     add_guidance_args(e)
     e.add_argument("--steps", type=_positive(), default=50, help="sampler steps")
-    e.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
+    e.add_argument("--sampler", choices=SAMPLERS, default="ddim", help="ddim, ddpm or dpm++2m (as for sample)")
     e.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 deterministic)")
     e.add_argument("--seed", type=_seed, default=0, help="seed of the samples' noise and of the real reference draw")
     e.add_argument("--batch-size", type=_positive(), default=250)

@@ -120,9 +120,7 @@ def generate(pipe, n: int, prompts: Sequence[str] | None = None, *, guidance: fl
     for i, s in enumerate(starts):
         g = torch.Generator().manual_seed(seed + 1 + i)
         kw = dict(steps=steps, sampler=sampler, generator=g, progress=False, x_T=x_T[s:s + batch_size],
-                  callback=lambda info: bar.update(1))
-        if sampler == "ddim":
-            kw["eta"] = eta
+                  callback=lambda info: bar.update(1), eta=eta)  # pipe.sample refuses eta with DDPM, DPM++
         if pipe.is_text_conditional:
             out.append(pipe.sample(list(prompts[s:s + batch_size]), guidance=guidance,
                                    guidance_interval=guidance_interval, cads=cads, **kw).cpu())

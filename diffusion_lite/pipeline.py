@@ -19,7 +19,7 @@ import torch
 from .checkpoints import CheckpointError, add_prefix, check_meta, load_state_strict, save_checkpoint, split_prefix
 from .config import ScheduleConfig, UNetConfig
 from .guidance import CADS, classifier_free_guidance
-from .sampling import ModelFn, eps_model_fn, sample
+from .sampling import SAMPLERS, ModelFn, eps_model_fn, sample
 from .schedules import Schedule
 from .unet import UNet
 from .utils import autocast_enabled, check_device, generator_device, randn
@@ -165,7 +165,8 @@ class DiffusionPipeline:
         unconditional branch, the empty prompt (guidance then changes nothing). x_T (B, C, H, W), B the number of
         images, defaults to noise drawn on the CPU with ``generator`` (so results do not depend on the
         device), moved to the model's device. guidance_interval and cads: see ``model_fn``. eta is DDIM's
-        noise setting (0: deterministic); with sampler="ddpm" it is an error. guidance: the scale s of
+        noise setting (0: deterministic); with another sampler it is an error. sampler: "ddim", "ddpm" or
+        "dpm++2m" (DPM-Solver++, dpm_solver.py: deterministic, second order). guidance: the scale s of
         classifier-free guidance for text models (None: DEFAULT_GUIDANCE, 3); unconditional models refuse it.
         An unconditional model also takes the number of images first: ``pipe.sample(4)``.
         """
@@ -179,9 +180,12 @@ class DiffusionPipeline:
         if not self.is_text_conditional:
             _check_unconditional(prompts=prompts, guidance=guidance, negative_prompt=negative_prompt,
                                  guidance_interval=guidance_interval, cads=cads)
-        if sampler == "ddpm" and eta != 0.0:
-            raise ValueError("eta is DDIM's noise setting; the DDPM sampler always adds its full noise (drop eta or "
-                             "use sampler='ddim')")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
+        if sampler != "ddim" and eta != 0.0:
+            how = "always adds its full noise" if sampler == "ddpm" else "adds none"
+            raise ValueError(f"eta is DDIM's noise setting; the {sampler!r} sampler {how} (drop eta or use "
+                             "sampler='ddim')")
         if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
             raise ValueError(f"n must be an integer >= 1, got {n!r}")
         if isinstance(prompts, str):

@@ -214,7 +214,7 @@ def check_guidance_args(args, pipe) -> None:
     """Options that would be silently ignored are errors: guidance options on an unconditional model, an
     interval outside the schedule's timesteps, a negative prompt at s = 1 (unused) or s = 0 (it alone makes the
     images, unless --guidance-interval keeps the prompt outside the interval), an interval at s = 1, --cads at
-    s = 0 (again unless there is an interval), --cads-window without --cads, --eta with the DDPM sampler, an
+    s = 0 (again unless there is an interval), --cads-window without --cads, --eta with a sampler other than ddim, an
     interval that holds none of the timesteps --steps samples, an empty --negative-prompt (the default branch);
     so is --steps above the model's T. (The Python API, pipeline.model_fn, takes all of these.)"""
     import math
@@ -268,9 +268,10 @@ def check_guidance_args(args, pipe) -> None:
             raise CLIError(f"--guidance-interval {lo} {hi} holds none of the {len(ts)} timesteps that --steps "
                            f"{args.steps} samples ({shown}), so guidance would never act; widen it or use more "
                            "--steps")
-    if args.sampler == "ddpm" and args.eta != 0.0:
-        raise CLIError("--eta is DDIM's noise setting; the DDPM sampler always adds its full noise (drop --eta or "
-                       "use --sampler ddim)")
+    if args.sampler != "ddim" and args.eta != 0.0:
+        how = "always adds its full noise" if args.sampler == "ddpm" else "adds none"
+        raise CLIError(f"--eta is DDIM's noise setting; the {args.sampler} sampler {how} (drop --eta or use "
+                       "--sampler ddim)")
 
 
 def _cads(args, pipe):
@@ -290,6 +291,7 @@ def _cads(args, pipe):
 
 def add_parser(sub, common) -> None:
     from .cli import _positive, _seed
+    from .sampling import SAMPLERS
 
     s = sub.add_parser("sample", help="generate images from a checkpoint or a pretrained model name")
     s.add_argument("--checkpoint", required=True, help="checkpoint path, run folder, or pretrained name")
@@ -297,13 +299,15 @@ def add_parser(sub, common) -> None:
                    help="images (per prompt, with --prompt or --prompts-file)")
     s.add_argument("--steps", type=_positive(), default=50,
                    help="sampler steps, one network call each (two with guidance); at most the model's T")
-    s.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
+    s.add_argument("--sampler", choices=SAMPLERS, default="ddim",
+                   help="ddim (deterministic), ddpm (stochastic: fresh noise at every step) or dpm++2m "
+                        "(DPM-Solver++: deterministic, second order; BENCHMARKS.md section 3 compares them)")
     s.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 deterministic, 1 like DDPM)")
     s.add_argument("--seed", type=_seed, default=0,
                    help="seed of the starting noise and the sampler: same seed, same images")
     s.add_argument("--batch-size", type=_positive(), default=256,
-                   help="images per batch (memory grows with it; DDIM with eta 0 and no --cads gives the same "
-                        "images for any value, up to float rounding)")
+                   help="images per batch (memory grows with it; DDIM with eta 0 or dpm++2m, without --cads, gives "
+                        "the same images for any value, up to float rounding)")
     s.add_argument("--prompt", action="append", help="text prompt (repeat for several)")
     s.add_argument("--prompts-file", default=None,
                    help="file with one prompt per line (blank lines and lines starting with # are skipped)")

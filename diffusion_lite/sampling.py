@@ -1,4 +1,4 @@
-"""The reverse process: DDPM ancestral sampling and DDIM (chapter 05).
+"""The reverse process: DDPM ancestral sampling and DDIM (chapter 05); DPM-Solver++ is in dpm_solver.py.
 
 Every sampler is a plain function with one signature (as in k-diffusion)::
 
@@ -217,14 +217,17 @@ def sample_ddim(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, 
     return _loop(fn, model_fn, schedule, shape, x_T, steps, generator, callback, progress, device, dtype, "DDIM")
 
 
-SAMPLERS = {"ddpm": sample_ddpm, "ddim": sample_ddim}
+SAMPLERS = ("ddpm", "ddim", "dpm++2m")  # the names sample() takes; DPM-Solver++(2M) lives in dpm_solver.py
 
 
 def sample(model_fn: ModelFn, schedule: Schedule, *, sampler: str = "ddim", **kwargs) -> torch.Tensor:
-    """Dispatch by name: ``sample(model_fn, schedule, sampler="ddpm", shape=..., steps=...)``."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
-    return SAMPLERS[sampler](model_fn, schedule, **kwargs)
+    """Dispatch by name: ``sample(model_fn, schedule, sampler="ddpm", shape=..., steps=...)``; one of SAMPLERS."""
+    from .dpm_solver import sample_dpmpp_2m  # it builds on this module
+
+    samplers = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpm++2m": sample_dpmpp_2m}
+    if sampler not in samplers:
+        raise ValueError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
+    return samplers[sampler](model_fn, schedule, **kwargs)
 
 
 def eps_model_fn(model: torch.nn.Module, schedule: Schedule, prediction: str = "eps", **cond) -> ModelFn:

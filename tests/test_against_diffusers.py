@@ -106,3 +106,29 @@ def test_ddim_step_matches_diffusers_ddim_scheduler(kind, eta, clip):
                                    clip_x0=clip)
         torch.testing.assert_close(x0_hat, out.pred_original_sample, **TOL)
         torch.testing.assert_close(x_prev, out.prev_sample, **TOL, msg=lambda m, t=t: f"t = {t}: {m}")
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("clip", [True, False])
+def test_dpmpp_2m_matches_diffusers_dpm_solver_multistep(kind, clip):
+    """DPM-Solver++(2M) over diffusers' own 10-step grid (999, 899, ..., 100, then sigma = 0), step by step from the
+    same x_t and eps_hat: DPMSolverMultistepScheduler with algorithm_type="dpmsolver++", solver_order=2 and the
+    midpoint form; clip_x0 is its thresholding with sample_max_value=1 (which clamps x0_hat to [-1, 1])."""
+    from diffusion_lite.dpm_solver import dpmpp_2m_step
+
+    ours, theirs = _pair(kind, diffusers.DPMSolverMultistepScheduler, algorithm_type="dpmsolver++", solver_order=2,
+                         solver_type="midpoint", lower_order_final=False, final_sigmas_type="zero",
+                         thresholding=clip, sample_max_value=1.0)
+    theirs.set_timesteps(10)
+    ts = [int(t) for t in theirs.timesteps]
+    assert ts[0] == 999 and ts[-1] <= 100
+    x_t, _, _ = _batch(4)
+    g = torch.Generator().manual_seed(5)
+    x0_last = t_last = None
+    for i, t in enumerate(ts):
+        eps_hat = torch.randn(x_t.shape, generator=g, dtype=torch.float64) * 0.9 + 0.1 * x_t  # an imperfect network
+        theirs_prev = theirs.step(eps_hat, t, x_t).prev_sample
+        t_prev = ts[i + 1] if i + 1 < len(ts) else -1
+        x_prev, x0_hat = dpmpp_2m_step(ours, x_t, _t(t), _t(t_prev), eps_hat, x0_last, t_last, clip_x0=clip)
+        torch.testing.assert_close(x_prev, theirs_prev, **TOL, msg=lambda m, t=t: f"t = {t}: {m}")
+        x0_last, t_last, x_t = x0_hat, _t(t), theirs_prev

@@ -154,6 +154,9 @@ def text_pipe(schedule):
 
 @pytest.mark.parametrize("call, match", [
     (lambda p: p.sample(n=1, sampler="ddpm", eta=0.5, **S), r"eta is DDIM's noise setting"),
+    (lambda p: p.sample(n=1, sampler="dpm++2m", eta=0.5, **S), r"eta is DDIM's noise setting; the 'dpm\+\+2m'"),
+    (lambda p: p.sample(n=1, sampler="euler", **S), r"unknown sampler 'euler'; expected one of ddpm, ddim, dpm\+\+2m"),
+    (lambda p: p.sample(n=1, sampler="euler", eta=0.5, **S), r"unknown sampler 'euler'"),  # not "adds none"
     (lambda p: p.sample(n=1, guidance=5.0, **S), r"unconditional: guidance only applies"),
     (lambda p: p.model_fn(negative_prompt="x", guidance=7.0), r"unconditional: guidance, negative_prompt"),
     (lambda p: p.sample(n=1, guidance=3.0, **S), r"unconditional: guidance only applies"),  # the default value too

@@ -47,6 +47,9 @@ def test_train_sample_resume(tmp_path):
     run("sample", "--checkpoint", str(out), "--n", "4", "--steps", "2", "--sampler", "ddpm",
         "--out", str(tmp_path / "s.png"))
     assert (tmp_path / "s.png").stat().st_size > 100
+    run("sample", "--checkpoint", str(out), "--n", "2", "--steps", "3", "--sampler", "dpm++2m",
+        "--out", str(tmp_path / "d.npz"))
+    assert json.loads(np.load(tmp_path / "d.npz")["settings"][()])["sampler"] == "dpm++2m"
     p = run("export", "--run", str(out), "--out", str(out / "checkpoint"), check=False)  # would lose the run state
     assert p.returncode == 2 and "is a training checkpoint" in p.stderr
     run("export", "--run", str(out), "--out", str(tmp_path / "exported"))
@@ -113,7 +116,9 @@ def test_init_from_fine_tunes_an_exported_model(tmp_path):
     (["sample", "--checkpoint", "mnist-text2img", "--prompt", "a seven", "--cads-window", "0.5", "0.8",
       "--out", "a.png"], "--cads-window needs --cads"),
     (["sample", "--checkpoint", "mnist-uncond", "--sampler", "ddpm", "--eta", "0.5", "--out", "a.png"],
-     "--eta is DDIM's noise setting"),
+     "--eta is DDIM's noise setting; the ddpm sampler always adds its full noise"),
+    (["sample", "--checkpoint", "mnist-uncond", "--sampler", "dpm++2m", "--eta", "0.5", "--out", "a.png"],
+     "--eta is DDIM's noise setting; the dpm++2m sampler adds none"),
     (["evaluate", "--checkpoint", "mnist-uncond", "--n", "1", "--out", "r.json"], "--n must be >= 2"),
     (["train", "--dataset", "mnist", "--p-uncond", "0.2", "--steps", "1", "--out", "x"],
      "--p-uncond only applies to text-to-image training: add --text"),

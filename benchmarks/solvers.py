@@ -1,0 +1,54 @@
+"""DDIM against DPM-Solver++(2M) at equal steps: the BENCHMARKS.md table, read from `diffusion-lite evaluate`
+reports named results/solver_<checkpoint>_<sampler>_<steps>.json (one file per row; each one evaluate command,
+shown with the table). There is no runner: the commands are the evaluate CLI's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PATTERN = "solver_*.json"
+ORDER = {"ddim": 0, "dpm++2m": 1, "ddpm": 2}  # within a step count: the two ODE solvers, then DDPM
+
+
+def load(results: Path) -> dict[str, dict]:
+    """{file stem: evaluate report} for every solver_*.json in ``results``."""
+    return {f.stem: json.loads(f.read_text()) for f in sorted(results.glob(PATTERN))}
+
+
+def _command(r: dict, stem: str) -> str:
+    s = r["settings"]
+    guidance = f" --guidance {s['guidance']:g}" if s.get("guidance") is not None else ""
+    return (f"diffusion-lite evaluate --checkpoint {s['checkpoint']} --n {r['n']}{guidance} --steps {s['steps']} "
+            f"--sampler {s['sampler']} --threads {s['torch_threads']} --out benchmarks/results/{stem}.json")
+
+
+def render(reports: dict[str, dict]) -> str:
+    """One table per checkpoint: a row per (steps, sampler), steps ascending, then DDIM, DPM-Solver++, DDPM."""
+    if not reports:
+        return ("*Not run yet.* Commands: `diffusion-lite evaluate --checkpoint mnist-uncond --n 1000 --steps 20 "
+                "--sampler dpm++2m --out benchmarks/results/solver_mnist-uncond_dpm++2m_20.json`, and the same "
+                "with `--sampler ddim` and other `--steps`.\n")
+    by_ckpt: dict[str, list[tuple[str, dict]]] = {}
+    for stem, r in reports.items():
+        by_ckpt.setdefault(r["settings"]["checkpoint"], []).append((stem, r))
+    out = []
+    for ckpt, rows in sorted(by_ckpt.items(), key=lambda kv: kv[1][0][1].get("accuracy") is not None):  # uncond 1st
+        rows.sort(key=lambda sr: (sr[1]["settings"]["steps"], ORDER.get(sr[1]["settings"]["sampler"], 9)))
+        r0 = rows[0][1]
+        text = r0.get("accuracy") is not None
+        guidance = f", guidance {r0['settings']['guidance']:g}" if text else ""
+        floors = sorted({round(r["fid_floor"], 3) for _, r in rows})
+        out += [f"`{ckpt}`{guidance}, n = {r0['n']:,} per row, the same starting noise and reference for every row "
+                f"(real-vs-real floor {', '.join(f'{f:.3f}' for f in floors)}); {r0['settings']['torch_threads']} "
+                "torch thread(s). Commands:  ",
+                "  \n".join(f"`{_command(r, stem)}`" for stem, r in rows) + "\n",
+                "| sampler | steps | FID | FID / floor | diversity / real |" + (" accuracy |" if text else ""),
+                "|---|---:|---:|---:|---:|" + ("---:|" if text else "")]
+        for _, r in rows:
+            s = r["settings"]
+            acc = f" {r['accuracy']:.1%} |" if text else ""
+            out.append(f"| {s['sampler']} | {s['steps']} | {r['fid']:.3f} | {r['fid_ratio']:.2f} | "
+                       f"{r['diversity_ratio']:.2f} |{acc}")
+        out.append("")
+    return "\n".join(out)
