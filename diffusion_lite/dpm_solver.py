@@ -18,7 +18,7 @@ x0_hat             ``x0_hat``       the data prediction D(x_t) (DPM-Solver++ is 
 r                  ``r``            h_last / h, the previous step's size relative to this one
 =================  ===============  ==============================================================
 
-One step from t to s = t_prev (Lu et al. 2022, eq. 9 with the data prediction):
+One step from t to s = t_prev, written with the data prediction x0_hat as DPM-Solver++ is:
 
     x_s = (sigma_s / sigma_t) x_t - alpha_s (e^{-h} - 1) D
     D = x0_hat                                        first order: exactly DDIM's eta = 0 step
