@@ -14,13 +14,14 @@ decides the global layout of every sample the same way), and at the least noisy 
 model (s = 1) elsewhere.
 
 Condition-annealed sampling, CADS (Sadat et al. 2024, "CADS: Unleashing the diversity of diffusion
-models through condition-annealed sampling", eqs. 2-4): at high guidance every sample of a prompt
+models through condition-annealed sampling"; the labels (a)-(c) below are this module's, not the paper's
+equation numbers): at high guidance every sample of a prompt
 becomes the same "typical" digit. CADS adds Gaussian noise to the prompt's token embeddings y,
 strong at the noisiest steps and none at the end,
 
-    y_hat = sqrt(gamma(t)) y + noise_scale sqrt(1 - gamma(t)) n,     n ~ N(0, I)        (eq. 2)
-    gamma(t) = 1 for t/(T-1) <= tau1, 0 for t/(T-1) >= tau2, linear in between            (eq. 3)
-    y_hat <- psi * rescale(y_hat) + (1 - psi) * y_hat,  rescale = back to y's mean and std (eq. 4)
+    y_hat = sqrt(gamma(t)) y + noise_scale sqrt(1 - gamma(t)) n,     n ~ N(0, I)        (a)
+    gamma(t) = 1 for t/(T-1) <= tau1, 0 for t/(T-1) >= tau2, linear in between            (b)
+    y_hat <- psi * rescale(y_hat) + (1 - psi) * y_hat,  rescale = back to y's mean and std (c)
 
 so the global layout of a sample is decided under a blurred prompt (varied, as the data is), and the
 details under the real one (the right digit). The scale s is unchanged; the unconditional branch is
@@ -59,8 +60,8 @@ class CADS:
     """Condition-annealed sampling settings (module docstring; defaults: the paper's, with a stronger
     noise_scale, chosen on this project's MNIST model, BENCHMARKS.md section 4).
 
-    noise_scale: s in eq. 2, >= 0; tau1 < tau2 in [0, 1]: the annealing window in t / (T - 1) (0: the clean
-    end, 1: the noisiest step; eq. 3); psi in [0, 1]: how much of the rescaled embedding to use (eq. 4).
+    noise_scale: s in (a), >= 0; tau1 < tau2 in [0, 1]: the annealing window in t / (T - 1) (0: the clean
+    end, 1: the noisiest step; (b)); psi in [0, 1]: how much of the rescaled embedding to use ((c)).
     """
     noise_scale: float = 0.5
     tau1: float = 0.6
@@ -77,14 +78,14 @@ class CADS:
 
 
 def cads_gamma(t_frac: torch.Tensor, tau1: float, tau2: float) -> torch.Tensor:
-    """Eq. 3, t_frac = t / (T - 1) in [0, 1]: gamma = 1 for t_frac <= tau1 (clean end), 0 for t_frac >= tau2 (noisy
-    end), linear between."""
+    """(b) of the module docstring, t_frac = t / (T - 1) in [0, 1]: gamma = 1 for t_frac <= tau1 (clean end),
+    0 for t_frac >= tau2 (noisy end), linear between."""
     return ((tau2 - t_frac) / (tau2 - tau1)).clamp(0.0, 1.0)
 
 
 def cads_noise(y: torch.Tensor, mask: torch.Tensor, gamma: torch.Tensor, cfg: CADS,
                generator: torch.Generator | None = None) -> torch.Tensor:
-    """Eqs. 2 and 4 on text tokens y (B, L, D) with mask (B, L) (True = real token); gamma (B,).
+    """(a) and (c) of the module docstring on text tokens y (B, L, D) with mask (B, L) (True = real token); gamma (B,).
 
     Returns y_hat (B, L, D); padding positions stay zero, and mean and std for the rescaling are taken
     over each prompt's real tokens. gamma = 1 returns y unchanged.
