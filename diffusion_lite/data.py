@@ -181,7 +181,8 @@ def _expected_files(name: str) -> str:
 
 def _not_found_message(name: str, split: str, tried: list[str]) -> str:
     how = [f"  - online: --download (Python: load_dataset({name!r}, download=True)); torchvision saves it under "
-           f"{CACHE_DIR} (Python: or under root=<dir>)"]
+           f"{CACHE_DIR} (Python: or under root=<dir>); later calls look in that cache without being told, so one "
+           "download is enough (e.g. one notebook cell, for every chapter)"]
     if name == "mnist":
         how.append("  - MNIST ships in the diffusion-lite source repository's data/mnist/, not in a wheel: work in a "
                    "git checkout (`pip install -e .` there)")

@@ -343,6 +343,8 @@ def test_download_goes_through_torchvision_only_when_missing(isolated, monkeypat
     assert calls == [(str(data.CACHE_DIR), True)] and ds.source == data.CACHE_DIR / "MNIST" / "raw"
     load_dataset("mnist", "test", subset=3, download=True)  # found now: no second download
     assert len(calls) == 1
+    # and without download=True: one download serves every later call (what the not-found message promises)
+    assert load_dataset("mnist", "test", subset=3).source == data.CACHE_DIR / "MNIST" / "raw" and len(calls) == 1
 
 
 def test_a_failed_download_says_what_failed_and_what_to_do(isolated, monkeypatch, capsys):
@@ -483,6 +485,7 @@ def test_not_found_hints_read_for_the_command_line_and_for_python(isolated):
         load_dataset("cifar10")
     msg = str(e.value)
     assert "--download (Python: load_dataset('cifar10', download=True))" in msg
+    assert f"saves it under {data.CACHE_DIR}" in msg and "so one download is enough" in msg
     assert f"set {data.ENV_VAR}=<dir> (Python: or root=<dir>)" in msg
 
 
