@@ -32,9 +32,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
+# text files are read and written as UTF-8 everywhere, not in the locale's encoding (cp1252 on many Windows
+# machines); PLW1514 is a preview rule of ruff, so it is selected on its own
+LINT_PATHS = diffusion_lite tests benchmarks scripts notebooks
+
 # everything CI checks: lint, fast package tests, then the notebooks under nbval
 test: $(STAMP) check-dev
-	$(BIN)/ruff check diffusion_lite tests benchmarks scripts notebooks
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff check --preview --select PLW1514 $(LINT_PATHS)  # open/read_text/write_text name their encoding
 	TQDM_DISABLE=1 $(BIN)/python -m pytest tests -q -n 2
 	$(MAKE) test-notebooks
 
@@ -63,7 +68,8 @@ check-dev: $(STAMP)
 	  echo "the tests need the 'dev' extra: $(BIN)/python -m pip install -e '.[dev]' (or '.[all]')"; exit 1; }
 
 lint: $(STAMP) check-dev
-	$(BIN)/ruff check diffusion_lite tests benchmarks scripts notebooks
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff check --preview --select PLW1514 $(LINT_PATHS)  # open/read_text/write_text name their encoding
 
 # re-execute every notebook in place (the committed outputs come from this) and sync the .py twins
 notebooks: $(STAMP)

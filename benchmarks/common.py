@@ -30,7 +30,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # ------------------------------------------------------------------------------------ the machine
 def cpu_model() -> str:
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
@@ -141,7 +141,7 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None):
 
 def write_result(path: Path, payload: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {path}")
     return path
 

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, fn in PLOTTERS.items():
         f = args.results / f"{name}.json"
         if f.exists():
-            data = json.loads(f.read_text())
+            data = json.loads(f.read_text(encoding="utf-8"))
             if data.get("gpu") is None or "kinds" in data or "models" in data or "sweep" in data or "sides" in data:
                 fn(data, f.with_suffix(".png"))
 

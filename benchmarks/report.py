@@ -23,7 +23,7 @@ COMMANDS = {
 
 def _load(results: Path, name: str) -> dict | None:
     f = results / f"{name}.json"
-    return json.loads(f.read_text()) if f.exists() else None
+    return json.loads(f.read_text(encoding="utf-8")) if f.exists() else None
 
 
 def _spread(s: dict, fmt: str = ".1f") -> str:
@@ -318,8 +318,8 @@ def section_gpu(results: Path) -> str:
 
 def render(results: Path = RESULTS_DIR) -> str:
     tt, sq, gs, tq = (_load(results, n) for n in COMMANDS)
-    ev = {f.stem: json.loads(f.read_text()) for f in sorted(results.glob(f"{EVAL_NAME}*.json"))}
-    template = (Path(__file__).parent / "BENCHMARKS.template.md").read_text()
+    ev = {f.stem: json.loads(f.read_text(encoding="utf-8")) for f in sorted(results.glob(f"{EVAL_NAME}*.json"))}
+    template = (Path(__file__).parent / "BENCHMARKS.template.md").read_text(encoding="utf-8")
     return template.format(train=section_train(tt), hardware=section_hardware(tt), sampling=section_sampling(sq),
                            issue3=section_issue3(ev), guidance=section_guidance(gs),
                            interval=guidance_interval.render(_load(results, "guidance_interval")),
@@ -328,7 +328,8 @@ def render(results: Path = RESULTS_DIR) -> str:
                            fashion=fashion_evaluator.render(_load(results, "fashion_evaluator")),
                            solvers=solvers.render(solvers.load(results)),
                            fashion_shipped=fashion_evaluator.render_shipped(
-                               {f.stem: json.loads(f.read_text()) for f in sorted(results.glob("eval_fashion-*"))}))
+                               {f.stem: json.loads(f.read_text(encoding="utf-8"))
+                         for f in sorted(results.glob("eval_fashion-*"))}))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -336,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--results", type=Path, default=RESULTS_DIR)
     p.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     a = p.parse_args(argv)
-    a.out.write_text(render(a.results))
+    a.out.write_text(render(a.results), encoding="utf-8")
     print(f"wrote {a.out}")
 
 

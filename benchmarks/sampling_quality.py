@@ -187,7 +187,7 @@ def run(args) -> dict:
         result["models"] = sweep(s, rt, progress=not args.quick)
     result["machine_end"] = {"load_average_1_5_15min": common.load_average()}
     if args.update and path.exists():
-        result = _merge(json.loads(path.read_text()), result)
+        result = _merge(json.loads(path.read_text(encoding="utf-8")), result)
     common.write_result(path, result)
     if not args.no_plot and any(r.get("sweep") for r in result.get("models", {}).values()):
         from . import plots

@@ -13,7 +13,7 @@ ORDER = {"ddim": 0, "dpm++2m": 1, "ddpm": 2}  # within a step count: the two ODE
 
 def load(results: Path) -> dict[str, dict]:
     """{file stem: evaluate report} for every solver_*.json in ``results``."""
-    return {f.stem: json.loads(f.read_text()) for f in sorted(results.glob(PATTERN))}
+    return {f.stem: json.loads(f.read_text(encoding="utf-8")) for f in sorted(results.glob(PATTERN))}
 
 
 def _command(r: dict, stem: str) -> str:

@@ -97,7 +97,7 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
         w_tmp = files.write_temp(weights, lambda tmp: save_file(tensors, tmp))
         sha = files.sha256_file(w_tmp)
         text = json.dumps({**meta, "format_version": FORMAT_VERSION, "weights_sha256": sha}, indent=2, sort_keys=True)
-        j_tmp = files.write_temp(sidecar, lambda tmp: Path(tmp).write_text(text))
+        j_tmp = files.write_temp(sidecar, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
         os.replace(j_tmp, pending)
         j_tmp, pending_is_ours = None, True
         os.replace(w_tmp, weights)
@@ -125,7 +125,7 @@ def finish_interrupted_save(path: str | os.PathLike) -> bool:
     if not (pending.exists() and weights.exists()):
         return False
     try:
-        new = json.loads(pending.read_text())
+        new = json.loads(pending.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return False
     sha = files.sha256_file(weights)
@@ -154,7 +154,7 @@ def check_resumable(path: str | os.PathLike, how_to_start_afresh: str = "choose 
     if not (weights.exists() and sidecar.exists()):
         return
     try:
-        sha = json.loads(sidecar.read_text()).get("weights_sha256")
+        sha = json.loads(sidecar.read_text(encoding="utf-8")).get("weights_sha256")
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return  # not JSON (or not an object): the caller's reading of it says so
     if sha and files.sha256_file(weights) != sha:
@@ -239,7 +239,7 @@ def load_checkpoint(path_or_name: str | os.PathLike, device: str | torch.device 
         if not f.exists():
             raise CheckpointError(f"checkpoint {stem} is incomplete: {f.name} is missing")
     try:
-        meta = json.loads(sidecar.read_text())
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{sidecar} is not valid JSON ({e}); the checkpoint is corrupt") from e
     if not isinstance(meta, dict) or "kind" not in meta:

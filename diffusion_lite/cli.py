@@ -148,7 +148,7 @@ def check_not_shipped(out: str, replace_shipped: bool = False, can_replace: bool
 def _kind_of(sidecar: Path) -> str:
     """What a checkpoint's JSON says it holds, for messages: "a 'clip' checkpoint", or why that is unknown."""
     try:
-        kind = json.loads(sidecar.read_text()).get("kind")
+        kind = json.loads(sidecar.read_text(encoding="utf-8")).get("kind")
     except (OSError, ValueError, AttributeError):
         return "its JSON is missing or unreadable"
     return f"a {kind!r} checkpoint"
@@ -160,7 +160,7 @@ def cmd_export(args) -> None:
     stem = check_stem(args.out)  # as save_checkpoint names it
     check_not_shipped(args.out, replace_shipped=args.replace_shipped, can_replace=True)
     target = Path(stem + ".json")
-    if target.is_file() and "train_state" in target.read_text():
+    if target.is_file() and "train_state" in target.read_text(encoding="utf-8"):
         raise CLIError(f"{target} is a training checkpoint (it resumes a run); export to another --out")
     existing = [f for f in (target, Path(stem + ".safetensors")) if f.exists()]
     if existing and not args.overwrite and not (args.replace_shipped and inside_pretrained(stem)):
@@ -172,7 +172,7 @@ def cmd_export(args) -> None:
                        f"{type(pipe).__name__} checkpoint (copy its .safetensors and .json files instead)")
     if args.card:
         try:
-            card = json.loads(Path(args.card).read_text())
+            card = json.loads(Path(args.card).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CLIError(f"--card {args.card}: expected a JSON file of model-card facts, in UTF-8 ({e})") from None
         pipe.meta["card"] = card

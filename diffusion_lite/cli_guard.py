@@ -23,7 +23,7 @@ def _check_report_path(out: Path) -> None:
     # STEM.json beside the run folder STEM would be what --checkpoint STEM finds, instead of the run
     if out.is_file() and not is_checkpoint:
         try:
-            data = json.loads(out.read_text())
+            data = json.loads(out.read_text(encoding="utf-8"))
             is_checkpoint = isinstance(data, dict) and "kind" in data  # reports have no "kind"
         except (OSError, ValueError):
             is_checkpoint = False

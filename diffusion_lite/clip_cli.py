@@ -48,7 +48,7 @@ def _partial_run(partial: str, args) -> dict | None:
     if not sidecar.exists():
         return None
     try:
-        saved = json.loads(sidecar.read_text())
+        saved = json.loads(sidecar.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CLIError(f"{sidecar} is not valid JSON ({e}), so the interrupted run cannot be resumed; restore it from "
                        f"a copy, or {afresh}") from None
@@ -89,7 +89,7 @@ def _finished_encoder(stem: str, args) -> bool:
     keep = "choose another --out, or delete them first (a text-to-image run trained on that encoder would no " \
            "longer resume)"
     try:
-        saved = json.loads(Path(stem + ".json").read_text()) if len(existing) == 2 else None
+        saved = json.loads(Path(stem + ".json").read_text(encoding="utf-8")) if len(existing) == 2 else None
     except (json.JSONDecodeError, UnicodeDecodeError):
         saved = None
     if not isinstance(saved, dict) or saved.get("kind") != "clip" or "card" not in saved:
@@ -159,7 +159,8 @@ def cmd_train_clip(args) -> None:
     except TrainingInterrupted as e:  # cli.main prints it and exits with 128 + the signal
         raise TrainingInterrupted(f"{e}; rerun the same command to resume it ({stem}.safetensors and {stem}.json are "
                                   "written when training completes)", e.signum) from None
-    minutes = json.loads(Path(partial + ".json").read_text())["train_state"]["seconds"] / 60  # all sessions
+    final = json.loads(Path(partial + ".json").read_text(encoding="utf-8"))
+    minutes = final["train_state"]["seconds"] / 60  # all sessions
     model.eval()
     with torch.no_grad():
         acc = zero_shot_accuracy(model, test.images.to(device), test.labels.to(device), class_prompts(args.dataset))

@@ -53,7 +53,7 @@ def verify_checksums(files: list[Path]) -> None:
     manifest = files[0].parent / "SHA256SUMS"
     if not manifest.is_file():
         return
-    lines = [line.split(maxsplit=1) for line in manifest.read_text().splitlines() if line.strip()]
+    lines = [line.split(maxsplit=1) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
     if any(len(parts) != 2 for parts in lines):
         raise DatasetChecksumError(f"{manifest}: expected lines '<sha256>  <file name>'")
     expected = {fname.lstrip("*"): digest.lower() for digest, fname in lines}

@@ -66,7 +66,7 @@ def _prompt_grid(pipe, prompts: list[str], png: Path, seed: int) -> list[Path]:
     imgs = pipe.sample([p for p in prompts for _ in range(6)], guidance=3.0, steps=25,
                        generator=torch.Generator().manual_seed(seed))
     rows = "Rows, top to bottom (6 samples each):\n" + "\n".join(prompts) + "\n"
-    atomic_write(png.with_name(png.stem + "_prompts.txt"), lambda tmp: Path(tmp).write_text(rows))
+    atomic_write(png.with_name(png.stem + "_prompts.txt"), lambda tmp: Path(tmp).write_text(rows, encoding="utf-8"))
     return [save_grid(imgs, png, nrow=6, scale=3)]
 
 

@@ -93,7 +93,8 @@ def cmd_evaluate(args) -> None:
     if args.attributes:
         report["attribute_adherence"] = attribute_adherence_report(pipe, n_per_digit=args.attributes, **kw)
     text = json.dumps(report, indent=2) + "\n"
-    atomic_write(out, lambda tmp: Path(tmp).write_text(text))  # an older report is replaced whole or kept
+    # an older report is replaced whole or kept
+    atomic_write(out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     print(format_report(report))
     print(f"wrote {out}")
 

@@ -22,7 +22,7 @@ def read_run(out: Path) -> dict | None:
     if not (out / "checkpoint.json").exists():
         return None
     try:
-        saved = json.loads((out / "checkpoint.json").read_text())
+        saved = json.loads((out / "checkpoint.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CLIError(f"{out / 'checkpoint.json'} is not valid JSON ({e}), so the run cannot be resumed; restore "
                        "it from a copy, or choose a new --out to start afresh") from None
@@ -45,7 +45,7 @@ def _encoder_name(saved: dict) -> str:
         return saved["text_from"]
     sha = saved["text"].get("weights_sha256")
     for name in list_pretrained():
-        if json.loads((PRETRAINED_DIR / f"{name}.json").read_text()).get("weights_sha256") == sha:
+        if json.loads((PRETRAINED_DIR / f"{name}.json").read_text(encoding="utf-8")).get("weights_sha256") == sha:
             return name
     return f"<the CLIP checkpoint with weights sha256 {str(sha)[:12]}>"
 

@@ -66,7 +66,9 @@ plt.rcParams["image.interpolation"] = "nearest"  # draw pixels as crisp squares
 #    and it is a new one: it came from random noise, not from the training set.
 #
 # Here is the forward process applied to one digit (you will build it in chapters 01 and 02). Generation
-# runs this film backwards.
+# runs this film backwards. (The next cell reads a test digit from the MNIST copy in the repository's `data/`
+# folder. If it stops with an error instead, the message says where it looked; section 3 checks the rest of
+# your setup.)
 
 # %%
 schedule = Schedule.from_config(ScheduleConfig())  # the package default: cosine schedule, T = 1000 steps
@@ -198,7 +200,7 @@ shipped = list_pretrained()
 for name, use in USED_IN.items():
     if name in shipped:
         size = (PRETRAINED_DIR / f"{name}.safetensors").stat().st_size / 1e6
-        kind = json.loads((PRETRAINED_DIR / f"{name}.json").read_text())["kind"]
+        kind = json.loads((PRETRAINED_DIR / f"{name}.json").read_text(encoding="utf-8"))["kind"]
         print(f"  found    {name:17s} {kind:11s} {size:5.1f} MB   {use}")
     else:
         print(f"  MISSING  {name:17s} {use}")

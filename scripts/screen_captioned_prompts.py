@@ -85,7 +85,7 @@ def main() -> None:
     r["settings"] = {k: v for k, v in vars(args).items() if k != "out"}
     r["prompt_examples"] = prompts[:20]
     r["date_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
-    with open(args.out, "w") as f:
+    with open(args.out, "w", encoding="utf-8") as f:
         json.dump(r, f, indent=1)
     print({k: round(r[k], 4) for k in ("accuracy", "fid", "fid_floor", "fid_ratio", "diversity_ratio")},
           r["attribute_shares"])

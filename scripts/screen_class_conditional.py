@@ -116,7 +116,7 @@ def evaluate(args) -> None:
     r["screen"] = (f"class-conditional {unet.num_parameters():,}-parameter U-Net, {st['step']} steps, "
                    f"{st['seconds'] / 60:.1f} min of training, guidance {args.guidance}")
     r["date_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
-    with open(args.out, "w") as f:
+    with open(args.out, "w", encoding="utf-8") as f:
         json.dump(r, f, indent=1)
     print(r["screen"])
     print({k: round(r[k], 4) for k in ("accuracy", "fid", "fid_floor", "fid_ratio", "diversity_ratio")})

@@ -142,7 +142,7 @@ def main() -> None:
         report["feature_spaces_reading_A"][space] = row
         print(space, {k: round(v, 4 if k == "floor" else 2) for k, v in row.items()}, flush=True)
     report["date_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
-    Path(args.out).write_text(json.dumps(report, indent=1))
+    Path(args.out).write_text(json.dumps(report, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":

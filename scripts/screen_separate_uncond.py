@@ -49,7 +49,7 @@ def main() -> None:
     r = evaluate_pipeline(pipe, n=args.n, guidance=args.guidance, steps=args.steps)
     r["screen"] = f"guidance {args.guidance} with the shipped mnist-uncond as the unconditional branch"
     r["date_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
-    with open(args.out, "w") as f:
+    with open(args.out, "w", encoding="utf-8") as f:
         json.dump(r, f, indent=1)
     print({k: round(r[k], 4) for k in ("accuracy", "fid", "fid_floor", "fid_ratio", "diversity_ratio")})
 

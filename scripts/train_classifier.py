@@ -109,7 +109,7 @@ FID between a random {name}-test subset and a disjoint random {name}-train subse
 """ + "".join(f"| {k} vs {k} | {v:.3f} |\n" for k, v in floors.items()) + """
 These numbers are comparable only to FIDs computed with this classifier at the same sample count.
 """
-    stem.with_suffix(".md").write_text(card)
+    stem.with_suffix(".md").write_text(card, encoding="utf-8")
 
 
 if __name__ == "__main__":

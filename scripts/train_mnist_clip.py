@@ -177,7 +177,7 @@ def main(argv=None) -> None:
                       "logit_scale": model.logit_scale.exp().item()}}
     stem = save_clip(args.out, model, meta)
     size_mb = stem.with_suffix(".safetensors").stat().st_size / 1e6
-    stem.with_suffix(".md").write_text(card(args, meta, metrics, n_params, size_mb))
+    stem.with_suffix(".md").write_text(card(args, meta, metrics, n_params, size_mb), encoding="utf-8")
     print(json.dumps(metrics, indent=2))
     print(f"saved {stem}.{{safetensors,json,md}} ({size_mb:.2f} MB) in {wall / 60:.1f} min")
 

@@ -38,7 +38,7 @@ def tiny_clip() -> CLIPModel:
 
 
 def _saved(run):
-    return json.loads((run / "checkpoint.json").read_text())
+    return json.loads((run / "checkpoint.json").read_text(encoding="utf-8"))
 
 
 # ------------------------------------------------------------------------------------ fit's checkpoints
@@ -88,13 +88,13 @@ def test_meta_contradicting_what_fit_knows_is_an_error(tmp_path, images, schedul
 
 def test_checkpoints_with_the_prediction_only_under_train_load_with_it(tmp_path, schedule):
     DiffusionPipeline(UNet(TINY), schedule).save(tmp_path / "m")
-    meta = json.loads((tmp_path / "m.json").read_text())
+    meta = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
     del meta["prediction"]  # what fit wrote for a v run given meta={"unet": ..., "schedule": ...}
     meta["train"] = TrainConfig(prediction="v").to_dict()
-    (tmp_path / "m.json").write_text(json.dumps(meta))
+    (tmp_path / "m.json").write_text(json.dumps(meta), encoding="utf-8")
     assert load(tmp_path / "m").prediction == "v"
     meta["prediction"] = "eps"
-    (tmp_path / "m.json").write_text(json.dumps(meta))
+    (tmp_path / "m.json").write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(CheckpointError, match=r"prediction is ambiguous: 'eps', but it was trained with 'v'"):
         load(tmp_path / "m")
 
@@ -133,9 +133,9 @@ def test_text_conditional_unet_without_text_encoder_is_a_clear_error(tmp_path, s
     with pytest.raises(ValueError, match=r"cannot save the pipeline's text encoder, a ToyText"):
         DiffusionPipeline(UNet(TINY_TEXT), schedule, text=ToyText()).save(tmp_path / "b")
     DiffusionPipeline(UNet(TINY_TEXT), schedule, text=tiny_clip()).save(tmp_path / "c")
-    meta = json.loads((tmp_path / "c.json").read_text())
+    meta = json.loads((tmp_path / "c.json").read_text(encoding="utf-8"))
     meta["text"] = None
-    (tmp_path / "c.json").write_text(json.dumps(meta))
+    (tmp_path / "c.json").write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(CheckpointError, match=r"U-Net is text-conditional .* no text encoder is stored"):
         load(tmp_path / "c")
 
@@ -216,7 +216,7 @@ def test_the_readme_own_images_example_runs(tmp_path, monkeypatch):
     shortened (steps=2000 -> 2) so that it takes a second."""
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     block = re.search(r"Training on your own images.*?```python\n(.*?)```", readme, re.S).group(1)
     assert "steps=2000, batch_size=64" in block
     code = block.replace("steps=2000, batch_size=64", "steps=2, batch_size=4, warmup_steps=1")

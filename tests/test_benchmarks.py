@@ -64,7 +64,7 @@ def test_train_throughput_and_hardware_efficiency(tmp_path):
 
     r = train_throughput.main([*QUICK, "--out", str(tmp_path), "--reps", "1", "--peak-n", "128",
                                   "--batch-size", "4"])
-    saved = json.loads((tmp_path / "train_throughput.json").read_text())
+    saved = json.loads((tmp_path / "train_throughput.json").read_text(encoding="utf-8"))
     assert saved["command"].startswith("python -m benchmarks.train_throughput --quick")
     assert saved["machine"]["cpu"] and saved["settings"]["batch_size"] == 4
     for kind in models.KINDS:
@@ -96,7 +96,7 @@ def test_sampling_quality_and_guidance_sweep(tmp_path, checkpoints):
     assert [row["guidance"] for row in g["sweep"]] == [0.0, 2.0]
     assert set(g["attribute_adherence"]["attributes"]) == {"thickness", "slant", "size"}
     assert plots.plot_guidance(g, tmp_path / "g.png").exists()
-    assert json.loads((tmp_path / "guidance_sweep.json").read_text())["settings"]["n"] == 20
+    assert json.loads((tmp_path / "guidance_sweep.json").read_text(encoding="utf-8"))["settings"]["n"] == 20
 
 
 def test_guidance_interval(tmp_path, checkpoints):
@@ -128,7 +128,7 @@ def test_sampling_quality_update_keeps_the_other_models_results(tmp_path, checkp
     assert set(r["models"]) == set(r["throughput"]) == {"uncond", "text"}
     assert [run["settings"]["models"] for run in r["runs"]] == [["uncond"], ["text"]]
     assert "--models uncond" in r["command"] and "--models text --update" in r["command"]
-    saved = json.loads((tmp_path / "sampling_quality.json").read_text())
+    saved = json.loads((tmp_path / "sampling_quality.json").read_text(encoding="utf-8"))
     assert saved["models"]["uncond"]["sweep"][0]["steps"] == 1
     assert "| uncond |" in report.section_sampling(saved) and "| text |" in report.section_sampling(saved)
     # each table says which run measured it; a later throughput-only run replaces only the throughput
@@ -169,7 +169,7 @@ def test_gpu_mode_reports_no_gpu_on_a_cpu_machine(tmp_path):
 
     r = train_throughput.main(["--gpu", "--out", str(tmp_path)])
     assert "no GPU present" in r["gpu"]
-    assert "no GPU present" in json.loads((tmp_path / "train_throughput_gpu.json").read_text())["gpu"]
+    assert "no GPU present" in json.loads((tmp_path / "train_throughput_gpu.json").read_text(encoding="utf-8"))["gpu"]
 
 
 def test_gpu_style_options_run_on_cpu(tmp_path):
@@ -339,7 +339,7 @@ def test_the_shipped_fashion_model_rows_come_from_its_evaluate_reports(tmp_path)
     base = {"accuracy": 0.9, "fid": 1.0, "fid_floor": 0.5, "fid_ratio": 2.0, "diversity_ratio": 0.8}
     for name, s, iv in [("eval_fashion-text2img_interval", 3.0, [200, 700]), ("eval_fashion-text2img", 3.0, None)]:
         r = {**base, "settings": {"guidance": s, "guidance_interval": iv}}
-        (tmp_path / f"{name}.json").write_text(json.dumps(r))
+        (tmp_path / f"{name}.json").write_text(json.dumps(r), encoding="utf-8")
     table = report.render(tmp_path)
     rows = [line for line in table.splitlines() if line.startswith("| `--guidance")]
     assert rows == ["| `--guidance 3` | 90.0% | 1.000 | 0.500 | 2.00 | 0.80 |",
@@ -356,7 +356,7 @@ def test_solver_tables_are_rendered_from_evaluate_reports(tmp_path):
                     **({"guidance": 3.0} if accuracy is not None else {})}
         r = {"settings": settings, "n": 10, "fid": fid, "fid_floor": 0.5, "fid_ratio": fid / 0.5,
              "diversity_ratio": 0.9, "accuracy": accuracy}
-        (tmp_path / f"solver_{ckpt}_{sampler}_{steps}.json").write_text(json.dumps(r))
+        (tmp_path / f"solver_{ckpt}_{sampler}_{steps}.json").write_text(json.dumps(r), encoding="utf-8")
 
     assert "*Not run yet.*" in solvers.render({})
     rep("mnist-uncond", "ddpm", 10, 1.0)

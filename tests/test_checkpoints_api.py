@@ -112,9 +112,9 @@ def test_unreadable_weights_still_say_corrupt(tmp_path):
 # ------------------------------------------------------------------------------------ incomplete JSON
 def test_json_without_required_keys_names_the_file_and_the_keys(tmp_path, uncond):
     uncond.save(tmp_path / "m")
-    meta = json.loads((tmp_path / "m.json").read_text())
+    meta = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
     for drop, expected in ((["unet"], "'unet'"), (["unet", "schedule"], "'unet', 'schedule'")):
-        (tmp_path / "m.json").write_text(json.dumps({k: v for k, v in meta.items() if k not in drop}))
+        (tmp_path / "m.json").write_text(json.dumps({k: v for k, v in meta.items() if k not in drop}), encoding="utf-8")
         with pytest.raises(CheckpointError, match=rf"m\.json lacks {expected}"):
             load(tmp_path / "m")
     tensors, _ = load_checkpoint(tmp_path / "m")
@@ -124,13 +124,13 @@ def test_json_without_required_keys_names_the_file_and_the_keys(tmp_path, uncond
 
 def test_text_encoder_inside_a_diffusion_checkpoint_is_checked_too(tmp_path):
     stem = _copy_pretrained("mnist-text2img", tmp_path / "t2i")
-    meta = json.loads((tmp_path / "t2i.json").read_text())
+    meta = json.loads((tmp_path / "t2i.json").read_text(encoding="utf-8"))
     del meta["text"]["tokenizer"]
-    (tmp_path / "t2i.json").write_text(json.dumps(meta))
+    (tmp_path / "t2i.json").write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(CheckpointError, match=r"t2i\.json \(its 'text' encoder\) lacks 'tokenizer'"):
         load(stem)
     meta["text"] = {"config": {}}
-    (tmp_path / "t2i.json").write_text(json.dumps(meta))
+    (tmp_path / "t2i.json").write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(CheckpointError, match="has no 'kind' field"):
         load(stem)
 
@@ -221,7 +221,7 @@ def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypat
     if step == "weights":
         monkeypatch.setattr(checkpoints, "save_file", lambda tensors, path: crash_half_way(path))
     else:
-        monkeypatch.setattr(checkpoints.Path, "write_text", lambda self, text: crash_half_way(self))
+        monkeypatch.setattr(checkpoints.Path, "write_text", lambda self, text, **kw: crash_half_way(self))
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(stem, {"w": torch.zeros(3)}, {"kind": "test", "step": 2})
     monkeypatch.undo()
@@ -260,7 +260,8 @@ def test_a_kill_between_the_two_renames_loses_neither_checkpoint(tmp_path, monke
     assert meta["step"] == 1 and torch.equal(tensors["w"], torch.ones(3))
 
     killed_save(stem, 3, ".json")
-    assert json.loads((tmp_path / "model.json").read_text())["step"] == 1  # the old JSON, for the new weights
+    # the old JSON, for the new weights
+    assert json.loads((tmp_path / "model.json").read_text(encoding="utf-8"))["step"] == 1
     with pytest.warns(UserWarning, match="a save was interrupted after writing model.safetensors; finished it"):
         tensors, meta = load_checkpoint(stem)
     assert meta["step"] == 3 and torch.equal(tensors["w"], torch.full((3,), 3.0))
@@ -311,9 +312,9 @@ def test_saving_never_touches_the_process_umask(tmp_path, monkeypatch):
 @pytest.mark.parametrize("version", [2, "1", 1.5, True])
 def test_a_checkpoint_from_a_newer_format_is_refused_not_misread(tmp_path, version):
     stem = save_checkpoint(tmp_path / "m", {"w": torch.zeros(2)}, {"kind": "diffusion"})
-    meta = json.loads((tmp_path / "m.json").read_text())
+    meta = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
     assert meta["format_version"] == checkpoints.FORMAT_VERSION
-    (tmp_path / "m.json").write_text(json.dumps({**meta, "format_version": version}))
+    (tmp_path / "m.json").write_text(json.dumps({**meta, "format_version": version}), encoding="utf-8")
     with pytest.raises(CheckpointError, match=f"format version {version!r}, but diffusion_lite .* reads versions "
                                               f"up to {checkpoints.FORMAT_VERSION}"):
         load_checkpoint(stem)
@@ -322,9 +323,9 @@ def test_a_checkpoint_from_a_newer_format_is_refused_not_misread(tmp_path, versi
 def test_a_mistyped_checkpoint_name_gets_the_closest_existing_one(tmp_path):
     """runs/ft2j for runs/ft2i, a file stem or a pretrained name one letter off: the error names the likely one."""
     (tmp_path / "runs" / "ft2i").mkdir(parents=True)
-    (tmp_path / "runs" / "ft2i" / "checkpoint.json").write_text("{}")
+    (tmp_path / "runs" / "ft2i" / "checkpoint.json").write_text("{}", encoding="utf-8")
     for suffix in (".json", ".safetensors"):
-        (tmp_path / f"my-clip{suffix}").write_text("{}")
+        (tmp_path / f"my-clip{suffix}").write_text("{}", encoding="utf-8")
     for typo, meant in ((tmp_path / "runs" / "ft2j", tmp_path / "runs" / "ft2i"), (tmp_path / "my-clp",
                         tmp_path / "my-clip"), ("mnist-tex2img", "mnist-text2img")):
         with pytest.raises(CheckpointError, match=f"did you mean '{meant}'"):

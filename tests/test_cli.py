@@ -151,7 +151,7 @@ def test_output_paths_and_prompt_files_are_checked_before_any_work(tmp_path):
         p = subprocess.run([EXE, *args], capture_output=True, text=True, cwd=tmp_path, timeout=120)
         assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
 
-    (tmp_path / "afile").write_text("x")
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
     (tmp_path / "adir.png").mkdir()
     fails("sample", "--checkpoint", "mnist-uncond", "--out", "afile/x.png", message="afile is a file, so no folder")
     fails("sample", "--checkpoint", "mnist-uncond", "--out", "adir.png", message="adir.png is a folder")
@@ -161,7 +161,7 @@ def test_output_paths_and_prompt_files_are_checked_before_any_work(tmp_path):
     (tmp_path / "latin1.txt").write_bytes(b"the digit \xff\n")
     fails("sample", "--checkpoint", "mnist-text2img", "--prompts-file", "latin1.txt", "--out", "a.png",
           message="latin1.txt is not UTF-8 text")
-    (tmp_path / "bad_card.json").write_text("{oops")
+    (tmp_path / "bad_card.json").write_text("{oops", encoding="utf-8")
     fails("export", "--run", "mnist-uncond", "--card", "bad_card.json", "--out", "m",
           message="--card bad_card.json: expected a JSON file")
     # a byte-order mark (Windows editors) is not read as an unknown word
@@ -187,7 +187,7 @@ def test_text_to_image_commands(tmp_path):
     run("train", "--dataset", "mnist", "--text", str(clip), "--steps", "2", "--batch-size", "8", "--subset", "100",
         "--model", "tiny", "--cross-attn", "7", "--out", str(run_dir), "--threads", "1")
     prompts = tmp_path / "prompts.txt"
-    prompts.write_text("# my prompts (a comment)\na thick seven\n\n  # another\nthe digit one\n")
+    prompts.write_text("# my prompts (a comment)\na thick seven\n\n  # another\nthe digit one\n", encoding="utf-8")
     p = run("sample", "--checkpoint", str(run_dir), "--prompt", "a handwritten 3", "--prompts-file", str(prompts),
             "--n", "2", "--steps", "2", "--guidance", "2", "--negative-prompt", "a thin seven",
             "--out", str(tmp_path / "t.npz"))
@@ -212,7 +212,7 @@ def test_text_to_image_commands(tmp_path):
     p = run("sample", "--checkpoint", str(run_dir), "--prompt", "x", "--out", str(tmp_path / "u.png"),
             "--prompts-file", str(tmp_path / "missing.txt"), check=False)
     assert p.returncode == 2 and "does not exist" in p.stderr
-    (tmp_path / "empty.txt").write_text("\n  \n# only a comment\n")
+    (tmp_path / "empty.txt").write_text("\n  \n# only a comment\n", encoding="utf-8")
     p = run("sample", "--checkpoint", str(run_dir), "--prompts-file", str(tmp_path / "empty.txt"),
             "--out", str(tmp_path / "u.png"), check=False)
     assert p.returncode == 2 and "has no prompts" in p.stderr
@@ -272,7 +272,7 @@ def test_evaluate_scores_a_fashion_model_with_the_fashion_classifier(tmp_path):
         "tiny", "--out", str(run_dir), "--threads", "1")
     p = run("evaluate", "--checkpoint", str(run_dir), "--n", "20", "--steps", "2", "--out", str(tmp_path / "r.json"),
             "--threads", "1")
-    report = json.loads((tmp_path / "r.json").read_text())
+    report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
     assert report["settings"]["classifier"] == "fashion-mnist-classifier"
     assert report["settings"]["reference"] == "fashion-mnist-test" and report["fid"] > 0
     assert "fid" in p.stdout.lower()

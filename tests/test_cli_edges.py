@@ -34,7 +34,8 @@ def test_a_report_named_after_its_model_does_not_replace_the_checkpoint(tmp_path
     copy_model("mnist-uncond", "run/checkpoint")
     assert "is the JSON of the checkpoint" in error(capsys, "evaluate", "--checkpoint", "run", "--n", "20",
                                                     "--out", "run/checkpoint.json")
-    (tmp_path / "lonely.json").write_text(json.dumps({"kind": "clip"}))  # a sidecar whose weights are elsewhere
+    # a sidecar whose weights are elsewhere
+    (tmp_path / "lonely.json").write_text(json.dumps({"kind": "clip"}), encoding="utf-8")
     assert "is the JSON of the checkpoint" in error(capsys, "evaluate", "--checkpoint", "my-model", "--n", "20",
                                                     "--out", "lonely.json")
     assert "or would shadow the run run/" in error(capsys, "evaluate", "--checkpoint", "run", "--n", "20",
@@ -67,7 +68,7 @@ def test_training_outlives_a_closed_pipe_and_still_saves_when_stopped(tmp_path, 
     monkeypatch.setattr("sys.stderr", Gone())
     rc = main(["train", *SMALL, "--steps", "6", "--out", str(tmp_path / "r")])
     assert rc == 128 + signal.SIGTERM
-    assert json.loads((tmp_path / "r" / "checkpoint.json").read_text())["train_state"]["step"] == 3
+    assert json.loads((tmp_path / "r" / "checkpoint.json").read_text(encoding="utf-8"))["train_state"]["step"] == 3
 
 
 def test_a_reader_gone_before_the_end_does_not_change_the_exit_code(tmp_path):

@@ -26,7 +26,7 @@ def test_export_keeps_an_existing_checkpoint_unless_told_to_overwrite(tmp_path, 
     assert "(a 'clip' checkpoint)" in error(capsys, "export", "--run", str(tmp_path / "run"), "--out", str(clip))
     assert {p: p.read_bytes() for p in tmp_path.glob("enc.*")} == before
     assert cli(capsys, "export", "--run", str(tmp_path / "run"), "--out", str(clip), "--overwrite")[0] == 0
-    assert json.loads((tmp_path / "enc.json").read_text())["kind"] == "diffusion"
+    assert json.loads((tmp_path / "enc.json").read_text(encoding="utf-8"))["kind"] == "diffusion"
 
 
 def test_train_refuses_an_out_that_a_checkpoint_of_the_same_name_would_shadow(tmp_path, capsys):
@@ -97,9 +97,9 @@ def test_demo_writes_its_pictures_and_the_prompt_of_each_row(tmp_path, capsys):
     names = sorted(p.name for p in (tmp_path / "demo").iterdir())
     assert names == ["demo_fashion.png", "demo_fashion_prompts.txt", "demo_text2img.png", "demo_text2img_prompts.txt",
                      "demo_uncond.png"]
-    rows = (tmp_path / "demo" / "demo_text2img_prompts.txt").read_text().splitlines()
+    rows = (tmp_path / "demo" / "demo_text2img_prompts.txt").read_text(encoding="utf-8").splitlines()
     assert rows[0].startswith("Rows, top to bottom") and len(rows) == 11 and "a thick five" in rows
-    assert "an ankle boot" in (tmp_path / "demo" / "demo_fashion_prompts.txt").read_text()
+    assert "an ankle boot" in (tmp_path / "demo" / "demo_fashion_prompts.txt").read_text(encoding="utf-8")
     assert str(tmp_path / "demo" / "demo_uncond.png") in out and str(tmp_path / "demo" / "demo_fashion.png") in out
 
 

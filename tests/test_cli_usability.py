@@ -66,7 +66,7 @@ def test_ctrl_c_or_a_scheduler_stop_ends_training_between_steps_with_the_run_sav
         fit(UNet(tiny), schedule, images, cfg, run_dir=tmp_path / "cut", progress=False, callback=signal_at_3)
     assert e.value.signum == sig  # the CLI exits with 128 + signum, as a shell reports it
     assert {n: signal.getsignal(n) for n in handlers} == handlers  # the caller's handlers are back
-    saved = json.loads((tmp_path / "cut" / "checkpoint.json").read_text())
+    saved = json.loads((tmp_path / "cut" / "checkpoint.json").read_text(encoding="utf-8"))
     assert saved["train_state"]["step"] == 3
     resumed = fit(UNet(tiny), schedule, images, cfg, run_dir=tmp_path / "cut", progress=False)["ema"].model
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
@@ -121,7 +121,7 @@ def test_a_second_ctrl_c_during_the_save_waits_until_the_checkpoint_is_whole(tmp
             callback=lambda info: info["step"] == 3 and os.kill(os.getpid(), signal.SIGINT))
     assert not isinstance(e.value, train_module.TrainingInterrupted)  # the second Ctrl-C's: no message, at once
     monkeypatch.undo()
-    saved = json.loads((tmp_path / "cut" / "checkpoint.json").read_text())
+    saved = json.loads((tmp_path / "cut" / "checkpoint.json").read_text(encoding="utf-8"))
     assert saved["train_state"]["step"] == 3 and len(calls) == 2  # the save completed, JSON and weights agree
     assert fit(UNet(tiny), schedule, images, cfg, run_dir=tmp_path / "cut", progress=False)["step"] == 6
 
@@ -143,7 +143,7 @@ def test_a_diverging_run_is_a_one_line_error_that_says_how_to_restart(tmp_path, 
 
 
 def test_train_clip_keeps_existing_checkpoints_and_shipped_names(tmp_path, capsys):
-    (tmp_path / "c.json").write_text("{}")
+    (tmp_path / "c.json").write_text("{}", encoding="utf-8")
     assert "c.json already exist" in error(capsys, "train-clip", "--steps", "1", "--out", str(tmp_path / "c"))
     assert "name of a shipped model" in error(capsys, "train-clip", "--steps", "1", "--out", "mnist-clip")
     assert "drop the '.png'" in error(capsys, "train-clip", "--steps", "1", "--out", str(tmp_path / "c.png"))
@@ -159,9 +159,10 @@ def test_clip_for_cifar10_takes_its_colour_images():
 def test_train_mistakes_are_caught_before_training(tmp_path, capsys, monkeypatch):
     run = tmp_path / "r"
     run.mkdir()
-    (run / "checkpoint.json").write_text('{"unet": {"a": 1,}}')
+    (run / "checkpoint.json").write_text('{"unet": {"a": 1,}}', encoding="utf-8")
     assert "checkpoint.json is not valid JSON" in error(capsys, "train", *SMALL, "--steps", "2", "--out", str(run))
-    (run / "checkpoint.json").write_text('{"kind": "diffusion", "train_state": {"step": 1}}')  # weights lost
+    # weights lost
+    (run / "checkpoint.json").write_text('{"kind": "diffusion", "train_state": {"step": 1}}', encoding="utf-8")
     rc, out, err = cli(capsys, "train", *SMALL, "--steps", "2", "--out", str(run))
     assert rc == 2 and "resuming" not in out and "has no checkpoint.safetensors beside it" in err
     err = error(capsys, "train", *SMALL, "--steps", "1", "--text", "mnist-clip", "--cross-attn", "7", "7",
@@ -193,7 +194,7 @@ def test_train_mistakes_are_caught_before_training(tmp_path, capsys, monkeypatch
     assert "--cross-attn 7: this U-Net has no level at 7 pixels; choose among its levels 32 16 8 4" in err
     rc, out, err = cli(capsys, *text, "--out", str(tmp_path / "ct"))
     assert rc == 0, err
-    saved = json.loads((tmp_path / "ct" / "checkpoint.json").read_text())
+    saved = json.loads((tmp_path / "ct" / "checkpoint.json").read_text(encoding="utf-8"))
     assert sorted(saved["unet"]["cross_attn_resolutions"]) == [8, 16]
     err = error(capsys, "train-clip", "--dataset", "cifar10", "--steps", "1", "--out", str(tmp_path / "cc"))
     assert "the zero-shot check after training uses 2,000 cifar10 test images, but its test split has only 2" in err
@@ -231,15 +232,16 @@ def test_p_attribute_reaches_the_captions_is_recorded_and_resumes_only_unchanged
     run = str(tmp_path / "t")
     text = ["--text", "mnist-clip", "--batch-size", "4", "--out", run]
     assert cli(capsys, "train", *SMALL, *text, "--steps", "1", "--p-attribute", "1")[0] == 0
-    assert seen == [1.0] and json.loads((tmp_path / "t" / "checkpoint.json").read_text())["captions"] == {
-        "p_attribute": 1.0}
+    saved = json.loads((tmp_path / "t" / "checkpoint.json").read_text(encoding="utf-8"))
+    assert seen == [1.0] and saved["captions"] == {"p_attribute": 1.0}
     err = error(capsys, "train", *SMALL, *text, "--steps", "2")
     assert "--p-attribute: saved 1.0, requested 0.5 (the default, as --p-attribute was not given)" in err
     assert cli(capsys, "train", *SMALL, *text, "--steps", "2", "--p-attribute", "1.0")[0] == 0 and seen == [1.0] * 2
     old = ["--text", "mnist-clip", "--batch-size", "4", "--out", str(tmp_path / "old")]  # a run from before: no
     assert cli(capsys, "train", *SMALL, *old, "--steps", "1")[0] == 0                   # record, so the default
     record = tmp_path / "old" / "checkpoint.json"
-    record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "captions"}))
+    saved = json.loads(record.read_text(encoding="utf-8"))
+    record.write_text(json.dumps({k: v for k, v in saved.items() if k != "captions"}), encoding="utf-8")
     assert "--p-attribute: saved 0.5, requested 1.0" in error(capsys, "train", *SMALL, *old, "--steps", "2",
                                                               "--p-attribute", "1")
     assert cli(capsys, "train", *SMALL, *old, "--steps", "2")[0] == 0

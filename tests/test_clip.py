@@ -133,7 +133,7 @@ def test_train_clip_rejects_bad_options(tiny):
 
 def test_save_load_round_trip(tiny, tmp_path):
     stem = save_clip(tmp_path / "clip", tiny, {"dataset": "mnist"})
-    meta = json.loads(stem.with_suffix(".json").read_text())
+    meta = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
     assert meta["kind"] == "clip" and meta["dataset"] == "mnist"
     again = load(tmp_path / "clip")
     assert isinstance(again, CLIPModel) and again.tokenizer.vocab == tiny.tokenizer.vocab
@@ -170,8 +170,8 @@ def _tiny_hf_clip(folder):
             n += 1
     chars = [chr(c) for c in cs]
     vocab = {t: i for i, t in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
     tok = transformers.CLIPTokenizer.from_pretrained(str(folder))
     tok.save_pretrained(str(folder))
     cfg = transformers.CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,

@@ -73,7 +73,7 @@ def test_a_signal_saves_the_run_and_the_resumed_run_is_bit_identical(tmp_path, d
         train_clip(model(), data, generator=gen(), checkpoint=stem, callback=signal_at(3, sig), **KW)
     assert e.value.signum == sig  # the CLI exits with 128 + signum
     assert {s: signal.getsignal(s) for s in handlers} == handlers  # the caller's handlers are back
-    saved = json.loads((tmp_path / "run.json").read_text())
+    saved = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
     assert saved["kind"] == RUN_KIND and saved["train_state"]["step"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "run.safetensors"]  # no temporary files left
 
@@ -84,7 +84,7 @@ def test_a_signal_saves_the_run_and_the_resumed_run_is_bit_identical(tmp_path, d
     history = train_clip(m, data, generator=torch.Generator().manual_seed(99), checkpoint=stem, **KW)
     assert history == whole[0]  # every step's loss, the saved ones included
     assert_same(whole[1], m)  # as if never interrupted
-    assert json.loads((tmp_path / "run.json").read_text())["train_state"]["step"] == STEPS
+    assert json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))["train_state"]["step"] == STEPS
 
 
 def test_periodic_checkpoints_survive_a_crash(tmp_path, data, whole):
@@ -95,7 +95,7 @@ def test_periodic_checkpoints_survive_a_crash(tmp_path, data, whole):
     with pytest.raises(RuntimeError):
         train_clip(model(), data, generator=gen(), checkpoint=tmp_path / "run", checkpoint_every=2,
                    callback=crash_at_5, **KW)
-    assert json.loads((tmp_path / "run.json").read_text())["train_state"]["step"] == 4
+    assert json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))["train_state"]["step"] == 4
     m = model()
     assert train_clip(m, data, generator=gen(), checkpoint=tmp_path / "run", **KW) == whole[0]
     assert_same(whole[1], m)
@@ -148,9 +148,9 @@ def test_p_attribute_sets_the_default_captions_share_with_attribute_words(data, 
 def test_a_run_saved_before_p_attribute_was_recorded_resumes_as_the_default_share(tmp_path, data):
     stem = tmp_path / "old"
     train_clip(model(), data, generator=gen(), checkpoint=stem, **{**KW, "steps": 2})
-    meta = json.loads((tmp_path / "old.json").read_text())
+    meta = json.loads((tmp_path / "old.json").read_text(encoding="utf-8"))
     del meta["train"]["p_attribute"]  # as a run saved before 2026-12-07 has it
-    (tmp_path / "old.json").write_text(json.dumps(meta))
+    (tmp_path / "old.json").write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(ValueError, match=r"p_attribute: saved 0.5, requested 1.0"):
         train_clip(model(), data, generator=gen(), checkpoint=stem, p_attribute=1.0, **{**KW, "steps": 3})
     with pytest.warns(UserWarning, match="planned for 2 steps"):
@@ -217,9 +217,9 @@ def test_cli_interrupt_exits_128_plus_signal_and_rerunning_resumes_bit_exactly(t
     assert cli(capsys, "--out", str(tmp_path / "whole"))[0] == 0
     a, b = load_file(f"{out}.safetensors"), load_file(str(tmp_path / "whole.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    cards = [json.loads((tmp_path / f"{n}.json").read_text())["card"] for n in ("c", "whole")]
+    cards = [json.loads((tmp_path / f"{n}.json").read_text(encoding="utf-8"))["card"] for n in ("c", "whole")]
     assert [{**c, "minutes": 0} for c in cards[:1]] == [{**c, "minutes": 0} for c in cards[1:]]
-    assert json.loads((tmp_path / "c.json").read_text())["kind"] == "clip"
+    assert json.loads((tmp_path / "c.json").read_text(encoding="utf-8"))["kind"] == "clip"
 
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     rc, stdout, err = cli(capsys, "--out", str(out))  # the same command again: done already, as `train` says
@@ -262,6 +262,6 @@ def test_cli_resume_with_other_settings_names_them(tmp_path, capsys, interrupt_a
     assert rc == 2 and "already at step 3, past --steps 2: give --steps 6 (the run's), or at least 3" in err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing touched
 
-    (tmp_path / "c.partial.json").write_text("{not json")
+    (tmp_path / "c.partial.json").write_text("{not json", encoding="utf-8")
     rc, _, err = cli(capsys, "--out", str(out))
     assert rc == 2 and "c.partial.json is not valid JSON" in err and "cannot be resumed" in err

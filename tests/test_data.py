@@ -164,7 +164,7 @@ def test_env_var_and_torchvision_layout_with_plain_idx(isolated, monkeypatch):
 
 
 def test_vendored_manifest_covers_all_files():
-    listed = {line.split()[1] for line in (MNIST_DIR / "SHA256SUMS").read_text().splitlines()}
+    listed = {line.split()[1] for line in (MNIST_DIR / "SHA256SUMS").read_text(encoding="utf-8").splitlines()}
     assert listed == {p.name for p in MNIST_DIR.glob("*.gz")} and len(listed) == 4
 
 
@@ -208,7 +208,7 @@ def test_a_damaged_idx_file_without_a_manifest_is_named(isolated, damage, match)
 
 def test_a_malformed_manifest_is_an_error(isolated):
     d = _plain_mnist_test(isolated / "root")
-    (d / "SHA256SUMS").write_text("t10k-images-idx3-ubyte\n")  # a name without its digest
+    (d / "SHA256SUMS").write_text("t10k-images-idx3-ubyte\n", encoding="utf-8")  # a name without its digest
     with pytest.raises(DatasetChecksumError, match="expected lines '<sha256>  <file name>'"):
         load_dataset("mnist", "test", root=isolated / "root")
 

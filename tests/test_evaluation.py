@@ -310,7 +310,7 @@ def test_evaluate_command_writes_a_report(tmp_path, capsys):
     args = _parser().parse_args(["evaluate", "--checkpoint", str(tmp_path / "model"), "--n", "20", "--steps", "2",
                                  "--device", "cpu", "--quiet", "--out", str(out)])
     args.func(args)
-    report = json.loads(out.read_text())
+    report = json.loads(out.read_text(encoding="utf-8"))
     assert report["n"] == 20 and report["settings"]["steps"] == 2 and report["fid_floor"] > 0
     printed = capsys.readouterr().out
     assert "FID / floor" in printed and str(out) in printed
@@ -322,7 +322,7 @@ def test_evaluate_command_with_attributes_on_a_text_model(tmp_path):
     args = _parser().parse_args(["evaluate", "--checkpoint", str(tmp_path / "t2i"), "--n", "20", "--steps", "1",
                                  "--attributes", "1", "--quiet", "--out", str(out)])
     args.func(args)
-    report = json.loads(out.read_text())
+    report = json.loads(out.read_text(encoding="utf-8"))
     assert report["accuracy"] is not None and set(report["attribute_adherence"]["attributes"]) == {
         "thickness", "slant", "size"}
 
@@ -369,7 +369,7 @@ def test_evaluate_through_the_console_entry_point(tmp_path):
     out = tmp_path / "report.json"
     assert cli.main(["evaluate", "--checkpoint", str(tmp_path / "model"), "--n", "20", "--steps", "1", "--quiet",
                      "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["n"] == 20
+    assert json.loads(out.read_text(encoding="utf-8"))["n"] == 20
     assert cli.main(["evaluate", "--checkpoint", str(tmp_path / "missing"), "--n", "20", "--out", str(out)]) == 2
 
 

@@ -145,9 +145,9 @@ def test_classifier_checkpoint_round_trip(tmp_path):
 def test_shipped_classifier_card_and_size():
     stem = checkpoints.PRETRAINED_DIR / "mnist-classifier"
     assert stem.with_suffix(".safetensors").stat().st_size < 3_000_000
-    meta = json.loads(stem.with_suffix(".json").read_text())
+    meta = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
     assert meta["kind"] == "classifier" and meta["test_accuracy"] >= 0.99
-    assert "Test accuracy" in stem.with_suffix(".md").read_text()
+    assert "Test accuracy" in stem.with_suffix(".md").read_text(encoding="utf-8")
 
 
 def test_classifier_rejects_wrong_input(clf):

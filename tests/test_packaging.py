@@ -10,11 +10,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_environment_yml_matches_pyproject():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    env = (ROOT / "environment.yml").read_text()
-    py_min = re.search(r'requires-python = ">=(\d+\.\d+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    env = (ROOT / "environment.yml").read_text(encoding="utf-8")
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    py_min = re.search(r'requires-python = ">=(\d+\.\d+)"', pyproject).group(1)
     pinned = re.search(r"- python=(\d+\.\d+)\b", env).group(1)  # conda would otherwise pick its newest Python
-    tested = re.search(r"# Python (\d+\.\d+),", (ROOT / "constraints.txt").read_text()).group(1)
+    tested = re.search(r"# Python (\d+\.\d+),", (ROOT / "constraints.txt").read_text(encoding="utf-8")).group(1)
     assert pinned == tested, f"environment.yml pins Python {pinned}; constraints.txt was tested with {tested}"
     assert tuple(map(int, pinned.split("."))) >= tuple(map(int, py_min.split(".")))
     for dep in project["dependencies"]:
@@ -28,16 +29,16 @@ def test_environment_yml_matches_pyproject():
 
 
 def test_readme_quick_start_and_ci_use_the_same_test_command():
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     block = re.search(r"## Quick start.*?```bash\n(.*?)```", readme, re.S).group(1)
     commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
     assert commands == ["make demo", "make test"]
-    ci = (ROOT / ".ci" / "run").read_text()
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "make test" in ci
 
 
 def test_no_exact_torch_pins():
-    text = (ROOT / "pyproject.toml").read_text()
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert not re.search(r'"torch(vision)?==', text)
 
 
@@ -46,7 +47,7 @@ def _pins(filename: str) -> dict[str, str]:
     from packaging.utils import canonicalize_name
 
     pins = {}
-    for line in (ROOT / filename).read_text().splitlines():
+    for line in (ROOT / filename).read_text(encoding="utf-8").splitlines():
         line = line.split("#")[0].strip()
         if line:
             name, _, version = line.partition("==")
@@ -61,7 +62,7 @@ def test_constraints_pin_every_dependency_within_pyproject_ranges():
     from packaging.utils import canonicalize_name
 
     pins = _pins("constraints.txt")
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     deps = project["dependencies"] + [d for group in project["optional-dependencies"].values() for d in group]
     for dep in map(Requirement, deps):
         name = canonicalize_name(dep.name)
@@ -78,7 +79,7 @@ def test_constraints_min_holds_each_listed_package_at_its_lower_bound():
     from packaging.version import Version
 
     pins = {name: Version(v) for name, v in _pins("constraints-min.txt").items()}
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     runtime = {canonicalize_name(Requirement(d).name) for d in project["dependencies"]}
     assert runtime <= set(pins), f"constraints-min.txt has no pin for {sorted(runtime - set(pins))}"
     deps = project["dependencies"] + [d for group in project["optional-dependencies"].values() for d in group]

@@ -25,7 +25,7 @@ def train(capsys, *args):
 
 
 def saved(run):
-    return json.loads((run / "checkpoint.json").read_text())
+    return json.loads((run / "checkpoint.json").read_text(encoding="utf-8"))
 
 
 def test_cli_resume_with_other_settings_is_an_error(tmp_path, capsys):

@@ -90,7 +90,7 @@ def test_evaluate_names_its_bar_as_sample_does_and_says_why_kid_minus_floor_is_m
     assert "DDIM 1 steps x 2 batches of <= 2:" in err
     line = next(k for k in stdout.splitlines() if k.startswith("KID - floor"))
     assert "n/a (unconditional model: read KID itself" in line, stdout  # was a bare "-"
-    assert json.loads(out.read_text())["kid_excess"] is None  # the JSON keeps null
+    assert json.loads(out.read_text(encoding="utf-8"))["kid_excess"] is None  # the JSON keeps null
 
 
 def test_a_text_model_report_shows_kid_minus_floor_as_a_number():

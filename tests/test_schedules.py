@@ -150,6 +150,6 @@ def test_package_draws_noise_from_a_generator_only_through_utils_randn():
 
     pkg = Path(diffusion_lite.__file__).parent
     offenders = [f"{p.name}:{i}" for p in sorted(pkg.glob("*.py")) if p.name != "utils.py"
-                 for i, line in enumerate(p.read_text().splitlines(), 1)
+                 for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
                  if re.search(r"torch\.randn\(.*generator=(?!torch\.Generator\(\))", line)]
     assert not offenders, f"draw noise with utils.randn (generator's device, then move): {offenders}"

@@ -70,7 +70,7 @@ def test_resume_continues_exactly(tmp_path, mnist_small):
     with pytest.raises(Crash):  # the run dies after step 7; its last checkpoint is from step 5
         fit(part, s, mnist_small, cfg, run_dir=tmp_path / "b", meta=_meta(part, s), progress=False,
             callback=crash_at_7)
-    assert json.loads((tmp_path / "b" / "checkpoint.json").read_text())["train_state"]["step"] == 5
+    assert json.loads((tmp_path / "b" / "checkpoint.json").read_text(encoding="utf-8"))["train_state"]["step"] == 5
     fresh = UNet(TINY)  # a new process: weights come from the checkpoint, not from this initialisation
     resumed = fit(fresh, s, mnist_small, cfg, run_dir=tmp_path / "b", meta=_meta(fresh, s), progress=False)
     assert resumed["step"] == 12
@@ -110,16 +110,16 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
     assert str(tmp_path / "x.safetensors") in str(e.value)  # the folder too: run folders all hold checkpoint.*
     with pytest.raises(CheckpointError, match="corrupt"):
         load_checkpoint(tmp_path / "x", verify=False)
-    (tmp_path / "x.json").write_text("{not json")
+    (tmp_path / "x.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         load_checkpoint(tmp_path / "x")
     # weights that do not fit the config
     unet = UNet(TINY)
     pipe = DiffusionPipeline(unet, Schedule.from_config())
     pipe.save(tmp_path / "m")
-    meta = json.loads((tmp_path / "m.json").read_text())
+    meta = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
     meta["unet"]["base_channels"] = 16
-    (tmp_path / "m.json").write_text(json.dumps(meta))
+    (tmp_path / "m.json").write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(CheckpointError, match="do not fit"):
         load(tmp_path / "m")
 
