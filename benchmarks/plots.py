@@ -52,7 +52,8 @@ def plot_train_throughput(result: dict, path: Path) -> Path:
         if j == 0:  # the spread of the per-repetition ratios
             rs = [result["kinds"][k]["ratio_images_per_s"] for k in kinds]
             err = [[v - r["low"] for v, r in zip(vals, rs)], [r["high"] - v for v, r in zip(vals, rs)]]
-        ax2.bar([i + (j - 1) * w2 for i in range(len(kinds))], vals, w2, label=lab, yerr=err, capsize=3)
+        ax2.bar([i + (j - 1) * w2 for i in range(len(kinds))], vals, w2, label=lab, yerr=err, capsize=3,
+                hatch=("", "//", "..")[j], edgecolor="white")  # hatches: the bars differ by more than colour
     ax2.axhline(1.0, color="k", lw=0.8, ls="--")
     ax2.set_xticks(range(len(kinds)), kinds)
     ax2.set_ylabel("diffusion_lite / diffusers")
@@ -61,25 +62,38 @@ def plot_train_throughput(result: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
+def _plain_log_ticks(axis) -> None:
+    """Ticks at 1, 2, 3, 5, 10, 20, ... written as plain numbers on a log axis (not 2x10^0)."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
+    axis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def plot_sampling_quality(result: dict, path: Path) -> Path:
     """FID/floor and accuracy versus sampler steps, per model and sampler."""
     models = [m for m, r in result["models"].items() if r.get("sweep")]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for m in models:
-        for sampler, ls in (("ddpm", "-"), ("ddim", "--"), ("dpm++2m", ":")):
+    styles = {"ddpm": ("-", "o"), "ddim": ("--", "s"), "dpm++2m": (":", "^")}  # the sampler: line style and marker
+    for i, m in enumerate(models):  # the model: one colour
+        for sampler, (ls, marker) in styles.items():
             rows = [r for r in result["models"][m]["sweep"] if r["sampler"] == sampler]
             if not rows:
                 continue
             x = [r["steps"] for r in rows]
-            axes[0].plot(x, [r["fid_ratio"] for r in rows], ls, marker="o", label=f"{m} {sampler}")
+            kw = dict(ls=ls, marker=marker, color=f"C{i}", label=f"{m} {sampler}")
+            axes[0].plot(x, [r["fid_ratio"] for r in rows], **kw)
             if rows[0]["accuracy"] is not None:
-                axes[1].plot(x, [r["accuracy"] for r in rows], ls, marker="o", label=f"{m} {sampler}")
+                axes[1].plot(x, [r["accuracy"] for r in rows], **kw)
     axes[0].set_ylabel("FID / real-vs-real floor")
     axes[0].set_yscale("log")
+    _plain_log_ticks(axes[0].yaxis)
     axes[1].set_ylabel("conditional accuracy")
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xlabel("sampler steps")
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))  # 10, not 10^1
         if ax.lines:
             ax.legend(fontsize=8)
     if not axes[1].lines:
@@ -116,6 +130,7 @@ def plot_time_to_quality(result: dict, path: Path) -> Path:
     for target in result["settings"]["targets"]:
         ax.axhline(target, color="gray", lw=0.6, ls=":")
     ax.set_yscale("log")
+    _plain_log_ticks(ax.yaxis)
     ax.set_xlabel("training wall time (min, evaluation excluded)")
     ax.set_ylabel(f"FID / floor (n={result['settings']['n_eval']})")
     ax.set_title("time to quality, same data, recipe and budget")

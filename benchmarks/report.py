@@ -90,7 +90,8 @@ def section_train(r: dict | None) -> str:
                        f"{d['flops_per_image'] / 1e6:.0f} | {cell} |")
     out.append("\nRatio: median [min, max] of the per-repetition ratios (both sides measured in the same "
                "repetition). Per parameter = (images/s x parameters) ours over diffusers.\n")
-    out.append("![training throughput](benchmarks/results/train_throughput.png)\n")
+    out.append("![training throughput in images per second of diffusion_lite and diffusers, and their ratios, "
+               "per U-Net size (the table above)](benchmarks/results/train_throughput.png)\n")
     return "\n".join(out)
 
 
@@ -168,7 +169,8 @@ def section_sampling(r: dict | None) -> str:
                        f"{row['images_per_s']:.1f} |")
         out.append("")
     if any(m.get("sweep") for m in (r.get("models") or {}).values()):
-        out.append("![quality versus steps](benchmarks/results/sampling_quality.png)\n")
+        out.append("![FID over its floor and conditional accuracy against the number of sampler steps, one line "
+                   "per model and sampler (the tables above)](benchmarks/results/sampling_quality.png)\n")
     return "\n".join(out)
 
 
@@ -194,7 +196,8 @@ def section_guidance(r: dict | None) -> str:
                    f"{x['mean_low']:.3f} | {x['mean_high']:.3f} | {x['accuracy']:.3f} |")
     note = recognised_note(a["attributes"]).strip()
     out += ["", note] if note else []  # a paragraph after the table, not a row of it
-    out.append("\n![guidance sweep](benchmarks/results/guidance_sweep.png)\n")
+    out.append("\n![accuracy, FID over its floor and diversity against the guidance scale s (the table above)]"
+               "(benchmarks/results/guidance_sweep.png)\n")
     return "\n".join(out)
 
 
@@ -299,7 +302,8 @@ def section_ttq(r: dict | None) -> str:
         out.append(f"| {name} | {sd['steps']} | {sd['images_per_s']:.1f} | {_num(final, '.2f')} | " + " | ".join(cells)
                    + " |")
     out.append(f"\n{r['summary']['text']}\n")
-    out.append("![time to quality](benchmarks/results/time_to_quality.png)\n")
+    out.append("![FID over its floor against training minutes, diffusion_lite and diffusers (the table above)]"
+               "(benchmarks/results/time_to_quality.png)\n")
     return "\n".join(out)
 
 

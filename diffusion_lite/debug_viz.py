@@ -62,7 +62,7 @@ def _row(fig, gs_row, ts, curves, samples, scores, name, reference, nrow):
         _note(ax_loss, curves[name])
     else:
         if name != reference and not isinstance(curves[reference], str):
-            ax_loss.plot(ts, curves[reference], marker="o", ms=3, color="0.6", label=reference)
+            ax_loss.plot(ts, curves[reference], marker="o", ms=3, color="0.6", ls="--", label=reference)
         ax_loss.plot(ts, curves[name], marker="o", ms=3, color="C3" if name != reference else "C0", label=name)
         ax_loss.set(yscale="log", xlabel="time step t", ylabel="loss at t")
         ax_loss.grid(alpha=0.3)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from . import metrics
 from .utils import randn
-from .viz import make_grid
+from .viz import DARK_ORANGE, make_grid
 
 N_OPTIONS = (50, 100, 200, 500)  # sample counts offered by the widget
 
@@ -192,8 +192,8 @@ def distortion_figure(sweep: DistortionSweep, kind: str | None = None, level: in
         if m != n and 2 <= m <= sweep.n_max:
             other = [r["fid"] for r in sweep.scores(kind, m)]
             ax.plot(values, other, "-", color="0.7", lw=1)
-            ax.annotate(f"n={m}", (values[0], other[0]), textcoords="offset points", xytext=(4, 3), fontsize=7,
-                        color="0.45", path_effects=[withStroke(linewidth=2.5, foreground="white")])  # over its line
+            ax.annotate(f"n={m}", (values[0], other[0]), textcoords="offset points", xytext=(4, 3), fontsize=8,
+                        color="0.3", path_effects=[withStroke(linewidth=2.5, foreground="white")])  # over its line
     fids = [r["fid"] for r in rows]
     (fid_line,) = ax.plot(values, fids, "-o", color="C0", lw=2, label=f"FID, n = {n}")
     floor_line = ax.axhline(fids[0], color="C0", ls="--", lw=1, label=f"real-vs-real floor at n = {n}")
@@ -208,7 +208,7 @@ def distortion_figure(sweep: DistortionSweep, kind: str | None = None, level: in
     (acc_line,) = ax_acc.plot(values, [100 * r["accuracy"] for r in rows], "-s", color="C1", ms=4,
                               label="classifier accuracy")
     ax_acc.set_ylim(0, 102)
-    ax_acc.set_ylabel("accuracy (%)", color="C1")
+    ax_acc.set_ylabel("accuracy (%)", color=DARK_ORANGE)
     lines = [fid_line, floor_line, acc_line]
     ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17),
               ncol=3, frameon=False)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .utils import randn
-from .viz import make_grid
+from .viz import DARK_ORANGE, make_grid
 
 TRADEOFF_KEYS = ("guidance", "accuracy", "diversity")  # what a trade-off row needs (evaluation.py's names)
 
@@ -149,7 +149,7 @@ def guidance_sweep_figure(grid: GuidanceGrid, n_show: int = 3, prompts: Sequence
         ax.set_title(scale_label(s).replace(" (", "\n("), fontsize=9)
     h = grid.images.shape[-2] + 2  # grid pitch: image height + padding
     axes[0].set_yticks([2 + h * k + h / 2 - 1 for k in range(len(rows))])
-    axes[0].set_yticklabels([f'"{p}"' for p in prompts], fontsize=8)
+    axes[0].set_yticklabels([f'"{p}"' for p in prompts], fontsize=9)
     neg = f', negative prompt "{grid.negative_prompt}"' if grid.negative_prompt else ""
     fig.suptitle(f"Guidance scale sweep: same noise in every panel{neg}")
     fig.tight_layout()
@@ -226,7 +226,7 @@ def tradeoff_figure(rows: Sequence[dict[str, Any]], title: str | None = None):
     real = [r.get("diversity_real") for r in rows if r.get("diversity_real") is not None]
     if real:
         ax_d.axhline(float(np.mean(real)), color="C1", ls="--", lw=1, label="diversity of real digits")
-    ax_d.set_ylabel("mean pairwise feature distance", color="C1")
+    ax_d.set_ylabel("mean pairwise feature distance", color=DARK_ORANGE)
     ax_d.set_ylim(0, None)
     lines = ax_s.get_lines()[:1] + ax_d.get_lines()
     ax_s.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="center right")

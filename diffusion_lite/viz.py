@@ -11,6 +11,7 @@ import torch
 from .utils import to_uint8
 
 GRID_PADDING = 2  # px of white between and around the tiles of make_grid
+DARK_ORANGE = "#b35900"  # text labels of a C1 (orange) curve: C1 itself is too light to read as text on white
 
 
 def _grid_cols(B: int, nrow: int | None) -> int:

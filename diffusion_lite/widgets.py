@@ -152,7 +152,7 @@ def reverse_jump_figure(schedule: Schedule, x_t: float = 0.5, t: int | None = No
         middle = [int(np.argmin(np.abs(ab - a))) for a in (0.25, 0.75)]
         s_values = tuple(dict.fromkeys([t - 1] + [s for s in middle if s < t - 1] + [0]))
     grid = np.linspace(-2.5, 2.5, 5001) if grid is None else grid
-    fig = _figure((3.2 * len(s_values), 3.2))
+    fig = _figure((2.9 * len(s_values), 3.2))
     axes = fig.subplots(1, len(s_values))
     axes = np.atleast_1d(axes)
     for ax, s in zip(axes, s_values):
@@ -167,7 +167,7 @@ def reverse_jump_figure(schedule: Schedule, x_t: float = 0.5, t: int | None = No
                yticks=[])
         ax.set_ylim(0, 1.15 * max(p.max(), gauss.max()))
     axes[0].set_ylabel("density")
-    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))  # beside the panels, over no curve
+    axes[-1].legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1))  # beside the panels, over no curve
     fig.suptitle(f"Undoing noise from x_t = {x_t} at t = {t} ({schedule.config.kind}, T = {T}); "
                  "clean values are -1 or +1", y=1.02)
     fig.tight_layout()

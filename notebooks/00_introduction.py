@@ -353,7 +353,8 @@ plt.show()
 # same prompt and seed always give the same images, and sample $i$ of every prompt starts from the same
 # noise, so changing only the prompt shows what the words do. The **guidance scale** sets how strongly the
 # prompt is followed (chapter 08); the empty prompt `""` shows what the model draws when told nothing. Under
-# each image: the digit the evaluation classifier reads. The static figure shows the defaults:
+# each image: the digit the evaluation classifier reads. The static figure shows the defaults; the widget after
+# it needs a running kernel:
 
 # %%
 fig = prompt_samples_figure(pipe, "a thick seven", seed=0, steps=10, guidance=3.0, classifier=classifier)

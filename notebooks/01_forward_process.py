@@ -285,7 +285,7 @@ x_many = test.images[::3][:300]  # 300 different digits
 hist_ts = [0, 99, 249, 999]
 chain_many = forward_chain(schedule, x_many, generator=g, keep=hist_ts)
 bins = np.linspace(-4, 4, 101)
-fig, axes = plt.subplots(1, len(hist_ts), figsize=(14, 3.2), sharey=True)
+fig, axes = plt.subplots(1, len(hist_ts), figsize=(12, 3.2), sharey=True)
 for ax, t in zip(axes, hist_ts):
     ax.hist(chain_many[t].flatten().numpy(), bins=bins, density=True, histtype="step", lw=1.5,
             label="chain, step by step")
@@ -295,7 +295,7 @@ for ax, t in zip(axes, hist_ts):
     ax.set(title=f"t = {t}, alpha_bar = {schedule.alpha_bar[t]:.3f}", xlabel="pixel value", yscale="log",
            ylim=(1e-3, 30))
 axes[0].set_ylabel("density (log scale)")
-axes[-1].legend(fontsize=8, loc="upper center")  # N(0, 1)'s tails leave the top of this panel free
+axes[-1].legend(fontsize=9, loc="upper center")  # N(0, 1)'s tails leave the top of this panel free
 fig.suptitle("Pixel values of 300 digits: step-by-step chain vs closed form", y=1.03)
 plt.show()
 

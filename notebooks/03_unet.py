@@ -153,12 +153,12 @@ ts = torch.arange(1000)
 emb = timestep_embedding(ts, 32)  # (1000, 32), the width our U-Net uses (base_channels = 32)
 sim = F.normalize(emb, dim=1) @ F.normalize(emb, dim=1).T  # (1000, 1000) cosine similarity
 
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+fig, axes = plt.subplots(1, 3, figsize=(12.5, 3.8))
 im = axes[0].imshow(emb.T, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
 axes[0].set(xlabel="time step t", ylabel="embedding channel", title="timestep_embedding(t, 32)")
 fig.colorbar(im, ax=axes[0])
-for k in (4, 8, 12):
-    axes[1].plot(ts, emb[:, k], label=f"channel {k}: cos(t f), f = {10000 ** (-k / 16):.3g}")
+for k, ls in zip((4, 8, 12), ("-", "--", ":")):  # line styles: not colour alone
+    axes[1].plot(ts, emb[:, k], ls=ls, label=f"channel {k}: cos(t f), f = {10000 ** (-k / 16):.3g}")
 axes[1].set(xlabel="time step t", ylabel="value", title="a few channels: fast to slow", ylim=(-1.1, 1.6))
 axes[1].legend(fontsize=9, loc="upper right")
 for t0, ls in zip((100, 500, 900), ("-", "--", ":")):  # line styles and labels at the peaks: not colour alone
@@ -166,7 +166,7 @@ for t0, ls in zip((100, 500, 900), ("-", "--", ":")):  # line styles and labels 
     axes[2].annotate(f"t' = {t0}", (t0, 1.0), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=9)
 axes[2].set(xlabel="time step t", ylabel="cosine similarity", title="similarity of emb(t) to emb(t')",
             ylim=(-0.3, 1.35))
-axes[2].legend(fontsize=9, ncol=3, loc="upper center", handlelength=2.5)
+axes[2].legend(fontsize=9, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.2), handlelength=2.5, frameon=False)
 fig.tight_layout()
 plt.show()
 

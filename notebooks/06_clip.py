@@ -117,7 +117,7 @@ for i in range(12):
 
 # %%
 captions12 = C.make_captions(x12, y12, "mnist", generator=g)
-fig = caption_grid_figure(x12, captions12, ncols=6)
+fig = caption_grid_figure(x12, captions12, ncols=4)
 plt.show()
 
 # %% [markdown]

@@ -291,7 +291,7 @@ assert by_s[8.0]["diversity"] < by_s[1.0]["diversity"]
 #
 # The widget below looks up the grid computed above (nothing is sampled when you move it). Choose a digit and
 # a scale: the left panel shows its samples, the right panel marks the scale on the trade-off curve. The
-# static figure shows "the digit seven" at $s = 3$:
+# static figure shows "the digit seven" at $s = 3$ (the widget after it needs a running kernel):
 
 # %%
 fig = guidance_figure(grid, "the digit seven", 3.0, rows)

@@ -30,6 +30,7 @@
 # %%
 import inspect
 import os
+import textwrap
 import time
 
 import matplotlib.pyplot as plt
@@ -193,13 +194,14 @@ fig, (ax_f, ax_k) = plt.subplots(1, 2, figsize=(11, 3.8))
 n_arr = np.array(ns)
 fid_mean = np.array([floor[n][0].mean() for n in ns])
 c = float(np.mean(n_arr * fid_mean))
-ax_f.errorbar(n_arr, fid_mean, yerr=[floor[n][0].std() for n in ns], fmt="o", capsize=3, label="real vs real")
+ax_f.errorbar(n_arr, fid_mean, yerr=[floor[n][0].std() for n in ns], fmt="o", capsize=3,
+              label="real vs real (mean ± sd over draws)")
 ax_f.plot(n_arr, c / n_arr, "--", color="gray", label=f"{c:.0f} / n")
 ax_f.set(xscale="log", yscale="log", xlabel="samples per set n", ylabel="FID",
          title="FID of two real sets: biased, shrinks like 1/n")
 ax_f.legend()
 ax_k.errorbar(n_arr, [floor[n][1].mean() for n in ns], yerr=[floor[n][1].std() for n in ns], fmt="o",
-              capsize=3, color="C1", label="real vs real")
+              capsize=3, color="C1", label="real vs real (mean ± sd over draws)")
 ax_k.axhline(0, color="gray", lw=1)
 ax_k.set(xscale="log", xlabel="samples per set n", ylabel="KID", title="KID of two real sets: centred on 0")
 ax_k.legend()
@@ -494,9 +496,9 @@ for name, fn in distortions.items():
     results[name] = (rms, fid_d, acc_d)
     print(f"{name:26s} {rms:16.2f} {fid_d:12.2f} {acc_d:9.1%}")
 
-fig, axes = plt.subplots(1, len(distortions), figsize=(12, 2.2))
-for ax, (name, fn) in zip(axes, distortions.items()):
-    show_grid(fn(clean[:4]), nrow=2, ax=ax, title=f"{name}\nFID {results[name][1]:.1f}")
+fig, axes = plt.subplots(1, len(distortions), figsize=(12, 2.6))
+for ax, (name, fn) in zip(axes, distortions.items()):  # names wrapped: six titles side by side must not touch
+    show_grid(fn(clean[:4]), nrow=2, ax=ax, title=f"{textwrap.fill(name, 16)}\nFID {results[name][1]:.1f}")
 plt.show()
 assert results["shift 2 px right+down"][1] < results["noise, sd 0.3"][1]
 assert results["shift 2 px right+down"][0] > results["noise, sd 0.3"][0]

@@ -283,7 +283,8 @@ fig = symptoms_figure(ts, fig_curves, fig_samples, fig_scores)
 plt.show()
 
 # %% [markdown]
-# The same figure one variant at a time (the drop-down picks it; the figure above is its static twin):
+# The same figure one variant at a time (the drop-down picks it, with a running kernel; the figure above is its
+# static twin):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
