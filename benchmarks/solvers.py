@@ -1,6 +1,7 @@
 """DDIM against DPM-Solver++(2M) at equal steps: the BENCHMARKS.md table, read from `diffusion-lite evaluate`
-reports named results/solver_<checkpoint>_<sampler>_<steps>.json (one file per row; each one evaluate command,
-shown with the table). There is no runner: the commands are the evaluate CLI's."""
+reports named results/solver_<checkpoint>_<sampler>[-<spacing>]_<steps>.json (one file per row; each one evaluate
+command, shown with the table; the spacing is named only when it is not the default, linspace). There is no
+runner: the commands are the evaluate CLI's."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ import json
 from pathlib import Path
 
 PATTERN = "solver_*.json"
-ORDER = {"ddim": 0, "dpm++2m": 1, "ddpm": 2}  # within a step count: the two ODE solvers, then DDPM
+ORDER = {"ddim": 0, "dpm++2m": 1, "ddpm": 3}  # within a step count: the two ODE solvers, then DDPM
+
+
+def _spacing(s: dict) -> str:
+    return s.get("spacing", "linspace")  # reports from before the option: linspace, the only grid then
+
+
+def _order(s: dict) -> int:
+    return ORDER.get(s["sampler"], 9) + (_spacing(s) != "linspace")  # DPM++ on its log-SNR grid after its default
 
 
 def load(results: Path) -> dict[str, dict]:
@@ -19,8 +28,9 @@ def load(results: Path) -> dict[str, dict]:
 def _command(r: dict, stem: str) -> str:
     s = r["settings"]
     guidance = f" --guidance {s['guidance']:g}" if s.get("guidance") is not None else ""
+    spacing = f" --spacing {_spacing(s)}" if _spacing(s) != "linspace" else ""
     return (f"diffusion-lite evaluate --checkpoint {s['checkpoint']} --n {r['n']}{guidance} --steps {s['steps']} "
-            f"--sampler {s['sampler']} --threads {s['torch_threads']} --out benchmarks/results/{stem}.json")
+            f"--sampler {s['sampler']}{spacing} --threads {s['torch_threads']} --out benchmarks/results/{stem}.json")
 
 
 def render(reports: dict[str, dict]) -> str:
@@ -34,7 +44,7 @@ def render(reports: dict[str, dict]) -> str:
         by_ckpt.setdefault(r["settings"]["checkpoint"], []).append((stem, r))
     out = []
     for ckpt, rows in sorted(by_ckpt.items(), key=lambda kv: kv[1][0][1].get("accuracy") is not None):  # uncond 1st
-        rows.sort(key=lambda sr: (sr[1]["settings"]["steps"], ORDER.get(sr[1]["settings"]["sampler"], 9)))
+        rows.sort(key=lambda sr: (sr[1]["settings"]["steps"], _order(sr[1]["settings"])))
         r0 = rows[0][1]
         text = r0.get("accuracy") is not None
         guidance = f", guidance {r0['settings']['guidance']:g}" if text else ""
@@ -48,7 +58,8 @@ def render(reports: dict[str, dict]) -> str:
         for _, r in rows:
             s = r["settings"]
             acc = f" {r['accuracy']:.1%} |" if text else ""
-            out.append(f"| {s['sampler']} | {s['steps']} | {r['fid']:.3f} | {r['fid_ratio']:.2f} | "
+            grid = f" ({_spacing(s)} grid)" if _spacing(s) != "linspace" else ""
+            out.append(f"| {s['sampler']}{grid} | {s['steps']} | {r['fid']:.3f} | {r['fid_ratio']:.2f} | "
                        f"{r['diversity_ratio']:.2f} |{acc}")
         out.append("")
     return "\n".join(out)

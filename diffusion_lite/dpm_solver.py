@@ -3,15 +3,16 @@
 DDIM with eta = 0 solves the probability-flow ODE with one model call per step, holding the predicted clean image
 x0_hat constant over each step: a first-order method, so its error falls only in proportion to the step size.
 DPM-Solver++ writes the same ODE in log-SNR time and uses x0_hat from the *previous* step as well, extrapolating
-it linearly across the step: second order, still one model call per step, and so closer to the ODE's solution
-at the same steps (how much that helps a real network: chapter 05, section 6, and BENCHMARKS.md, section 3).
-It is a popular sampler for Stable Diffusion ("DPM++ 2M"; diffusers' DPMSolverMultistepScheduler, k-diffusion's
-sample_dpmpp_2m, which this follows).
+it linearly across the step: second order, still one model call per step. It is a popular sampler for Stable
+Diffusion ("DPM++ 2M"; diffusers' DPMSolverMultistepScheduler, k-diffusion's sample_dpmpp_2m, which this follows).
+How much it helps a real network depends on the time grid as much as on the update (chapter 05, section 6, and
+BENCHMARKS.md, section 3): ``spacing="logsnr"`` visits steps even in lambda (``sampling.timesteps``).
 
 =================  ===============  ==============================================================
 symbol             code             meaning
 =================  ===============  ==============================================================
 alpha_t, sigma_t   ``a, sig``       sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t): x_t = alpha_t x_0 + sigma_t eps
+                                    (not DDPM's alpha_t = 1 - beta_t, nor DDIM's noise level sigma_t)
 lambda_t           ``lam``          log(alpha_t / sigma_t), half the log-SNR; grows as t falls
 h                  ``h``            lambda_{t_prev} - lambda_t > 0, the step in log-SNR time
 x0_hat             ``x0_hat``       the data prediction D(x_t) (DPM-Solver++ is written in it)
@@ -24,11 +25,19 @@ One step from t to s = t_prev, written with the data prediction x0_hat as DPM-So
     D = x0_hat                                        first order: exactly DDIM's eta = 0 step
     D = (1 + 1/(2r)) x0_hat - 1/(2r) x0_hat_last      second order (Algorithm 2, "2M")
 
-The first step has no previous prediction and takes the first-order form. So does the step into t = 0: in
-log-SNR time it is the longest after the first (cosine schedule, 10 steps: lambda 1.7 -> 5.1, h = 3.4, against
-0.35-0.72 for the steps between), and extrapolating x0_hat across it overshoots, which is why k-diffusion and
-diffusers also end with a first-order step (theirs goes straight to sigma = 0). The last step (to t_prev = -1)
-returns x0_hat, as DDIM's does.
+(DDIM's step x_s = alpha_s x0_hat + sigma_s eps_hat with eps_hat = (x_t - alpha_t x0_hat) / sigma_t is the first
+line with D = x0_hat, since alpha_t sigma_s / sigma_t = alpha_s e^{-h}.) With ``clip_x0`` each x0_hat is clipped
+to [-1, 1], but D, an extrapolation, is not: it can reach 1 + 1/r.
+
+The first step has no previous prediction and takes the first-order form. So does the step into t = 0, the last
+noisy state (alpha_bar_0 = 0.99996 for the cosine schedule): on DDIM's grid, even in t, it is the longest after the
+first in log-SNR time (10 steps: lambda 1.7 -> 5.1, h = 3.4, against 0.35-0.72 for the steps between), and on
+Gaussian data N(0.3, 0.5^2) extrapolating across it made the error larger than DDIM's (on narrow data,
+N(0, 0.1^2), it would have helped). This is a choice of this package: k-diffusion's and diffusers' first-order
+final step is the one to sigma = 0, which returns x0_hat; here that is the step from t = 0 to t_prev = -1, which
+returns x0_hat as DDIM's does. It also caps the order: on N(0.3, 0.5^2) with the cosine schedule and DDIM's grid
+the error falls 0.0057 -> 0.0039 -> 0.0018 over 20, 40, 80 steps, first-order behaviour at a level far below
+DDIM's (0.14 -> 0.07 -> 0.03).
 
 With guidance the model function changes along the chain wherever guidance switches (a guidance interval's
 edges, CADS's prompt noise): the 2M step then extrapolates between two differently guided x0_hat, about half a
@@ -58,8 +67,8 @@ def dpmpp_2m_step(schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor, t_prev
 
     x_t, eps_hat: (B, C, H, W); t, t_prev: (B,) long, each one value for the whole batch. x0_last: the x0_hat
     the previous step predicted at t_last (B,), a larger t; None (the first step), or a step into t_prev = 0,
-    takes the first-order step, which equals DDIM's with eta = 0. With ``clip_x0`` the data prediction is
-    clamped to [-1, 1] before use.
+    takes the first-order step, which equals DDIM's with eta = 0. With ``clip_x0`` the data prediction x0_hat is
+    clamped to [-1, 1] (the extrapolated D is not; module docstring).
     """
     t0, t_prev0 = _uniform_step(t, t_prev)
     x0_hat, _ = _x0_and_eps(schedule, x_t, t, eps_hat, clip_x0)
@@ -81,12 +90,18 @@ def dpmpp_2m_step(schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor, t_prev
     return (sig_s / sig_t) * x_t - a_s * torch.expm1(-h) * D, x0_hat
 
 
-def sample_dpmpp_2m(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, steps: int = 20,
+def sample_dpmpp_2m(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, steps: int = 50,
                     generator: torch.Generator | None = None, callback: Callback | None = None, clip_x0: bool = True,
-                    progress: bool = True, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """DPM-Solver++(2M) over ``steps`` evenly spaced time steps (the grid of DDPM and DDIM); sample_ddim's
-    signature without eta: deterministic given x_T, one model call per step. ``generator`` only draws x_T
-    when it is not given. Returns x_0 (B, C, H, W), roughly in [-1, 1]."""
+                    progress: bool = True, device=None, dtype: torch.dtype | None = None,
+                    spacing: str = "linspace") -> torch.Tensor:
+    """DPM-Solver++(2M) over ``steps`` time steps; sample_ddim's signature without eta: deterministic given
+    x_T, one model call per step. ``generator`` only draws x_T when it is not given. spacing: the time grid
+    (``sampling.timesteps``). On the default grid, even in t as DDIM's, the first step spans 8.2 of lambda's 15
+    units (cosine, 10 steps: from T-1 to 888), the extrapolation of x0_hat has little to work with, and the
+    samples are no closer to the ODE's solution than DDIM's at 5-20 steps; ``spacing="logsnr"``, even in
+    lambda, is what makes the second order count there (chapter 05, section 6; BENCHMARKS.md, section 3: better
+    for unguided sampling, worse for guidance 3 over the whole chain). Returns x_0 (B, C, H, W), roughly in
+    [-1, 1]."""
     last = {}  # the previous step's x0_hat and t: the "multistep" memory
 
     def step(x, t, t_prev, eps_hat, noise):
@@ -95,4 +110,4 @@ def sample_dpmpp_2m(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=No
         return x_prev, x0_hat
 
     return _loop(step, model_fn, schedule, shape, x_T, steps, generator, callback, progress, device, dtype,
-                 "DPM++ 2M")
+                 "DPM++ 2M", spacing)

@@ -88,7 +88,7 @@ def cmd_evaluate(args) -> None:
               seed=args.seed, batch_size=args.batch_size, classifier=classifier, progress=not args.quiet,
               guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
               cads=_cads(args, pipe))
-    report = evaluate_pipeline(pipe, n=args.n, eta=args.eta, reference=reference, **kw)
+    report = evaluate_pipeline(pipe, n=args.n, eta=args.eta, reference=reference, spacing=args.spacing, **kw)
     report["settings"]["checkpoint"] = str(args.checkpoint)
     if args.attributes:
         report["attribute_adherence"] = attribute_adherence_report(pipe, n_per_digit=args.attributes, **kw)
@@ -104,7 +104,7 @@ def add_parser(subparsers, common) -> argparse.ArgumentParser:
     from .cli import _positive, _seed
     from .eval_reference import REFERENCES
     from .sample_cli import add_guidance_args
-    from .sampling import SAMPLERS
+    from .sampling import SAMPLERS, SPACINGS
     e = subparsers.add_parser("evaluate", help="FID/KID (with the real-vs-real floor), accuracy, diversity of an "
                               "MNIST or Fashion-MNIST model")
     e.add_argument("--checkpoint", required=True, help="checkpoint path, run folder, or pretrained name")
@@ -113,6 +113,7 @@ def add_parser(subparsers, common) -> argparse.ArgumentParser:
     add_guidance_args(e)
     e.add_argument("--steps", type=_positive(), default=50, help="sampler steps")
     e.add_argument("--sampler", choices=SAMPLERS, default="ddim", help="ddim, ddpm or dpm++2m (as for sample)")
+    e.add_argument("--spacing", choices=SPACINGS, default="linspace", help="the time grid (as for sample)")
     e.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 deterministic)")
     e.add_argument("--seed", type=_seed, default=0, help="seed of the samples' noise and of the real reference draw")
     e.add_argument("--batch-size", type=_positive(), default=250)

@@ -103,7 +103,8 @@ def _check_pipe(pipe) -> str:
 def generate(pipe, n: int, prompts: Sequence[str] | None = None, *, guidance: float = 3.0, steps: int = 50,
              sampler: str = "ddim", eta: float = 0.0, seed: int = 0, batch_size: int = 250,
              x_T: torch.Tensor | None = None, progress: bool = False,
-             guidance_interval: tuple[int, int] | None = None, cads: CADS | None = None) -> torch.Tensor:
+             guidance_interval: tuple[int, int] | None = None, cads: CADS | None = None,
+             spacing: str = "linspace") -> torch.Tensor:
     """n samples (n, 1, 28, 28) in [-1, 1], in batches. x_T (n, C, H, W) defaults to randn from ``seed``
     (drawn once, so it does not depend on batch_size); batch i's sampler noise uses seed + 1 + i."""
     if prompts is not None and len(prompts) != n:
@@ -120,7 +121,8 @@ def generate(pipe, n: int, prompts: Sequence[str] | None = None, *, guidance: fl
     for i, s in enumerate(starts):
         g = torch.Generator().manual_seed(seed + 1 + i)
         kw = dict(steps=steps, sampler=sampler, generator=g, progress=False, x_T=x_T[s:s + batch_size],
-                  callback=lambda info: bar.update(1), eta=eta)  # pipe.sample refuses eta with DDPM, DPM++
+                  callback=lambda info: bar.update(1), eta=eta,  # pipe.sample refuses eta with DDPM, DPM++
+                  spacing=spacing)
         if pipe.is_text_conditional:
             out.append(pipe.sample(list(prompts[s:s + batch_size]), guidance=guidance,
                                    guidance_interval=guidance_interval, cads=cads, **kw).cpu())
@@ -178,11 +180,13 @@ def score_samples(classifier: Classifier, samples: torch.Tensor, ref: Reference,
 
 def _run(pipe, classifier: Classifier, ref: Reference, labels: torch.Tensor | None, *, n: int, guidance: float,
          steps: int, sampler: str, eta: float, seed: int, batch_size: int, progress: bool,
-         guidance_interval: tuple[int, int] | None = None, cads: CADS | None = None) -> dict[str, Any]:
+         guidance_interval: tuple[int, int] | None = None, cads: CADS | None = None,
+         spacing: str = "linspace") -> dict[str, Any]:
     prompts = eval_prompts(labels, _check_pipe(pipe)) if labels is not None else None
     t0 = time.perf_counter()
     samples = generate(pipe, n, prompts, guidance=guidance, steps=steps, sampler=sampler, eta=eta, seed=seed,
-                       batch_size=batch_size, progress=progress, guidance_interval=guidance_interval, cads=cads)
+                       batch_size=batch_size, progress=progress, guidance_interval=guidance_interval, cads=cads,
+                       spacing=spacing)
     t_sample = time.perf_counter() - t0
     report = score_samples(classifier, samples, ref, labels, seed=seed)
     report.update(sample_seconds=round(t_sample, 3), images_per_s=n / t_sample,
@@ -241,21 +245,22 @@ def evaluate_pipeline(pipe, *, n: int, guidance: float = 3.0, steps: int = 50, s
                       eta: float = 0.0, seed: int = 0, batch_size: int = 250, classifier: Classifier | None = None,
                       reference: Any = None, progress: bool = False,
                       guidance_interval: tuple[int, int] | None = None,
-                      cads: CADS | None = None) -> dict[str, Any]:
+                      cads: CADS | None = None, spacing: str = "linspace") -> dict[str, Any]:
     """Generate n samples and score them (the protocol in the module docstring). Returns a JSON-able dict:
     settings, n, fid, fid_floor, fid_ratio, kid_mean/std, kid_floor, kid_excess, diversity(_real, _ratio),
     predicted_class_fraction (10,), accuracy and accuracy_per_class (None if unconditional), and
     sample_seconds, images_per_s, eval_seconds, wall_time_s. guidance is ignored by unconditional models.
+    spacing: the sampler's time grid (``sampling.timesteps``).
     """
     t0 = time.perf_counter()
     classifier, labels, ref = _setup(pipe, classifier, reference, n, seed)
     report = {"settings": _settings(pipe, reference, n=n, guidance=guidance, steps=steps, sampler=sampler, eta=eta,
                                     seed=seed, batch_size=batch_size,
                                     guidance_interval=list(guidance_interval) if guidance_interval else None,
-                                    cads=asdict(cads) if cads else None)}
+                                    cads=asdict(cads) if cads else None, spacing=spacing)}
     report.update(_run(pipe, classifier, ref, labels, n=n, guidance=guidance, steps=steps, sampler=sampler, eta=eta,
                        seed=seed, batch_size=batch_size, progress=progress, guidance_interval=guidance_interval,
-                       cads=cads))
+                       cads=cads, spacing=spacing))
     report["wall_time_s"] = round(time.perf_counter() - t0, 3)
     return report
 

@@ -157,7 +157,8 @@ class DiffusionPipeline:
                negative_prompt: str | list[str] | None = None, steps: int = 50, sampler: str = "ddim",
                eta: float = 0.0, generator: torch.Generator | None = None, callback: Callable | None = None,
                progress: bool = True, clip_x0: bool = True, x_T: torch.Tensor | None = None,
-               guidance_interval: tuple[int, int] | None = None, cads: CADS | float | None = None) -> torch.Tensor:
+               guidance_interval: tuple[int, int] | None = None, cads: CADS | float | None = None,
+               spacing: str = "linspace") -> torch.Tensor:
         """Generate images (B, C, H, W) in [-1, 1].
 
         prompts: a list (one image each), or one string repeated ``n`` times (default 1); None for
@@ -168,6 +169,7 @@ class DiffusionPipeline:
         noise setting (0: deterministic); with another sampler it is an error. sampler: "ddim", "ddpm" or
         "dpm++2m" (DPM-Solver++, dpm_solver.py: deterministic, second order). guidance: the scale s of
         classifier-free guidance for text models (None: DEFAULT_GUIDANCE, 3); unconditional models refuse it.
+        spacing: the time grid, "linspace" (even in t) or "logsnr" (even in log-SNR; ``sampling.timesteps``).
         An unconditional model also takes the number of images first: ``pipe.sample(4)``.
         """
         if isinstance(prompts, numbers.Integral) and not isinstance(prompts, bool):  # sample(4)
@@ -213,6 +215,7 @@ class DiffusionPipeline:
                   clip_x0=clip_x0)
         if sampler == "ddim":
             kw["eta"] = eta
+        kw["spacing"] = spacing
         return sample(fn, self.schedule, sampler=sampler, **kw)
 
     # -------------------------------------------------------------------------------- saving

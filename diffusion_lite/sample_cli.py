@@ -86,7 +86,8 @@ def cmd_sample(args) -> None:
     x_T = randn((B, c.in_channels, c.image_size, c.image_size), gen).to(pipe.dtype)  # all at once, as pipe.sample
     kw = dict(guidance=args.guidance,  # None: the pipeline's default (3) for text models
               negative_prompt=args.negative_prompt, steps=args.steps, sampler=args.sampler, eta=args.eta,
-              generator=gen, guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
+              spacing=args.spacing, generator=gen,
+              guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
               cads=_cads(args, pipe))
     chunks, starts = [], range(0, B, args.batch_size)
     bar = _batches_bar(pipe, args, len(starts))
@@ -109,6 +110,7 @@ def cmd_sample(args) -> None:
     cads = kw["cads"]
     guided = pipe.is_text_conditional and (worded or args.negative_prompt is not None or cads is not None)
     settings = {"checkpoint": str(args.checkpoint), "sampler": args.sampler, "steps": args.steps, "eta": args.eta,
+                "spacing": args.spacing,
                 "seed": args.seed, "n_per_prompt": args.n, "batch_size": args.batch_size,  # (DDPM's noise per batch)
                 "guidance": (args.guidance if args.guidance is not None else DEFAULT_GUIDANCE) if guided else None,
                 "guidance_interval": list(args.guidance_interval) if args.guidance_interval else None,
@@ -262,7 +264,7 @@ def check_guidance_args(args, pipe) -> None:
         from .sampling import timesteps
 
         lo, hi = args.guidance_interval
-        ts = timesteps(pipe.schedule, args.steps)
+        ts = timesteps(pipe.schedule, args.steps, getattr(args, "spacing", "linspace"))
         if not any(lo <= t <= hi for t in ts):  # guidance would never act: the same images as guidance 1
             shown = ", ".join(map(str, ts[:8])) + (", ..." if len(ts) > 8 else "")
             raise CLIError(f"--guidance-interval {lo} {hi} holds none of the {len(ts)} timesteps that --steps "
@@ -291,7 +293,7 @@ def _cads(args, pipe):
 
 def add_parser(sub, common) -> None:
     from .cli import _positive, _seed
-    from .sampling import SAMPLERS
+    from .sampling import SAMPLERS, SPACINGS
 
     s = sub.add_parser("sample", help="generate images from a checkpoint or a pretrained model name")
     s.add_argument("--checkpoint", required=True, help="checkpoint path, run folder, or pretrained name")
@@ -302,6 +304,10 @@ def add_parser(sub, common) -> None:
     s.add_argument("--sampler", choices=SAMPLERS, default="ddim",
                    help="ddim (deterministic), ddpm (stochastic: fresh noise at every step) or dpm++2m "
                         "(DPM-Solver++: deterministic, second order; BENCHMARKS.md section 3 compares them)")
+    s.add_argument("--spacing", choices=SPACINGS, default="linspace",
+                   help="the time grid: linspace (even in t, the default) or logsnr (even in log-SNR: with "
+                        "dpm++2m and few steps far better without guidance, worse with guidance 3 over the whole "
+                        "chain; BENCHMARKS.md section 3)")
     s.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 deterministic, 1 like DDPM)")
     s.add_argument("--seed", type=_seed, default=0,
                    help="seed of the starting noise and the sampler: same seed, same images")

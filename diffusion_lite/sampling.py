@@ -34,16 +34,52 @@ Callback = Callable[[dict], None]
 HALF = (torch.float16, torch.bfloat16)
 
 
-def timesteps(schedule: Schedule, steps: int) -> list[int]:
-    """``steps`` evenly spaced, decreasing time steps from T-1 down to 0, rounded: the "linspace" spacing of
-    Lin et al. 2024 (Table 2), not their "trailing" one (999, 899, ..., 99 for T = 1000, 10 steps)."""
+SPACINGS = ("linspace", "logsnr")  # the time grids timesteps() builds
+
+
+def timesteps(schedule: Schedule, steps: int, spacing: str = "linspace") -> list[int]:
+    """``steps`` distinct, decreasing time steps from T-1 down to 0: the grid a sampler visits.
+
+    "linspace": evenly spaced in t, rounded: the "linspace" spacing of Lin et al. 2024 (Table 2), not their
+    "trailing" one (999, 899, ..., 99 for T = 1000, 10 steps). Every sampler's default, as in diffusers.
+
+    "logsnr": evenly spaced in lambda_t = log(alpha_t / sigma_t) = log(alpha_bar_t / (1 - alpha_bar_t)) / 2 (half
+    the log-SNR, the time variable of DPM-Solver), each the integer t nearest its lambda; Lu et al. (2022)
+    recommend it for low-resolution pixel-space models. With DPM-Solver++ it halves FID / floor at 10 steps for the
+    unconditional model but raises it for the text model at guidance 3, whose guidance then acts over more of
+    the noisiest steps, where it costs the most variety (BENCHMARKS.md, section 3). The even grid runs
+    from lambda at T-2 to lambda at 0, and the first step is moved to T-1: the cosine schedule clips its last beta
+    (to 0.999), so lambda falls from -6.5 at T-2 to -9.9 at T-1 (T = 1000), and a grid starting there would spend
+    its steps on pure noise. Where two neighbours round to the same t (many steps, near either end) the later
+    one moves down. Cosine, T = 1000, 10 steps: 999, 995, 986, 953, 836, 517, 177, 45, 8, 0 (steps of 1.2-1.3 in
+    lambda after the first; "linspace": 999, 888, ..., 111, 0, whose steps in lambda run 8.2, 0.72, ..., 0.35,
+    ..., 3.4).
+    """
     T = schedule.T
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= T:
         raise ValueError(f"steps must be an integer in [1, {T}], got {steps!r}")
+    if spacing not in SPACINGS:
+        raise ValueError(f"unknown spacing {spacing!r}; expected one of {', '.join(SPACINGS)}")
+    if spacing == "logsnr":
+        return _logsnr_timesteps(schedule, steps)
     ts = torch.linspace(T - 1, 0, steps).round().long().tolist()  # float32: every grid so far (seeded samples)
     if len(set(ts)) < steps:  # float32 merges neighbouring steps for T above ~5,000 (T = 10,000, 9,999 steps: 9,997)
         ts = torch.linspace(T - 1, 0, steps, dtype=torch.float64).round().long().tolist()
     return sorted(set(ts), reverse=True)
+
+
+def _logsnr_timesteps(schedule: Schedule, steps: int) -> list[int]:
+    T = schedule.T
+    if steps == 1 or T < 3:
+        return list(range(T - 1, T - 1 - steps, -1))
+    ab = schedule.alpha_bar.detach().double().cpu()
+    lam = 0.5 * torch.log(ab / (1 - ab))  # (T,), decreasing in t
+    targets = torch.linspace(float(lam[T - 2]), float(lam[0]), steps, dtype=torch.float64)
+    ts = [int(torch.argmin((lam - v).abs())) for v in targets]  # the nearest integer t of each target
+    ts[0] = T - 1
+    for i in range(1, steps):  # strictly decreasing, leaving room for the steps still to come
+        ts[i] = max(min(ts[i], ts[i - 1] - 1), steps - 1 - i)
+    return ts
 
 
 def _uniform_step(t: torch.Tensor, t_prev: torch.Tensor) -> tuple[int, int]:
@@ -133,7 +169,7 @@ def ddim_step(schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor, t_prev: to
 
 
 def _loop(step_fn, model_fn: ModelFn, schedule: Schedule, shape, x_T, steps, generator, callback, progress, device,
-          dtype, desc):
+          dtype, desc, spacing="linspace"):
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating-point torch.dtype (the model's, e.g. torch.float32), got {dtype!r}")
     if x_T is None:
@@ -151,7 +187,7 @@ def _loop(step_fn, model_fn: ModelFn, schedule: Schedule, shape, x_T, steps, gen
     # (1 - ab_prev) / (1 - ab_t) is 0/0; the model still sees x_T's dtype
     x = x_T.float() if x_T.dtype in HALF else x_T
     B = x.shape[0]
-    ts = timesteps(schedule, steps)
+    ts = timesteps(schedule, steps, spacing)
     pairs = list(zip(ts, ts[1:] + [-1]))
     for i, (t_cur, t_next) in enumerate(tqdm(pairs, desc=desc, disable=progress_disabled(progress), leave=False)):
         t = torch.full((B,), t_cur, dtype=torch.long, device=x.device)
@@ -179,7 +215,8 @@ def batches_bar(schedule: Schedule, sampler: str, steps: int, n_batches: int, ba
 
 def sample_ddpm(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, steps: int | None = None,
                 generator: torch.Generator | None = None, callback: Callback | None = None, clip_x0: bool = True,
-                progress: bool = True, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
+                progress: bool = True, device=None, dtype: torch.dtype | None = None,
+                spacing: str = "linspace") -> torch.Tensor:
     """Ancestral sampling (DDPM Algorithm 2), optionally on a coarser grid of ``steps`` time steps.
 
     shape: (B, C, H, W) to draw x_T ~ N(0, I) with ``generator`` (on its device), moved to ``device``
@@ -187,7 +224,8 @@ def sample_ddpm(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, 
     float32; give the model's, e.g. torch.bfloat16, for a model with such weights); or pass x_T. The model sees
     x_t in x_T's dtype; float16 and bfloat16 chains are updated in float32 between model calls.
     callback(dict(i, t, t_next, x_t, x0_hat)) is called after every step: x0_hat is the prediction made at t, x_t
-    the new, less noisy state at t_next (-1 after the last step, where x_t is the sample).
+    the new, less noisy state at t_next (-1 after the last step, where x_t is the sample). spacing: the time grid,
+    "linspace" or "logsnr" (``timesteps``).
     Returns x_0 of shape (B, C, H, W), roughly in [-1, 1].
 
     The added noise has the posterior variance beta_tilde (Ho et al.'s sigma_t^2 = beta_tilde_t). On a coarse
@@ -200,13 +238,16 @@ def sample_ddpm(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, 
     """
     steps = schedule.T if steps is None else steps
     fn = lambda x, t, tp, e, n: ddpm_step(schedule, x, t, tp, e, n, clip_x0)
-    return _loop(fn, model_fn, schedule, shape, x_T, steps, generator, callback, progress, device, dtype, "DDPM")
+    return _loop(fn, model_fn, schedule, shape, x_T, steps, generator, callback, progress, device, dtype, "DDPM",
+                 spacing)
 
 
 def sample_ddim(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, steps: int = 50, eta: float = 0.0,
                 generator: torch.Generator | None = None, callback: Callback | None = None, clip_x0: bool = True,
-                progress: bool = True, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """DDIM sampling (Song et al. 2021) over ``steps`` evenly spaced time steps; sample_ddpm's signature plus eta.
+                progress: bool = True, device=None, dtype: torch.dtype | None = None,
+                spacing: str = "linspace") -> torch.Tensor:
+    """DDIM sampling (Song et al. 2021) over ``steps`` time steps (evenly spaced by default); sample_ddpm's
+    signature plus eta.
 
     eta in [0, 1]: 0 is deterministic, 1 has DDPM's posterior variance (eq. 16); beyond 1 the update of
     eq. 12 has no real solution.
@@ -214,7 +255,8 @@ def sample_ddim(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, 
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"DDIM eta must be in [0, 1] (0: deterministic, 1: DDPM-like), got {eta}")
     fn = lambda x, t, tp, e, n: ddim_step(schedule, x, t, tp, e, n, eta, clip_x0)
-    return _loop(fn, model_fn, schedule, shape, x_T, steps, generator, callback, progress, device, dtype, "DDIM")
+    return _loop(fn, model_fn, schedule, shape, x_T, steps, generator, callback, progress, device, dtype, "DDIM",
+                 spacing)
 
 
 SAMPLERS = ("ddpm", "ddim", "dpm++2m")  # the names sample() takes; DPM-Solver++(2M) lives in dpm_solver.py

@@ -16,7 +16,8 @@
 # * Use DDIM (Song et al. 2021): a deterministic sampler that skips steps, with a knob $\eta$ for how much fresh
 #   noise to add.
 # * Measure the speed/quality trade-off with FID in a classifier's feature space, next to the real-vs-real floor.
-# * See what a second-order solver (DPM-Solver++) changes at the same number of network calls, and what it cannot.
+# * See what a second-order solver (DPM-Solver++) changes at the same number of network calls, and why the time
+#   grid it steps on matters as much as its update.
 #
 # You need chapters 01 (the forward process) and 04 (what the trained network predicts). Section 5 introduces
 # FID briefly; chapter 09 explains it in depth, and you do not need chapter 09 for this one.
@@ -310,13 +311,14 @@ x_T_eval = torch.randn((n, 1, 28, 28), generator=g).to(device)
 results, grids = {}, {}
 
 
-def run_setting(sampler, steps):
-    """Sample n images from x_T_eval, score them against the reference, keep 16 of them for the figures."""
+def run_setting(sampler, steps, spacing="linspace"):
+    """Sample n images from x_T_eval, score them against the reference, keep 16 of them for the figures.
+    Stored under (sampler, steps), or (sampler, steps, spacing) on another time grid (section 6)."""
     imgs = pipe.sample(n=n, x_T=x_T_eval, steps=steps, sampler=sampler, generator=torch.Generator().manual_seed(4),
-                       progress=False)
-    results[(sampler, steps)] = evaluate_samples(classifier, imgs, reference=reference,
-                                                 generator=torch.Generator().manual_seed(0))
-    grids[(sampler, steps)] = imgs[:16]
+                       progress=False, spacing=spacing)
+    key = (sampler, steps) if spacing == "linspace" else (sampler, steps, spacing)
+    results[key] = evaluate_samples(classifier, imgs, reference=reference, generator=torch.Generator().manual_seed(0))
+    grids[key] = imgs[:16]
 
 
 t0 = time.perf_counter()
@@ -378,14 +380,17 @@ assert all(f > floor for f in fids.values())
 # sampler for the final images. Run with `DIFFUSION_LITE_FULL=1` to add more settings (including the full
 # 1,000-step DDPM) and 1,000 samples per point.
 #
-# ## 6. Going further: a second-order solver
+# ## 6. Going further: a second-order solver, and its time grid
 #
 # With $\eta = 0$, DDIM follows the probability-flow ODE by the simplest possible rule: over each step it holds
 # $\hat x_0$ at the value predicted at the step's start, as Euler's method does for any differential equation,
 # so its error shrinks only in proportion to the step size (it is *first order*). Lu, Zhou, Bao, Chen, Li & Zhu
-# (2022) wrote the same ODE in terms of $\lambda_t = \log\left(\alpha_t / \sigma_t\right)$ with
-# $\alpha_t = \sqrt{\bar\alpha_t}$ and $\sigma_t = \sqrt{1 - \bar\alpha_t}$ (half the log signal-to-noise
-# ratio, which grows as $t$ falls). In it, DDIM's step from $t$ to $s$ reads
+# (2022) wrote the same ODE in terms of $\lambda_t = \log\left(\alpha_t / \sigma_t\right)$, half the log
+# signal-to-noise ratio, which grows as $t$ falls. **In this section only**, $\alpha_t = \sqrt{\bar\alpha_t}$ and
+# $\sigma_t = \sqrt{1 - \bar\alpha_t}$ (so $x_t = \alpha_t x_0 + \sigma_t \epsilon$), not section 1's
+# $\alpha_t = 1 - \beta_t$ nor section 4's DDIM noise level. Section 4's step with $\eta = 0$ is
+# $x_s = \alpha_s \hat x_0 + \sigma_s \hat\epsilon$ with $\hat\epsilon = (x_t - \alpha_t \hat x_0) / \sigma_t$;
+# since $\alpha_t \sigma_s / \sigma_t = \alpha_s e^{-h}$, it reads
 # $$
 # x_s = \frac{\sigma_s}{\sigma_t}\, x_t - \alpha_s \left(e^{-h} - 1\right) \hat x_0,
 # \qquad h = \lambda_s - \lambda_t > 0 .
@@ -395,9 +400,13 @@ assert all(f > floor for f in fids.values())
 # $D = \left(1 + \frac{1}{2r}\right) \hat x_0 - \frac{1}{2r}\, \hat x_0^{\text{prev}}$, with $r$ the previous
 # step's $h$ divided by this one's. That costs nothing: the previous prediction is already at hand, and each step
 # is still one network call. (In Stable Diffusion's user interfaces it is the sampler called "DPM++ 2M".) The
-# package has it as `sampler="dpm++2m"`, in `diffusion_lite/dpm_solver.py`. Its first step, which has no previous
-# prediction, is DDIM's, and so is its step into $t = 0$, the longest in $\lambda$ after the first (with 10 steps,
-# $h = 3.4$ against 0.35-0.72 for the steps between), where extrapolating would overshoot:
+# package has it as `sampler="dpm++2m"`, in `diffusion_lite/dpm_solver.py`. Each $\hat x_0$ is clipped as before;
+# $D$, an extrapolation, is not. Its first step, which has no previous prediction, is DDIM's, and so is its step
+# into $t = 0$: here $t = 0$ is the last *noisy* state ($\bar\alpha_0 = 0.99996$), and the step after it, to
+# "$t = -1$", returns $\hat x_0$ as the image, as DDIM's last step does. On DDIM's grid the step into $t = 0$ is the
+# longest after the first (with 10 steps, $h = 3.4$ against 0.35-0.72 for the steps between), and on Gaussian test
+# data, N(0.3, 0.5²), extrapolating across it made the error worse; that choice is this package's (k-diffusion's
+# and diffusers' only first-order final step is the one that returns $\hat x_0$).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -411,37 +420,116 @@ torch.testing.assert_close(dpmpp_2m_step(schedule, x_T, t_a, t_a - 40, eps_a),
 print("first step: DPM-Solver++(2M) = DDIM (eta = 0)")
 
 # %% [markdown]
-# The same starting noises and reference digits as section 5, now with DPM-Solver++:
+# **The grid matters as much as the update.** DDIM's 10 steps are even in $t$, but look at them in $\lambda$:
 
 # %%
-solver_settings = [("dpm++2m", 10), ("dpm++2m", 25)] + ([("dpm++2m", 50)] if FULL else [])
-for sampler, steps in solver_settings:
-    run_setting(sampler, steps)
-print(f"n = {n}; floor {floor:.2f}")
-for _, steps in solver_settings:
-    print(f"  {steps:>3} steps: DDIM FID {results[('ddim', steps)]['fid']:6.2f}   "
-          f"DPM++ 2M FID {results[('dpm++2m', steps)]['fid']:6.2f}")
-
-fig, axes = plt.subplots(1, 2, figsize=(6, 3.2))
-for ax, key in zip(axes, (("ddim", 10), ("dpm++2m", 10))):
-    show_grid(grids[key], nrow=4, ax=ax, title=f"{key[0].upper()}, {key[1]} steps\nFID {results[key]['fid']:.1f}")
-fig.tight_layout()
-plt.show()
-assert results[("dpm++2m", 10)]["fid"] < results[("ddim", 5)]["fid"]
-assert all(results[k]["fid"] > floor for k in solver_settings)
+# NBVAL_CHECK_OUTPUT
+ab64 = schedule.alpha_bar.double().cpu()
+lam = 0.5 * torch.log(ab64 / (1 - ab64))  # lambda_t, (T,)
+for spacing in ("linspace", "logsnr"):
+    ts_grid = timesteps(schedule, 10, spacing)
+    h = [float(lam[b] - lam[a]) for a, b in zip(ts_grid, ts_grid[1:])]
+    print(f"{spacing:8s} t: {ts_grid}")
+    print(f"{'':8s} h: {[round(v, 2) for v in h]}")
 
 # %% [markdown]
-# In the default mode ($n = 200$), DPM-Solver++ is ahead at both step counts (FID 6.53 against 7.36 at 10 steps,
-# 3.38 against 3.63 at 25), by about 10%, which is within what another draw of 200 samples could move. With
-# 1,000 samples (BENCHMARKS.md, section 3) the 10-step lead does not hold for this model (the two are level),
-# but from 20 steps on DPM-Solver++ beats DDIM at every step count, by 6-11% in FID / floor for this model and by
-# 4-9% for the text-to-image model at guidance 3. On data whose ODE solution
-# is known exactly (Gaussian pixels, in the package's tests), its error at 40 steps is more than ten times
-# smaller than DDIM's. Why so much less on a real model? A better solver follows the ODE that the *network*
-# defines more exactly, but that ODE is not exactly the data's: the network's own error is left, and for this
-# small model it is most of what separates the samples from real digits. DDPM at 50 steps, whose fresh noise
-# corrects some of that error (section 5), still beats both deterministic solvers: FID / floor 2.20 against
-# DPM-Solver++'s 3.09 and DDIM's 3.34 at $n = 1000$ (BENCHMARKS.md, section 3).
+# On the grid even in $t$ (`"linspace"`), the first step covers 8.2 of the 15 units of $\lambda$ between pure
+# noise and $t = 0$, the middle steps are short, and the last is 3.4. The second step's extrapolation then has
+# $r = 8.2 / 0.72 \approx 11$, so $D$ is $\hat x_0$ plus 4% of a difference: almost DDIM again. The grid **even in
+# $\lambda$** (`"logsnr"`, `sampling.timesteps(schedule, steps, "logsnr")`) is the one Lu et al. (2022, DPM-Solver)
+# recommend for small pixel-space images; every sampler takes it as `spacing="logsnr"` (the default stays the
+# grid even in $t$, as in diffusers). After a first step that also crosses the cosine schedule's last, clipped
+# $\beta$ (it alone takes $\lambda$ from -9.9 to -6.5), every step is 1.2-1.3 long. How close does each choice
+# get to the ODE's own solution? We solve it once with 400 steps (twice, with DDIM and with DPM-Solver++, to
+# check that 400 is enough) for 32 starting noises, and measure the root-mean-square pixel distance of
+# fewer-step solutions from it:
+
+# %%
+n_ode = 32
+x_T_ode = torch.randn((n_ode, 1, 28, 28), generator=g).to(device)
+ode = lambda sampler, steps, spacing="linspace": pipe.sample(n=n_ode, x_T=x_T_ode, steps=steps, sampler=sampler,  # noqa: E731
+                                                       spacing=spacing, progress=False).cpu()
+t0 = time.perf_counter()
+reference_ode = ode("dpm++2m", 400, "linspace")
+check = (ode("ddim", 400) - reference_ode).pow(2).mean().sqrt().item()
+print(f"two 400-step solutions differ by {check:.3f} RMS ({time.perf_counter() - t0:.0f} s)")
+assert check < 0.02
+
+# %%
+solvers = {"DDIM, even in t": ("ddim", "linspace"), "DPM++ 2M, even in t": ("dpm++2m", "linspace"),
+           "DPM++ 2M, even in lambda": ("dpm++2m", "logsnr")}
+step_counts = [5, 10, 20, 50]
+distance = {name: [(ode(sampler, k, spacing) - reference_ode).pow(2).mean().sqrt().item() for k in step_counts]
+            for name, (sampler, spacing) in solvers.items()}
+for name, d in distance.items():
+    print(f"{name:36s}" + "".join(f"{k:>4} steps {v:.3f}  " for k, v in zip(step_counts, d)))
+
+fig, ax = plt.subplots(figsize=(6.5, 4))
+for (name, d), style in zip(distance.items(), (dict(ls="-", marker="o"), dict(ls="--", marker="s"),
+                                                dict(ls="-", marker="^", lw=2.5))):
+    ax.plot(step_counts, d, label=name, **style)
+ax.plot(step_counts, [distance["DDIM, even in t"][1] * 10 / k for k in step_counts], ":", color="gray",
+        label="slope of a first-order method (1 / steps)")
+ax.set(xscale="log", yscale="log", xlabel="network calls (steps)", ylabel="RMS distance to the 400-step solution",
+       title="How closely each sampler follows the ODE")
+ax.set_xticks(step_counts, [str(k) for k in step_counts])
+ax.xaxis.set_minor_formatter(plt.NullFormatter())
+ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))  # 0.1, not 10^-1
+ax.yaxis.set_minor_formatter(plt.NullFormatter())
+ax.legend(fontsize=9)
+ax.grid(alpha=0.3, which="both")
+plt.show()
+d_t, d_lam = distance["DPM++ 2M, even in t"], distance["DPM++ 2M, even in lambda"]
+assert d_lam[1] < 0.8 * d_t[1] and d_lam[2] < 0.6 * d_t[2]  # the grid even in lambda is closer at 10, 20 steps
+
+# %% [markdown]
+# On the grid even in $t$, DPM-Solver++ is no closer to the ODE's solution than DDIM at 5-20 steps (0.31 against
+# 0.30 at 10 steps), and only a little closer at 50. On the grid even in $\lambda$ it is closer at every step count
+# (0.21 at 10 steps, 0.10 at 20), and from 10 steps on its distance falls faster than the first-order slope.
+# (On made-up Gaussian data the package's tests show the same for narrow distributions; for a wide one,
+# N(0.3, 0.5²) with this schedule, the even-$t$ grid does better: which grid wins depends on the data.)
+#
+# Does following the ODE more closely give better digits? The same starting noises and reference digits as
+# section 5, now with DPM-Solver++ on both grids:
+
+# %%
+solver_steps = [5, 10, 25] + ([50] if FULL else [])
+for steps in solver_steps:
+    for spacing in ("linspace", "logsnr"):
+        run_setting("dpm++2m", steps, spacing)
+print(f"n = {n}; floor {floor:.2f}; FID of")
+print(f"{'steps':>7} {'DDIM':>8} {'DPM++ 2M':>10} {'DPM++ 2M, even in lambda':>26}")
+for steps in solver_steps:
+    print(f"{steps:>7} {results[('ddim', steps)]['fid']:8.2f} {results[('dpm++2m', steps)]['fid']:10.2f} "
+          f"{results[('dpm++2m', steps, 'logsnr')]['fid']:26.2f}")
+
+fig, axes = plt.subplots(1, 3, figsize=(9, 3.3))
+for ax, key, label in zip(axes, (("ddim", 10), ("dpm++2m", 10), ("dpm++2m", 10, "logsnr")),
+                          ("DDIM", "DPM++ 2M", "DPM++ 2M, even in lambda")):
+    show_grid(grids[key], nrow=4, ax=ax, title=f"{label}, 10 steps\nFID {results[key]['fid']:.1f}")
+fig.tight_layout()
+plt.show()
+fid_lam = {k: results[("dpm++2m", k, "logsnr")]["fid"] for k in solver_steps}
+assert fid_lam[10] < results[("ddim", 10)]["fid"] and fid_lam[5] < results[("ddim", 5)]["fid"]
+assert all(v > floor for v in fid_lam.values())
+
+# %% [markdown]
+# In the default mode ($n = 200$, floor 1.78), DPM-Solver++ on DDIM's grid is a little ahead of DDIM (FID 6.53
+# against 7.36 at 10 steps, within what another draw of 200 samples could move); on the grid even in $\lambda$ it
+# is far ahead: with 10 steps it does what DDIM does with 25 (3.67 against 3.63), and with 5 steps better than
+# DDIM with 10 (6.82 against 7.36). With 1,000 samples (BENCHMARKS.md, section 3: separate `evaluate` runs, with
+# their own reference draw and floor, so their numbers are not this section's) the picture holds: FID / floor
+# 4.89 at 10 steps on the even-$\lambda$ grid, against 10.98 on the even-$t$ grid and DDIM's 10.82; 3.19 against
+# 4.68 and 5.24 at 20 steps.
+#
+# **Not with guidance, though.** For the text model at guidance 3 (chapter 08), the even-$\lambda$ grid scores
+# worse at 10 steps (5.05 against 3.90 times the floor, with less variety), probably because four of its ten
+# steps sit at $t \ge 953$, where guidance costs the most variety; at 50 steps the two grids are equal. So the
+# package keeps the grid even in $t$ as every sampler's default, and offers `spacing="logsnr"` (`--spacing logsnr`
+# on the command line) for unguided sampling with few steps. More steps help less and less once the samples
+# follow the network's ODE closely, because that ODE is not exactly the data's: what is left is the network's
+# own error, which no solver removes. DDPM at 50 steps, whose fresh noise corrects some of that error (section 5),
+# still scores better than every deterministic solver at $n = 1000$ (2.20 times the floor).
 #
 # ## Exercise
 #
@@ -554,8 +642,10 @@ print(f"oracle DDIM stayed on the forward path at {len(path)} intermediate steps
 #   DDPM and DDIM at 50 steps are indistinguishable at $n = 200$ (both under twice the floor; whether DDPM's
 #   fresh noise corrects a less trained network's errors needs more samples to tell). Report FID with its
 #   sample count and next to the real-vs-real floor.
-# * A **second-order solver** (DPM-Solver++(2M)) follows the ODE more exactly for the same network calls; it
-#   cannot remove the network's own error, which for this small model is most of what is left.
+# * A **second-order solver** (DPM-Solver++(2M)) extrapolates $\hat x_0$ from the previous step at no extra
+#   network calls. It follows the ODE more closely only on a grid that suits it: even in log-SNR $\lambda$, not
+#   in $t$. There, unguided, 10 steps do about as well as DDIM's 25; with strong guidance that grid costs variety.
+#   More steps cannot remove the network's own error.
 # * Next: chapter 06 trains a text encoder (CLIP), the first ingredient of text-to-image generation.
 #
 # ## References
@@ -568,7 +658,9 @@ print(f"oracle DDIM stayed on the forward path at {len(path)} intermediate steps
 # * Song, Sohl-Dickstein, Kingma, Kumar, Ermon & Poole 2021, "Score-Based Generative Modeling through Stochastic
 #   Differential Equations" (the probability-flow ODE).
 # * Lu, Zhou, Bao, Chen, Li & Zhu 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
-#   Models" (Algorithm 2, the multistep second-order solver; their DPM-Solver, NeurIPS 2022, is its first form).
+#   Models" (Algorithm 2, the multistep second-order solver).
+# * Lu, Zhou, Bao, Chen, Li & Zhu 2022, "DPM-Solver: A Fast ODE Solver for Diffusion Probabilistic Model Sampling in
+#   Around 10 Steps" (NeurIPS 2022; the solver's first form, and time steps even in log-SNR for small images).
 # * Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models" (respacing, the cosine schedule).
 # * Saharia et al. 2022, "Photorealistic Text-to-Image Diffusion Models with Deep Language Understanding"
 #   (Imagen; dynamic thresholding).

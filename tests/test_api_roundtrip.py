@@ -157,6 +157,7 @@ def text_pipe(schedule):
     (lambda p: p.sample(n=1, sampler="dpm++2m", eta=0.5, **S), r"eta is DDIM's noise setting; the 'dpm\+\+2m'"),
     (lambda p: p.sample(n=1, sampler="euler", **S), r"unknown sampler 'euler'; expected one of ddpm, ddim, dpm\+\+2m"),
     (lambda p: p.sample(n=1, sampler="euler", eta=0.5, **S), r"unknown sampler 'euler'"),  # not "adds none"
+    (lambda p: p.sample(n=1, sampler="ddim", spacing="even", **S), r"unknown spacing 'even'; expected one of"),
     (lambda p: p.sample(n=1, guidance=5.0, **S), r"unconditional: guidance only applies"),
     (lambda p: p.model_fn(negative_prompt="x", guidance=7.0), r"unconditional: guidance, negative_prompt"),
     (lambda p: p.sample(n=1, guidance=3.0, **S), r"unconditional: guidance only applies"),  # the default value too
@@ -224,3 +225,18 @@ def test_the_readme_own_images_example_runs(tmp_path, monkeypatch):
     scope = {"images": torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1}  # no torch
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["samples"].shape == (16, 3, 16, 16) and (tmp_path / "runs" / "mine" / "checkpoint.json").exists()
+
+
+def test_pipeline_spacing_reaches_the_sampler():
+    """pipe.sample(spacing=...) reaches every sampler (the steps visited say which grid ran); the default is the
+    grid even in t."""
+    from diffusion_lite.checkpoints import load_pretrained
+    from diffusion_lite.sampling import timesteps
+
+    pipe = load_pretrained("mnist-uncond")
+    for sampler, spacing in (("dpm++2m", None), ("dpm++2m", "logsnr"), ("ddim", "logsnr"), ("ddpm", "logsnr")):
+        seen = []
+        kw = {} if spacing is None else {"spacing": spacing}
+        pipe.sample(n=1, steps=5, sampler=sampler, progress=False, generator=torch.Generator().manual_seed(0),
+                    callback=lambda d, seen=seen: seen.append(d["t"]), **kw)
+        assert seen == timesteps(pipe.schedule, 5, spacing or "linspace"), (sampler, spacing)

@@ -351,12 +351,14 @@ def test_solver_tables_are_rendered_from_evaluate_reports(tmp_path):
     by steps and then DDIM, DPM-Solver++, DDPM; each row's evaluate command; accuracy only for text models."""
     from benchmarks import report, solvers
 
-    def rep(ckpt, sampler, steps, fid, accuracy=None):
+    def rep(ckpt, sampler, steps, fid, accuracy=None, spacing=None, stem=None):
         settings = {"checkpoint": ckpt, "sampler": sampler, "steps": steps, "torch_threads": 1, "n": 10,
-                    **({"guidance": 3.0} if accuracy is not None else {})}
+                    **({"guidance": 3.0} if accuracy is not None else {}),
+                    **({"spacing": spacing} if spacing else {})}
         r = {"settings": settings, "n": 10, "fid": fid, "fid_floor": 0.5, "fid_ratio": fid / 0.5,
              "diversity_ratio": 0.9, "accuracy": accuracy}
-        (tmp_path / f"solver_{ckpt}_{sampler}_{steps}.json").write_text(json.dumps(r), encoding="utf-8")
+        name = stem or f"solver_{ckpt}_{sampler}_{steps}"
+        (tmp_path / f"{name}.json").write_text(json.dumps(r), encoding="utf-8")
 
     assert "*Not run yet.*" in solvers.render({})
     rep("mnist-uncond", "ddpm", 10, 1.0)
@@ -364,11 +366,14 @@ def test_solver_tables_are_rendered_from_evaluate_reports(tmp_path):
     rep("mnist-uncond", "ddim", 10, 3.0)
     rep("mnist-uncond", "ddim", 5, 4.0)
     rep("mnist-text2img", "dpm++2m", 10, 1.5, accuracy=0.99)
+    rep("mnist-uncond", "dpm++2m", 10, 1.8, spacing="logsnr", stem="solver_mnist-uncond_dpm++2m-logsnr_10")
     table = solvers.render(solvers.load(tmp_path))
     rows = [line for line in table.splitlines() if line.startswith("| d")]
     assert rows == ["| ddim | 5 | 4.000 | 8.00 | 0.90 |", "| ddim | 10 | 3.000 | 6.00 | 0.90 |",
-                    "| dpm++2m | 10 | 2.000 | 4.00 | 0.90 |", "| ddpm | 10 | 1.000 | 2.00 | 0.90 |",
-                    "| dpm++2m | 10 | 1.500 | 3.00 | 0.90 | 99.0% |"]
+                    "| dpm++2m | 10 | 2.000 | 4.00 | 0.90 |", "| dpm++2m (logsnr grid) | 10 | 1.800 | 3.60 | 0.90 |",
+                    "| ddpm | 10 | 1.000 | 2.00 | 0.90 |", "| dpm++2m | 10 | 1.500 | 3.00 | 0.90 | 99.0% |"]
+    assert ("--steps 10 --sampler dpm++2m --spacing logsnr --threads 1 "
+            "--out benchmarks/results/solver_mnist-uncond_dpm++2m-logsnr_10.json`") in table
     assert table.index("`mnist-uncond`") < table.index("`mnist-text2img`, guidance 3")
     assert ("`diffusion-lite evaluate --checkpoint mnist-text2img --n 10 --guidance 3 --steps 10 --sampler dpm++2m "
             "--threads 1 --out benchmarks/results/solver_mnist-text2img_dpm++2m_10.json`") in table

@@ -47,9 +47,10 @@ def test_train_sample_resume(tmp_path):
     run("sample", "--checkpoint", str(out), "--n", "4", "--steps", "2", "--sampler", "ddpm",
         "--out", str(tmp_path / "s.png"))
     assert (tmp_path / "s.png").stat().st_size > 100
-    run("sample", "--checkpoint", str(out), "--n", "2", "--steps", "3", "--sampler", "dpm++2m",
+    run("sample", "--checkpoint", str(out), "--n", "2", "--steps", "3", "--sampler", "dpm++2m", "--spacing", "logsnr",
         "--out", str(tmp_path / "d.npz"))
-    assert json.loads(np.load(tmp_path / "d.npz")["settings"][()])["sampler"] == "dpm++2m"
+    settings = json.loads(np.load(tmp_path / "d.npz")["settings"][()])
+    assert settings["sampler"] == "dpm++2m" and settings["spacing"] == "logsnr"  # the grid is recorded too
     p = run("export", "--run", str(out), "--out", str(out / "checkpoint"), check=False)  # would lose the run state
     assert p.returncode == 2 and "is a training checkpoint" in p.stderr
     run("export", "--run", str(out), "--out", str(tmp_path / "exported"))
@@ -196,8 +197,8 @@ def test_text_to_image_commands(tmp_path):
     assert d["images"].shape == (6, 1, 28, 28)
     assert list(d["prompts"]) == ["a handwritten 3"] * 2 + ["a thick seven"] * 2 + ["the digit one"] * 2
     settings = json.loads(d["settings"][()])  # and the file records it
-    assert settings == {"checkpoint": str(run_dir), "sampler": "ddim", "steps": 2, "eta": 0.0, "seed": 0,
-                        "n_per_prompt": 2, "batch_size": 256, "guidance": 2.0, "guidance_interval": None,
+    assert settings == {"checkpoint": str(run_dir), "sampler": "ddim", "steps": 2, "eta": 0.0, "spacing": "linspace",
+                        "seed": 0, "n_per_prompt": 2, "batch_size": 256, "guidance": 2.0, "guidance_interval": None,
                         "negative_prompt": "a thin seven", "cads": None}
     run("sample", "--checkpoint", str(run_dir), "--n", "2", "--steps", "2", "--cads", "0.5", "--cads-window",
         "0.5", "0.8", "--out", str(tmp_path / "c.npz"))  # no prompt: guided by CADS alone

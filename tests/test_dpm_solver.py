@@ -58,9 +58,9 @@ def test_second_order_is_far_more_accurate_than_ddim_on_gaussian_data(kind):
     std = lambda t: (ab[t] * sd**2 + 1 - ab[t]).sqrt()  # noqa: E731
     exact = ab[0].sqrt() * mu + std(0) * (x_T - ab[-1].sqrt() * mu) / std(-1)  # the ODE's solution at t = 0
 
-    def error(sampler, steps):
+    def error(sampler, steps):  # both on DDIM's grid, even in t: the update rule alone is compared
         at_0 = {}
-        sampler(eps_fn, s, x_T=x_T, steps=steps, clip_x0=False, progress=False,
+        sampler(eps_fn, s, x_T=x_T, steps=steps, clip_x0=False, progress=False, spacing="linspace",
                 callback=lambda d: at_0.update(x=d["x_t"]) if d["t_next"] == 0 else None)
         return float((at_0["x"] - exact).abs().max())
 
@@ -71,6 +71,52 @@ def test_second_order_is_far_more_accurate_than_ddim_on_gaussian_data(kind):
         assert error(sample_dpmpp_2m, steps) < error(sample_ddim, steps) / 10, steps
     assert error(sample_dpmpp_2m, 20) < error(sample_ddim, 20) / 2
     assert error(sample_dpmpp_2m, 10) < error(sample_ddim, 10)
+
+
+def _gaussian_ode_error(kind: str, mu: float, sd: float, steps: int, spacing: str) -> float:
+    """Max error at t = 0 of DPM-Solver++ on data N(mu, sd^2), against the closed-form ODE solution (float64)."""
+    s = Schedule.from_config(ScheduleConfig(kind, T=1000))
+    ab = s.alpha_bar.double()
+
+    def eps_fn(x_t, t):
+        a = ab[t].view(-1, 1, 1, 1)
+        return (1 - a).sqrt() * (x_t - a.sqrt() * mu) / (a * sd**2 + 1 - a)
+
+    x_T = torch.randn(2000, 1, 1, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    std = lambda t: (ab[t] * sd**2 + 1 - ab[t]).sqrt()  # noqa: E731
+    exact = ab[0].sqrt() * mu + std(0) * (x_T - ab[-1].sqrt() * mu) / std(-1)
+    at_0 = {}
+    sample_dpmpp_2m(eps_fn, s, x_T=x_T, steps=steps, clip_x0=False, progress=False, spacing=spacing,
+                    callback=lambda d: at_0.update(x=d["x_t"]) if d["t_next"] == 0 else None)
+    return float((at_0["x"] - exact).abs().max())
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_the_log_snr_grid_is_far_more_accurate_on_narrow_data(kind):
+    """Data N(0, 0.1^2), closer to MNIST's narrow pixel distributions than N(0.3, 0.5^2): on the default grid,
+    even in log-SNR, DPM-Solver++'s error is 20-140x smaller than on DDIM's grid, even in t (measured: linear
+    0.004 / 0.0006 against 0.16 / 0.08 at 20 / 40 steps; cosine 0.004 / 0.0014 against 0.087 / 0.031). On the
+    wider N(0.3, 0.5^2) with the cosine schedule the even-t grid is the better one (20 steps: 0.006 against
+    0.034): the grid's benefit depends on the data, and was chosen on the shipped models (chapter 05)."""
+    for steps in (20, 40):
+        assert _gaussian_ode_error(kind, 0.0, 0.1, steps, "logsnr") < \
+            _gaussian_ode_error(kind, 0.0, 0.1, steps, "linspace") / 10, steps
+
+
+def test_every_sampler_steps_on_the_grid_it_is_given():
+    """Each sampler defaults to DDIM's grid, even in t, and visits the log-SNR grid when asked."""
+    from diffusion_lite.sampling import sample_ddpm, timesteps
+
+    s = Schedule.from_config(ScheduleConfig("cosine", T=1000))
+    fn = lambda x_t, t: torch.zeros_like(x_t)  # noqa: E731
+    for sampler in (sample_ddpm, sample_ddim, sample_dpmpp_2m):
+        for spacing in (None, "linspace", "logsnr"):
+            seen = []
+            kw = {} if spacing is None else {"spacing": spacing}
+            sampler(fn, s, shape=(1, 1, 2, 2), steps=10, progress=False, generator=torch.Generator().manual_seed(0),
+                    callback=lambda d, seen=seen: seen.append(d["t"]), **kw)
+            assert seen == timesteps(s, 10, spacing or "linspace"), (sampler.__name__, spacing)
+    assert timesteps(s, 10, "logsnr") == [999, 995, 986, 953, 836, 517, 177, 45, 8, 0]
 
 
 def test_multistep_arguments_are_checked(gen):

@@ -313,7 +313,19 @@ def test_evaluate_command_writes_a_report(tmp_path, capsys):
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["n"] == 20 and report["settings"]["steps"] == 2 and report["fid_floor"] > 0
     printed = capsys.readouterr().out
-    assert "FID / floor" in printed and str(out) in printed
+    assert "FID / floor" in printed and str(out) in printed and report["settings"]["spacing"] == "linspace"
+    seen = []  # --spacing reaches the sampler, and the report records it
+    monkey = __import__("diffusion_lite.sampling", fromlist=["timesteps"])
+    real = monkey.timesteps
+    try:
+        monkey.timesteps = lambda s, k, spacing="linspace": seen.append(spacing) or real(s, k, spacing)
+        args = _parser().parse_args(["evaluate", "--checkpoint", str(tmp_path / "model"), "--n", "20", "--steps", "3",
+                                     "--sampler", "dpm++2m", "--spacing", "logsnr", "--device", "cpu", "--quiet",
+                                     "--out", str(out)])
+        args.func(args)
+    finally:
+        monkey.timesteps = real
+    assert "logsnr" in seen and json.loads(out.read_text(encoding="utf-8"))["settings"]["spacing"] == "logsnr"
 
 
 def test_evaluate_command_with_attributes_on_a_text_model(tmp_path):

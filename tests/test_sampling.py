@@ -139,6 +139,25 @@ def test_timesteps_and_callback(gen):
     assert seen[-1]["x0_hat"].shape == (2, 1, 4, 4)
 
 
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_log_snr_timesteps_are_even_in_lambda_and_always_distinct(kind):
+    """spacing="logsnr": T-1 first, 0 last, strictly decreasing, as many as asked (up to every step), and the
+    steps between the first and the last are even in lambda = log(alpha_bar / (1 - alpha_bar)) / 2."""
+    s = Schedule.from_config(ScheduleConfig(kind, T=1000))
+    lam = 0.5 * torch.log(s.alpha_bar.double() / (1 - s.alpha_bar.double()))
+    for steps in (1, 2, 3, 10, 50, 200, 999, 1000):
+        ts = timesteps(s, steps, "logsnr")
+        assert len(ts) == steps and ts[0] == 999 and all(a > b for a, b in zip(ts, ts[1:])), steps
+        assert ts[-1] == (0 if steps > 1 else 999)
+    ts = timesteps(s, 10, "logsnr")
+    h = (lam[ts[2:]] - lam[ts[1:-1]]).numpy()  # the steps after the first, in lambda
+    assert h.min() > 0 and h.max() / h.min() < 1.2, h
+    h_t = (lam[timesteps(s, 10)[2:]] - lam[timesteps(s, 10)[1:-1]]).numpy()  # DDIM's grid, even in t
+    assert h_t.max() / h_t.min() > 3
+    with pytest.raises(ValueError, match="unknown spacing 'karras'; expected one of linspace, logsnr"):
+        timesteps(s, 10, "karras")
+
+
 def test_sampler_errors(gen):
     s = Schedule.from_config(ScheduleConfig("linear", T=100))
     with pytest.raises(ValueError, match="unknown sampler"):
