@@ -63,10 +63,10 @@ def plot_train_throughput(result: dict, path: Path) -> Path:
 
 
 def _plain_log_ticks(axis) -> None:
-    """Ticks at 1, 2, 3, 5, 10, 20, ... written as plain numbers on a log axis (not 2x10^0)."""
+    """Ticks at 1, 1.5, 2, 3, 5, 10, 15, ... written as plain numbers on a log axis (not 2x10^0)."""
     from matplotlib.ticker import LogLocator, NullFormatter
 
-    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
+    axis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0)))
     axis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
 

@@ -9,15 +9,15 @@ import json
 from pathlib import Path
 
 PATTERN = "solver_*.json"
-ORDER = {"ddim": 0, "dpm++2m": 1, "ddpm": 3}  # within a step count: the two ODE solvers, then DDPM
+ORDER = {"ddim": 0, "dpm++2m": 1, "ddpm": 2}  # within a step count: the two ODE solvers, then DDPM
 
 
 def _spacing(s: dict) -> str:
     return s.get("spacing", "linspace")  # reports from before the option: linspace, the only grid then
 
 
-def _order(s: dict) -> int:
-    return ORDER.get(s["sampler"], 9) + (_spacing(s) != "linspace")  # DPM++ on its log-SNR grid after its default
+def _order(s: dict) -> tuple[int, bool]:
+    return ORDER.get(s["sampler"], 9), _spacing(s) != "linspace"  # a sampler's default grid first, then the other
 
 
 def load(results: Path) -> dict[str, dict]:

@@ -53,7 +53,7 @@ def attribute_adherence_report(pipe, *, n_per_digit: int = 10, digits: Sequence[
                                sampler: str = "ddim", seed: int = 0, batch_size: int = 250,
                                classifier: Classifier | None = None, progress: bool = False,
                                guidance_interval: tuple[int, int] | None = None,
-                               cads: CADS | None = None) -> dict[str, Any]:
+                               cads: CADS | None = None, spacing: str = "linspace") -> dict[str, Any]:
     """Paired samples for "a thin seven" / "a thick seven" (and slant, size; for a Fashion-MNIST model "a dark
     coat" / "a light coat" and plain / patterned) from the same x_T, measured with attributes.MEASURES;
     adherence = fraction of pairs where the high word measures more (metrics.attribute_adherence, paired; 0.5 =
@@ -62,7 +62,8 @@ def attribute_adherence_report(pipe, *, n_per_digit: int = 10, digits: Sequence[
     the attribute samples for their class, and "adherence_recognised": adherence over the "recognised_pairs"
     only, those whose two samples the classifier both assigns to the asked class (None if there are none). A
     blank or broken sample measures 0 on every attribute (the low end of each but slant, where 0 is upright), so
-    a pair with one can count as obeyed ("a thin seven" drawn blank); this second number leaves such pairs out."""
+    a pair with one can count as obeyed ("a thin seven" drawn blank); this second number leaves such pairs out.
+    spacing: the sampler's time grid (``sampling.timesteps``)."""
     dataset = _check_pipe(pipe)
     if not pipe.is_text_conditional:
         raise ValueError("attribute adherence needs a text-conditional pipeline; this one is unconditional")
@@ -80,9 +81,9 @@ def attribute_adherence_report(pipe, *, n_per_digit: int = 10, digits: Sequence[
     n = labels.numel()
     x_T = torch.randn((n, *IMAGE_SHAPE), generator=torch.Generator().manual_seed(seed)).to(pipe.dtype)
     kw = dict(guidance=guidance, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size, x_T=x_T,
-              progress=progress, guidance_interval=guidance_interval, cads=cads)
+              progress=progress, guidance_interval=guidance_interval, cads=cads, spacing=spacing)
     out: dict[str, Any] = {"settings": {"n_per_digit": n_per_digit, "digits": list(digits), "guidance": guidance,
-                                        "steps": steps, "sampler": sampler, "seed": seed,
+                                        "steps": steps, "sampler": sampler, "spacing": spacing, "seed": seed,
                                         "guidance_interval": list(guidance_interval) if guidance_interval else None,
                                         "cads": asdict(cads) if cads else None,
                                         "dataset": dataset,

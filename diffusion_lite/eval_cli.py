@@ -91,7 +91,8 @@ def cmd_evaluate(args) -> None:
     report = evaluate_pipeline(pipe, n=args.n, eta=args.eta, reference=reference, spacing=args.spacing, **kw)
     report["settings"]["checkpoint"] = str(args.checkpoint)
     if args.attributes:
-        report["attribute_adherence"] = attribute_adherence_report(pipe, n_per_digit=args.attributes, **kw)
+        report["attribute_adherence"] = attribute_adherence_report(pipe, n_per_digit=args.attributes,
+                                                                   spacing=args.spacing, **kw)
     text = json.dumps(report, indent=2) + "\n"
     # an older report is replaced whole or kept
     atomic_write(out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

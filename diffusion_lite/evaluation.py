@@ -274,7 +274,7 @@ def guidance_sweep(pipe, scales: Sequence[float] = (0, 1, 2, 3, 5, 8), *, n: int
                    sampler: str = "ddim", seed: int = 0, batch_size: int = 250, classifier: Classifier | None = None,
                    reference: Any = None, progress: bool = False,
                    guidance_interval: tuple[int, int] | None = None,
-                   cads: CADS | None = None) -> list[dict[str, Any]]:
+                   cads: CADS | None = None, spacing: str = "linspace") -> list[dict[str, Any]]:
     """evaluate_pipeline at each guidance scale s (same x_T, prompts and reference draw for every s).
     Returns one dict per scale: guidance, accuracy, fid, fid_floor, fid_ratio, kid, diversity, timing."""
     if not pipe.is_text_conditional:
@@ -284,15 +284,16 @@ def guidance_sweep(pipe, scales: Sequence[float] = (0, 1, 2, 3, 5, 8), *, n: int
     for s in scales:
         r = _run(pipe, classifier, ref, labels, n=n, guidance=float(s), steps=steps, sampler=sampler, eta=0.0,
                  seed=seed, batch_size=batch_size, progress=progress, guidance_interval=guidance_interval,
-                 cads=cads)
-        rows.append({"guidance": float(s), "steps": steps, "sampler": sampler, **{k: r[k] for k in _SUMMARY}})
+                 cads=cads, spacing=spacing)
+        rows.append({"guidance": float(s), "steps": steps, "sampler": sampler, "spacing": spacing,
+                     **{k: r[k] for k in _SUMMARY}})
     return rows
 
 
 def steps_sweep(pipe, steps: Sequence[int] = (10, 20, 50, 100, 1000), samplers: Sequence[str] = ("ddpm", "ddim"), *,
                 n: int = 500, n_for_steps: dict[int, int] | None = None, guidance: float = 3.0, seed: int = 0,
                 batch_size: int = 250, classifier: Classifier | None = None, reference: Any = None,
-                progress: bool = False) -> list[dict[str, Any]]:
+                progress: bool = False, spacing: str = "linspace") -> list[dict[str, Any]]:
     """Quality and sampling throughput versus the number of sampler steps, for each sampler.
 
     ``n_for_steps`` overrides n for some step counts (e.g. {1000: 200}); each point has its own floor at its
@@ -311,7 +312,8 @@ def steps_sweep(pipe, steps: Sequence[int] = (10, 20, 50, 100, 1000), samplers: 
         labels, ref = refs[m]
         for sampler in samplers:
             r = _run(pipe, classifier, ref, labels, n=m, guidance=guidance, steps=k, sampler=sampler, eta=0.0,
-                     seed=seed, batch_size=batch_size, progress=progress)
-            rows.append({"sampler": sampler, "steps": k, "guidance": guidance if pipe.is_text_conditional else None,
+                     seed=seed, batch_size=batch_size, progress=progress, spacing=spacing)
+            rows.append({"sampler": sampler, "steps": k, "spacing": spacing,
+                         "guidance": guidance if pipe.is_text_conditional else None,
                          **{key: r[key] for key in _SUMMARY}})
     return rows

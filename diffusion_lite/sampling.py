@@ -208,7 +208,7 @@ def batches_bar(schedule: Schedule, sampler: str, steps: int, n_batches: int, ba
     """One tqdm bar over every sampler step of ``n_batches`` batches ("DDIM 50 steps x 4 batches of <= 256"): a
     bar over batches would sit still for minutes. Update it from the samplers' callback; close it after."""
     batches = f"{n_batches} batch{'es' if n_batches > 1 else ''}"
-    return tqdm(total=n_batches * len(timesteps(schedule, steps)), unit="step", leave=False,
+    return tqdm(total=n_batches * steps, unit="step", leave=False,  # every grid has exactly `steps` steps
                 desc=f"{str(sampler).upper()} {steps} steps x {batches} of <= {batch_size}",
                 disable=progress_disabled(progress))
 

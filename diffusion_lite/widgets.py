@@ -152,7 +152,7 @@ def reverse_jump_figure(schedule: Schedule, x_t: float = 0.5, t: int | None = No
         middle = [int(np.argmin(np.abs(ab - a))) for a in (0.25, 0.75)]
         s_values = tuple(dict.fromkeys([t - 1] + [s for s in middle if s < t - 1] + [0]))
     grid = np.linspace(-2.5, 2.5, 5001) if grid is None else grid
-    fig = _figure((2.9 * len(s_values), 3.2))
+    fig = _figure((3.2 * len(s_values), 3.2))
     axes = fig.subplots(1, len(s_values))
     axes = np.atleast_1d(axes)
     for ax, s in zip(axes, s_values):

@@ -29,6 +29,7 @@ import time
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.ticker import LogLocator
 
 from diffusion_lite.checkpoints import load_pretrained
 from diffusion_lite.data import load_dataset
@@ -474,6 +475,7 @@ ax.set(xscale="log", yscale="log", xlabel="network calls (steps)", ylabel="RMS d
        title="How closely each sampler follows the ODE")
 ax.set_xticks(step_counts, [str(k) for k in step_counts])
 ax.xaxis.set_minor_formatter(plt.NullFormatter())
+ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # ticks at 0.01, 0.02, 0.05, 0.1, ...
 ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))  # 0.1, not 10^-1
 ax.yaxis.set_minor_formatter(plt.NullFormatter())
 ax.legend(fontsize=9)

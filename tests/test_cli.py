@@ -280,3 +280,19 @@ def test_evaluate_scores_a_fashion_model_with_the_fashion_classifier(tmp_path):
     p = run("evaluate", "--checkpoint", str(run_dir), "--n", "20", "--reference", "mnist-test",
             "--out", str(tmp_path / "x.json"), check=False)
     assert p.returncode == 2 and "--reference mnist-test is not fashion-mnist's" in p.stderr
+
+
+def test_spacing_reaches_the_sampler_and_the_guidance_interval_check(tmp_path):
+    """--spacing changes which steps are sampled (the same seed gives other images) and is what the
+    --guidance-interval check looks at: 3 steps are 999, 500, 0 on the even-t grid and 999, 705, 0 on the
+    log-SNR one, so 600-800 holds a step only on the second."""
+    for spacing in ("linspace", "logsnr"):
+        run("sample", "--checkpoint", "mnist-uncond", "--n", "2", "--steps", "3", "--sampler", "dpm++2m",
+            "--spacing", spacing, "--threads", "1", "--out", str(tmp_path / f"{spacing}.npz"))
+    a, b = (np.load(tmp_path / f"{s}.npz")["images"] for s in ("linspace", "logsnr"))
+    assert np.abs(a.astype(int) - b.astype(int)).max() > 50
+    interval = ["--checkpoint", "mnist-text2img", "--prompt", "a seven", "--n", "1", "--steps", "3",
+                "--guidance-interval", "600", "800", "--threads", "1"]
+    p = run("sample", *interval, "--out", str(tmp_path / "t.png"), check=False)
+    assert p.returncode == 2 and "holds none of the 3 timesteps" in p.stderr
+    run("sample", *interval, "--spacing", "logsnr", "--out", str(tmp_path / "t.png"))

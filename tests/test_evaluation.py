@@ -331,12 +331,20 @@ def test_evaluate_command_writes_a_report(tmp_path, capsys):
 def test_evaluate_command_with_attributes_on_a_text_model(tmp_path):
     tiny_text_pipe(tmp_path).save(tmp_path / "t2i")
     out = tmp_path / "report.json"
-    args = _parser().parse_args(["evaluate", "--checkpoint", str(tmp_path / "t2i"), "--n", "20", "--steps", "1",
-                                 "--attributes", "1", "--quiet", "--out", str(out)])
-    args.func(args)
+    seen = []  # the attribute samples use --spacing too (they once ran on the default grid)
+    monkey = __import__("diffusion_lite.sampling", fromlist=["timesteps"])
+    real = monkey.timesteps
+    try:
+        monkey.timesteps = lambda s, k, spacing="linspace": seen.append(spacing) or real(s, k, spacing)
+        args = _parser().parse_args(["evaluate", "--checkpoint", str(tmp_path / "t2i"), "--n", "20", "--steps", "2",
+                                     "--attributes", "1", "--spacing", "logsnr", "--quiet", "--out", str(out)])
+        args.func(args)
+    finally:
+        monkey.timesteps = real
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["accuracy"] is not None and set(report["attribute_adherence"]["attributes"]) == {
         "thickness", "slant", "size"}
+    assert set(seen) == {"logsnr"} and report["attribute_adherence"]["settings"]["spacing"] == "logsnr"
 
 
 def test_evaluate_attributes_of_a_model_that_never_learned_the_words_is_refused_before_sampling(tmp_path):
