@@ -14,6 +14,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from diffusion_lite.viz import plain_log_ticks  # noqa: E402
+
 from .common import RESULTS_DIR  # noqa: E402
 
 SIDES = {"diffusion_lite": "tab:blue", "diffusers": "tab:orange"}
@@ -64,11 +66,7 @@ def plot_train_throughput(result: dict, path: Path) -> Path:
 
 def _plain_log_ticks(axis) -> None:
     """Ticks at 1, 1.5, 2, 3, 5, 10, 15, ... written as plain numbers on a log axis (not 2x10^0)."""
-    from matplotlib.ticker import LogLocator, NullFormatter
-
-    axis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0)))
-    axis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
-    axis.set_minor_formatter(NullFormatter())
+    plain_log_ticks(axis, subs=(1.0, 1.5, 2.0, 3.0, 5.0))
 
 
 def plot_sampling_quality(result: dict, path: Path) -> Path:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from . import metrics
 from .utils import randn
-from .viz import DARK_ORANGE, make_grid
+from .viz import DARK_ORANGE, make_grid, plain_log_ticks
 
 N_OPTIONS = (50, 100, 200, 500)  # sample counts offered by the widget
 
@@ -173,7 +173,6 @@ def distortion_figure(sweep: DistortionSweep, kind: str | None = None, level: in
     shown circled, the real-vs-real floor at n (level 0) dashed, and classifier accuracy on the right axis."""
     import matplotlib.pyplot as plt
     from matplotlib.patheffects import withStroke
-    from matplotlib.ticker import LogLocator
 
     kind = sweep.kinds[0] if kind is None else kind
     n = sweep.n_max if n is None else int(n)
@@ -200,9 +199,7 @@ def distortion_figure(sweep: DistortionSweep, kind: str | None = None, level: in
     ax.plot(values[level], fids[level], "o", ms=13, mfc="none", mec="C3", mew=2)
     ax.set(xlabel=DISTORTIONS[kind].axis, ylabel="FID (log scale; lower = closer to real)", xticks=values,
            yscale="log")
-    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # ticks at 1, 2, 5, 10, 20, ...
-    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(plt.NullFormatter())
+    plain_log_ticks(ax.yaxis)  # ticks at 1, 2, 5, 10, 20, ...
     ax.grid(alpha=0.3)
     ax_acc = ax.twinx()
     (acc_line,) = ax_acc.plot(values, [100 * r["accuracy"] for r in rows], "-s", color="C1", ms=4,

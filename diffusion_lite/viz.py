@@ -14,6 +14,16 @@ GRID_PADDING = 2  # px of white between and around the tiles of make_grid
 DARK_ORANGE = "#b35900"  # text labels of a C1 (orange) curve: C1 itself is too light to read as text on white
 
 
+def plain_log_ticks(axis, subs=(1.0, 2.0, 5.0)) -> None:
+    """On a log-scaled matplotlib axis, major ticks at subs x 10^k (default 1, 2, 5, 10, 20, ...) written as plain
+    numbers (0.05, 20), not 5x10^-2, and no minor labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _grid_cols(B: int, nrow: int | None) -> int:
     """Images per grid row: ``nrow``, or ceil(sqrt(B)) by default."""
     return nrow or int(np.ceil(np.sqrt(B)))
