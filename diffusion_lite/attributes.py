@@ -220,7 +220,7 @@ def attribute_buckets(images: torch.Tensor, labels: torch.Tensor | None = None,
         else:
             table = torch.tensor(per_class, dtype=v.dtype)  # (classes, 2)
             lo, hi = table[labels].to(v.device).unbind(-1)  # 2 x (N,)
-        out[name] = (v > lo).long() + (v > hi).long()
+        out[name] = (v > lo).long() + (v > hi).long()  # novermin: a tensor method, not Python 2's long
     return out
 
 
