@@ -351,10 +351,10 @@ def test_solver_tables_are_rendered_from_evaluate_reports(tmp_path):
     by steps and then DDIM, DPM-Solver++, DDPM; each row's evaluate command; accuracy only for text models."""
     from benchmarks import report, solvers
 
-    def rep(ckpt, sampler, steps, fid, accuracy=None, spacing=None, stem=None):
+    def rep(ckpt, sampler, steps, fid, accuracy=None, spacing=None, stem=None, interval=None):
         settings = {"checkpoint": ckpt, "sampler": sampler, "steps": steps, "torch_threads": 1, "n": 10,
                     **({"guidance": 3.0} if accuracy is not None else {}),
-                    **({"spacing": spacing} if spacing else {})}
+                    **({"spacing": spacing} if spacing else {}), "guidance_interval": interval}
         r = {"settings": settings, "n": 10, "fid": fid, "fid_floor": 0.5, "fid_ratio": fid / 0.5,
              "diversity_ratio": 0.9, "accuracy": accuracy}
         name = stem or f"solver_{ckpt}_{sampler}_{steps}"
@@ -378,3 +378,14 @@ def test_solver_tables_are_rendered_from_evaluate_reports(tmp_path):
     assert ("`diffusion-lite evaluate --checkpoint mnist-text2img --n 10 --guidance 3 --steps 10 --sampler dpm++2m "
             "--threads 1 --out benchmarks/results/solver_mnist-text2img_dpm++2m_10.json`") in table
     assert "| ddpm | 10 | 1.000 |" in report.render(tmp_path)
+    # a guidance interval: a table of its own after the same model's plain guidance, its flag in each command
+    rep("mnist-text2img", "ddim", 20, 0.7, accuracy=0.98, interval=[200, 700],
+        stem="solver_mnist-text2img_ddim_20_interval200-700")
+    table = solvers.render(solvers.load(tmp_path))
+    plain = table.index("`mnist-text2img`, guidance 3, n = 10")
+    interval = table.index("`mnist-text2img`, guidance 3 for 200 <= t <= 700 only")
+    assert table.index("`mnist-uncond`") < plain < interval
+    assert table[interval:].count("| ddim | 20 |") == 1 and "| ddim | 20 |" not in table[:interval]
+    assert ("--steps 20 --sampler ddim --guidance-interval 200 700 --threads 1 "
+            "--out benchmarks/results/solver_mnist-text2img_ddim_20_interval200-700.json`") in table
+    assert table[plain:interval].count("--guidance-interval") == 0
