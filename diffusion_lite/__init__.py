@@ -10,6 +10,7 @@ The public API, by chapter of the course (notebooks/):
     from diffusion_lite import Tokenizer, CLIPConfig, CLIPModel, train_clip      # 06 CLIP
     from diffusion_lite import text_training                                     # 07 text-conditional training
     from diffusion_lite import classifier_free_guidance, CADS                    # 08 guidance
+    from diffusion_lite import img2img, inpaint, edit                            # 08 editing an image
     from diffusion_lite import load_pretrained, load, DiffusionPipeline          # shipped models
     from diffusion_lite import load_dataset, get_device, seed_everything
 """
@@ -22,6 +23,7 @@ from .clip_train import train_clip
 from .config import ScheduleConfig, TrainConfig, UNetConfig
 from .data import load_dataset
 from .dpm_solver import sample_dpmpp_2m
+from .editing import edit, img2img, inpaint
 from .guidance import CADS, classifier_free_guidance
 from .pipeline import DiffusionPipeline, text_training
 from .sampling import eps_model_fn, sample, sample_ddim, sample_ddpm
@@ -33,7 +35,8 @@ from .utils import get_device, seed_everything
 
 __all__ = [
     "CADS", "CLIPConfig", "CLIPModel", "CheckpointError", "DiffusionPipeline", "Schedule", "ScheduleConfig",
-    "Tokenizer", "TrainConfig", "UNet", "UNetConfig", "classifier_free_guidance", "diffusion_loss", "eps_model_fn",
-    "fit", "get_device", "list_pretrained", "load", "load_dataset", "load_pretrained", "sample", "sample_ddim",
-    "sample_ddpm", "sample_dpmpp_2m", "q_sample", "seed_everything", "text_training", "train_clip", "__version__",
+    "Tokenizer", "TrainConfig", "UNet", "UNetConfig", "classifier_free_guidance", "diffusion_loss", "edit",
+    "eps_model_fn", "fit", "get_device", "img2img", "inpaint", "list_pretrained", "load", "load_dataset",
+    "load_pretrained", "sample", "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "q_sample", "seed_everything",
+    "text_training", "train_clip", "__version__",
 ]

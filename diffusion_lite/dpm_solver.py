@@ -90,6 +90,19 @@ def dpmpp_2m_step(schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor, t_prev
     return (sig_s / sig_t) * x_t - a_s * torch.expm1(-h) * D, x0_hat
 
 
+def dpmpp_2m_stepper(schedule: Schedule, clip_x0: bool = True):
+    """``dpmpp_2m_step`` as ``fn(x_t, t, t_prev, eps_hat, noise) -> (x_prev, x0_hat)`` with its memory of the
+    previous step (``sampling.step_function("dpm++2m", ...)``); one per chain."""
+    last = {}  # the previous step's x0_hat and t: the "multistep" memory
+
+    def step(x, t, t_prev, eps_hat, noise):
+        x_prev, x0_hat = dpmpp_2m_step(schedule, x, t, t_prev, eps_hat, last.get("x0"), last.get("t"), clip_x0)
+        last.update(x0=x0_hat, t=t)
+        return x_prev, x0_hat
+
+    return step
+
+
 def sample_dpmpp_2m(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, steps: int = 50,
                     generator: torch.Generator | None = None, callback: Callback | None = None, clip_x0: bool = True,
                     progress: bool = True, device=None, dtype: torch.dtype | None = None,
@@ -102,12 +115,5 @@ def sample_dpmpp_2m(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=No
     lambda, is what makes the second order count there (chapter 05, section 6; BENCHMARKS.md, section 3: better
     for unguided sampling, worse for guidance 3 over the whole chain). Returns x_0 (B, C, H, W), roughly in
     [-1, 1]."""
-    last = {}  # the previous step's x0_hat and t: the "multistep" memory
-
-    def step(x, t, t_prev, eps_hat, noise):
-        x_prev, x0_hat = dpmpp_2m_step(schedule, x, t, t_prev, eps_hat, last.get("x0"), last.get("t"), clip_x0)
-        last.update(x0=x0_hat, t=t)
-        return x_prev, x0_hat
-
-    return _loop(step, model_fn, schedule, shape, x_T, steps, generator, callback, progress, device, dtype,
-                 "DPM++ 2M", spacing)
+    return _loop(dpmpp_2m_stepper(schedule, clip_x0), model_fn, schedule, shape, x_T, steps, generator, callback,
+                 progress, device, dtype, "DPM++ 2M", spacing)

@@ -169,7 +169,11 @@ def ddim_step(schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor, t_prev: to
 
 
 def _loop(step_fn, model_fn: ModelFn, schedule: Schedule, shape, x_T, steps, generator, callback, progress, device,
-          dtype, desc, spacing="linspace"):
+          dtype, desc, spacing="linspace", grid=None, after_step=None):
+    """The chain every sampler runs: ``step_fn`` over the pairs of ``timesteps(schedule, steps, spacing)`` (or of
+    ``grid``, an explicit decreasing list of t, whose first entry x_T then is at: editing.py starts mid-chain),
+    from x_T; ``after_step(x, t_next) -> x``, if given, may change the state after each step (inpainting puts
+    the known pixels back)."""
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating-point torch.dtype (the model's, e.g. torch.float32), got {dtype!r}")
     if x_T is None:
@@ -187,7 +191,7 @@ def _loop(step_fn, model_fn: ModelFn, schedule: Schedule, shape, x_T, steps, gen
     # (1 - ab_prev) / (1 - ab_t) is 0/0; the model still sees x_T's dtype
     x = x_T.float() if x_T.dtype in HALF else x_T
     B = x.shape[0]
-    ts = timesteps(schedule, steps, spacing)
+    ts = timesteps(schedule, steps, spacing) if grid is None else list(grid)
     pairs = list(zip(ts, ts[1:] + [-1]))
     for i, (t_cur, t_next) in enumerate(tqdm(pairs, desc=desc, disable=progress_disabled(progress), leave=False)):
         t = torch.full((B,), t_cur, dtype=torch.long, device=x.device)
@@ -198,6 +202,8 @@ def _loop(step_fn, model_fn: ModelFn, schedule: Schedule, shape, x_T, steps, gen
             raise ValueError(f"model_fn returned shape {tuple(eps_hat.shape)}, expected {tuple(x.shape)}")
         noise = randn(x.shape, generator, x.device, x.dtype) if t_next >= 0 else None
         x, x0_hat = step_fn(x, t, t_prev, eps_hat.to(x.dtype), noise)
+        if after_step is not None:
+            x = after_step(x, t_next)
         if callback is not None:
             callback({"i": i, "t": t_cur, "t_next": t_next, "x_t": x, "x0_hat": x0_hat})
     return x.to(x_T.dtype)
@@ -237,9 +243,8 @@ def sample_ddpm(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, 
     the same steps.
     """
     steps = schedule.T if steps is None else steps
-    fn = lambda x, t, tp, e, n: ddpm_step(schedule, x, t, tp, e, n, clip_x0)
-    return _loop(fn, model_fn, schedule, shape, x_T, steps, generator, callback, progress, device, dtype, "DDPM",
-                 spacing)
+    return _loop(step_function("ddpm", schedule, clip_x0=clip_x0), model_fn, schedule, shape, x_T, steps, generator,
+                 callback, progress, device, dtype, "DDPM", spacing)
 
 
 def sample_ddim(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, steps: int = 50, eta: float = 0.0,
@@ -252,14 +257,29 @@ def sample_ddim(model_fn: ModelFn, schedule: Schedule, *, shape=None, x_T=None, 
     eta in [0, 1]: 0 is deterministic, 1 has DDPM's posterior variance (eq. 16); beyond 1 the update of
     eq. 12 has no real solution.
     """
-    if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"DDIM eta must be in [0, 1] (0: deterministic, 1: DDPM-like), got {eta}")
-    fn = lambda x, t, tp, e, n: ddim_step(schedule, x, t, tp, e, n, eta, clip_x0)
-    return _loop(fn, model_fn, schedule, shape, x_T, steps, generator, callback, progress, device, dtype, "DDIM",
-                 spacing)
+    return _loop(step_function("ddim", schedule, eta=eta, clip_x0=clip_x0), model_fn, schedule, shape, x_T, steps,
+                 generator, callback, progress, device, dtype, "DDIM", spacing)
 
 
 SAMPLERS = ("ddpm", "ddim", "dpm++2m")  # the names sample() takes; DPM-Solver++(2M) lives in dpm_solver.py
+
+
+def step_function(sampler: str, schedule: Schedule, *, eta: float = 0.0, clip_x0: bool = True):
+    """The update of the sampler named ``sampler`` (one of SAMPLERS) as ``fn(x_t, t, t_prev, eps_hat, noise) ->
+    (x_prev, x0_hat)``, what its sample_* function runs at each step; DPM-Solver++'s keeps the previous step's
+    x0_hat, so make a new one per chain. eta: DDIM's, in [0, 1]."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
+    if sampler == "ddim" and not 0.0 <= eta <= 1.0:
+        raise ValueError(f"DDIM eta must be in [0, 1] (0: deterministic, 1: DDPM-like), got {eta}")
+    if sampler != "ddim" and eta != 0.0:
+        raise ValueError(f"eta is DDIM's noise setting, not the {sampler!r} sampler's")
+    if sampler == "ddpm":
+        return lambda x, t, tp, e, n: ddpm_step(schedule, x, t, tp, e, n, clip_x0)
+    if sampler == "ddim":
+        return lambda x, t, tp, e, n: ddim_step(schedule, x, t, tp, e, n, eta, clip_x0)
+    from .dpm_solver import dpmpp_2m_stepper  # it builds on this module
+    return dpmpp_2m_stepper(schedule, clip_x0)
 
 
 def sample(model_fn: ModelFn, schedule: Schedule, *, sampler: str = "ddim", **kwargs) -> torch.Tensor:

@@ -128,10 +128,11 @@ plt.show()
 # | --- | --- | --- | --- |
 # | forward process, schedule | DDPM's, "scaled linear" betas, $T = 1000$ | DDPM's, cosine betas, $T = 1000$ | 01, 02 |
 # | noise-predicting network | U-Net, ~860M parameters, 64×64×4 latents | U-Net, ~1M parameters, 28×28 pixels | 03, 04 |
-# | sampler | DDIM / DPM-Solver, 20-50 steps | DDPM and DDIM | 05 |
+# | sampler | DDIM / DPM-Solver, 20-50 steps | DDPM, DDIM and DPM-Solver++ | 05 |
 # | text encoder | CLIP ViT-L/14 text transformer (frozen) | a small CLIP trained on digit captions (frozen) | 06 |
 # | text conditioning | cross-attention in the U-Net | cross-attention in the U-Net | 07 |
 # | guidance | classifier-free, scale ~7.5 | classifier-free | 08 |
+# | editing | image to image ("strength"), inpainting | the same two, with the same U-Net | 08 |
 # | evaluation | FID, CLIP score | FID in a digit classifier's features, accuracy | 09 |
 # | latent autoencoder | VAE, 8× smaller per side | none: 28×28 pixels are small enough | - |
 #
