@@ -190,6 +190,8 @@ def cmd_demo(args) -> None:
 EXAMPLES = """examples (each command's --help lists its options):
   diffusion-lite demo                                                   # pictures from the shipped models
   diffusion-lite sample --checkpoint mnist-text2img --prompt "a thick seven" --n 16 --guidance 3 --out seven.png
+  diffusion-lite edit --checkpoint mnist-text2img --images sevens.npz --prompt "the digit one" --out ones.png
+                                                                        # sevens.npz: from sample --out sevens.npz
   diffusion-lite train --dataset mnist --steps 2000 --out runs/uncond   # rerun the same command to resume
   diffusion-lite train-clip --out my-clip
   diffusion-lite train --dataset mnist --text my-clip --cross-attn 7 --steps 4000 --out runs/t2i
@@ -214,10 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--quiet", action="store_true",
                         help=f"no progress bars (as TQDM_DISABLE=1), e.g. in logs{logs}")
 
-    from . import sample_cli, train_cli
+    from . import edit_cli, sample_cli, train_cli
 
     train_cli.add_parser(sub, common)
     sample_cli.add_parser(sub, common)
+    edit_cli.add_parser(sub, common)
 
     e = sub.add_parser("export", help="write an inference-only checkpoint from a run folder")
     e.add_argument("--run", required=True, help="run folder of `diffusion-lite train` (or a checkpoint)")
@@ -284,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, MemoryError) as e:
         if not _out_of_memory(e):
             raise
-        fix = {"sample": "lower --n or --batch-size", "evaluate": "lower --batch-size"}.get(
+        fix = {"sample": "lower --n or --batch-size", "evaluate": "lower --batch-size",
+               "edit": "edit fewer --images at a time"}.get(
             args.command, "lower --batch-size" if args.command in ("train", "train-clip") else "free some memory")
         what = (str(e).splitlines() or [type(e).__name__])[0][:200]  # Python's MemoryError has no message
         print(f"diffusion-lite {args.command}: error: out of memory ({what}); {fix}", file=sys.stderr)

@@ -46,7 +46,7 @@ def check_out(args) -> None:
         check_not_shipped(str(out))
     if args.command in _FOLDER_OUT and out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} is a file; expected a folder")
-    if args.command in ("sample", "evaluate") and out.is_dir():
+    if args.command in ("sample", "edit", "evaluate") and out.is_dir():
         raise CLIError(f"--out {out} is a folder; expected a file name")
     if args.command in _FOLDER_OUT and not out.exists() and out.suffix.lower() in _FILE_SUFFIXES:
         raise CLIError(f"--out {out} names a file, but {args.command} writes a folder of files there; drop the "

@@ -140,11 +140,11 @@ def inpaint(model_fn: ModelFn, schedule: Schedule, x0: torch.Tensor, mask: torch
 
 def edit(pipe, x0: torch.Tensor, prompts: str | list[str] | None = None, *, strength: float = 0.6,
          mask: torch.Tensor | None = None, guidance: float | None = None, negative_prompt=None,
-         guidance_interval: tuple[int, int] | None = None, generator: torch.Generator | None = None,
+         guidance_interval: tuple[int, int] | None = None, cads=None, generator: torch.Generator | None = None,
          **kwargs) -> torch.Tensor:
     """``img2img`` with a pipeline's model: x0 (B, C, H, W) in [-1, 1] on any device (moved to the model's). A
-    text pipeline takes prompts (one str for every image, or a list, one per image), guidance, negative_prompt
-    and guidance_interval as ``pipe.model_fn`` does; an unconditional one refuses them. Other keywords (steps,
+    text pipeline takes prompts (one str for every image, or a list, one per image), guidance, negative_prompt,
+    guidance_interval and cads as ``pipe.model_fn`` does; an unconditional one refuses them. Other keywords (steps,
     sampler, eta, spacing, callback, progress, clip_x0) as img2img's. Returns (B, C, H, W) on the model's device."""
     _check_image(x0)
     x0 = x0.to(device=pipe.device, dtype=pipe.dtype)
@@ -154,5 +154,5 @@ def edit(pipe, x0: torch.Tensor, prompts: str | list[str] | None = None, *, stre
             raise ValueError(f"give one prompt for all {x0.shape[0]} image(s), or one per image; got "
                              f"{'none' if prompts is None else len(prompts)}")
     fn = pipe.model_fn(prompts, guidance=guidance, negative_prompt=negative_prompt,
-                       guidance_interval=guidance_interval, generator=generator)
+                       guidance_interval=guidance_interval, cads=cads, generator=generator)
     return img2img(fn, pipe.schedule, x0, strength=strength, mask=mask, generator=generator, **kwargs)
