@@ -527,7 +527,11 @@ print(f"my_eps and my_eps_hs match classifier_free_guidance at s = {s:g} (w = {s
 # checkout) guides these exact denoisers with the same sampler and metrics: at $s = 3$ they, too, fall short of
 # the diversity of real digits (0.85 of it, against 0.78 for our model), while the interval keeps it (1.03).
 # Guidance trades variety for adherence even
-# with a perfect model.
+# with a perfect model. (5) Editing (section 6): draw a crude digit yourself, e.g. a seven from two straight
+# strokes (`x = -torch.ones(1, 1, 28, 28); x[..., 6:9, 6:22] = 1` and a diagonal of your choice), and turn it into
+# handwriting with `edit(pipe, x, "the digit seven", strength=s)` for s from 0.3 to 0.9: SDEdit's original
+# use, a sketch made realistic. Where does it stop looking like your sketch? (6) Repeat the "the digit four"
+# inpainting of section 6 with `resample=3`: does the fill follow the prompt more often, or the kept loop?
 #
 # ## Summary
 #
