@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import cfg_oracle, fashion_evaluator, guidance_interval, solvers
+from . import cfg_oracle, fashion_evaluator, guidance_interval, inpainting, solvers
 from .common import RESULTS_DIR, recognised_note
 
 ROOT = RESULTS_DIR.parent.parent
@@ -331,6 +331,7 @@ def render(results: Path = RESULTS_DIR) -> str:
                            gpu=section_gpu(results),
                            fashion=fashion_evaluator.render(_load(results, "fashion_evaluator")),
                            solvers=solvers.render(solvers.load(results)),
+                           inpainting=inpainting.render(_load(results, "inpainting")),
                            fashion_shipped=fashion_evaluator.render_shipped(
                                {f.stem: json.loads(f.read_text(encoding="utf-8"))
                          for f in sorted(results.glob("eval_fashion-*"))}))

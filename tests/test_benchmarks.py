@@ -389,3 +389,21 @@ def test_solver_tables_are_rendered_from_evaluate_reports(tmp_path):
     assert ("--steps 20 --sampler ddim --guidance-interval 200 700 --threads 1 "
             "--out benchmarks/results/solver_mnist-text2img_ddim_20_interval200-700.json`") in table
     assert table[plain:interval].count("--guidance-interval") == 0
+
+
+def test_inpainting_benchmark_runs_and_renders(tmp_path):
+    """benchmarks/inpainting.py: each half, both resample settings and the two baselines, rendered as a table."""
+    from benchmarks import inpainting, report
+
+    assert "*Not run yet.*" in inpainting.render(None)
+    r = inpainting.main(["--quick", "--threads", "1", "--out", str(tmp_path)])
+    assert set(r["rows"]) == {f"{h}, {p}" for h in ("bottom", "top") for p in ("own digit", "empty")}
+    assert 0.5 < r["real"] <= 1
+    for row in r["rows"].values():
+        assert 0 <= row["kept_half_alone"] < r["real"]  # half a digit is harder to read than a whole one
+        assert {"resample_1", "resample_3"} <= set(row) and len(row["resample_3"]["per_digit"]) == 10
+    table = inpainting.render(r)
+    assert "| bottom | the image's own digit, guidance 3 |" in table and "| top | empty (guidance 1) |" in table
+    assert "resample 3" in table and "| bottom | empty (guidance 1) |" in report.render(tmp_path)
+    mask = inpainting.half_mask("bottom")
+    assert mask[..., :14, :].sum() == 0 and mask[..., 14:, :].min() == 1
