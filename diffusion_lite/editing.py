@@ -105,16 +105,15 @@ def img2img(model_fn: ModelFn, schedule: Schedule, x0: torch.Tensor, *, strength
     which int(strength * steps) are run. Returns the edited images (B, C, H, W), roughly in [-1, 1]."""
     _check_image(x0)
     mask = None if mask is None else _check_mask(mask, x0)
-    strength = (0.6 if mask is None else 1.0) if strength is None else strength
-    grid = edit_timesteps(schedule, steps, strength, spacing)
-    eps = randn(x0.shape, generator, x0.device, x0.dtype)
-    x_start = q_sample(schedule, x0, grid[0], noise=eps)  # (B, C, H, W): x0 noised to t_start
-
     if isinstance(resample, bool) or not isinstance(resample, numbers.Integral) or resample < 1:
         raise ValueError(f"resample must be an integer >= 1 (1: no resampling), got {resample!r}")
     if resample > 1 and (mask is None or sampler == "dpm++2m"):
         raise ValueError("resample > 1 needs a mask (it is for inpainting) and sampler 'ddim' or 'ddpm' "
                          "(DPM-Solver++ extrapolates from the step before, which resampling repeats)")
+    strength = (0.6 if mask is None else 1.0) if strength is None else strength
+    grid = edit_timesteps(schedule, steps, strength, spacing)
+    eps = randn(x0.shape, generator, x0.device, x0.dtype)
+    x_start = q_sample(schedule, x0, grid[0], noise=eps)  # (B, C, H, W): x0 noised to t_start
 
     def keep_known(x, t_next):  # the known pixels: x0 itself at the end, else x0 noised to t_next with eps
         known = x0 if t_next < 0 else q_sample(schedule, x0, t_next, noise=eps)
@@ -139,8 +138,7 @@ def _resampling(step, model_fn, schedule, keep_known, resample, generator, model
             ratio = schedule.alpha_bar[t0] / schedule.alpha_bar[p0]  # alpha_bar_t / alpha_bar_prev, < 1
             z = randn(x.shape, generator, x.device, x.dtype)
             x = ratio.sqrt().to(x.dtype) * keep_known(x_prev, p0) + (1 - ratio).sqrt().to(x.dtype) * z  # back to t
-            with torch.no_grad():
-                eps_hat = model_fn(x.to(model_dtype), t).to(x.dtype)  # the model sees x0's dtype
+            eps_hat = model_fn(x.to(model_dtype), t).to(x.dtype)  # the model sees x0's dtype (no_grad: img2img)
             x_prev, x0_hat = step(x, t, t_prev, eps_hat, randn(x.shape, generator, x.device, x.dtype))
         return x_prev, x0_hat
 
@@ -160,10 +158,10 @@ def edit(pipe, x0: torch.Tensor, prompts: str | list[str] | None = None, *, stre
          guidance_interval: tuple[int, int] | None = None, cads=None, generator: torch.Generator | None = None,
          **kwargs) -> torch.Tensor:
     """``img2img`` with a pipeline's model (strength: default 0.6, 1 with a mask): x0 (B, C, H, W) in [-1, 1] on
-    any device (moved to the model's). A
-    text pipeline takes prompts (one str for every image, or a list, one per image), guidance, negative_prompt,
-    guidance_interval and cads as ``pipe.model_fn`` does; an unconditional one refuses them. Other keywords (steps,
-    sampler, eta, spacing, callback, progress, clip_x0) as img2img's. Returns (B, C, H, W) on the model's device."""
+    any device (moved to the model's). A text pipeline takes prompts (one str for every image, or a list, one per
+    image), guidance, negative_prompt, guidance_interval and cads as ``pipe.model_fn`` does; an unconditional one
+    refuses them. Other keywords (steps, sampler, eta, spacing, callback, progress, clip_x0) as img2img's. Returns
+    (B, C, H, W) on the model's device."""
     if not isinstance(x0, torch.Tensor):
         _check_image(x0)  # the error; img2img checks the rest
     x0 = x0.to(device=pipe.device, dtype=pipe.dtype)
