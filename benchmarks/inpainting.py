@@ -38,20 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def half_mask(half: str, size: int = 28):
-    import torch
-
-    mask = torch.zeros(1, 1, size, size)
-    (mask[..., size // 2:, :] if half == "bottom" else mask[..., : size // 2, :]).fill_(1)
-    return mask
-
-
 def run(args) -> dict:
     import torch
 
     from diffusion_lite import edit, load_pretrained
     from diffusion_lite.captions import class_prompts
     from diffusion_lite.data import load_dataset
+    from diffusion_lite.editing import half_mask
     from diffusion_lite.evaluation import NUM_CLASSES
     from diffusion_lite.metrics import load_eval_classifier
 
@@ -80,7 +73,7 @@ def run(args) -> dict:
     result["real"] = accuracy(x0)[0]
     result["rows"] = {}
     for half in HALVES:
-        mask = half_mask(half)
+        mask = half_mask(half, 28)
         alone = accuracy(x0 * (1 - mask) - mask)[0]  # the regenerated half black
         for prompt, guidance in PROMPTS.items():
             prompts = own if prompt == "own digit" else [""] * n

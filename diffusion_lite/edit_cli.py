@@ -12,7 +12,6 @@ from pathlib import Path
 
 from .cli import CLIError, _setup
 
-MASKS = ("top", "bottom", "left", "right")  # the half of the image to regenerate
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
@@ -65,18 +64,17 @@ def read_images(paths: list[str], channels: int, size: int):
 
 
 def make_mask(spec: str, size: int):
-    """(1, 1, size, size) float mask, 1 = regenerate: a half by name (MASKS) or a greyscale image file."""
+    """(1, 1, size, size) float mask, 1 = regenerate: a half by name (editing.HALVES) or a greyscale image."""
     import numpy as np
     import torch
 
-    if spec in MASKS:
-        mask, half = torch.zeros(1, 1, size, size), size // 2
-        {"top": mask[..., :half, :], "bottom": mask[..., half:, :], "left": mask[..., :, :half],
-         "right": mask[..., :, half:]}[spec].fill_(1)
-        return mask
+    from .editing import HALVES, half_mask
+
+    if spec in HALVES:
+        return half_mask(spec, size)
     path = Path(spec)
     if not path.is_file():
-        raise CLIError(f"--mask {spec}: expected one of {', '.join(MASKS)} (the half to regenerate) or a greyscale "
+        raise CLIError(f"--mask {spec}: expected one of {', '.join(HALVES)} (the half to regenerate) or a greyscale "
                        "image file (white = regenerate, black = keep)")
     arr = _read_image_file(path, 1, size)
     return torch.from_numpy(np.array(arr)).float() / 255  # a copy: PIL's arrays are read-only
@@ -172,7 +170,7 @@ def add_parser(sub, common) -> None:
                    help="how much of each image to give up, in (0, 1]: the chain starts that far into its grid "
                         "(default 0.6; 1 with --mask)")
     e.add_argument("--mask", default=None,
-                   help=f"inpaint: regenerate only {', '.join(MASKS)} (a half of the image) or where a greyscale "
+                   help="inpaint: regenerate only top, bottom, left, right (a half of the image) or where a greyscale "
                         "image file is white; the rest is kept exactly")
     e.add_argument("--resample", type=_positive(), default=1,
                    help="with --mask: take each step this many times (RePaint), so the fill matches the kept "

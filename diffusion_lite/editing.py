@@ -57,6 +57,19 @@ def edit_timesteps(schedule: Schedule, steps: int, strength: float, spacing: str
     return ts[-max(1, int(strength * steps + 1e-9)):]  # + 1e-9: 0.7 * 10 is 6.999... in floating point
 
 
+HALVES = ("top", "bottom", "left", "right")  # half_mask's names: the half of the image to regenerate
+
+
+def half_mask(name: str, size: int) -> torch.Tensor:
+    """(1, 1, size, size) float mask that regenerates one half of a square image (1) and keeps the other (0)."""
+    if name not in HALVES:
+        raise ValueError(f"unknown half {name!r}; expected one of {', '.join(HALVES)}")
+    mask, h = torch.zeros(1, 1, size, size), size // 2
+    {"top": mask[..., :h, :], "bottom": mask[..., h:, :], "left": mask[..., :, :h],
+     "right": mask[..., :, h:]}[name].fill_(1)
+    return mask
+
+
 def _check_image(x0, what="x0") -> None:
     if not isinstance(x0, torch.Tensor) or not x0.is_floating_point():
         got = x0.dtype if isinstance(x0, torch.Tensor) else type(x0).__name__

@@ -211,3 +211,36 @@ def test_a_mask_makes_strength_1_the_default_and_no_graph_is_kept():
     calls.clear()
     img2img(fn, S, x0, steps=10, progress=False)  # without a mask: 0.6
     assert calls == timesteps(S, 10)[-6:]
+
+
+def test_half_masks_regenerate_the_named_half():
+    from diffusion_lite.editing import HALVES, half_mask
+
+    for name, region in zip(HALVES, [(slice(0, 2), slice(None)), (slice(2, 4), slice(None)),
+                                     (slice(None), slice(0, 2)), (slice(None), slice(2, 4))]):
+        m = half_mask(name, 4)
+        assert m.shape == (1, 1, 4, 4) and m[0, 0][region].min() == 1 and m.sum() == 8, name
+    with pytest.raises(ValueError, match="unknown half 'middle'; expected one of top, bottom, left, right"):
+        half_mask("middle", 4)
+
+
+def test_the_editing_figure_and_widget_edit_again_on_every_change():
+    """Chapter 08's widget: the title names what was done, and moving a control edits the images again."""
+    from diffusion_lite.editing_viz import edit_figure, edit_widget
+    from diffusion_lite.metrics import load_eval_classifier
+
+    pipe = load_pretrained("mnist-text2img")
+    x0 = torch.zeros(2, 1, 28, 28) - 1
+    x0[:, :, 6:22, 12:16] = 1
+    fig = edit_figure(pipe, x0, "the digit seven", 0.5, steps=4, classifier=load_eval_classifier())
+    title = fig.axes[0].get_title()
+    assert title.startswith('"the digit seven", strength 0.5 (t_start = 333), image to image\nread as: ')
+    assert len(title.split("read as: ")[1].split(", ")) == 2
+    w = edit_widget(pipe, x0, steps=4)
+    box, slider, drop = w.children[:3]
+    assert (box.description, slider.description, drop.description) == ("prompt", "strength", "mask")
+    assert w.result.axes[0].get_title() == '"the digit eight", strength 0.6 (t_start = 333), image to image'
+    slider.value, drop.value = 1.0, "bottom"
+    assert w.result.axes[0].get_title() == '"the digit eight", strength 1 (t_start = 999), bottom half regenerated'
+    with pytest.raises(ValueError, match="unknown mask 'middle'"):
+        edit_widget(pipe, x0, mask="middle")
