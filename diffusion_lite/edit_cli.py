@@ -5,6 +5,7 @@ half of the image by name or a greyscale image (white = regenerate)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -64,8 +65,8 @@ def read_images(paths: list[str], channels: int, size: int):
 
 
 def make_mask(spec: str, size: int):
-    """(1, 1, size, size) float mask, 1 = regenerate: a half by name (editing.HALVES) or a greyscale image."""
-    import numpy as np
+    """(1, 1, size, size) float mask, 1 = regenerate: a half by name (editing.HALVES) or a greyscale image,
+    thresholded at 128 (white: regenerate)."""
     import torch
 
     from .editing import HALVES, half_mask
@@ -76,8 +77,11 @@ def make_mask(spec: str, size: int):
     if not path.is_file():
         raise CLIError(f"--mask {spec}: expected one of {', '.join(HALVES)} (the half to regenerate) or a greyscale "
                        "image file (white = regenerate, black = keep)")
-    arr = _read_image_file(path, 1, size)
-    return torch.from_numpy(np.array(arr)).float() / 255  # a copy: PIL's arrays are read-only
+    arr = _read_image_file(path, 1, size)  # (1, 1, size, size) uint8, greyscale (alpha ignored)
+    if arr.max() < 128:
+        raise CLIError(f"--mask {path} has no white pixel (values 0-{arr.max()}): white (255) marks what to "
+                       "regenerate, black (0) what to keep; a mask saved as 0/1 needs scaling to 0/255")
+    return torch.from_numpy(arr >= 128).float()  # white or light grey: regenerate; a JPEG's near-black: keep
 
 
 def cmd_edit(args) -> None:
@@ -85,10 +89,10 @@ def cmd_edit(args) -> None:
     import torch
 
     from .checkpoints import load
-    from .editing import edit
+    from .editing import edit, edit_timesteps
     from .files import atomic_write
+    from .guidance_cli import _cads, check_guidance_args, check_something_to_steer, one_negative_prompt
     from .pipeline import DEFAULT_GUIDANCE
-    from .sample_cli import _cads, check_guidance_args
     from .utils import to_uint8
     from .viz import save_grid
 
@@ -106,20 +110,25 @@ def cmd_edit(args) -> None:
         raise CLIError("this checkpoint is unconditional: it takes no --prompt")
     if pipe.is_text_conditional and len(prompts) not in (1, len(images)):
         raise CLIError(f"give --prompt once (for all {len(images)} images) or once per image; got {len(prompts)}")
-    check_guidance_args(args, pipe)
+    args.negative_prompt = one_negative_prompt(args)
+    mask = None if args.mask is None else make_mask(args.mask, c.image_size)
+    strength = args.strength = args.strength if args.strength is not None else (1.0 if mask is not None else 0.6)
+    grid = edit_timesteps(pipe.schedule, args.steps, strength, args.spacing) if args.steps <= pipe.schedule.T \
+        else None  # (a --steps above T is check_guidance_args' error)
+    check_guidance_args(args, pipe, grid)
+    check_something_to_steer(args, pipe, [p for p in prompts if p.strip()])
     if args.resample > 1 and args.mask is None:
         raise CLIError("--resample repeats steps to match an inpainted region to the kept pixels: it needs --mask")
     if args.resample > 1 and args.sampler == "dpm++2m":
         raise CLIError("--resample works with --sampler ddim or ddpm (DPM-Solver++ extrapolates from the step "
                        "before, which resampling repeats)")
-    mask = None if args.mask is None else make_mask(args.mask, c.image_size)
-    strength = args.strength if args.strength is not None else (1.0 if mask is not None else 0.6)
     prompts = prompts * len(images) if len(prompts) == 1 else prompts
+    cads = _cads(args, pipe)
     t0 = time.perf_counter()
     edited = edit(pipe, images, prompts or None, strength=strength, mask=mask, resample=args.resample,
                   guidance=args.guidance, negative_prompt=args.negative_prompt,
                   guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
-                  cads=_cads(args, pipe), steps=args.steps, sampler=args.sampler, eta=args.eta, spacing=args.spacing,
+                  cads=cads, steps=args.steps, sampler=args.sampler, eta=args.eta, spacing=args.spacing,
                   generator=torch.Generator().manual_seed(args.seed))
     dt = time.perf_counter() - t0
     settings = {"checkpoint": str(args.checkpoint), "inputs": sources, "strength": strength, "mask": args.mask,
@@ -128,7 +137,8 @@ def cmd_edit(args) -> None:
                 "guidance": (args.guidance if args.guidance is not None else DEFAULT_GUIDANCE)
                 if pipe.is_text_conditional else None,
                 "guidance_interval": list(args.guidance_interval) if args.guidance_interval else None,
-                "negative_prompt": args.negative_prompt}
+                "negative_prompt": args.negative_prompt,
+                "cads": None if cads is None else dataclasses.asdict(cads)}  # with the window actually used
     if out.suffix.lower() == ".png":  # each input, then its edit; eight pairs per row
         pairs = torch.stack([images.to(edited.device), edited], dim=1).flatten(0, 1)  # (2N, C, H, W)
         save_grid(pairs, out, nrow=2 * min(8, len(images)))
@@ -147,7 +157,7 @@ def cmd_edit(args) -> None:
 
 def add_parser(sub, common) -> None:
     from .cli import _positive, _seed
-    from .sample_cli import add_guidance_args
+    from .guidance_cli import add_guidance_args
     from .sampling import SAMPLERS, SPACINGS
 
     def strength(s: str) -> float:
@@ -182,8 +192,8 @@ def add_parser(sub, common) -> None:
     e.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 deterministic, 1 like DDPM)")
     e.add_argument("--seed", type=_seed, default=0, help="seed of the noise: same seed, same edits")
     add_guidance_args(e)
-    e.add_argument("--negative-prompt", default=None,
-                   help="text models: guidance steers away from this prompt instead of the empty one")
+    e.add_argument("--negative-prompt", action="append", default=None,
+                   help="text models: guidance steers away from this prompt instead of the empty one (give once)")
     e.add_argument("--out", required=True,
                    help="FILE.png (each input next to its edit) or FILE.npz (uint8 images and inputs, the "
                         "prompts, and the settings as JSON)")

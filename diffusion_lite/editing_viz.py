@@ -50,7 +50,8 @@ def edit_figure(pipe, images: torch.Tensor, prompt: str, strength: float = 0.6, 
 def edit_widget(pipe, images: torch.Tensor, prompt: str = "the digit eight", strength: float = 0.6,
                 mask: str = "none", *, steps: int = 15, classifier=None):
     """``interactive`` over :func:`edit_figure`: a prompt text box, a strength slider (0.1 to 1) and a mask
-    drop-down; each change edits the images again (continuous_update off: once per release of the slider)."""
+    drop-down; each change edits the images again (continuous_update off: once per release of the slider).
+    Choosing a mask after "none" moves the slider to 1, where inpainting starts (lower keeps the old half as a hint)."""
     from ipywidgets import Dropdown, FloatSlider, Text, interactive
 
     _mask(mask, images.shape[-1])  # ValueError now rather than inside the callback
@@ -58,6 +59,12 @@ def edit_widget(pipe, images: torch.Tensor, prompt: str = "the digit eight", str
     slider = FloatSlider(value=strength, min=0.1, max=1.0, step=0.1, description="strength",
                          continuous_update=False)
     drop = Dropdown(options=list(MASKS), value=mask, description="mask")
+
+    def to_full_strength(change):  # inpainting starts the masked half from noise (the library's default)
+        if change["old"] == "none" and change["new"] != "none":
+            slider.value = 1.0
+
+    drop.observe(to_full_strength, names="value")
     return interactive(lambda prompt, strength, mask: edit_figure(pipe, images, prompt, strength, mask, steps=steps,
                                                                   classifier=classifier),
                        prompt=box, strength=slider, mask=drop)

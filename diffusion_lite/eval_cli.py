@@ -50,8 +50,8 @@ def cmd_evaluate(args) -> None:
     from .cli import CLIError, _setup
     from .evaluation import _check_pipe, evaluate_pipeline
     from .files import atomic_write
+    from .guidance_cli import _cads, check_guidance_args
     from .metrics import load_eval_classifier
-    from .sample_cli import _cads, check_guidance_args
 
     device = _setup(args)
     out = Path(args.out)
@@ -104,7 +104,7 @@ def add_parser(subparsers, common) -> argparse.ArgumentParser:
     """Register ``evaluate`` on cli.py's subparsers; ``common(sp)`` adds --device, --threads and --quiet."""
     from .cli import _positive, _seed
     from .eval_reference import REFERENCES
-    from .sample_cli import add_guidance_args
+    from .guidance_cli import add_guidance_args
     from .sampling import SAMPLERS, SPACINGS
     e = subparsers.add_parser("evaluate", help="FID/KID (with the real-vs-real floor), accuracy, diversity of an "
                               "MNIST or Fashion-MNIST model")

@@ -461,8 +461,9 @@ for prompt in filled:
 # is why every text-to-image model can edit images too.
 #
 # **Explore.** The widget below edits four of the threes again whenever you change the prompt (try "the digit
-# five", "a thin three" or "the digit one"), the strength, or the mask (a half of the image to regenerate); the
-# title says what the evaluation classifier reads. Unlike section 4's widget it samples, about a second per
+# five", "a thin three" or "the digit one"), the strength, or the mask (a half of the image to regenerate;
+# choosing one moves the strength to 1, where inpainting starts); the title says what the evaluation
+# classifier reads. Unlike section 4's widget it samples, about a second per
 # change on a CPU, and it needs a running kernel. The static figure shows "the digit five" at strength 0.7:
 
 # %%

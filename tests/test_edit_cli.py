@@ -46,7 +46,20 @@ def test_image_files_in_a_grid_of_pairs_out_and_one_prompt_per_image(capsys, tmp
     rc, stdout, _ = cli(capsys, "edit", *T2I, "--images", str(a), "--images", str(b), "--prompt", "the digit one",
                         "--prompt", "the digit two", "--strength", "0.5", "--out", str(out))
     assert rc == 0 and "wrote 2 edited images" in stdout and "strength 0.5" in stdout
-    assert Image.open(out).size[0] > 2 * Image.open(out).size[1]  # input, edit, input, edit: one row
+    grid = np.asarray(Image.open(out).convert("L"))
+    assert grid.shape[1] > 2 * grid.shape[0]  # input, edit, input, edit: one row
+    tiles = [grid[4:60, 4 + 60 * i:60 + 60 * i] for i in range(4)]  # 28 px tiles, 2 px padding, all doubled
+    assert (tiles[0] == 30).all() and (tiles[2] == 200).all()  # the inputs first, in their order
+    assert not (tiles[1] == 30).all() and not (tiles[3] == 200).all()  # then each one's edit
+    # one prompt per image: the second image's edit follows the second prompt
+    both = {}
+    for name, second in (("two", "the digit two"), ("one", "the digit one")):
+        rc, _, _ = cli(capsys, "edit", *T2I, "--images", str(a), "--images", str(a), "--prompt", "the digit one",
+                       "--prompt", second, "--strength", "0.9", "--out", str(tmp_path / f"{name}.npz"))
+        with np.load(tmp_path / f"{name}.npz") as f:
+            both[name] = f["images"]
+            assert list(f["prompts"]) == ["the digit one", second]
+    assert np.array_equal(both["two"][0], both["one"][0]) and not np.array_equal(both["two"][1], both["one"][1])
     # a greyscale mask file: white = regenerate
     mask = np.zeros((28, 28), np.uint8)
     mask[:, 14:] = 255
@@ -55,6 +68,32 @@ def test_image_files_in_a_grid_of_pairs_out_and_one_prompt_per_image(capsys, tmp
                    "--mask", str(tmp_path / "m.png"), "--out", str(tmp_path / "m.npz"))
     with np.load(tmp_path / "m.npz") as f:
         assert rc == 0 and np.array_equal(f["images"][..., :14], f["inputs"][..., :14])
+        assert not np.array_equal(f["images"][..., 14:], f["inputs"][..., 14:])
+    Image.fromarray(mask // 255).save(tmp_path / "m01.png")  # 0/1: no white pixel
+    assert "has no white pixel (values 0-1)" in error(capsys, "edit", *T2I, "--images", str(a), "--prompt", "x",
+                                                      "--mask", str(tmp_path / "m01.png"), "--out", str(out))
+
+
+def test_guidance_options_are_recorded_and_those_that_would_change_nothing_refused(capsys, sevens, tmp_path):
+    seven = ["--images", str(sevens), "--prompt", "the digit one"]
+    out = tmp_path / "g.npz"
+    rc, _, _ = cli(capsys, "edit", *T2I, *seven, "--strength", "0.9", "--negative-prompt", "thick", "--cads", "0.5",
+                   "--out", str(out))
+    with np.load(out) as f:
+        settings, images = json.loads(f["settings"][()]), f["images"]
+    assert rc == 0 and settings["negative_prompt"] == "thick" and settings["cads"]["noise_scale"] == 0.5
+    cli(capsys, "edit", *T2I, *seven, "--strength", "0.9", "--out", str(tmp_path / "plain.npz"))
+    with np.load(tmp_path / "plain.npz") as f:
+        assert not np.array_equal(f["images"], images) and json.loads(f["settings"][()])["cads"] is None
+    # strength 0.2 of 6 steps runs t = 0 only: an interval above it, or CADS, would never act
+    assert "--guidance-interval 500 900 holds none of the 1 timesteps that --strength 0.2 runs of --steps 6 (0)" in \
+        error(capsys, "edit", *T2I, *seven, "--strength", "0.2", "--guidance-interval", "500", "900", "--out", str(out))
+    assert "none of the 1 timesteps that --strength 0.2 runs of --steps 6 (0) is that noisy" in error(
+        capsys, "edit", *T2I, *seven, "--strength", "0.2", "--cads", "0.5", "--out", str(out))
+    assert "--negative-prompt given 2 times" in error(
+        capsys, "edit", *T2I, *seven, "--negative-prompt", "thick", "--negative-prompt", "thin", "--out", str(out))
+    assert "--guidance steers samples towards a prompt, and none was given" in error(
+        capsys, "edit", *T2I, "--images", str(sevens), "--prompt", "", "--guidance", "5", "--out", str(out))
 
 
 def test_edit_errors_name_what_was_expected(capsys, sevens, tmp_path):

@@ -1,6 +1,7 @@
 """Image to image and inpainting (editing.py): what strength and mask do, with exact denoisers whose right
 answers are known, and the errors a user meets."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -240,7 +241,11 @@ def test_the_editing_figure_and_widget_edit_again_on_every_change():
     box, slider, drop = w.children[:3]
     assert (box.description, slider.description, drop.description) == ("prompt", "strength", "mask")
     assert w.result.axes[0].get_title() == '"the digit eight", strength 0.6 (t_start = 333), image to image'
-    slider.value, drop.value = 1.0, "bottom"
+    drop.value = "bottom"  # a mask: the slider moves to 1, where inpainting starts
+    assert slider.value == 1.0
     assert w.result.axes[0].get_title() == '"the digit eight", strength 1 (t_start = 999), bottom half regenerated'
+    shown = np.asarray(w.result.axes[0].images[0].get_array())  # inputs (hole grey), then edits; 2 px padding
+    assert np.array_equal(shown[2:16], shown[32:46]) and not np.array_equal(shown[16:30], shown[46:60])
+    assert (shown[16:30, 2:30] == 128).all()  # the regenerated half of an input is shown grey
     with pytest.raises(ValueError, match="unknown mask 'middle'"):
         edit_widget(pipe, x0, mask="middle")
