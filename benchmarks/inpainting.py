@@ -57,18 +57,20 @@ def run(args) -> dict:
     result = common.header(NAME, None, args, settings)
     pipe, clf, test = load_pretrained("mnist-text2img"), load_eval_classifier(), load_dataset("mnist", "test")
     g = torch.Generator().manual_seed(args.seed)
-    per = n // NUM_CLASSES
+    per = max(1, n // NUM_CLASSES)
+    n = settings["n"] = per * NUM_CLASSES  # class-balanced: a multiple of 10
     idx = torch.cat([torch.nonzero(test.labels == d).flatten()[torch.randperm(int((test.labels == d).sum()),
                                                                              generator=g)[:per]]
                      for d in range(NUM_CLASSES)])
     x0, y = test.images[idx], test.labels[idx]  # (n, 1, 28, 28), (n,)
     own = [class_prompts("mnist")[int(d)] for d in y]
 
-    def accuracy(images) -> tuple[float, list[float]]:
+    def accuracy(images, per_image: bool = False):
         with torch.no_grad():
             pred = torch.cat([clf(images[s:s + args.batch_size]).argmax(1) for s in range(0, n, args.batch_size)])
-        return (pred == y).float().mean().item(), [(pred[y == d] == d).float().mean().item()
-                                                   for d in range(NUM_CLASSES)]
+        right = pred == y
+        per_digit = [right[y == d].float().mean().item() for d in range(NUM_CLASSES)]
+        return (right.float().mean().item(), per_digit) + ((right.int().tolist(),) if per_image else ())
 
     result["real"] = accuracy(x0)[0]
     result["rows"] = {}
@@ -84,8 +86,8 @@ def run(args) -> dict:
                     chunks.append(edit(pipe, x0[s:s + args.batch_size], prompts[s:s + args.batch_size], mask=mask,
                                        resample=r, steps=steps, guidance=guidance, progress=False,
                                        generator=torch.Generator().manual_seed(args.seed + 1 + s)))
-                acc, per_digit = accuracy(torch.cat(chunks))
-                row[f"resample_{r}"] = {"accuracy": acc, "per_digit": per_digit,
+                acc, per_digit, right = accuracy(torch.cat(chunks), per_image=True)
+                row[f"resample_{r}"] = {"accuracy": acc, "per_digit": per_digit, "right": right,
                                         "seconds": round(time.perf_counter() - t0, 1)}
             result["rows"][f"{half}, {prompt}"] = row
     result["machine_end"] = {"load_average_1_5_15min": common.load_average()}
@@ -110,7 +112,20 @@ def render(r: dict | None) -> str:
         cells = [f"{row[f'resample_{k}']['accuracy']:.1%} ({row[f'resample_{k}']['seconds'] / 60:.1f} min)"
                  for k in rs]
         out.append(f"| {row['half']} | {prompt} | {row['kept_half_alone']:.1%} | " + " | ".join(cells) + " |")
+    if len(rs) > 1 and all("right" in row[f"resample_{rs[0]}"] for row in r["rows"].values()):
+        out.append(f"\nResample {rs[-1]} against {rs[0]}, paired over the same images (difference in points, 95% "
+                   "interval): " + "; ".join(f"{row['half']}, {row['prompt']}: {paired_gain(row, rs[0], rs[-1])}"
+                                            for row in r["rows"].values()) + ".")
     return "\n".join(out) + "\n"
+
+
+def paired_gain(row: dict, a: int, b: int) -> str:
+    """Mean of (right with resample b) - (right with a) over the same images, +- 1.96 standard errors."""
+    d = [y - x for x, y in zip(row[f"resample_{a}"]["right"], row[f"resample_{b}"]["right"])]
+    n = len(d)
+    mean = sum(d) / n
+    se = (sum((v - mean) ** 2 for v in d) / (n - 1) / n) ** 0.5 if n > 1 else float("nan")
+    return f"{100 * mean:+.1f} [{100 * (mean - 1.96 * se):+.1f}, {100 * (mean + 1.96 * se):+.1f}]"
 
 
 def main(argv: list[str] | None = None) -> dict:

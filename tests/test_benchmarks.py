@@ -396,12 +396,16 @@ def test_inpainting_benchmark_runs_and_renders(tmp_path):
     from benchmarks import inpainting, report
 
     assert "*Not run yet.*" in inpainting.render(None)
-    r = inpainting.main(["--quick", "--threads", "1", "--out", str(tmp_path)])
+    r = inpainting.main(["--quick", "--n", "25", "--threads", "1", "--out", str(tmp_path)])  # 25: 20, balanced
     assert set(r["rows"]) == {f"{h}, {p}" for h in ("bottom", "top") for p in ("own digit", "empty")}
     assert 0.5 < r["real"] <= 1
     for row in r["rows"].values():
         assert 0 <= row["kept_half_alone"] < r["real"]  # half a digit is harder to read than a whole one
         assert {"resample_1", "resample_3"} <= set(row) and len(row["resample_3"]["per_digit"]) == 10
+        assert len(row["resample_1"]["right"]) == r["settings"]["n"] == 20
     table = inpainting.render(r)
     assert "| bottom | the image's own digit, guidance 3 |" in table and "| top | empty (guidance 1) |" in table
     assert "resample 3" in table and "| bottom | empty (guidance 1) |" in report.render(tmp_path)
+    assert "Resample 3 against 1, paired over the same images" in table
+    row = {"resample_1": {"right": [0, 0, 1, 1]}, "resample_3": {"right": [1, 0, 1, 1]}}
+    assert inpainting.paired_gain(row, 1, 3) == "+25.0 [-24.0, +74.0]"  # mean 0.25, sd 0.5: se 0.25
