@@ -161,15 +161,13 @@ def run(args) -> dict:
         print(f"  accuracy {r['accuracy']:.3f}, FID {r['fid']:.3f} (ratio {r['fid_ratio']:.2f}), diversity/real "
               f"{r['diversity_ratio']:.2f}, {r['distinct_train_images']} distinct training images", flush=True)
     result["rows"] = rows
-    result["machine_end"] = {"load_average_1_5_15min": common.load_average()}
-    common.write_result(path, result)
-    return result
+    return common.finish(path, result)
 
 
 def render(r: dict | None) -> str:
     """The BENCHMARKS.md table for a result of this benchmark."""
     if r is None:
-        return f"*Not run yet.* Command: `python -m benchmarks.{NAME} --threads 1`\n"
+        return common.not_run(NAME)
     s = r["settings"]
     out = [f"Command: `{r['command']}`  \nExact denoisers of the {s['train_subset'] or 60000:,} MNIST training images, "
            f"n = {s['n']:,} per row, DDIM {s['steps']} steps ({s['schedule']}), the same noise, labels and reference "

@@ -146,6 +146,18 @@ def write_result(path: Path, payload: dict) -> Path:
     return path
 
 
+def finish(path: Path, result: dict) -> dict:
+    """Record the load average at the end of the run, write ``result`` to ``path`` and return it."""
+    result["machine_end"] = {"load_average_1_5_15min": load_average()}
+    write_result(path, result)
+    return result
+
+
+def not_run(name: str) -> str:
+    """The BENCHMARKS.md text of a benchmark whose result file does not exist yet."""
+    return f"*Not run yet.* Command: `python -m benchmarks.{name} --threads 1`\n"
+
+
 def header(name: str, rt: Runtime | None, args, settings: dict) -> dict:
     """The part every result file starts with: benchmark, command, machine, runtime, settings."""
     return {"benchmark": name, "command": " ".join(["python -m benchmarks." + name, *getattr(args, "argv", [])]),

@@ -90,15 +90,13 @@ def run(args) -> dict:
         report = evaluate_pipeline(load(f"{tmp}/run"), n=n, steps=eval_steps)
     result["model"].update({k: report[k] for k in KEYS if report.get(k) is not None},
                            evaluate=f"diffusion-lite evaluate --checkpoint runs/run --n {n} --steps {eval_steps}")
-    result["machine_end"] = {"load_average_1_5_15min": common.load_average()}
-    common.write_result(path, result)
-    return result
+    return common.finish(path, result)
 
 
 def render(r: dict | None) -> str:
     """The BENCHMARKS.md section for a result of this benchmark."""
     if r is None:
-        return f"*Not run yet.* Command: `python -m benchmarks.{NAME} --threads 1`\n"
+        return common.not_run(NAME)
     n, m = r["settings"]["n"], r["model"]
     out = [f"Command: `{r['command']}`  \n{n:,} images per set, class-balanced, against the protocol's draw of the "
            f"Fashion-MNIST test split in `fashion-mnist-classifier`'s features (91.3% test accuracy; its card).\n",

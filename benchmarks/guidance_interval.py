@@ -103,15 +103,13 @@ def run(args) -> dict:
         print(f"  accuracy {r['accuracy']:.3f}, FID {r['fid']:.3f} (ratio {r['fid_ratio']:.2f}), "
               f"diversity/real {r['diversity_ratio']:.2f}", flush=True)
     result["rows"] = rows
-    result["machine_end"] = {"load_average_1_5_15min": common.load_average()}
-    common.write_result(path, result)
-    return result
+    return common.finish(path, result)
 
 
 def render(r: dict | None) -> str:
     """The BENCHMARKS.md table for a result of this benchmark."""
     if r is None:
-        return f"*Not run yet.* Command: `python -m benchmarks.{NAME} --threads 1`\n"
+        return common.not_run(NAME)
     s = r["settings"]
     out = [f"Command: `{r['command']}`  \n`{s['checkpoint']}`, n = {s['n']:,} per row, DDIM {s['steps']} steps, "
            f"s = {s['guidance']:g} inside the interval and 1 outside it; the same noise, prompts and reference for "

@@ -90,15 +90,13 @@ def run(args) -> dict:
                 row[f"resample_{r}"] = {"accuracy": acc, "per_digit": per_digit, "right": right,
                                         "seconds": round(time.perf_counter() - t0, 1)}
             result["rows"][f"{half}, {prompt}"] = row
-    result["machine_end"] = {"load_average_1_5_15min": common.load_average()}
-    common.write_result(path, result)
-    return result
+    return common.finish(path, result)
 
 
 def render(r: dict | None) -> str:
     """The BENCHMARKS.md table for a result of this benchmark."""
     if r is None:
-        return f"*Not run yet.* Command: `python -m benchmarks.{NAME} --threads 1`\n"
+        return common.not_run(NAME)
     s = r["settings"]
     rs = s["resample"]
     out = [f"Command: `{r['command']}`  \n`mnist-text2img`, {s['n']:,} mnist-test digits ({s['n'] // 10} per digit), "
